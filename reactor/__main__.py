@@ -1,0 +1,7 @@
+"""``python -m reactor``."""
+
+import sys
+
+from reactor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""What an action is: a parameter model validated at rule load, and an async ``run``.
+
+An action never raises a bare library error: it raises ``RetryableError`` or ``PermanentError``
+(``reactor.errors``), or returns a result that the rule's next actions can use as
+``results.<action id>``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from reactor.events.model import Event
+
+
+class Params(BaseModel):
+    """Base of every action's parameters: unknown parameters are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """What an action knows about where it runs."""
+
+    event: Event
+    rule: str
+    action_id: str
+    results: Mapping[str, Any]
+
+
+class Action(ABC):
+    """One kind of action, registered under ``type_name``."""
+
+    type_name: ClassVar[str]
+    params_model: ClassVar[type[Params]]
+    #: Parameters whose values are secrets: masked in dry runs, logs and the audit trail.
+    secret_params: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    async def run(self, params: Any, ctx: ActionContext) -> Any:
+        """Do the work; return a JSON-serialisable result or None."""
+
+
+class ActionRegistry:
+    """The action types rules may name."""
+
+    __slots__ = ("_actions",)
+
+    def __init__(self, actions: Iterable[Action]) -> None:
+        self._actions = {a.type_name: a for a in actions}
+
+    def get(self, type_name: str) -> Action | None:
+        return self._actions.get(type_name)
+
+    def names(self) -> list[str]:
+        return sorted(self._actions)

@@ -1,0 +1,125 @@
+"""Wiring: Settings → source, decoder, rules, actions, executor, worker; signals; the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from reactor.actions.base import ActionRegistry
+from reactor.actions.log import LogAction, NoopAction
+from reactor.delivery.executor import Executor
+from reactor.delivery.retry import RetryPolicy
+from reactor.delivery.worker import Observer, Outcome, Worker
+from reactor.events.decode import Decoder
+from reactor.ops.redact import redact
+from reactor.rules.loader import load_rules
+from reactor.rules.ruleset import RuleSet
+from reactor.settings import Settings
+from reactor.sources.base import Source
+from reactor.sources.memory import MemorySource
+from reactor.sources.redis_streams import RedisStreamsSource
+
+
+def build_registry(logger: structlog.typing.FilteringBoundLogger) -> ActionRegistry:
+    """Every action type rules may use."""
+    return ActionRegistry([LogAction(logger), NoopAction()])
+
+
+def build_source(settings: Settings) -> Source:
+    """The configured event source."""
+    if settings.source == "memory":
+        return MemorySource(finite=False)
+    return RedisStreamsSource(settings.redis)
+
+
+@dataclass
+class Reactor:
+    """A ready-to-run reactor: the worker and what it is built from."""
+
+    settings: Settings
+    source: Source
+    rules: RuleSet
+    worker: Worker
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        source: Source,
+        logger: structlog.typing.FilteringBoundLogger,
+        observers: Sequence[Observer] = (),
+    ) -> Reactor:
+        registry = build_registry(logger)
+        rules = load_rules(settings.rules.dir, registry)
+        holder: list[RuleSet] = [rules]
+        executor = Executor(lambda: holder[0], RetryPolicy.from_settings(settings.retry))
+        worker = Worker(
+            source,
+            Decoder(settings.events.families),
+            executor,
+            settings.worker,
+            batch_size=settings.redis.batch_size,
+            block_ms=settings.redis.block_ms,
+            logger=logger,
+            observers=[log_outcome(logger), *observers],
+        )
+        return cls(settings, source, rules, worker)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.source.start()
+        try:
+            await self.worker.run(stop)
+        finally:
+            await self.source.close()
+
+
+def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
+    """One structured line per settled event."""
+
+    def observe(outcome: Outcome) -> None:
+        d = outcome.delivery
+        if outcome.dead_letter is not None:
+            dl = outcome.dead_letter
+            logger.warning(
+                "event.dead_lettered",
+                stream=d.stream,
+                entry_id=d.entry_id,
+                reason=dl.reason,
+                error=dl.error,
+                rule=dl.rule or None,
+                action=dl.action or None,
+            )
+            return
+        if outcome.rules and outcome.event is not None:
+            logger.info("event.acted", **outcome.event.summary(), rules=[r.rule for r in outcome.rules])
+
+    return observe
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``: the worker finishes the batch in hand, settles it and exits."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBoundLogger) -> int:
+    """``reactor run``: consume until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    reactor = Reactor.build(settings, build_source(settings), logger)
+    await logger.ainfo(
+        "reactor.started",
+        source=settings.source,
+        streams=settings.redis.streams,
+        group=settings.redis.group,
+        consumer=settings.redis.consumer,
+        rules=len(reactor.rules),
+    )
+    await reactor.run(stop)
+    await logger.ainfo("reactor.stopped", **redact(vars(reactor.worker.counters)))
+    return 0

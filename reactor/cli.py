@@ -1,0 +1,72 @@
+"""The ``reactor`` command: parse arguments, build Settings, call in. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from reactor.app import run_daemon
+from reactor.demo import run_demo
+from reactor.errors import ConfigError, RuleError, SourceError
+from reactor.ops.logging import configure_logging, get_logger
+from reactor.rules.cli import check_command
+from reactor.settings import Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reactor", description="SuperMQ bootstrap provisioning reactor")
+    parser.add_argument("--config", type=Path, help="TOML settings file (see config.example.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="consume the configured event streams until SIGINT/SIGTERM")
+    run.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+
+    demo = sub.add_parser("demo", help="run an onboarding scenario in memory through the rules (no server)")
+    demo.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+
+    rules = sub.add_parser("rules", help="work with rule files")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate a rules directory; exit 1 on any error")
+    check.add_argument("dir", type=Path, nargs="?", help="rules directory (default: settings rules.dir)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    rules_dir = getattr(args, "rules", None) or getattr(args, "dir", None)
+    if rules_dir is not None:
+        overrides["rules"] = {"dir": rules_dir}
+    return load_settings(args.config, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``reactor`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ConfigError, RuleError, SourceError) as exc:
+        print(f"reactor: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+
+    if args.command == "demo":
+        settings = _settings(args, source="memory")
+        configure_logging("ERROR", "console")
+
+        return asyncio.run(run_demo(settings, sys.stdout))
+    settings = _settings(args)
+    configure_logging(settings.log.level, settings.log.format)
+    if args.command == "rules":
+        return check_command(settings.rules.dir, sys.stdout)
+
+    return asyncio.run(run_daemon(settings, get_logger()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

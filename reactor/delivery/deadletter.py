@@ -1,0 +1,46 @@
+"""Dead-letter records: what could not succeed, with the reason, secrets masked."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor.ops.redact import redact, redact_text
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One event that ended in the dead-letter stream, and why.
+
+    ``reason`` is a fixed word (``malformed``, ``action_failed``, ``poison``); ``error`` the
+    message; ``rule`` / ``action`` / ``status`` / ``attempts`` say where and how it failed.
+    """
+
+    stream: str
+    entry_id: str
+    reason: str
+    error: str
+    event: Mapping[str, Any]
+    rule: str = ""
+    action: str = ""
+    status: int | None = None
+    attempts: int = 0
+    at_ns: int = field(default_factory=time.time_ns)
+
+    def to_fields(self) -> dict[str, str]:
+        """The record as stream fields, every value masked by the redaction layer."""
+        return {
+            "stream": self.stream,
+            "entry_id": self.entry_id,
+            "reason": self.reason,
+            "error": redact_text(self.error),
+            "rule": self.rule,
+            "action": self.action,
+            "status": "" if self.status is None else str(self.status),
+            "attempts": str(self.attempts),
+            "at_ns": str(self.at_ns),
+            "event": json.dumps(redact(dict(self.event)), sort_keys=True, default=str),
+        }

@@ -1,0 +1,147 @@
+"""Running the matched rules of one event: ordered actions, retries, ``on_failure``, the outcome.
+
+Side effects happen only inside actions. The outcome says, per rule, what each action did; a
+rule whose action failed for good yields the dead-letter record of the event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor.actions.base import ActionContext
+from reactor.delivery.deadletter import DeadLetter
+from reactor.delivery.retry import RetryPolicy
+from reactor.errors import ActionError, PermanentError
+from reactor.events.model import Event
+from reactor.rules.model import CompiledAction, Rule
+from reactor.rules.ruleset import RuleSet
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    """What one action did."""
+
+    action_id: str
+    type: str
+    ok: bool
+    attempts: int
+    duration_s: float
+    result: Any = None
+    error: str | None = None
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class RuleOutcome:
+    """What one matched rule did: its steps, the one that failed (if any), the fallback steps."""
+
+    rule: str
+    steps: list[StepOutcome] = field(default_factory=list)
+    failed: StepOutcome | None = None
+    fallback: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+class Executor:
+    """Matches an event against the current rules and runs them in order."""
+
+    def __init__(self, rules: Callable[[], RuleSet], retry: RetryPolicy) -> None:
+        self._rules = rules
+        self._retry = retry
+
+    async def execute(self, event: Event) -> list[RuleOutcome]:
+        ctx: dict[str, Any] = {"event": event}
+        outcomes = []
+        for rule in self._rules().match(event, ctx):
+            outcomes.append(await self._run_rule(rule, event))
+        return outcomes
+
+    async def _run_rule(self, rule: Rule, event: Event) -> RuleOutcome:
+        outcome = RuleOutcome(rule.name)
+        results: dict[str, Any] = {}
+        ctx: dict[str, Any] = {"event": event, "results": results}
+        policy = self._retry.overridden(rule.retry)
+        for action in rule.actions:
+            step = await self._run_action(action, rule, event, ctx, policy)
+            outcome.steps.append(step)
+            if not step.ok:
+                outcome.failed = step
+                break
+            results[action.id] = step.result
+        if outcome.failed is not None and rule.on_failure:
+            ctx["error"] = {
+                "action": outcome.failed.action_id,
+                "message": outcome.failed.error,
+                "status": outcome.failed.status,
+                "attempts": outcome.failed.attempts,
+            }
+            no_retry = RetryPolicy(attempts=1)
+            for action in rule.on_failure:
+                outcome.fallback.append(await self._run_action(action, rule, event, ctx, no_retry))
+        return outcome
+
+    @staticmethod
+    async def _run_action(
+        action: CompiledAction, rule: Rule, event: Event, ctx: dict[str, Any], policy: RetryPolicy
+    ) -> StepOutcome:
+        started = time.perf_counter()
+        actx = ActionContext(event=event, rule=rule.name, action_id=action.id, results=ctx.get("results", {}))
+        try:
+            params = action.render(ctx)
+            result, attempts = await policy.call(lambda: _guarded(action, params, actx))
+        except ActionError as exc:
+            return StepOutcome(
+                action.id,
+                action.type,
+                ok=False,
+                attempts=exc.attempts,
+                duration_s=time.perf_counter() - started,
+                error=str(exc),
+                status=exc.status,
+            )
+        return StepOutcome(
+            action.id,
+            action.type,
+            ok=True,
+            attempts=attempts,
+            duration_s=time.perf_counter() - started,
+            result=result,
+        )
+
+
+async def _guarded(action: CompiledAction, params: Any, actx: ActionContext) -> Any:
+    """Run the action; an unexpected exception is a bug in the action, reported as permanent."""
+    try:
+        return await action.impl.run(params, actx)
+    except ActionError:
+        raise
+    except Exception as exc:
+        raise PermanentError(f"{action.type} raised {type(exc).__name__}: {exc}") from exc
+
+
+def dead_letter_for(event: Event, outcomes: list[RuleOutcome]) -> DeadLetter | None:
+    """The dead-letter record of an event whose rules failed for good, or None."""
+    failed = [o for o in outcomes if o.failed is not None]
+    if not failed:
+        return None
+    first = failed[0]
+    step = first.failed
+    assert step is not None
+    extra = f" (and {len(failed) - 1} more rule(s) failed)" if len(failed) > 1 else ""
+    return DeadLetter(
+        stream=event.stream,
+        entry_id=event.entry_id,
+        reason="action_failed",
+        error=f"{step.error}{extra}",
+        event=event.raw,
+        rule=first.rule,
+        action=f"{step.action_id} ({step.type})",
+        status=step.status,
+        attempts=step.attempts,
+    )

@@ -1,0 +1,82 @@
+"""The one retry policy, over tenacity: exponential backoff with jitter, bounded by attempts and
+total time, retrying only ``RetryableError`` (transport errors, timeouts, 429, 5xx) and waiting at
+least the server's ``Retry-After`` when it gave one. ``PermanentError`` is never retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from reactor.errors import ActionError, RetryableError
+from reactor.rules.model import RetrySpec
+from reactor.settings import RetrySettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently an action is retried."""
+
+    attempts: int = 5
+    initial_s: float = 0.2
+    max_wait_s: float = 10.0
+    max_total_s: float = 60.0
+    jitter_s: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        return cls(**settings.model_dump())
+
+    def overridden(self, spec: RetrySpec | None) -> RetryPolicy:
+        """This policy with a rule's ``retry`` table applied over it."""
+        if spec is None:
+            return self
+        return replace(self, **{k: v for k, v in spec.model_dump().items() if v is not None})
+
+    def _wait(self) -> Callable[[RetryCallState], float]:
+        backoff = wait_exponential_jitter(
+            multiplier=self.initial_s, max=self.max_wait_s, jitter=self.jitter_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            delay = backoff(state)
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ActionError) and exc.retry_after_s:
+                delay = max(delay, exc.retry_after_s)
+            return delay
+
+        return wait
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """Run ``fn`` under the policy; return its result and the attempts it took.
+
+        On failure for good the last ``ActionError`` is raised with ``attempts`` set.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(self.attempts) | stop_before_delay(self.max_total_s),
+            wait=self._wait(),
+            reraise=True,
+        )
+        attempt = 0
+        try:
+            async for attempt_ctx in retrying:
+                attempt = attempt_ctx.retry_state.attempt_number
+                with attempt_ctx:
+                    result = await fn()
+        except ActionError as exc:
+            exc.attempts = attempt
+            raise
+        return result, attempt

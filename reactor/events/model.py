@@ -1,0 +1,85 @@
+"""The one typed, normalised event every source produces and every rule sees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A SuperMQ event, whatever its backend and era.
+
+    ``operation`` is the canonical name (``thing.change_state``); ``raw_operation`` is the name
+    as published (``bootstrap.thing.change_state``). ``fields`` holds the decoded payload with
+    the era quirks absorbed (metadata as a dict, lists as lists, booleans as bools). ``raw``
+    keeps the payload as received, for the dead-letter stream and replay.
+    """
+
+    source: str
+    stream: str
+    entry_id: str
+    operation: str
+    raw_operation: str
+    occurred_at_ns: int
+    service: str = ""
+    family: str = ""
+    thing_id: str | None = None
+    channel_id: str | None = None
+    config_id: str | None = None
+    external_id: str | None = None
+    user_id: str | None = None
+    domain_id: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def occurred_at(self) -> datetime:
+        """``occurred_at_ns`` as an aware UTC datetime (microsecond precision)."""
+        seconds, nanos = divmod(self.occurred_at_ns, NS_PER_S)
+        return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+
+    @property
+    def device(self) -> str | None:
+        """The key that orders events about one device: thing id, else config id, else external id."""
+        return self.thing_id or self.config_id or self.external_id
+
+    @property
+    def success(self) -> bool:
+        """The event's ``success`` field where it has one (``thing.bootstrap``), else True."""
+        return bool(self.fields.get("success", True))
+
+    @property
+    def content(self) -> Any:
+        """The decoded bootstrap ``content`` (a dict when it was JSON), or None."""
+        return self.fields.get("content")
+
+    @property
+    def metadata(self) -> Any:
+        """The decoded ``metadata`` (a dict), or None."""
+        return self.fields.get("metadata")
+
+    def __getitem__(self, name: str) -> Any:
+        """``event["state"]``, and in rule expressions ``event.state``: a decoded field."""
+        return self.fields[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A decoded field by name."""
+        return self.fields.get(name, default)
+
+    def summary(self) -> dict[str, Any]:
+        """The identifying part of the event, for logs and reports (no payload)."""
+        out: dict[str, Any] = {
+            "stream": self.stream,
+            "entry_id": self.entry_id,
+            "operation": self.operation,
+        }
+        if self.raw_operation != self.operation:
+            out["raw_operation"] = self.raw_operation
+        if self.device:
+            out["device"] = self.device
+        return out

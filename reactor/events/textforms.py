@@ -1,0 +1,122 @@
+"""Events written down as text: ``redis-cli`` XRANGE output and JSON lines.
+
+Used by ``reactor rules test --event FILE``, by replay from a file, and by the tests that read
+the examples of SuperMQ's event catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# One redis-cli reply line: any number of "N)" list markers, then a quoted string.
+_REDIS_LINE = re.compile(r'^\s*(?:\d+\)\s*)+"((?:[^"\\]|\\.)*)"\s*$')
+_ENTRY_ID = re.compile(r"^\d+-\d+$")
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvent:
+    """One event read from text: the entry id (when the text has one) and its payload."""
+
+    entry_id: str
+    payload: dict[str, str] | str
+    subject: str = ""
+
+
+def _unescape(text: str) -> str:
+    """Undo redis-cli's quoting: ``\\"``, ``\\\\``, ``\\n``, ``\\xHH``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\" or i + 1 == len(text):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "x" and i + 3 < len(text) + 1:
+            out.append(chr(int(text[i + 2 : i + 4], 16)))
+            i += 4
+            continue
+        out.append(_ESCAPES.get(nxt, nxt))
+        i += 2
+    return "".join(out)
+
+
+def parse_redis_cli(text: str) -> list[TextEvent]:
+    """Entries of ``redis-cli XRANGE``/``XREAD`` output: an entry id, then field/value pairs.
+
+    The list numbering redis-cli prints is ignored (the catalogue's examples number it
+    inconsistently); only the quoted strings and their order count.
+    """
+    events: list[TextEvent] = []
+    entry_id: str | None = None
+    values: list[str] = []
+
+    def flush() -> None:
+        if entry_id is None:
+            return
+        if len(values) % 2:
+            raise ValueError(f"entry {entry_id}: odd number of field/value strings ({len(values)})")
+        pairs = dict(zip(values[::2], values[1::2], strict=True))
+        events.append(TextEvent(entry_id, pairs))
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _REDIS_LINE.match(line)
+        if match is None:
+            raise ValueError(f"line {lineno}: not a redis-cli reply line: {line.strip()[:60]!r}")
+        value = _unescape(match.group(1))
+        if _ENTRY_ID.match(value) and len(values) % 2 == 0:
+            flush()
+            entry_id, values = value, []
+        elif entry_id is None:
+            raise ValueError(f"line {lineno}: a field before any entry id")
+        else:
+            values.append(value)
+    flush()
+    return events
+
+
+def parse_json_messages(text: str) -> list[TextEvent]:
+    """JSON events: one object, JSON lines, or ``Subject: ...`` headers each followed by a JSON body."""
+    events: list[TextEvent] = []
+    decoder = json.JSONDecoder()
+    subject = ""
+    pos = 0
+    while pos < len(text):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        if text.startswith("Subject:", pos):
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            subject = text[pos + len("Subject:") : end].split(maxsplit=1)[0]
+            pos = end
+            continue
+        obj, end = decoder.raw_decode(text, pos)
+        if not isinstance(obj, dict):
+            raise ValueError(f"offset {pos}: JSON value is not an object")
+        events.append(TextEvent("", json.dumps(obj), subject))
+        pos = end
+    return events
+
+
+def parse_event_text(text: str) -> list[TextEvent]:
+    """Events from a file in either form, told apart by the first non-blank character."""
+    head = text.lstrip()[:1]
+    if head in ("{", "S"):
+        return parse_json_messages(text)
+    return parse_redis_cli(text)
+
+
+def json_payload(event: TextEvent) -> dict[str, Any]:
+    """The payload of a JSON text event as a dict (for tests and reports)."""
+    payload = event.payload
+    parsed: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    return parsed

@@ -1,0 +1,250 @@
+"""Sandboxed conditions and templates for rules, on Jinja2's ``ImmutableSandboxedEnvironment``.
+
+Why Jinja2: its sandbox is maintained and audited (no underscore attributes, no internals, no
+mutation of containers, bounded ``range``), it has no imports or file access when no loader is
+configured, ``StrictUndefined`` gives strict missing-field errors, and expressions compile to
+Python bytecode once at load. We add StackStorm-like operators as tests and filters.
+
+- A *condition* is one Jinja expression (``event.state == 1 and event.content.mode is defined``).
+- A *template* is a string; when it is exactly one ``{{ expr }}`` the value keeps its type
+  (number, list, dict, null), otherwise it renders as text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from reactor.events.model import NS_PER_S
+
+_SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
+_DAY_S = 86_400.0
+
+
+class ExpressionError(ValueError):
+    """A condition or template that cannot compile, or fails when evaluated."""
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        seconds = value / NS_PER_S if value > 1e14 else float(value)  # nanoseconds or seconds
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        if "." in text:  # Go's RFC3339Nano has up to 9 fraction digits; Python takes 6
+            head, _, tail = text.partition(".")
+            digits = re.match(r"\d*", tail)
+            frac = digits.group(0) if digits else ""
+            text = f"{head}.{frac[:6].ljust(6, '0')}{tail[len(frac) :]}"
+        parsed = datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ExpressionError(f"not a time: {value!r}")
+
+
+def age_s(value: Any) -> float:
+    """Seconds since ``value`` (a datetime, RFC3339 string, or ns/s epoch number)."""
+    return time.time() - _to_datetime(value).timestamp()
+
+
+def seconds_until(value: Any) -> float:
+    """Seconds until ``value``; negative when it is past."""
+    return -age_s(value)
+
+
+def days_until(value: Any) -> float:
+    """Days until ``value``; negative when it is past (certificate ``not_after``)."""
+    return seconds_until(value) / _DAY_S
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+def _matching(value: Any, pattern: str) -> bool:
+    return isinstance(value, str) and _regex(pattern).search(value) is not None
+
+
+def _imatching(value: Any, pattern: str) -> bool:
+    return isinstance(value, str) and _regex(pattern, re.I).search(value) is not None
+
+
+def _text_test(fn: Callable[[str, str], bool], fold: bool) -> Callable[[Any, Any], bool]:
+    def test(value: Any, other: Any) -> bool:
+        if not isinstance(value, str) or not isinstance(other, str):
+            return False
+        return fn(value.casefold(), other.casefold()) if fold else fn(value, other)
+
+    return test
+
+
+def _contains(value: Any, item: Any) -> bool:
+    return isinstance(value, str | list | tuple | dict) and item in value
+
+
+def _icontains(value: Any, item: Any) -> bool:
+    if isinstance(value, str) and isinstance(item, str):
+        return item.casefold() in value.casefold()
+    if isinstance(value, list | tuple) and isinstance(item, str):
+        return item.casefold() in (v.casefold() for v in value if isinstance(v, str))
+    return False
+
+
+def _older_than(value: Any, seconds: float) -> bool:
+    return age_s(value) > seconds
+
+
+def _newer_than(value: Any, seconds: float) -> bool:
+    return age_s(value) < seconds
+
+
+def _expiring_within(value: Any, days: float) -> bool:
+    return days_until(value) < days
+
+
+_TESTS: dict[str, Callable[..., Any]] = {
+    "matching": _matching,
+    "imatching": _imatching,
+    "startingwith": _text_test(str.startswith, fold=False),
+    "istartingwith": _text_test(str.startswith, fold=True),
+    "endingwith": _text_test(str.endswith, fold=False),
+    "iendingwith": _text_test(str.endswith, fold=True),
+    "iequalto": _text_test(str.__eq__, fold=True),
+    "containing": _contains,
+    "icontaining": _icontains,
+    "olderthan": _older_than,
+    "newerthan": _newer_than,
+    "expiringwithin": _expiring_within,
+    "truthy": bool,
+}
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, with our tests, filters and ``any``/``all`` over lists."""
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.tests.update(_TESTS)
+        self.filters.update(
+            age_s=age_s,
+            seconds_until=seconds_until,
+            days_until=days_until,
+            any=self._any,
+            all=self._all,
+            to_datetime=_to_datetime,
+        )
+        self.globals = {"now": lambda: datetime.now(tz=UTC)}
+
+    def _select(self, values: Any, test: str, args: tuple[Any, ...]) -> Iterable[bool]:
+        if not isinstance(values, list | tuple):
+            raise ExpressionError(f"any/all need a list, got {type(values).__name__}")
+        return (bool(self.call_test(test, v, args)) for v in values)
+
+    def _any(self, values: Any, test: str = "truthy", *args: Any) -> bool:
+        return any(self._select(values, test, args))
+
+    def _all(self, values: Any, test: str = "truthy", *args: Any) -> bool:
+        return all(self._select(values, test, args))
+
+
+_ENV = _Env()
+
+
+def _check_defined(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+class Expression:
+    """A compiled expression: ``evaluate(ctx)`` returns its value, or raises ``ExpressionError``."""
+
+    __slots__ = ("_fn", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._fn = _ENV.compile_expression(source, undefined_to_none=False)
+        except TemplateSyntaxError as exc:
+            raise ExpressionError(f"invalid expression {source!r}: {exc.message}") from None
+
+    def evaluate(self, ctx: Mapping[str, Any]) -> Any:
+        try:
+            return _check_defined(self._fn(**ctx))
+        except UndefinedError as exc:
+            raise ExpressionError(f"{self.source!r}: {exc.message}") from None
+        except SecurityError as exc:
+            raise ExpressionError(f"{self.source!r}: not allowed in the sandbox: {exc}") from None
+        except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError, KeyError) as exc:
+            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from None
+
+
+class Template:
+    """A compiled parameter value: strings are templates; lists and tables are walked."""
+
+    __slots__ = ("_render", "is_static", "source")
+
+    def __init__(self, value: Any) -> None:
+        self.source = value
+        self.is_static = not _has_template(value)
+        self._render = _compile_value(value)
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        return self._render(ctx)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    return False
+
+
+def _compile_value(value: Any) -> Callable[[Mapping[str, Any]], Any]:
+    if isinstance(value, str):
+        return _compile_string(value)
+    if isinstance(value, list):
+        parts = [_compile_value(v) for v in value]
+        return lambda ctx: [p(ctx) for p in parts]
+    if isinstance(value, dict):
+        items = [(k, _compile_value(v)) for k, v in value.items()]
+        return lambda ctx: {k: p(ctx) for k, p in items}
+    return lambda ctx: value
+
+
+def _compile_string(text: str) -> Callable[[Mapping[str, Any]], Any]:
+    if "{{" not in text and "{%" not in text:
+        return lambda ctx: text
+    single = _SINGLE_EXPR.match(text)
+    if single:
+        expr = Expression(single.group("expr").strip())
+        return expr.evaluate
+    try:
+        template = _ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"invalid template {text!r}: {exc.message}") from None
+
+    def render(ctx: Mapping[str, Any]) -> str:
+        try:
+            return template.render(**ctx)
+        except UndefinedError as exc:
+            raise ExpressionError(f"{text!r}: {exc.message}") from None
+        except SecurityError as exc:
+            raise ExpressionError(f"{text!r}: not allowed in the sandbox: {exc}") from None
+        except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            raise ExpressionError(f"{text!r}: {type(exc).__name__}: {exc}") from None
+
+    return render

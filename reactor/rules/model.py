@@ -1,0 +1,203 @@
+"""Rules as loaded: the TOML schema (pydantic) and the compiled, ready-to-run form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reactor.actions.base import Action, Params
+from reactor.errors import PermanentError
+from reactor.rules.expressions import Expression, ExpressionError, Template
+
+
+class RetrySpec(BaseModel):
+    """A rule's retry policy; fields left out take the defaults from settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int | None = Field(default=None, ge=1, le=100)
+    initial_s: float | None = Field(default=None, ge=0)
+    max_wait_s: float | None = Field(default=None, ge=0)
+    max_total_s: float | None = Field(default=None, ge=0)
+    jitter_s: float | None = Field(default=None, ge=0)
+
+
+class RuleSpec(BaseModel):
+    """One ``[[rule]]`` table as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str = ""
+    enabled: bool = True
+    on: list[str] = Field(min_length=1)
+    streams: list[str] = []
+    when: list[str | dict[str, Any]] = []
+    actions: list[dict[str, Any]] = Field(min_length=1)
+    on_failure: list[dict[str, Any]] = []
+    retry: RetrySpec | None = None
+
+
+# ---- conditions -------------------------------------------------------------------------------
+
+
+class Condition:
+    """A compiled condition: ``failure(ctx)`` is None when it holds, else the reason it does not."""
+
+    __slots__ = ()
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class ExprCondition(Condition):
+    __slots__ = ("expr",)
+
+    def __init__(self, source: str) -> None:
+        self.expr = Expression(source)
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        try:
+            value = self.expr.evaluate(ctx)
+        except ExpressionError as exc:
+            return str(exc)
+        return None if value else f"{self.expr.source!r} is {value!r}"
+
+    def describe(self) -> str:
+        return self.expr.source
+
+
+class AllCondition(Condition):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Condition]) -> None:
+        self.items = items
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        for item in self.items:
+            reason = item.failure(ctx)
+            if reason is not None:
+                return reason
+        return None
+
+    def describe(self) -> str:
+        return "all(" + ", ".join(i.describe() for i in self.items) + ")"
+
+
+class AnyCondition(Condition):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Condition]) -> None:
+        self.items = items
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        reasons = []
+        for item in self.items:
+            reason = item.failure(ctx)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return "none of: " + "; ".join(reasons)
+
+    def describe(self) -> str:
+        return "any(" + ", ".join(i.describe() for i in self.items) + ")"
+
+
+class NotCondition(Condition):
+    __slots__ = ("item",)
+
+    def __init__(self, item: Condition) -> None:
+        self.item = item
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        if self.item.failure(ctx) is None:
+            return f"not({self.item.describe()}) is False"
+        return None
+
+    def describe(self) -> str:
+        return f"not({self.item.describe()})"
+
+
+def compile_condition(node: str | dict[str, Any] | list[Any]) -> Condition:
+    """``"expr"`` | ``{all = [...]}`` | ``{any = [...]}`` | ``{not = node}`` | ``[...]`` (all)."""
+    if isinstance(node, str):
+        return ExprCondition(node)
+    if isinstance(node, list):
+        return AllCondition([compile_condition(n) for n in node])
+    if isinstance(node, dict) and len(node) == 1:
+        ((key, value),) = node.items()
+        if key in ("all", "any") and isinstance(value, list):
+            items = [compile_condition(n) for n in value]
+            return AllCondition(items) if key == "all" else AnyCondition(items)
+        if key == "not":
+            return NotCondition(compile_condition(value))
+    raise ExpressionError(f"a condition is a string, a list, or a table with one key all/any/not: {node!r}")
+
+
+# ---- actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAction:
+    """One action of a rule, its parameters compiled to templates."""
+
+    id: str
+    type: str
+    impl: Action
+    params: Mapping[str, Template]
+    line: int | None
+
+    def render(self, ctx: Mapping[str, Any]) -> Params:
+        """Rendered and validated parameters; ``PermanentError`` when that fails (it would every time)."""
+        try:
+            values = {k: t.render(ctx) for k, t in self.params.items()}
+        except ExpressionError as exc:
+            raise PermanentError(f"parameter template failed: {exc}") from exc
+        try:
+            return self.impl.params_model.model_validate(values)
+        except ValueError as exc:
+            raise PermanentError(f"invalid parameters after rendering: {_first_error(exc)}") from exc
+
+    def rendered_preview(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        """Rendered parameters for a dry run; failures shown in place."""
+        out: dict[str, Any] = {}
+        for key, template in self.params.items():
+            try:
+                out[key] = template.render(ctx)
+            except ExpressionError as exc:
+                out[key] = f"<error: {exc}>"
+        return out
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A loaded rule, ready to match and run."""
+
+    name: str
+    description: str
+    on: tuple[str, ...]
+    streams: tuple[str, ...]
+    condition: Condition | None
+    actions: tuple[CompiledAction, ...]
+    on_failure: tuple[CompiledAction, ...]
+    retry: RetrySpec | None
+    file: str
+    line: int | None
+
+    def failure(self, ctx: Mapping[str, Any]) -> str | None:
+        """None when the rule's conditions hold for ``ctx``, else the first reason they do not."""
+        return None if self.condition is None else self.condition.failure(ctx)

@@ -1,0 +1,82 @@
+"""A loaded set of rules, indexed so that matching costs what the candidate rules cost.
+
+Candidates for an event are the rules whose ``on`` globs match its canonical or raw operation
+and whose ``streams`` globs (if any) match its stream. SuperMQ has a small, closed set of
+(operation, stream) pairs, so the candidates of each pair are computed once by scanning the
+rules and then served from a dict: the rules that cannot match an operation cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from reactor.events.model import Event
+from reactor.rules.model import Rule
+
+_CACHE_LIMIT = 65_536
+
+
+def _matches_any(patterns: tuple[str, ...], *names: str) -> bool:
+    return any(fnmatchcase(n, p) for p in patterns for n in names)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a rule did or did not match an event (for the dry run)."""
+
+    rule: Rule
+    candidate: bool
+    reason: str | None
+
+
+@dataclass
+class RuleSet:
+    """Rules in load order (file path, then position in the file)."""
+
+    rules: tuple[Rule, ...]
+    files: tuple[str, ...] = ()
+    _cache: dict[tuple[str, str, str], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def candidates(self, event: Event) -> tuple[Rule, ...]:
+        """Rules listening to this event's operation and stream (before conditions)."""
+        key = (event.operation, event.raw_operation, event.stream)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if self._listens(r, event))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    @staticmethod
+    def _listens(rule: Rule, event: Event) -> bool:
+        if not _matches_any(rule.on, event.operation, event.raw_operation):
+            return False
+        return not rule.streams or _matches_any(rule.streams, event.stream)
+
+    def match(self, event: Event, ctx: Mapping[str, Any]) -> list[Rule]:
+        """The rules whose conditions hold for the event."""
+        return [r for r in self.candidates(event) if r.failure(ctx) is None]
+
+    def explain(self, event: Event, ctx: Mapping[str, Any]) -> list[Verdict]:
+        """A verdict for every rule: not listening, condition failed (and why), or matched."""
+        listening = set(map(id, self.candidates(event)))
+        verdicts = []
+        for rule in self.rules:
+            if id(rule) not in listening:
+                reason = (
+                    "disabled"
+                    if not rule.on
+                    else f"listens to {list(rule.on)}"
+                    + (f" on streams {list(rule.streams)}" if rule.streams else "")
+                )
+                verdicts.append(Verdict(rule, candidate=False, reason=reason))
+            else:
+                verdicts.append(Verdict(rule, candidate=True, reason=rule.failure(ctx)))
+        return verdicts

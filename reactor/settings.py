@@ -1,0 +1,151 @@
+"""One ``Settings`` object, built once in ``main`` and passed down.
+
+Sources, strongest first: keyword overrides (CLI flags), ``REACTOR_*`` environment variables
+(nested keys with ``__``: ``REACTOR_REDIS__URL``), the TOML file given with ``--config``, the
+defaults below. ``config.example.toml`` documents every key. Unknown keys and invalid values
+fail at start with a ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from reactor.errors import ConfigError
+from reactor.events.catalogue import DEFAULT_FAMILIES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RedisSettings(_Section):
+    """The Redis Streams event source and the dead-letter stream."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    streams: list[str] = Field(default_factory=lambda: ["supermq.bootstrap", "supermq.things"], min_length=1)
+    group: str = Field(default="reactor", min_length=1)
+    consumer: str = Field(default_factory=_default_consumer, min_length=1)
+    start_id: str = "$"
+    batch_size: int = Field(default=100, gt=0, le=10_000)
+    block_ms: int = Field(default=1000, ge=0)
+    dlq_stream: str = Field(default="reactor.dlq", min_length=1)
+    dlq_maxlen: int = Field(default=1_000_000, gt=0)
+
+    @field_validator("start_id")
+    @classmethod
+    def _start_id(cls, value: str) -> str:
+        if value in ("$", "0") or value.replace("-", "").isdigit():
+            return value
+        raise ValueError("must be '$' (new events only), '0' (from the beginning) or a stream id")
+
+
+class EventsSettings(_Section):
+    """How stream names are read."""
+
+    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES), min_length=1)
+
+
+class RulesSettings(_Section):
+    """Where the rules live."""
+
+    dir: Path = Path("rules")
+
+
+class WorkerSettings(_Section):
+    """The consume loop."""
+
+    concurrency: int = Field(default=64, gt=0, le=10_000)
+    grace_s: float = Field(default=10.0, ge=0)
+
+
+class RetrySettings(_Section):
+    """The default retry policy of actions; a rule's ``retry`` table overrides any of these."""
+
+    attempts: int = Field(default=5, ge=1, le=100)
+    initial_s: float = Field(default=0.2, ge=0)
+    max_wait_s: float = Field(default=10.0, ge=0)
+    max_total_s: float = Field(default=60.0, ge=0)
+    jitter_s: float = Field(default=0.5, ge=0)
+
+
+class LogSettings(_Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """Everything the reactor can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REACTOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    source: Literal["redis", "memory"] = "redis"
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings from file, environment and overrides; raise ``ConfigError`` naming the key."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from exc
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"{config_file}: {exc}") from exc
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" in {config_file} or REACTOR_* environment" if config_file else " in REACTOR_* environment"
+    lines = [f"invalid settings{where}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)

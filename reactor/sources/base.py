@@ -1,0 +1,55 @@
+"""The source interface: what the worker needs from an event store, and nothing of its types.
+
+A source delivers raw entries (``Delivery``) in batches; the worker settles each one exactly
+once through ``settle``: acknowledged, after its dead-letter record (if any) is stored. Nothing
+is acknowledged before its outcome is settled, so a crash before ``settle`` means redelivery.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reactor.delivery.deadletter import DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One entry as read: where it came from and its payload (fields or a message body)."""
+
+    stream: str
+    entry_id: str
+    payload: Mapping[str, Any] | bytes
+    deliveries: int = 1
+
+
+class Source(ABC):
+    """An event store the worker consumes from."""
+
+    #: The backend's name, recorded as ``Event.source``.
+    name: str = "source"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and prepare (consumer groups, queues)."""
+
+    @abstractmethod
+    async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        """Up to ``max_count`` entries, waiting at most ``block_ms`` for the first one."""
+
+    @abstractmethod
+    async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        """Store ``dead`` in the dead-letter stream, then acknowledge ``done`` (which includes them)."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no entry will ever come again (a finite source that has been read to its end)."""
+        return False
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    async def ready(self) -> bool:
+        """Whether the source can talk to its event store right now."""
+        return True

@@ -1,0 +1,54 @@
+"""An in-memory source: a finite list of entries, with its own dead-letter list. For the demo and tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reactor.delivery.deadletter import DeadLetter
+from reactor.sources.base import Delivery, Source
+
+
+class MemorySource(Source):
+    """Entries given up front (or added with ``add``); ``acked`` and ``dead_letters`` record outcomes."""
+
+    name = "memory"
+
+    def __init__(
+        self, entries: Iterable[tuple[str, Mapping[str, Any] | bytes]] = (), *, finite: bool = True
+    ) -> None:
+        self._pending: list[Delivery] = []
+        self._seq = 0
+        self._finite = finite
+        self._wakeup = asyncio.Event()
+        self.acked: list[Delivery] = []
+        self.dead_letters: list[DeadLetter] = []
+        for stream, payload in entries:
+            self.add(stream, payload)
+
+    def add(self, stream: str, payload: Mapping[str, Any] | bytes) -> str:
+        """Queue one entry; returns its entry id."""
+        self._seq += 1
+        entry_id = f"{self._seq}-0"
+        self._pending.append(Delivery(stream, entry_id, payload))
+        self._wakeup.set()
+        return entry_id
+
+    async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        if not self._pending and not self._finite:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), block_ms / 1000)
+            except TimeoutError:
+                return []
+        batch, self._pending = self._pending[:max_count], self._pending[max_count:]
+        return batch
+
+    async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        self.dead_letters.extend(dead)
+        self.acked.extend(done)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._finite and not self._pending

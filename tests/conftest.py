@@ -1,0 +1,47 @@
+"""Shared fixtures: real servers (skip locally when missing, fail under CI=true), rules, workers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "reference"
+REDIS_URL = os.environ.get("REACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def missing_server(what: str) -> None:
+    """Fail under CI (a missing server is a broken CI machine), skip with a reason locally."""
+    message = f"{what} is not reachable; start it with scripts/ensure-services"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except (RedisError, OSError):
+        await client.aclose()
+        missing_server(f"Redis at {REDIS_URL}")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name part, so tests sharing a Redis never see each other's streams."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def shipped_rules() -> Path:
+    return REPO / "rules"

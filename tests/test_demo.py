@@ -1,0 +1,40 @@
+"""``reactor demo``: the scenario runs through the shipped rules and reports every outcome."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from reactor.demo import DEMO_KEY, run_demo, scenario
+from reactor.ops.logging import configure_logging
+from reactor.settings import load_settings
+from tests.conftest import REPO
+
+
+async def test_demo_reports_every_event_and_settles_all() -> None:
+    configure_logging("ERROR", "console", io.StringIO())
+    out = io.StringIO()
+    settings = load_settings(None, source="memory", rules={"dir": REPO / "rules"})
+    assert await run_demo(settings, out) == 0
+    text = out.getvalue()
+    events = scenario()
+    for n in range(1, len(events) + 1):
+        assert f"\n#{n} " in text
+    # Era aliases are resolved and shown.
+    assert "thing.bootstrap (published as bootstrap.thing.bootstrap)" in text
+    assert "channel.remove_handler (published as group.remove_handler)" in text
+    # The failed bootstrap goes to its own rule, the malformed entry to the dead-letter stream.
+    assert "rule bootstrap-failed -> log: bootstrap FAILED for external id AA-00-00-00-00-01" in text
+    assert "-> dead-letter (malformed): the 'data' field is not valid JSON" in text
+    summary = text.strip().splitlines()[-1]
+    assert summary.startswith(f"summary: {len(events)} events")
+    assert f"1 dead-lettered, {len(events)} acked" in summary
+    assert DEMO_KEY not in text
+
+
+def test_demo_command_exits_zero() -> None:
+    proc = subprocess.run([sys.executable, "-m", "reactor", "demo"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "summary:" in proc.stdout
