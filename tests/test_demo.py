@@ -34,7 +34,13 @@ async def test_demo_reports_every_event_and_settles_all() -> None:
 
 
 def test_demo_command_exits_zero() -> None:
-    proc = subprocess.run([sys.executable, "-m", "reactor", "demo"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "summary:" in proc.stdout

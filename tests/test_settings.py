@@ -72,7 +72,7 @@ def test_invalid_settings_name_the_key(tmp_path: Path, text: str, key: str) -> N
 
 def test_invalid_environment_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REACTOR_WORKER__CONCURRENCY", "-1")
-    with pytest.raises(ConfigError, match="worker.concurrency"):
+    with pytest.raises(ConfigError, match=r"worker\.concurrency"):
         load_settings(None)
 
 
