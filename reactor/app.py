@@ -16,7 +16,7 @@ from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.worker import Observer, Outcome, Worker
 from reactor.events.decode import Decoder
 from reactor.ops.redact import redact
-from reactor.rules.loader import load_rules
+from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
 from reactor.sources.base import Source
@@ -42,8 +42,12 @@ class Reactor:
 
     settings: Settings
     source: Source
-    rules: RuleSet
+    holder: RuleHolder
     worker: Worker
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.holder.current()
 
     @classmethod
     def build(
@@ -54,9 +58,8 @@ class Reactor:
         observers: Sequence[Observer] = (),
     ) -> Reactor:
         registry = build_registry(logger)
-        rules = load_rules(settings.rules.dir, registry)
-        holder: list[RuleSet] = [rules]
-        executor = Executor(lambda: holder[0], RetryPolicy.from_settings(settings.retry))
+        holder = RuleHolder(settings.rules.dir, registry, logger)
+        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry))
         worker = Worker(
             source,
             Decoder(settings.events.families),
@@ -67,13 +70,20 @@ class Reactor:
             logger=logger,
             observers=[log_outcome(logger), *observers],
         )
-        return cls(settings, source, rules, worker)
+        return cls(settings, source, holder, worker)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
         await self.source.start()
+        watcher_stop = asyncio.Event()
+        interval = self.settings.rules.reload_interval_s
+        watcher = asyncio.create_task(self.holder.watch(watcher_stop, interval)) if interval > 0 else None
         try:
             await self.worker.run(stop)
         finally:
+            watcher_stop.set()
+            if watcher is not None:
+                await watcher
             await self.source.close()
 
 
@@ -100,18 +110,19 @@ def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
     return observe
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGINT and SIGTERM set ``stop``: the worker finishes the batch in hand, settles it and exits."""
+def install_signal_handlers(stop: asyncio.Event, holder: RuleHolder) -> None:
+    """SIGINT/SIGTERM set ``stop`` (finish the batch in hand, settle it, exit); SIGHUP reloads rules."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, holder.reload)
 
 
 async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBoundLogger) -> int:
     """``reactor run``: consume until SIGINT/SIGTERM."""
     stop = asyncio.Event()
-    install_signal_handlers(stop)
     reactor = Reactor.build(settings, build_source(settings), logger)
+    install_signal_handlers(stop, reactor.holder)
     await logger.ainfo(
         "reactor.started",
         source=settings.source,

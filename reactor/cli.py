@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reactor.app import run_daemon
+from reactor.app import build_registry, run_daemon
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
+from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
-from reactor.rules.cli import check_command
+from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings
 
 
@@ -31,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_sub.add_parser("check", help="validate a rules directory; exit 1 on any error")
     check.add_argument("dir", type=Path, nargs="?", help="rules directory (default: settings rules.dir)")
+    test = rules_sub.add_parser(
+        "test", help="dry-run event(s) from a file through the rules; no side effects"
+    )
+    test.add_argument(
+        "--event", type=Path, required=True, help="JSON, JSON lines, or redis-cli XRANGE output"
+    )
+    test.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+    test.add_argument("--stream", default="supermq.bootstrap", help="stream the events came from")
+    test.add_argument(
+        "--expect",
+        action="append",
+        metavar="RULE",
+        help="the rules that must match (repeat); exit 1 otherwise",
+    )
     return parser
 
 
@@ -63,7 +78,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format)
     if args.command == "rules":
-        return check_command(settings.rules.dir, sys.stdout)
+        configure_logging("ERROR", settings.log.format)
+        registry = build_registry(get_logger())
+        if args.rules_command == "check":
+            return check_command(settings.rules.dir, registry, sys.stdout)
+        return dry_run_command(
+            args.event,
+            settings.rules.dir,
+            registry,
+            Decoder(settings.events.families),
+            sys.stdout,
+            stream=args.stream,
+            expect=args.expect,
+        )
 
     return asyncio.run(run_daemon(settings, get_logger()))
 

@@ -64,6 +64,7 @@ class RulesSettings(_Section):
     """Where the rules live."""
 
     dir: Path = Path("rules")
+    reload_interval_s: float = Field(default=2.0, ge=0)
 
 
 class WorkerSettings(_Section):

@@ -5,6 +5,7 @@ least the server's ``Retry-After`` when it gave one. ``PermanentError`` is never
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -62,21 +63,45 @@ class RetryPolicy:
     async def call(self, fn: Callable[[], Awaitable[T]]) -> tuple[T, int]:
         """Run ``fn`` under the policy; return its result and the attempts it took.
 
-        On failure for good the last ``ActionError`` is raised with ``attempts`` set.
+        On failure for good the last ``ActionError`` is raised with ``attempts`` set. The first
+        attempt runs directly: tenacity's machinery is only set up once a retry is due, which
+        keeps the per-event path lean (it dominated the profile when set up for every call).
         """
+        started = time.monotonic()
+        try:
+            return await fn(), 1
+        except RetryableError as exc:
+            if self.attempts <= 1:
+                exc.attempts = 1
+                raise
+            first: RetryableError = exc
+        except ActionError as exc:
+            exc.attempts = 1
+            raise
+        return await self._retry(fn, first, time.monotonic() - started)
+
+    async def _retry(
+        self, fn: Callable[[], Awaitable[T]], first: RetryableError, spent_s: float
+    ) -> tuple[T, int]:
+        """Attempts 2..N under tenacity; attempt 1 (already made) is replayed as its failure."""
+        replayed = False
+
+        async def attempt() -> T:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                raise first
+            return await fn()
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
-            stop=stop_after_attempt(self.attempts) | stop_before_delay(self.max_total_s),
+            stop=stop_after_attempt(self.attempts) | stop_before_delay(max(self.max_total_s - spent_s, 0.0)),
             wait=self._wait(),
             reraise=True,
         )
-        attempt = 0
         try:
-            async for attempt_ctx in retrying:
-                attempt = attempt_ctx.retry_state.attempt_number
-                with attempt_ctx:
-                    result = await fn()
+            result: T = await retrying(attempt)
         except ActionError as exc:
-            exc.attempts = attempt
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
-        return result, attempt
+        return result, retrying.statistics.get("attempt_number", 1)

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# One redis-cli reply line: any number of "N)" list markers, then a quoted string.
-_REDIS_LINE = re.compile(r'^\s*(?:\d+\)\s*)+"((?:[^"\\]|\\.)*)"\s*$')
+# One redis-cli reply line: any number of "N)" list markers, then quoted strings.
+_MARKERS = re.compile(r"^\s*(?:\d+\)\s*)*")
+_QUOTED = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*')
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
 
@@ -50,7 +51,8 @@ def parse_redis_cli(text: str) -> list[TextEvent]:
     """Entries of ``redis-cli XRANGE``/``XREAD`` output: an entry id, then field/value pairs.
 
     The list numbering redis-cli prints is ignored (the catalogue's examples number it
-    inconsistently); only the quoted strings and their order count.
+    inconsistently) and may be left out; only the quoted strings and their order count. Without
+    a leading entry id, the pairs form one entry with an empty id.
     """
     events: list[TextEvent] = []
     entry_id: str | None = None
@@ -67,19 +69,30 @@ def parse_redis_cli(text: str) -> list[TextEvent]:
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        match = _REDIS_LINE.match(line)
-        if match is None:
-            raise ValueError(f"line {lineno}: not a redis-cli reply line: {line.strip()[:60]!r}")
-        value = _unescape(match.group(1))
-        if _ENTRY_ID.match(value) and len(values) % 2 == 0:
-            flush()
-            entry_id, values = value, []
-        elif entry_id is None:
-            raise ValueError(f"line {lineno}: a field before any entry id")
-        else:
-            values.append(value)
+        for value in _quoted_strings(line, lineno):
+            if _ENTRY_ID.match(value) and len(values) % 2 == 0:
+                flush()
+                entry_id, values = value, []
+            elif entry_id is None:  # field/value pairs with no entry id
+                entry_id, values = "", [value]
+            else:
+                values.append(value)
     flush()
     return events
+
+
+def _quoted_strings(line: str, lineno: int) -> list[str]:
+    pos = _MARKERS.match(line).end()  # type: ignore[union-attr]  # the pattern matches empty
+    out = []
+    while pos < len(line):
+        match = _QUOTED.match(line, pos)
+        if match is None:
+            raise ValueError(f"line {lineno}: not a redis-cli reply line: {line.strip()[:60]!r}")
+        out.append(_unescape(match.group(1)))
+        pos = match.end()
+    if not out:
+        raise ValueError(f"line {lineno}: not a redis-cli reply line: {line.strip()[:60]!r}")
+    return out
 
 
 def parse_json_messages(text: str) -> list[TextEvent]:

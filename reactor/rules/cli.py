@@ -1,24 +1,85 @@
-"""``reactor rules ...``: offline work on rule files."""
+"""``reactor rules ...``: offline work on rule files (no server, no side effects)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TextIO
 
-from reactor.app import build_registry
-from reactor.errors import RuleSetError
-from reactor.ops.logging import get_logger
+from reactor.actions.base import ActionRegistry
+from reactor.errors import DecodeError, RuleSetError
+from reactor.events.decode import Decoder
+from reactor.events.model import Event
+from reactor.events.textforms import parse_event_text
+from reactor.rules.dryrun import dry_run, print_report
 from reactor.rules.loader import load_rules
+from reactor.rules.ruleset import RuleSet
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
 
-def check_command(directory: Path, out: TextIO) -> int:
-    """Validate every rule file; print each error with file:line and rule; exit 1 on any."""
+def _load(directory: Path, registry: ActionRegistry, out: TextIO) -> RuleSet | None:
     try:
-        rules = load_rules(directory, build_registry(get_logger()))
+        return load_rules(directory, registry)
     except RuleSetError as exc:
         for err in exc.errors:
             print(f"error: {err}", file=out)
         print(f"{len(exc.errors)} error(s) in {directory}", file=out)
-        return 1
+        return None
+
+
+def check_command(directory: Path, registry: ActionRegistry, out: TextIO) -> int:
+    """Validate every rule file; print each error with file:line and rule; exit 1 on any."""
+    rules = _load(directory, registry, out)
+    if rules is None:
+        return EXIT_MISMATCH
     print(f"ok: {len(rules)} rule(s) in {len(rules.files)} file(s) under {directory}", file=out)
-    return 0
+    return EXIT_OK
+
+
+def read_events(path: Path, stream: str, decoder: Decoder) -> list[Event]:
+    """Events from a JSON or redis-cli file; a JSON ``Subject:`` header names the stream."""
+    events = []
+    for n, item in enumerate(parse_event_text(path.read_text(encoding="utf-8")), 1):
+        payload = item.payload.encode() if isinstance(item.payload, str) else item.payload
+        subject = item.subject.removeprefix("events.") if item.subject else ""
+        events.append(
+            decoder.decode(
+                payload, source="file", stream=subject or stream, entry_id=item.entry_id or f"{path.name}#{n}"
+            )
+        )
+    return events
+
+
+def dry_run_command(
+    event_file: Path,
+    directory: Path,
+    registry: ActionRegistry,
+    decoder: Decoder,
+    out: TextIO,
+    *,
+    stream: str = "supermq.bootstrap",
+    expect: list[str] | None = None,
+) -> int:
+    """Dry-run each event of ``event_file`` through the rules.
+
+    Exit 0 when every event matches at least one rule (or exactly the ``expect``ed rules), 1 when
+    one does not, 2 when the rules or the event file cannot be read.
+    """
+    rules = _load(directory, registry, out)
+    if rules is None:
+        return EXIT_ERROR
+    try:
+        events = read_events(event_file, stream, decoder)
+    except (OSError, ValueError, DecodeError) as exc:
+        print(f"error: {event_file}: {exc}", file=out)
+        return EXIT_ERROR
+    status = EXIT_OK
+    for event in events:
+        reports = dry_run(rules, event)
+        print_report(event, reports, out)
+        matched = [r.rule for r in reports if r.matched]
+        if (expect is not None and sorted(matched) != sorted(expect)) or (expect is None and not matched):
+            want = f"expected {sorted(expect)}" if expect is not None else "expected a match"
+            print(f"  MISMATCH: matched {matched}, {want}", file=out)
+            status = EXIT_MISMATCH
+    return status

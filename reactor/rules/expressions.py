@@ -23,10 +23,13 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedErr
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from reactor.events.model import NS_PER_S
+from reactor.events.model import NS_PER_S, Event
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _DAY_S = 86_400.0
+_OPTIONAL_IDS = frozenset(
+    {"thing_id", "channel_id", "config_id", "external_id", "user_id", "domain_id", "device"}
+)
 
 
 class ExpressionError(ValueError):
@@ -144,6 +147,13 @@ class _Env(ImmutableSandboxedEnvironment):
             to_datetime=_to_datetime,
         )
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """An Event's id that the event does not carry is undefined (strict), not None."""
+        value = super().getattr(obj, attribute)
+        if value is None and isinstance(obj, Event) and attribute in _OPTIONAL_IDS:
+            return self.undefined(obj=obj, name=attribute)
+        return value
 
     def _select(self, values: Any, test: str, args: tuple[Any, ...]) -> Iterable[bool]:
         if not isinstance(values, list | tuple):

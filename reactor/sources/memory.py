@@ -19,6 +19,7 @@ class MemorySource(Source):
         self, entries: Iterable[tuple[str, Mapping[str, Any] | bytes]] = (), *, finite: bool = True
     ) -> None:
         self._pending: list[Delivery] = []
+        self._next = 0
         self._seq = 0
         self._finite = finite
         self._wakeup = asyncio.Event()
@@ -36,13 +37,16 @@ class MemorySource(Source):
         return entry_id
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
-        if not self._pending and not self._finite:
+        if not self._remaining and not self._finite:
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), block_ms / 1000)
             except TimeoutError:
                 return []
-        batch, self._pending = self._pending[:max_count], self._pending[max_count:]
+        batch = self._pending[self._next : self._next + max_count]
+        self._next += len(batch)
+        if self._next == len(self._pending):
+            self._pending, self._next = [], 0
         return batch
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
@@ -50,5 +54,9 @@ class MemorySource(Source):
         self.acked.extend(done)
 
     @property
+    def _remaining(self) -> int:
+        return len(self._pending) - self._next
+
+    @property
     def exhausted(self) -> bool:
-        return self._finite and not self._pending
+        return self._finite and not self._remaining

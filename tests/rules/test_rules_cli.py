@@ -1,0 +1,118 @@
+"""``reactor rules check`` and ``reactor rules test`` on the shipped rules and samples; exit codes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reactor.events.decode import Decoder
+from reactor.rules.cli import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK, check_command, dry_run_command
+from tests.conftest import REPO
+from tests.rules.helpers import registry
+
+SAMPLES = Path(__file__).parent / "samples"
+RULES = REPO / "rules"
+# Each shipped sample and the shipped rules it must match, exactly.
+EXPECTED = {
+    "config_create.redis": ["config-created"],
+    "thing_bootstrap.json": ["bootstrap-succeeded"],
+    "thing_bootstrap_failed.redis": ["bootstrap-failed"],
+    "change_state.json": ["state-changed"],
+    "channel_remove_handler.redis": ["channel-removed"],
+    "update_connections.redis": ["connections-updated"],
+    "thing_remove.json": ["thing-removed"],
+    "mqtt_connect.json": ["mqtt-presence"],
+}
+
+
+def run(event_file: Path, expect: list[str] | None = None, rules: Path = RULES) -> tuple[int, str]:
+    out = io.StringIO()
+    code = dry_run_command(event_file, rules, registry(), Decoder(), out, expect=expect)
+    return code, out.getvalue()
+
+
+def test_every_sample_is_listed_and_every_shipped_rule_has_a_sample() -> None:
+    assert sorted(p.name for p in SAMPLES.iterdir()) == sorted(EXPECTED)
+    out = io.StringIO()
+    assert check_command(RULES, registry(), out) == EXIT_OK
+    shipped = int(out.getvalue().split()[1])
+    assert len({r for rules in EXPECTED.values() for r in rules}) == shipped
+
+
+@pytest.mark.parametrize(("sample", "expected"), sorted(EXPECTED.items()))
+def test_shipped_samples_match_exactly_their_rules(sample: str, expected: list[str]) -> None:
+    code, text = run(SAMPLES / sample, expect=expected)
+    assert code == EXIT_OK, text
+    for rule in expected:
+        assert f"MATCH {rule}" in text
+        assert "would run actions[0] (log): {" in text
+        assert "'message': " in text
+
+
+def test_misses_say_why_and_actions_are_rendered() -> None:
+    _, text = run(SAMPLES / "thing_bootstrap.json")
+    assert "miss  bootstrap-failed: 'not event.success' is False" in text
+    assert "miss  config-created: listens to ['config.create']" in text
+    assert (
+        "device FF-41-EF-BC-90-BC bootstrapped; activate thing 74f00d13-d370-42c0-b528-04fff995275c" in text
+    )
+    assert "thing.bootstrap (published as bootstrap.thing.bootstrap)" in text
+
+
+def test_secrets_are_masked_in_the_dry_run(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text(
+        '[[rule]]\nname = "leak"\non = ["config.create"]\n[[rule.actions]]\ntype = "log"\n'
+        'message = "key={{ event.client_key }}"\nfields = { client_key = "{{ event.client_key }}" }\n'
+    )
+    code, text = run(SAMPLES / "config_create.redis", rules=rules)
+    assert code == EXIT_OK
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in text
+    assert "-----BEGIN PRIVATE KEY-----***-----END PRIVATE KEY-----" in text
+    assert "'client_key': '***'" in text
+
+
+def test_exit_codes(tmp_path: Path) -> None:
+    assert run(SAMPLES / "config_create.redis", expect=["bootstrap-failed"])[0] == EXIT_MISMATCH
+    unmatched = tmp_path / "e.json"
+    unmatched.write_text('{"operation": "user.view", "id": "u"}')
+    assert run(unmatched)[0] == EXIT_MISMATCH
+    assert run(unmatched, expect=[])[0] == EXIT_OK
+    broken = tmp_path / "b.json"
+    broken.write_text('{"operation": ')
+    assert run(broken)[0] == EXIT_ERROR
+    assert run(tmp_path / "missing.json")[0] == EXIT_ERROR
+    bad_rules = tmp_path / "rules"
+    bad_rules.mkdir()
+    (bad_rules / "r.toml").write_text("[[rule]]\nname = 'x'\n")
+    code, text = run(SAMPLES / "config_create.redis", rules=bad_rules)
+    assert code == EXIT_ERROR
+    assert "r.toml:1: rule 'x'" in text
+
+
+def test_the_cli_end_to_end(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reactor", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    ok = cli("rules", "test", "--event", str(SAMPLES / "thing_remove.json"), "--expect", "thing-removed")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "MATCH thing-removed" in ok.stdout
+    assert cli("rules", "check").returncode == 0
+    bad = tmp_path / "rules"
+    bad.mkdir()
+    (bad / "x.toml").write_text("[[rule]\n")
+    result = cli("rules", "check", str(bad))
+    assert result.returncode == 1
+    assert "x.toml:1: invalid TOML" in result.stdout

@@ -1,0 +1,96 @@
+"""Hostile conditions and templates: no internals, no imports, no I/O — rejected at load or failing safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor.errors import RuleSetError
+from reactor.rules.expressions import Expression, ExpressionError, Template
+from tests.rules.helpers import event, rules_from
+
+EVENT = event({"operation": "config.create", "thing_id": "t", "content": '{"a": 1}'})
+CTX: dict[str, Any] = {"event": EVENT, "results": {}}
+
+HOSTILE = [
+    "event.__class__",
+    "event.__class__.__mro__[1].__subclasses__()",
+    "''.__class__.__base__.__subclasses__()",
+    "event.fields.__class__.__init__.__globals__",
+    "event.get.__globals__['__builtins__']",
+    "event.summary.__func__.__code__",
+    "cycler.__init__.__globals__.os.popen('id').read()",
+    "lipsum.__globals__['os'].popen('id').read()",
+    "namespace.__init__.__globals__",
+    "self.__init__.__globals__",
+    "config.items()",
+    "request.application.__globals__",
+    "__import__('os').system('id')",
+    "import('os')",
+    "open('/etc/passwd').read()",
+    "event.fields.update({'x': 1})",
+    "event.fields.clear()",
+    "event.content.pop('a')",
+    "range(10**9) | list",
+    "'%s' % event.__class__",
+    "'{0.__class__}'.format(event)",
+    "event._fields",
+]
+
+
+@pytest.mark.parametrize("expr", HOSTILE)
+def test_hostile_expressions_fail_safely(expr: str) -> None:
+    try:
+        compiled = Expression(expr)
+    except ExpressionError:
+        return  # rejected at compile time
+    with pytest.raises(ExpressionError):
+        compiled.evaluate(CTX)
+    assert EVENT.content == {"a": 1}  # nothing was mutated
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% include '/etc/passwd' %}",
+        "{% import 'os' as os %}{{ os }}",
+        "{% extends '/etc/passwd' %}",
+        "{% from 'os' import system %}",
+        "{{ event.__class__ }}",
+        "{% for x in range(10**9) %}{% endfor %}",
+        "{{ ''.join(['a'] * 10) | attr('__class__') }}",
+    ],
+)
+def test_hostile_templates_fail_safely(template: str) -> None:
+    try:
+        compiled = Template(template)
+    except ExpressionError:
+        return
+    with pytest.raises(ExpressionError):
+        compiled.render(CTX)
+
+
+def test_hostile_condition_in_a_rule_never_matches_and_a_bad_one_is_a_load_error(tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        """
+[[rule]]
+name = "sneaky"
+on = ["config.create"]
+when = ["event.__class__.__mro__"]
+[[rule.actions]]
+type = "noop"
+""",
+    )
+    assert rules.match(EVENT, CTX) == []
+    reason = rules.rules[0].failure(CTX)
+    assert reason is not None
+    assert "not allowed in the sandbox" in reason
+    with pytest.raises(RuleSetError, match="invalid expression"):
+        rules_from(
+            tmp_path,
+            '[[rule]]\nname = "x"\non = ["a"]\nwhen = ["{% import os %}"]\n[[rule.actions]]\ntype = "noop"\n',
+            name="r.toml",
+        )

@@ -1,0 +1,139 @@
+"""Templates keep types, fail loudly on missing fields, and compile once at load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor.errors import PermanentError, RuleSetError
+from reactor.rules.expressions import ExpressionError, Template
+from tests.rules.helpers import event, rules_from
+
+EVENT = event(
+    {
+        "operation": "config.create",
+        "thing_id": "t-1",
+        "state": "0",
+        "channels": "[a,b]",
+        "content": json.dumps(
+            {"port": 8883, "ratio": 0.5, "tls": True, "nothing": None, "nested": {"k": [1, 2]}}
+        ),
+    }
+)
+CTX = {"event": EVENT, "results": {"issue": {"serial": "01:02", "ttl_h": 24}}}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ event.content.port }}", 8883),
+        ("{{ event.content.ratio }}", 0.5),
+        ("{{ event.content.tls }}", True),
+        ("{{ event.content.nothing }}", None),
+        ("{{ event.channels }}", ["a", "b"]),
+        ("{{ event.content.nested }}", {"k": [1, 2]}),
+        ("  {{ event.state }}  ", 0),
+        ("{{ results.issue.ttl_h * 2 }}", 48),
+        ("port={{ event.content.port }}", "port=8883"),
+        ("{{ event.thing_id }}-{{ event.state }}", "t-1-0"),
+        ("no template", "no template"),
+        (["{{ event.state }}", "x", {"k": "{{ event.channels | length }}"}], [0, "x", {"k": 2}]),
+        ({"thing": "{{ event.thing_id }}", "n": 3, "flag": False}, {"thing": "t-1", "n": 3, "flag": False}),
+        (7, 7),
+    ],
+)
+def test_types_are_kept(template: Any, expected: Any) -> None:
+    value = Template(template).render(CTX)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ event.nope }}", "x {{ event.content.missing }} y", "{{ results.nope.serial }}", "{{ nope }}"],
+)
+def test_missing_fields_fail_loudly(template: str) -> None:
+    with pytest.raises(ExpressionError, match=r"undefined|no attribute"):
+        Template(template).render(CTX)
+
+
+def test_syntax_errors_are_found_at_compile_time() -> None:
+    with pytest.raises(ExpressionError, match="invalid"):
+        Template("{{ event.thing_id ")
+    with pytest.raises(ExpressionError, match="invalid"):
+        Template("{{ event.thing_id }} {% if %}")
+
+
+def test_templates_compile_once_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = rules_from(
+        tmp_path,
+        """
+[[rule]]
+name = "r"
+on = ["config.create"]
+[[rule.actions]]
+type = "log"
+message = "{{ event.thing_id }}"
+""",
+    )
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled again per event")
+
+    monkeypatch.setattr(ImmutableSandboxedEnvironment, "compile_expression", fail)
+    monkeypatch.setattr(ImmutableSandboxedEnvironment, "from_string", fail)
+    action = rules.rules[0].actions[0]
+    for _ in range(3):
+        assert action.render(CTX).model_dump()["message"] == "t-1"
+
+
+def test_a_missing_field_at_run_time_is_a_permanent_action_error(tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        """
+[[rule]]
+name = "r"
+on = ["config.create"]
+[[rule.actions]]
+type = "log"
+message = "{{ event.external_id }}"
+""",
+    )
+    with pytest.raises(PermanentError, match=r"parameter template failed.*external_id"):
+        rules.rules[0].actions[0].render(CTX)
+
+
+def test_a_rendered_value_of_the_wrong_type_is_a_permanent_error(tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        """
+[[rule]]
+name = "r"
+on = ["config.create"]
+[[rule.actions]]
+type = "log"
+message = "{{ event.channels }}"
+""",
+    )
+    with pytest.raises(PermanentError, match="invalid parameters after rendering: message"):
+        rules.rules[0].actions[0].render(CTX)
+
+
+def test_a_literal_of_the_wrong_type_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(RuleSetError, match="parameter 'level'"):
+        rules_from(
+            tmp_path,
+            """
+[[rule]]
+name = "r"
+on = ["config.create"]
+[[rule.actions]]
+type = "log"
+message = "m"
+level = "loud"
+""",
+        )
