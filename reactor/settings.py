@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +84,29 @@ class RetrySettings(_Section):
     jitter_s: float = Field(default=0.5, ge=0)
 
 
+class SuperMQSettings(_Section):
+    """SuperMQ's HTTP APIs (defaults: SuperMQ's ports on localhost) and how to authenticate."""
+
+    profile: Literal["things"] = "things"
+    users_url: str = "http://localhost:9002"
+    things_url: str = "http://localhost:9000"
+    bootstrap_url: str = "http://localhost:9013"
+    certs_url: str = "http://localhost:9019"
+    http_url: str = "http://localhost:8008"
+    #: A static user token; when empty, the reactor logs in with identity/secret.
+    token: SecretStr = SecretStr("")
+    identity: str = ""
+    secret: SecretStr = SecretStr("")
+    domain_id: str = ""
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    cert_ttl: str = "2400h"
+    #: Hosts the generic ``http.request`` action may call (exact names, or ``*.example.com``).
+    http_allowlist: list[str] = []
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -112,6 +135,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -1,0 +1,338 @@
+"""An async client for SuperMQ's HTTP APIs, on httpx over an aiohttp transport.
+
+Errors are translated here, at the boundary: a transport error or timeout, HTTP 429 (with its
+Retry-After) and 5xx become ``RetryableError``; any other 4xx becomes ``PermanentError``; both
+carry the status and SuperMQ's ``{"error","message"}`` text. A 401 on a user call refreshes the
+token once and repeats the call once.
+
+Why the aiohttp transport: httpx's default transport managed ~380 requests/s at 64 concurrent
+requests on loopback here, against ~13,000 for aiohttp; httpx over ``httpx-aiohttp`` keeps httpx's
+API (requests, responses, exceptions, MockTransport in tests) at ~5,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import BaseModel, ValidationError
+
+from reactor.errors import PermanentError, RetryableError
+from reactor.settings import SuperMQSettings
+from reactor.supermq import models
+from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile
+
+_JSON = {"Content-Type": "application/json"}
+M = TypeVar("M", bound=BaseModel)
+
+
+def build_http(settings: SuperMQSettings) -> httpx.AsyncClient:
+    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout."""
+    verify: ssl.SSLContext | bool = settings.verify_tls
+    if settings.verify_tls and settings.ca_bundle:
+        verify = ssl.create_default_context(cafile=settings.ca_bundle)
+    limits = httpx.Limits(
+        max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+    )
+    transport = AiohttpTransport(verify=verify, limits=limits)
+    return httpx.AsyncClient(transport=transport, timeout=settings.timeout_s, verify=verify)
+
+
+def _message(response: httpx.Response) -> str:
+    """SuperMQ's error body ``{"error","message"}`` as one line, or the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("error", "message") if body.get(k)]
+        if parts:
+            return ": ".join(parts)
+    return response.text[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def raise_for(response: httpx.Response, what: str) -> None:
+    """Translate a non-2xx answer into the error taxonomy."""
+    status = response.status_code
+    if status < 300:
+        return
+    text = f"{what}: HTTP {status}: {_message(response)}"
+    if status == 429:
+        raise RetryableError(text, status=status, retry_after_s=_retry_after(response))
+    if status >= 500:
+        raise RetryableError(text, status=status, retry_after_s=_retry_after(response))
+    raise PermanentError(text, status=status)
+
+
+class TokenProvider:
+    """A user token: static, or issued by logging in and refreshed on 401."""
+
+    def __init__(self, settings: SuperMQSettings, http: httpx.AsyncClient, profile: ThingsProfile) -> None:
+        self._s = settings
+        self._http = http
+        self._profile = profile
+        self._access = settings.token.get_secret_value()
+        self._refresh = ""
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        if not self._access:
+            async with self._lock:
+                if not self._access:
+                    await self._login()
+        return self._access
+
+    async def renew(self, stale: str) -> str:
+        """A new token after ``stale`` was refused: refresh if possible, else log in again."""
+        async with self._lock:
+            if self._access and self._access != stale:
+                return self._access  # another call renewed it already
+            if self._refresh and await self._refresh_once():
+                return self._access
+            await self._login()
+            return self._access
+
+    async def _login(self) -> None:
+        if not self._s.identity:
+            raise PermanentError(
+                "SuperMQ refused the token and no identity/secret is configured to log in", status=401
+            )
+        body: dict[str, str] = {"identity": self._s.identity, "secret": self._s.secret.get_secret_value()}
+        if self._s.domain_id:
+            body["domain_id"] = self._s.domain_id
+        tokens = await self._post_tokens(self._profile.token_issue(), body, {})
+        self._access, self._refresh = tokens.access_token, tokens.refresh_token
+
+    async def _refresh_once(self) -> bool:
+        headers = {"Authorization": f"Bearer {self._refresh}"}
+        body = {"domain_id": self._s.domain_id} if self._s.domain_id else {}
+        try:
+            tokens = await self._post_tokens(self._profile.token_refresh(), body, headers)
+        except PermanentError:
+            return False
+        self._access, self._refresh = tokens.access_token, tokens.refresh_token or self._refresh
+        return True
+
+    async def _post_tokens(
+        self, ep: Endpoint, body: dict[str, str], headers: dict[str, str]
+    ) -> models.Tokens:
+        url = f"{self._s.users_url.rstrip('/')}{ep.path}"
+        try:
+            response = await self._http.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"users token: {type(exc).__name__}: {exc}") from exc
+        raise_for(response, "users token")
+        try:
+            return models.Tokens.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PermanentError(f"users token: unexpected answer: {exc.errors()[0]['msg']}") from exc
+
+
+class SuperMQClient:
+    """One method per SuperMQ operation the actions need; answers parsed into typed models."""
+
+    def __init__(self, settings: SuperMQSettings, http: httpx.AsyncClient | None = None) -> None:
+        self._s = settings
+        self._http = http or build_http(settings)
+        self._owns_http = http is None
+        self.profile = PROFILES[settings.profile]()
+        self._tokens = TokenProvider(settings, self._http, self.profile)
+        self._bases = {
+            "users": settings.users_url.rstrip("/"),
+            "things": settings.things_url.rstrip("/"),
+            "bootstrap": settings.bootstrap_url.rstrip("/"),
+            "certs": settings.certs_url.rstrip("/"),
+            "http": settings.http_url.rstrip("/"),
+        }
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # ---- plumbing -----------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        ep: Endpoint,
+        what: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        auth: str | None = None,
+    ) -> httpx.Response:
+        """One call; ``auth`` None means the user token (renewed once on 401)."""
+        url = self._bases[ep.service] + ep.path
+        content = None if body is None else json.dumps(body).encode()
+        headers = dict(_JSON) if content is not None else {}
+        token = None
+        if auth is None:
+            token = await self._tokens.token()
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            headers["Authorization"] = auth
+        response = await self._request(ep.method, url, content, headers, params, what)
+        if response.status_code == 401 and token is not None:
+            headers["Authorization"] = f"Bearer {await self._tokens.renew(token)}"
+            response = await self._request(ep.method, url, content, headers, params, what)
+        raise_for(response, what)
+        return response
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, Any] | None,
+        what: str,
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, content=content, headers=headers, params=params)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _parse(model: type[M], response: httpx.Response, what: str) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PermanentError(
+                f"{what}: unexpected answer from SuperMQ: {exc.errors()[0]['msg']}",
+                status=response.status_code,
+            ) from exc
+
+    # ---- bootstrap ----------------------------------------------------------------------------
+
+    async def view_config(self, config_id: str) -> models.Config:
+        what = f"view config {config_id}"
+        return self._parse(models.Config, await self._send(self.profile.config("GET", config_id), what), what)
+
+    async def list_configs(
+        self, *, offset: int = 0, limit: int = 100, state: int | None = None, name: str = ""
+    ) -> models.ConfigsPage:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if state is not None:
+            params["state"] = state
+        if name:
+            params["name"] = name
+        response = await self._send(self.profile.configs(), "list configs", params=params)
+        return self._parse(models.ConfigsPage, response, "list configs")
+
+    async def update_config(self, config_id: str, *, name: str, content: str) -> None:
+        await self._send(
+            self.profile.config("PUT", config_id),
+            f"update config {config_id}",
+            body={"name": name, "content": content},
+        )
+
+    async def update_certs(
+        self, config_id: str, *, client_cert: str, client_key: str, ca_cert: str
+    ) -> models.ConfigCerts:
+        what = f"update certs of config {config_id}"
+        body = {"client_cert": client_cert, "client_key": client_key, "ca_cert": ca_cert}
+        response = await self._send(self.profile.config_certs(config_id), what, body=body)
+        return self._parse(models.ConfigCerts, response, what)
+
+    async def update_connections(self, config_id: str, channels: list[str]) -> None:
+        await self._send(
+            self.profile.config_connections(config_id),
+            f"update connections of config {config_id}",
+            body={"channels": channels},
+        )
+
+    async def change_state(self, config_id: str, state: int) -> None:
+        await self._send(
+            self.profile.config_state(config_id), f"change state of config {config_id}", body={"state": state}
+        )
+
+    async def remove_config(self, config_id: str) -> None:
+        await self._send(self.profile.config("DELETE", config_id), f"remove config {config_id}")
+
+    # ---- things and channels ------------------------------------------------------------------
+
+    async def view_thing(self, thing_id: str) -> models.Thing:
+        what = f"view thing {thing_id}"
+        return self._parse(models.Thing, await self._send(self.profile.thing(thing_id), what), what)
+
+    async def set_thing_enabled(self, thing_id: str, enabled: bool) -> models.Thing:
+        what = f"{'enable' if enabled else 'disable'} thing {thing_id}"
+        response = await self._send(self.profile.thing_status(thing_id, enabled), what)
+        return self._parse(models.Thing, response, what)
+
+    async def connect(self, thing_id: str, channel_id: str, *, connect: bool = True) -> bool:
+        """Connect (or disconnect) one pair; returns False when it was already so (409 on connect)."""
+        verb = "connect" if connect else "disconnect"
+        try:
+            await self._send(
+                self.profile.connection(connect),
+                f"{verb} thing {thing_id} / channel {channel_id}",
+                body={"thing_id": thing_id, "channel_id": channel_id},
+            )
+        except PermanentError as exc:
+            if connect and exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def view_channel(self, channel_id: str) -> models.Channel:
+        what = f"view channel {channel_id}"
+        return self._parse(models.Channel, await self._send(self.profile.channel(channel_id), what), what)
+
+    # ---- certs --------------------------------------------------------------------------------
+
+    async def issue_cert(self, thing_id: str, ttl: str) -> models.Cert:
+        what = f"issue cert for thing {thing_id}"
+        response = await self._send(self.profile.cert_issue(), what, body={"thing_id": thing_id, "ttl": ttl})
+        return self._parse(models.Cert, response, what)
+
+    async def view_cert(self, serial: str) -> models.Cert:
+        what = f"view cert {serial}"
+        return self._parse(models.Cert, await self._send(self.profile.cert("GET", serial), what), what)
+
+    async def revoke_certs(self, thing_id: str) -> models.Revocation:
+        """Revoke the certificates of a thing (the certs service revokes every cert of the thing id)."""
+        what = f"revoke certs of thing {thing_id}"
+        response = await self._send(self.profile.cert("DELETE", thing_id), what)
+        return self._parse(models.Revocation, response, what)
+
+    async def list_serials(self, thing_id: str, *, offset: int = 0, limit: int = 100) -> models.SerialsPage:
+        what = f"list cert serials of thing {thing_id}"
+        response = await self._send(
+            self.profile.serials(thing_id), what, params={"offset": offset, "limit": limit}
+        )
+        return self._parse(models.SerialsPage, response, what)
+
+    # ---- http adapter -------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel_id: str,
+        thing_key: str,
+        payload: Any,
+        *,
+        subtopic: str = "",
+        content_type: str = "application/senml+json",
+    ) -> None:
+        """Publish a message to a channel as the thing (``Authorization: Thing <key>``)."""
+        ep = self.profile.publish(channel_id, subtopic)
+        url = self._bases[ep.service] + ep.path
+        body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        headers = {"Content-Type": content_type, "Authorization": f"Thing {thing_key}"}
+        what = f"publish to channel {channel_id}"
+        response = await self._request(ep.method, url, body, headers, None, what)
+        raise_for(response, what)
