@@ -10,7 +10,12 @@ from dataclasses import dataclass
 import structlog
 
 from reactor.actions.base import ActionRegistry
+from reactor.actions.bootstrap import bootstrap_actions
+from reactor.actions.certs import certs_actions
+from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
+from reactor.actions.messages import Publish
+from reactor.actions.things import things_actions
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.worker import Observer, Outcome, Worker
@@ -22,11 +27,24 @@ from reactor.settings import Settings
 from reactor.sources.base import Source
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
+from reactor.supermq.client import SuperMQClient
 
 
-def build_registry(logger: structlog.typing.FilteringBoundLogger) -> ActionRegistry:
-    """Every action type rules may use."""
-    return ActionRegistry([LogAction(logger), NoopAction()])
+def build_registry(
+    settings: Settings, logger: structlog.typing.FilteringBoundLogger, client: SuperMQClient
+) -> ActionRegistry:
+    """Every action type rules may use. Building it does no I/O (rules check and dry runs use it)."""
+    return ActionRegistry(
+        [
+            LogAction(logger),
+            NoopAction(),
+            *bootstrap_actions(client),
+            *things_actions(client),
+            *certs_actions(client, settings.supermq.cert_ttl),
+            Publish(client),
+            HttpRequest(client.http, settings.supermq.http_allowlist),
+        ]
+    )
 
 
 def build_source(settings: Settings) -> Source:
@@ -44,6 +62,7 @@ class Reactor:
     source: Source
     holder: RuleHolder
     worker: Worker
+    client: SuperMQClient
 
     @property
     def rules(self) -> RuleSet:
@@ -56,8 +75,10 @@ class Reactor:
         source: Source,
         logger: structlog.typing.FilteringBoundLogger,
         observers: Sequence[Observer] = (),
+        client: SuperMQClient | None = None,
     ) -> Reactor:
-        registry = build_registry(logger)
+        client = client or SuperMQClient(settings.supermq)
+        registry = build_registry(settings, logger, client)
         holder = RuleHolder(settings.rules.dir, registry, logger)
         executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry))
         worker = Worker(
@@ -70,7 +91,7 @@ class Reactor:
             logger=logger,
             observers=[log_outcome(logger), *observers],
         )
-        return cls(settings, source, holder, worker)
+        return cls(settings, source, holder, worker, client)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
@@ -85,6 +106,7 @@ class Reactor:
             if watcher is not None:
                 await watcher
             await self.source.close()
+            await self.client.aclose()
 
 
 def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:

@@ -15,6 +15,7 @@ from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings
+from reactor.supermq.client import SuperMQClient
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +80,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     configure_logging(settings.log.level, settings.log.format)
     if args.command == "rules":
         configure_logging("ERROR", settings.log.format)
-        registry = build_registry(get_logger())
+        client = SuperMQClient(settings.supermq)
+        registry = build_registry(settings, get_logger(), client)
         if args.rules_command == "check":
             return check_command(settings.rules.dir, registry, sys.stdout)
         return dry_run_command(

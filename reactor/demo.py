@@ -2,7 +2,8 @@
 
 An in-memory source preloaded with an onboarding scenario written in SuperMQ's own event shapes
 (Redis flat fields, the ``data`` JSON field, protobuf-wrapped JSON as NATS carries it, several
-eras), the shipped rules, and a readable report of event → rules → actions → outcome.
+eras), the shipped rules, the SuperMQ simulator on loopback as the world the actions change, and
+a readable report of event → rules → actions → outcome, then what SuperMQ now holds.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from reactor.ops.logging import get_logger
 from reactor.ops.redact import redact
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
+from reactor.supermq.simulator import Simulator
+from reactor.supermq.simulator.state import State
 
 THING = "74f00d13-d370-42c0-b528-04fff995275c"
 CHANNEL = "90aae157-d47f-4d71-9a68-b000c0025ae8"
+CHANNEL_2 = "925461e6-edfb-4755-9242-8a57199b90a5"
+EXTERNAL_ID = "FF-41-EF-BC-90-BC"
 # A stand-in, not a key: the demo shows that a private key in an event never reaches the output.
 DEMO_KEY = "-----BEGIN PRIVATE KEY-----MIIEdemoNotARealKey-----END PRIVATE KEY-----"
 
@@ -40,8 +45,8 @@ def scenario() -> list[tuple[str, str, Mapping[str, Any] | bytes]]:
             {
                 "operation": "config.create",
                 "thing_id": THING,
-                "external_id": "FF-41-EF-BC-90-BC",
-                "channels": f"[{CHANNEL}]",
+                "external_id": EXTERNAL_ID,
+                "channels": f"[{CHANNEL}, {CHANNEL_2}]",
                 "content": content,
                 "state": "0",
                 "name": "demo",
@@ -58,10 +63,10 @@ def scenario() -> list[tuple[str, str, Mapping[str, Any] | bytes]]:
                     {
                         "operation": "bootstrap.thing.bootstrap",
                         "thing_id": THING,
-                        "external_id": "FF-41-EF-BC-90-BC",
+                        "external_id": EXTERNAL_ID,
                         "success": True,
                         "content": content,
-                        "channels": [CHANNEL],
+                        "channels": [CHANNEL, CHANNEL_2],
                         "occurred_at": 1693339161600369325,
                     }
                 )
@@ -98,7 +103,7 @@ def scenario() -> list[tuple[str, str, Mapping[str, Any] | bytes]]:
             {
                 "operation": "thing.update_connections",
                 "thing_id": THING,
-                "channels": f"{CHANNEL}, 925461e6-edfb-4755-9242-8a57199b90a5",
+                "channels": f"{CHANNEL}, {CHANNEL_2}",
                 "timestamp": "1555405373",
             },
         ),
@@ -117,7 +122,7 @@ def scenario() -> list[tuple[str, str, Mapping[str, Any] | bytes]]:
             "magistrala.bootstrap",
             {
                 "operation": "group.remove_handler",
-                "config_id": CHANNEL,
+                "config_id": CHANNEL_2,
                 "occurred_at": "1693339468719177463",
             },
         ),
@@ -180,19 +185,57 @@ def _describe_result(result: Any) -> str:
     return json.dumps(redact(result), default=str)
 
 
+def seed(state: State) -> None:
+    """What SuperMQ holds before the scenario: the device's thing, its channels, its config."""
+    thing = state.add_thing("demo", thing_id=THING)
+    state.add_channel("control", channel_id=CHANNEL)
+    state.add_channel("data", channel_id=CHANNEL_2)
+    state.add_config(
+        thing,
+        EXTERNAL_ID,
+        "demo-external-key",
+        [CHANNEL, CHANNEL_2],
+        '{"device_id": "12345", "secure_connection": true}',
+        "demo",
+    )
+
+
+def print_world(sim: Simulator, out: TextIO) -> None:
+    """What the actions changed in SuperMQ."""
+    state = sim.state
+    config = state.configs[THING]
+    print("\nSuperMQ simulator afterwards:", file=out)
+    print(f"  config {THING}: state={config.state} channels={config.channels}", file=out)
+    print(f"  content: {config.content}", file=out)
+    connected = sorted(c for t, c in state.connections if t == THING)
+    print(f"  thing connected to: {connected}", file=out)
+    for message in state.messages:
+        print(
+            f"  message on {message['channel']}/{message['subtopic']}: {message['payload'].decode()}",
+            file=out,
+        )
+    print(f"  {len(state.effects)} effects: " + ", ".join(e.kind for e in state.effects), file=out)
+    if sim.contract is not None and sim.contract.enabled:
+        print(f"  OpenAPI violations: {len(sim.contract.violations)}", file=out)
+
+
 async def run_demo(settings: Settings, out: TextIO) -> int:
-    """Run the scenario through the rules; print the report and a summary line."""
+    """Run the scenario through the rules against the simulator; print the report and a summary."""
     events = scenario()
     source = MemorySource((stream, payload) for _, stream, payload in events)
     labels = {f"{i}-0": label for i, (label, _, _) in enumerate(events, 1)}
     report = Report(out, labels)
-    reactor = Reactor.build(settings, source, get_logger("reactor.demo"), observers=[report])
-    print(
-        f"reactor demo: {len(events)} SuperMQ events through {len(reactor.rules)} rules "
-        f"from {settings.rules.dir}/\n",
-        file=out,
-    )
-    await reactor.run(asyncio.Event())
+    async with Simulator() as sim:
+        seed(sim.state)
+        settings = settings.model_copy(update={"supermq": sim.settings()})
+        reactor = Reactor.build(settings, source, get_logger("reactor.demo"), observers=[report])
+        print(
+            f"reactor demo: {len(events)} SuperMQ events through {len(reactor.rules)} rules "
+            f"from {settings.rules.dir}/, actions against the SuperMQ simulator on 127.0.0.1\n",
+            file=out,
+        )
+        await reactor.run(asyncio.Event())
+        print_world(sim, out)
     c = reactor.worker.counters
     print(
         f"\nsummary: {c.events} events, {c.matched} rule matches, {c.actions_ok} actions ok, "

@@ -171,7 +171,8 @@ class CompiledAction:
             try:
                 out[key] = template.render(ctx)
             except ExpressionError as exc:
-                out[key] = f"<error: {exc}>"
+                depends = "results." in str(template.source) and not ctx.get("results")
+                out[key] = f"<at run time: {template.source}>" if depends else f"<error: {exc}>"
         return out
 
 

@@ -158,6 +158,11 @@ class SuperMQClient:
             "http": settings.http_url.rstrip("/"),
         }
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled HTTP client (shared with the generic ``http.request`` action)."""
+        return self._http
+
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()

@@ -12,10 +12,13 @@ from reactor.events.model import Event
 from reactor.ops.logging import get_logger
 from reactor.rules.loader import load_rules
 from reactor.rules.ruleset import RuleSet
+from reactor.settings import load_settings
+from reactor.supermq.client import SuperMQClient
 
 
 def registry() -> ActionRegistry:
-    return build_registry(get_logger("test"))
+    settings = load_settings(None)
+    return build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
 
 
 def event(fields: dict[str, Any], stream: str = "supermq.bootstrap", entry_id: str = "1-0") -> Event:

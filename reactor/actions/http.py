@@ -1,0 +1,59 @@
+"""``http.request``: a generic HTTP call, only to hosts on ``supermq.http_allowlist``."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from reactor.actions.base import Action, ActionContext, Params
+from reactor.errors import PermanentError, RetryableError
+from reactor.supermq.client import raise_for
+
+
+class HttpParams(Params):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = {}
+    json_body: Any = None
+    body: str | None = None
+
+
+class HttpRequest(Action):
+    """Call an allowed URL; 429/5xx/transport errors are retried, other 4xx are not."""
+
+    type_name = "http.request"
+    params_model = HttpParams
+    secret_params = frozenset({"headers"})
+
+    def __init__(self, http: httpx.AsyncClient, allowlist: list[str]) -> None:
+        self._http = http
+        self._allow = [a.lower() for a in allowlist]
+
+    def _check(self, url: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            raise PermanentError(f"http.request: not an http(s) URL: {url!r}")
+        if not any(fnmatchcase(host, pattern) for pattern in self._allow):
+            raise PermanentError(f"http.request: host {host!r} is not on supermq.http_allowlist")
+
+    async def run(self, params: HttpParams, ctx: ActionContext) -> dict[str, Any]:
+        self._check(params.url)
+        content = params.body.encode() if params.body is not None else None
+        try:
+            response = await self._http.request(
+                params.method, params.url, headers=params.headers, json=params.json_body, content=content
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableError(
+                f"http.request {params.method} {params.url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise_for(response, f"http.request {params.method} {params.url}")
+        try:
+            data: Any = response.json()
+        except ValueError:
+            data = response.text
+        return {"status": response.status_code, "body": data}
