@@ -29,10 +29,8 @@ async def test_demo_reports_every_event_and_settles_all() -> None:
     assert "-> dead-letter (malformed): the 'data' field is not valid JSON" in text
     # The actions changed the simulated SuperMQ as the shipped rules say.
     assert "ok  rule onboard-new-config -> bootstrap.change_state" in text
-    assert (
-        "config 74f00d13-d370-42c0-b528-04fff995275c: state=1 channels=['90aae157-d47f-4d71-9a68-b000c0025ae8']"
-        in text
-    )
+    config = "config 74f00d13-d370-42c0-b528-04fff995275c"
+    assert f"{config}: state=1 channels=['90aae157-d47f-4d71-9a68-b000c0025ae8']" in text
     assert '"reactor":{"bootstrapped":true' in text
     assert "thing connected to: ['90aae157-d47f-4d71-9a68-b000c0025ae8']" in text
     assert 'message on 90aae157-d47f-4d71-9a68-b000c0025ae8/: [{"n": "config", "vs": "updated"}]' in text
