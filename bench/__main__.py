@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import rule_count
+from bench import http_actions, rule_count
 from bench.common import Result, write_results
 
 
 async def main() -> list[Result]:
-    results = []
-    for module in (rule_count,):
-        result = await module.run()
-        print("\n".join(result.lines()), flush=True)
-        results.append(result)
+    results: list[Result] = []
+    for found in (await http_actions.run(), [await rule_count.run()]):
+        for result in found:
+            print("\n".join(result.lines()), flush=True)
+            results.append(result)
     return results
 
 
