@@ -7,6 +7,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
 import structlog
 
 from reactor.actions.base import ActionRegistry
@@ -18,6 +19,7 @@ from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
+from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
 from reactor.events.decode import Decoder
 from reactor.ops.redact import redact
@@ -47,6 +49,18 @@ def build_registry(
     )
 
 
+def build_state_store(settings: Settings) -> StateStore:
+    """The configured state store of completed steps."""
+    if settings.state.backend == "memory" or settings.source == "memory":
+        return MemoryStateStore()
+    if settings.state.backend == "redis":
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        return RedisStateStore(
+            client, settings.state.retention_s, prefix=f"reactor:{settings.redis.group}:steps"
+        )
+    return SQLiteStateStore(settings.state.path, settings.state.retention_s)
+
+
 def build_source(settings: Settings) -> Source:
     """The configured event source."""
     if settings.source == "memory":
@@ -63,6 +77,7 @@ class Reactor:
     holder: RuleHolder
     worker: Worker
     client: SuperMQClient
+    state: StateStore
 
     @property
     def rules(self) -> RuleSet:
@@ -76,11 +91,13 @@ class Reactor:
         logger: structlog.typing.FilteringBoundLogger,
         observers: Sequence[Observer] = (),
         client: SuperMQClient | None = None,
+        state: StateStore | None = None,
     ) -> Reactor:
         client = client or SuperMQClient(settings.supermq)
         registry = build_registry(settings, logger, client)
         holder = RuleHolder(settings.rules.dir, registry, logger)
-        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry))
+        state = state if state is not None else build_state_store(settings)
+        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state)
         worker = Worker(
             source,
             Decoder(settings.events.families),
@@ -91,7 +108,7 @@ class Reactor:
             logger=logger,
             observers=[log_outcome(logger), *observers],
         )
-        return cls(settings, source, holder, worker, client)
+        return cls(settings, source, holder, worker, client, state)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
@@ -107,6 +124,7 @@ class Reactor:
                 await watcher
             await self.source.close()
             await self.client.aclose()
+            await self.state.close()
 
 
 def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:

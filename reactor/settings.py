@@ -45,6 +45,9 @@ class RedisSettings(_Section):
     block_ms: int = Field(default=1000, ge=0)
     dlq_stream: str = Field(default="reactor.dlq", min_length=1)
     dlq_maxlen: int = Field(default=1_000_000, gt=0)
+    #: Entries pending longer than this (another consumer died with them) are claimed (XAUTOCLAIM).
+    reclaim_idle_ms: int = Field(default=60_000, gt=0)
+    reclaim_interval_s: float = Field(default=5.0, gt=0)
 
     @field_validator("start_id")
     @classmethod
@@ -71,7 +74,18 @@ class WorkerSettings(_Section):
     """The consume loop."""
 
     concurrency: int = Field(default=64, gt=0, le=10_000)
+    max_in_flight: int = Field(default=1000, gt=0)
+    settle_interval_ms: float = Field(default=5.0, ge=0)
+    max_deliveries: int = Field(default=10, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
+
+
+class StateSettings(_Section):
+    """Where completed (event, rule, action) steps are remembered, so redeliveries skip them."""
+
+    backend: Literal["sqlite", "redis", "memory"] = "sqlite"
+    path: Path = Path("state/reactor.sqlite3")
+    retention_s: float = Field(default=7 * 86_400.0, gt=0)
 
 
 class RetrySettings(_Section):
@@ -135,6 +149,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -40,6 +40,8 @@ class Action(ABC):
     params_model: ClassVar[type[Params]]
     #: Parameters whose values are secrets: masked in dry runs, logs and the audit trail.
     secret_params: ClassVar[frozenset[str]] = frozenset()
+    #: Whether completing it changes the world (recorded so a redelivery does not repeat it).
+    has_effect: ClassVar[bool] = True
 
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> Any:

@@ -18,6 +18,7 @@ class LogParams(Params):
 class LogAction(Action):
     type_name = "log"
     params_model = LogParams
+    has_effect = False
 
     def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
         self._log = logger
@@ -47,6 +48,7 @@ class NoopAction(Action):
 
     type_name = "noop"
     params_model = NoopParams
+    has_effect = False
 
     async def run(self, params: NoopParams, ctx: ActionContext) -> None:
         return None

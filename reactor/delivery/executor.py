@@ -14,15 +14,18 @@ from typing import Any
 from reactor.actions.base import ActionContext
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.retry import RetryPolicy
+from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, PermanentError
 from reactor.events.model import Event
 from reactor.rules.model import CompiledAction, Rule
 from reactor.rules.ruleset import RuleSet
 
+_MISSING = object()
+
 
 @dataclass(slots=True)
 class StepOutcome:
-    """What one action did."""
+    """What one action did (``skipped``: it had completed on an earlier delivery)."""
 
     action_id: str
     type: str
@@ -32,6 +35,7 @@ class StepOutcome:
     result: Any = None
     error: str | None = None
     status: int | None = None
+    skipped: bool = False
 
 
 @dataclass(slots=True)
@@ -51,28 +55,51 @@ class RuleOutcome:
 class Executor:
     """Matches an event against the current rules and runs them in order."""
 
-    def __init__(self, rules: Callable[[], RuleSet], retry: RetryPolicy) -> None:
+    def __init__(
+        self, rules: Callable[[], RuleSet], retry: RetryPolicy, state: StateStore | None = None
+    ) -> None:
         self._rules = rules
         self._retry = retry
+        self._state = state
 
-    async def execute(self, event: Event) -> list[RuleOutcome]:
+    async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
+        """Run the matching rules; on a redelivery, skip the steps that completed before."""
         ctx: dict[str, Any] = {"event": event}
-        outcomes = []
-        for rule in self._rules().match(event, ctx):
-            outcomes.append(await self._run_rule(rule, event))
-        return outcomes
+        matched = self._rules().match(event, ctx)
+        if not matched:
+            return []
+        key = f"{event.stream}/{event.entry_id}"
+        done = await self._state.completed(key) if redelivered and self._state is not None else {}
+        return [await self._run_rule(rule, event, key, done) for rule in matched]
 
-    async def _run_rule(self, rule: Rule, event: Event) -> RuleOutcome:
+    async def _run_rule(self, rule: Rule, event: Event, key: str, done: Steps) -> RuleOutcome:
         outcome = RuleOutcome(rule.name)
         results: dict[str, Any] = {}
         ctx: dict[str, Any] = {"event": event, "results": results}
         policy = self._retry.overridden(rule.retry)
         for action in rule.actions:
+            previous = done.get(step_key(rule.name, action.id), _MISSING)
+            if previous is not _MISSING:
+                outcome.steps.append(
+                    StepOutcome(
+                        action.id,
+                        action.type,
+                        ok=True,
+                        attempts=0,
+                        duration_s=0.0,
+                        result=previous,
+                        skipped=True,
+                    )
+                )
+                results[action.id] = previous
+                continue
             step = await self._run_action(action, rule, event, ctx, policy)
             outcome.steps.append(step)
             if not step.ok:
                 outcome.failed = step
                 break
+            if self._state is not None and action.impl.has_effect:
+                await self._state.record(key, rule.name, action.id, step.result)
             results[action.id] = step.result
         if outcome.failed is not None and rule.on_failure:
             ctx["error"] = {

@@ -1,20 +1,28 @@
-"""The consume loop: read a batch → decode → match and act → settle (dead-letter, then ack).
+"""The consume loop: read → decode → per-device lanes → rules and actions → settle (dead-letter, ack).
 
-Events of one batch run concurrently (bounded by ``worker.concurrency``) except that events
-about the same device run one after another in stream order. The batch is settled in one call
-once every event in it has an outcome; nothing is acknowledged before that.
+Reading, processing and settling overlap: a batch is read while earlier events still run, up to
+``worker.max_in_flight`` events read but not settled. Events about one device run in stream order
+in their lane; lanes run concurrently, actions bounded by ``worker.concurrency``. Finished events
+are settled together every ``settle_interval_ms``: their dead-letter records and acks in one call
+to the source. Nothing is acked before its outcome is settled. On stop, reading ends, in-flight
+work gets ``grace_s`` to finish and be settled; what is still running then is left unacked and
+comes back on the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
+from reactor.delivery.lanes import Lanes, entry_order
 from reactor.errors import DecodeError, SourceError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
@@ -22,6 +30,7 @@ from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source
 
 _MAX_BACKOFF_S = 5.0
+_BLOCKER_POLL_S = 0.02
 
 
 @dataclass(slots=True)
@@ -32,6 +41,8 @@ class Outcome:
     event: Event | None
     rules: list[RuleOutcome] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
+    started: float = 0.0
+    finished: float = 0.0
 
 
 Observer = Callable[[Outcome], None]
@@ -45,7 +56,15 @@ class Counters:
     matched: int = 0
     actions_ok: int = 0
     actions_failed: int = 0
+    actions_skipped: int = 0
     dead_lettered: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    outcome: Outcome
+    blockers: set[str]
+    done: asyncio.Future[Outcome]
 
 
 class Worker:
@@ -72,14 +91,47 @@ class Worker:
         self._log = logger
         self._observers = list(observers)
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._lanes: Lanes[_Item] = Lanes(self._run_item, self._wait_blockers)
+        self._in_flight: dict[tuple[str, str], _Item] = {}
+        self._finished: list[_Item] = []
+        self._room = asyncio.Event()
+        self._room.set()
+        self._settle_wakeup = asyncio.Event()
         self.counters = Counters()
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def in_flight_deliveries(self) -> list[Delivery]:
+        return [item.outcome.delivery for item in self._in_flight.values()]
+
+    # ---- the loop -----------------------------------------------------------------------------
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Read and process batches until ``stop`` is set; finish the batch in hand first."""
+        """Read and process until ``stop`` is set (or a finite source ends); then drain and settle."""
+        settle_stop = asyncio.Event()
+        settler = asyncio.create_task(self._settle_loop(settle_stop))
+        upkeep = asyncio.create_task(self._upkeep(stop))
+        try:
+            await self._read_loop(stop)
+        finally:
+            upkeep.cancel()
+            await self._drain()
+            settle_stop.set()
+            self._settle_wakeup.set()
+            await settler
+
+    async def _read_loop(self, stop: asyncio.Event) -> None:
         backoff = 0.1
         while not stop.is_set():
+            room = self._settings.max_in_flight - self.in_flight
+            if room <= 0:
+                self._room.clear()
+                await _wait_either(self._room, stop)
+                continue
             try:
-                batch = await self._source.read(self._batch_size, self._block_ms)
+                batch = await self._source.read(min(self._batch_size, room), self._block_ms)
             except SourceError as exc:
                 await self._log.awarning("source.read_failed", error=str(exc), retry_in_s=backoff)
                 await _sleep_or_stop(stop, backoff)
@@ -87,64 +139,192 @@ class Worker:
                 continue
             backoff = 0.1
             if batch:
-                await self.process(batch, stop)
+                await self.dispatch(batch)
             elif self._source.exhausted:
-                return
+                if not self.in_flight:
+                    return
+                self._room.clear()  # a finite source's end: wait for what is in flight to settle
+                await _wait_either(self._room, stop)
 
-    async def process(self, batch: Sequence[Delivery], stop: asyncio.Event | None = None) -> list[Outcome]:
-        """Process one batch to its outcomes and settle it."""
-        outcomes = [self._decode(d) for d in batch]
-        groups: dict[str, list[Outcome]] = {}
-        for outcome in outcomes:
-            ev = outcome.event
-            key = ev.device if ev is not None and ev.device else f"entry:{outcome.delivery.entry_id}"
-            groups.setdefault(key, []).append(outcome)
-        await asyncio.gather(*(self._run_group(g) for g in groups.values()))
-        await self._settle(batch, outcomes, stop)
-        for outcome in outcomes:
-            self._count(outcome)
-            for observer in self._observers:
-                observer(outcome)
-        return outcomes
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        """Reclaim what dead consumers left, keep long-running entries ours, on the source's schedule."""
+        while not stop.is_set():
+            try:
+                reclaimed = await self._source.maintain(self.in_flight_deliveries())
+            except SourceError as exc:
+                await self._log.awarning("source.maintain_failed", error=str(exc))
+                reclaimed = []
+            fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
+            if fresh:
+                await self._log.ainfo("source.reclaimed", entries=len(fresh))
+                await self.dispatch(fresh)
+            await _sleep_or_stop(stop, self._source.maintain_interval_s)
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self._settings.grace_s):
+                await self._lanes.join()
+        except TimeoutError:
+            await self._log.awarning("worker.grace_expired", unfinished=len(self._lanes))
+            self._lanes.cancel()
+
+    # ---- dispatch -----------------------------------------------------------------------------
+
+    async def dispatch(self, batch: Sequence[Delivery]) -> list[asyncio.Future[Outcome]]:
+        """Decode a batch and hand every event to its device's lane; returns their outcome futures."""
+        loop = asyncio.get_running_loop()
+        items = []
+        for delivery in batch:
+            key = (delivery.stream, delivery.entry_id)
+            if key in self._in_flight:
+                continue  # already here (a re-read of our own pending entry)
+            item = _Item(self._decode(delivery), set(), loop.create_future())
+            item.outcome.started = time.monotonic()
+            self._in_flight[key] = item
+            items.append(item)
+        decoded = [i for i in items if i.outcome.dead_letter is None]
+        if decoded:
+            blockers = await self._source.earlier_pending(
+                [i.outcome.delivery for i in decoded], self._device_of
+            )
+            for item in decoded:
+                item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
+        for item in items:
+            if item.outcome.dead_letter is not None:
+                self._finish(item)
+                continue
+            event = item.outcome.event
+            assert event is not None
+            lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
+            self._lanes.submit(lane, entry_order(event.entry_id), item)
+        return [i.done for i in items]
+
+    async def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        """Process one batch to its settled outcomes (for tests, benchmarks and replay)."""
+        futures = await self.dispatch(batch)
+        self._settle_wakeup.set()
+        if not futures:
+            return []
+        await asyncio.wait(futures)
+        await self._flush(None)
+        return [f.result() for f in futures]
 
     def _decode(self, delivery: Delivery) -> Outcome:
+        if delivery.deliveries > self._settings.max_deliveries:
+            record = DeadLetter(
+                delivery.stream,
+                delivery.entry_id,
+                "poison",
+                f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})",
+                _raw(delivery),
+                attempts=delivery.deliveries,
+            )
+            return Outcome(delivery, None, dead_letter=record)
         try:
             event = self._decoder.decode(
                 delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id
             )
         except DecodeError as exc:
             record = DeadLetter(
-                stream=delivery.stream,
-                entry_id=delivery.entry_id,
-                reason="malformed",
-                error=exc.detail,
-                event=_raw(delivery),
+                delivery.stream,
+                delivery.entry_id,
+                "malformed",
+                exc.detail,
+                _raw(delivery),
                 attempts=delivery.deliveries,
             )
             return Outcome(delivery, None, dead_letter=record)
         return Outcome(delivery, event)
 
-    async def _run_group(self, outcomes: list[Outcome]) -> None:
-        for outcome in outcomes:
-            if outcome.event is None:
-                continue
-            async with self._slots:
-                outcome.rules = await self._executor.execute(outcome.event)
-            outcome.dead_letter = dead_letter_for(outcome.event, outcome.rules)
+    def _device_of(self, delivery: Delivery) -> str | None:
+        try:
+            event = self._decoder.decode(
+                delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id
+            )
+        except DecodeError:
+            return None
+        return event.device
 
-    async def _settle(
-        self, batch: Sequence[Delivery], outcomes: list[Outcome], stop: asyncio.Event | None
-    ) -> None:
-        dead = [o.dead_letter for o in outcomes if o.dead_letter is not None]
+    async def _wait_blockers(self, item: _Item, earlier_arrived: Callable[[], bool]) -> bool:
+        """Wait until another consumer settled this device's earlier entries; False to yield the lane."""
+        stream = item.outcome.delivery.stream
+        while item.blockers:
+            item.blockers -= {
+                eid for (s, eid) in self._in_flight if s == stream
+            }  # now ours: lane order rules
+            if earlier_arrived():
+                return False
+            if not item.blockers:
+                break
+            with contextlib.suppress(SourceError):  # keep waiting: an unknown state is not a settled one
+                item.blockers = await self._source.still_pending(stream, item.blockers)
+            if item.blockers:
+                await asyncio.sleep(_BLOCKER_POLL_S)
+        return not earlier_arrived()
+
+    # ---- processing ---------------------------------------------------------------------------
+
+    async def _run_item(self, item: _Item) -> None:
+        outcome = item.outcome
+        event = outcome.event
+        assert event is not None
+        async with self._slots:
+            outcome.rules = await self._executor.execute(event, redelivered=outcome.delivery.deliveries > 1)
+        outcome.dead_letter = dead_letter_for(event, outcome.rules)
+        self._finish(item)
+
+    def _finish(self, item: _Item) -> None:
+        item.outcome.finished = time.monotonic()
+        self._finished.append(item)
+        if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
+            self._settle_wakeup.set()
+
+    # ---- settling -----------------------------------------------------------------------------
+
+    async def _settle_loop(self, stop: asyncio.Event) -> None:
+        interval = self._settings.settle_interval_ms / 1000
+        while True:
+            self._settle_wakeup.clear()
+            if self._finished:
+                await self._flush(stop)
+            if stop.is_set():
+                if self._finished:
+                    await self._flush(stop)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settle_wakeup.wait(), interval or None)
+
+    async def _flush(self, stop: asyncio.Event | None) -> None:
+        items, self._finished = self._finished, []
+        if not items:
+            return
+        done = [i.outcome.delivery for i in items]
+        dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
+        if not await self._settle_with_retry(done, dead, stop):
+            for item in items:  # abandoned at shutdown: left pending, redelivered next start
+                self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
+            return
+        for item in items:
+            self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
+            self._count(item.outcome)
+            for observer in self._observers:
+                observer(item.outcome)
+            if not item.done.done():
+                item.done.set_result(item.outcome)
+        self._room.set()
+
+    async def _settle_with_retry(
+        self, done: list[Delivery], dead: list[DeadLetter], stop: asyncio.Event | None
+    ) -> bool:
         backoff = 0.1
         while True:
             try:
-                await self._source.settle(batch, dead)
-                return
+                await self._source.settle(done, dead)
+                return True
             except SourceError as exc:
                 if stop is not None and stop.is_set():
-                    await self._log.aerror("source.settle_abandoned", error=str(exc), entries=len(batch))
-                    return  # left pending: redelivered on the next start
+                    await self._log.aerror("source.settle_abandoned", error=str(exc), entries=len(done))
+                    return False
                 await self._log.awarning("source.settle_failed", error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -154,12 +334,17 @@ class Worker:
         c.events += 1
         c.matched += len(outcome.rules)
         for rule in outcome.rules:
-            c.actions_ok += sum(1 for s in rule.steps if s.ok)
-            c.actions_failed += sum(1 for s in rule.steps if not s.ok)
+            for step in rule.steps:
+                if step.skipped:
+                    c.actions_skipped += 1
+                elif step.ok:
+                    c.actions_ok += 1
+                else:
+                    c.actions_failed += 1
         c.dead_lettered += outcome.dead_letter is not None
 
 
-def _raw(delivery: Delivery) -> dict[str, object]:
+def _raw(delivery: Delivery) -> dict[str, Any]:
     payload = delivery.payload
     if isinstance(payload, bytes):
         return {"body": payload.decode("utf-8", "replace")}
@@ -171,3 +356,10 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
         return
+
+
+async def _wait_either(a: asyncio.Event, b: asyncio.Event) -> None:
+    waits = [asyncio.create_task(a.wait()), asyncio.create_task(b.wait())]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()

@@ -8,7 +8,7 @@ is acknowledged before its outcome is settled, so a crash before ``settle`` mean
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,3 +53,21 @@ class Source(ABC):
     async def ready(self) -> bool:
         """Whether the source can talk to its event store right now."""
         return True
+
+    #: How often ``maintain`` runs.
+    maintain_interval_s: float = 5.0
+
+    async def maintain(self, in_flight: Sequence[Delivery]) -> list[Delivery]:
+        """Periodic upkeep: keep ``in_flight`` ours, and return entries reclaimed from dead consumers."""
+        return []
+
+    async def earlier_pending(
+        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        """For each delivery (by entry id): earlier unsettled entries of the same device held by
+        *other* consumers, which must settle first. A source with one consumer has none."""
+        return {}
+
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        """Which of ``entry_ids`` are not settled yet."""
+        return set()

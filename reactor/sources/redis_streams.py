@@ -1,13 +1,21 @@
 """Redis Streams: consumer groups, batched XREADGROUP, XACK only when the outcome is settled.
 
-Redis errors are translated to ``SourceError`` here. After any error, and at start, the
-consumer first re-reads its own pending entries (id ``0``) before new ones (``>``), so an entry
-read but not settled before a connection loss is processed again rather than skipped.
+- After any error, and at start, the consumer first re-reads its own pending entries (id ``0``)
+  before new ones (``>``), so an entry read but not settled is processed again, not skipped.
+- ``maintain`` claims entries other consumers left pending longer than ``reclaim_idle_ms``
+  (``XAUTOCLAIM``), and keeps this consumer's long-running entries fresh (``XCLAIM ... JUSTID``)
+  so nobody claims them from a live consumer.
+- Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
+  more than ``max_deliveries`` times as poison.
+- ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
+  entry of the same device is pending with another consumer (see README, "Delivery contract").
+
+Redis errors are translated to ``SourceError`` here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +36,8 @@ class RedisStreamsSource(Source):
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
         self._backlog = True
+        self._devices: dict[tuple[str, str], str | None] = {}
+        self.maintain_interval_s = settings.reclaim_interval_s
 
     async def start(self) -> None:
         for stream in self._s.streams:
@@ -58,9 +68,30 @@ class RedisStreamsSource(Source):
             self._backlog = True
             raise SourceError(f"XREADGROUP: {exc}") from exc
         batch = _deliveries(reply)
-        if self._backlog and not batch:
-            self._backlog = False
+        if self._backlog:
+            if not batch:
+                self._backlog = False
+            else:
+                batch = await self._with_counts(batch)
         return batch
+
+    async def _with_counts(self, batch: list[Delivery]) -> list[Delivery]:
+        """The deliveries with their delivery counts from the pending entries list."""
+        counts: dict[tuple[str, str], int] = {}
+        try:
+            for stream in {d.stream for d in batch}:
+                ids = sorted((d.entry_id for d in batch if d.stream == stream), key=_order)
+                rows = await self._client.xpending_range(
+                    stream, self._s.group, min=ids[0], max=ids[-1], count=len(ids) + 100
+                )
+                counts.update({(stream, str(r["message_id"])): int(r["times_delivered"]) for r in rows})
+        except RedisError as exc:
+            self._backlog = True
+            raise SourceError(f"XPENDING: {exc}") from exc
+        return [
+            Delivery(d.stream, d.entry_id, d.payload, counts.get((d.stream, d.entry_id), d.deliveries))
+            for d in batch
+        ]
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         if not done and not dead:
@@ -80,6 +111,111 @@ class RedisStreamsSource(Source):
             self._backlog = True
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
 
+    async def maintain(self, in_flight: Sequence[Delivery]) -> list[Delivery]:
+        """Keep our long-running entries fresh; claim what dead consumers left pending."""
+        try:
+            await self._touch(in_flight)
+            claimed: list[Delivery] = []
+            for stream in self._s.streams:
+                claimed += await self._autoclaim(stream)
+        except RedisError as exc:
+            raise SourceError(f"reclaim: {exc}") from exc
+        return await self._with_counts(claimed) if claimed else []
+
+    async def _touch(self, in_flight: Sequence[Delivery]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for d in in_flight:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+        for stream, ids in by_stream.items():
+            await self._client.xclaim(
+                stream, self._s.group, self._s.consumer, min_idle_time=0, message_ids=tuple(ids), justid=True
+            )
+
+    async def _autoclaim(self, stream: str) -> list[Delivery]:
+        claimed: list[Delivery] = []
+        start = "0-0"
+        while True:
+            reply = await self._client.xautoclaim(
+                stream,
+                self._s.group,
+                self._s.consumer,
+                min_idle_time=self._s.reclaim_idle_ms,
+                start_id=start,
+                count=100,
+            )
+            start, entries = reply[0], reply[1]
+            gone = reply[2] if len(reply) > 2 else []
+            claimed += [Delivery(stream, entry_id, fields or {}) for entry_id, fields in entries]
+            claimed += [Delivery(stream, entry_id, {}) for entry_id in gone]  # trimmed: dead-letter them
+            if start in ("0-0", "0"):
+                return claimed
+
+    async def earlier_pending(
+        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        """Earlier entries of the same device pending with other consumers, per delivery."""
+        out: dict[str, set[str]] = {}
+        try:
+            for stream in {d.stream for d in deliveries}:
+                mine = [d for d in deliveries if d.stream == stream]
+                out.update(await self._earlier_in(stream, mine, device_of))
+        except RedisError as exc:
+            raise SourceError(f"XPENDING: {exc}") from exc
+        return out
+
+    async def _earlier_in(
+        self, stream: str, batch: list[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        summary = await self._client.xpending(stream, self._s.group)
+        consumers = {c["name"] for c in summary.get("consumers") or []}
+        if consumers <= {self._s.consumer}:
+            return {}  # nobody else holds anything: nothing to wait for
+        last = max((d.entry_id for d in batch), key=_order)
+        rows = await self._client.xpending_range(stream, self._s.group, min="-", max=last, count=100_000)
+        foreign = [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
+        if not foreign:
+            return {}
+        devices = await self._devices_of(stream, foreign, device_of)
+        out: dict[str, set[str]] = {}
+        for delivery in batch:
+            device = device_of(delivery)
+            if device is None:
+                continue
+            order = _order(delivery.entry_id)
+            blockers = {f for f in foreign if devices.get(f) == device and _order(f) < order}
+            if blockers:
+                out[delivery.entry_id] = blockers
+        return out
+
+    async def _devices_of(
+        self, stream: str, ids: list[str], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, str | None]:
+        unknown = [i for i in ids if (stream, i) not in self._devices]
+        if unknown:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for entry_id in unknown:
+                    pipe.xrange(stream, entry_id, entry_id)
+                replies = await pipe.execute()
+            if len(self._devices) > 100_000:
+                self._devices.clear()
+            for entry_id, reply in zip(unknown, replies, strict=True):
+                fields = reply[0][1] if reply else None
+                device = device_of(Delivery(stream, entry_id, fields)) if fields else None
+                self._devices[(stream, entry_id)] = device
+        return {i: self._devices.get((stream, i)) for i in ids}
+
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        if not entry_ids:
+            return set()
+        ordered = sorted(entry_ids, key=_order)
+        try:
+            rows = await self._client.xpending_range(
+                stream, self._s.group, min=ordered[0], max=ordered[-1], count=100_000
+            )
+        except RedisError as exc:
+            raise SourceError(f"XPENDING: {exc}") from exc
+        return {str(r["message_id"]) for r in rows} & entry_ids
+
     async def ready(self) -> bool:
         try:
             return bool(await self._client.ping())
@@ -88,6 +224,11 @@ class RedisStreamsSource(Source):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _deliveries(reply: Any) -> list[Delivery]:

@@ -1,0 +1,136 @@
+"""The state store: which (event, rule, action) steps completed, and their results.
+
+A redelivered event (a crash before its ack, a reclaim, a replay) skips the steps that already
+completed and reuses their results for the steps after them, so an action is not applied twice.
+Records expire after ``state.retention_s``. Backends: SQLite (one process, the embedded default),
+Redis (several processes), memory (tests, demo).
+
+The window that remains: a crash after an action's effect and before its record is written
+repeats that one action on redelivery. SuperMQ's APIs take no idempotency key, so it cannot be
+closed from here; the shipped actions are idempotent where SuperMQ allows (merge patches, states,
+409 on connect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from reactor.errors import SourceError
+
+Steps = dict[str, Any]
+
+
+def step_key(rule: str, action_id: str) -> str:
+    return f"{rule}/{action_id}"
+
+
+class StateStore(ABC):
+    """Completed steps by event key (``stream/entry_id``)."""
+
+    @abstractmethod
+    async def completed(self, event_key: str) -> Steps:
+        """``{"rule/action": result}`` for the steps of this event that completed."""
+
+    @abstractmethod
+    async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
+        """Remember that a step completed (before the event is acked)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release the backend."""
+
+
+class MemoryStateStore(StateStore):
+    def __init__(self) -> None:
+        self.steps: dict[str, Steps] = {}
+
+    async def completed(self, event_key: str) -> Steps:
+        return dict(self.steps.get(event_key, {}))
+
+    async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
+        self.steps.setdefault(event_key, {})[step_key(rule, action_id)] = result
+
+
+class SQLiteStateStore(StateStore):
+    """A local SQLite file (WAL); old records are pruned as new ones are written."""
+
+    _PRUNE_EVERY = 1000
+
+    def __init__(self, path: Path, retention_s: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS steps (event TEXT NOT NULL, step TEXT NOT NULL, result TEXT NOT NULL,"
+            " at REAL NOT NULL, PRIMARY KEY (event, step))"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS steps_at ON steps (at)")
+        self._retention_s = retention_s
+        self._writes = 0
+
+    async def completed(self, event_key: str) -> Steps:
+        rows = self._db.execute("SELECT step, result FROM steps WHERE event = ?", (event_key,)).fetchall()
+        return {step: json.loads(result) for step, result in rows}
+
+    async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
+        now = time.time()
+        self._db.execute(
+            "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)",
+            (event_key, step_key(rule, action_id), json.dumps(result, default=str), now),
+        )
+        self._writes += 1
+        if self._writes % self._PRUNE_EVERY == 0:
+            self._db.execute("DELETE FROM steps WHERE at < ?", (now - self._retention_s,))
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class RedisStateStore(StateStore):
+    """One hash per event (``<prefix>:<event key>``), expiring after the retention window."""
+
+    def __init__(self, client: aioredis.Redis, retention_s: float, prefix: str = "reactor:steps") -> None:
+        self._client = client
+        self._ttl = max(int(retention_s), 1)
+        self._prefix = prefix
+
+    async def completed(self, event_key: str) -> Steps:
+        raw = await self._retrying(lambda: self._client.hgetall(f"{self._prefix}:{event_key}"))
+        return {str(k): json.loads(v) for k, v in raw.items()}
+
+    async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
+        key = f"{self._prefix}:{event_key}"
+        value = json.dumps(result, default=str)
+
+        async def write() -> Any:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, step_key(rule, action_id), value)
+                pipe.expire(key, self._ttl)
+                return await pipe.execute()
+
+        await self._retrying(write)
+
+    async def _retrying(self, fn: Any, attempts: int = 50) -> Any:
+        """A step that completed must be recorded: retry through a short Redis outage."""
+        delay = 0.05
+        for attempt in range(attempts):
+            try:
+                return await fn()
+            except RedisError as exc:
+                if attempt == attempts - 1:
+                    raise SourceError(f"state store: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self._client.aclose()
