@@ -123,12 +123,12 @@ class RedisStreamsSource(Source):
         return await self._with_counts(claimed) if claimed else []
 
     async def _touch(self, in_flight: Sequence[Delivery]) -> None:
-        by_stream: dict[str, list[str]] = {}
+        by_stream: dict[str, list[Any]] = {}
         for d in in_flight:
             by_stream.setdefault(d.stream, []).append(d.entry_id)
         for stream, ids in by_stream.items():
             await self._client.xclaim(
-                stream, self._s.group, self._s.consumer, min_idle_time=0, message_ids=tuple(ids), justid=True
+                stream, self._s.group, self._s.consumer, min_idle_time=0, message_ids=ids, justid=True
             )
 
     async def _autoclaim(self, stream: str) -> list[Delivery]:
