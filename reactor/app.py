@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import signal
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 import structlog
@@ -17,12 +20,13 @@ from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
+from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
+from reactor.errors import SourceError
 from reactor.events.decode import Decoder
-from reactor.ops.redact import redact
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
@@ -112,7 +116,8 @@ class Reactor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
-        await self.source.start()
+        if not await self._start_source(stop):
+            return
         watcher_stop = asyncio.Event()
         interval = self.settings.rules.reload_interval_s
         watcher = asyncio.create_task(self.holder.watch(watcher_stop, interval)) if interval > 0 else None
@@ -125,6 +130,21 @@ class Reactor:
             await self.source.close()
             await self.client.aclose()
             await self.state.close()
+
+    async def _start_source(self, stop: asyncio.Event) -> bool:
+        """Connect to the event store, waiting out an outage (with backoff) until ``stop``."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self.source.start()
+                return True
+            except SourceError as exc:
+                logger = self.worker.logger
+                await logger.awarning("source.start_failed", error=str(exc), retry_in_s=backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+        return False
 
 
 def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
@@ -172,5 +192,72 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         rules=len(reactor.rules),
     )
     await reactor.run(stop)
-    await logger.ainfo("reactor.stopped", **redact(vars(reactor.worker.counters)))
+    await logger.ainfo("reactor.stopped", **asdict(reactor.worker.counters))
     return 0
+
+
+async def dlq_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor dlq list|show|replay|purge``."""
+    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    dead = DeadLetters(client, settings.redis.dlq_stream)
+    try:
+        return await _dlq(args, settings, dead, logger)
+    finally:
+        await client.aclose()
+
+
+async def _dlq(
+    args: argparse.Namespace,
+    settings: Settings,
+    dead: DeadLetters,
+    logger: structlog.typing.FilteringBoundLogger,
+) -> int:
+    since = parse_since(args.since) if getattr(args, "since", None) else None
+    if args.dlq_command == "list":
+        print_records(await dead.records(rule=args.rule, since_ns=since, limit=args.limit), sys.stdout)
+        return 0
+    if args.dlq_command == "show":
+        found = await dead.records(ids=[args.id])
+        if not found:
+            print(f"no dead-letter record {args.id}", file=sys.stderr)
+            return 1
+        print_record(found[0], sys.stdout)
+        return 0
+    if args.dlq_command == "purge":
+        if not args.ids and not args.all:
+            print("name the records to purge, or --all", file=sys.stderr)
+            return 2
+        removed = await dead.purge() if args.all else await dead.delete(args.ids)
+        print(f"purged {removed} record(s) from {dead.stream}")
+        return 0
+    return await replay_dead_letters(settings, dead, logger, ids=args.ids, rule=args.rule, since_ns=since)
+
+
+async def replay_dead_letters(
+    settings: Settings,
+    dead: DeadLetters,
+    logger: structlog.typing.FilteringBoundLogger,
+    *,
+    ids: Sequence[str] = (),
+    rule: str | None = None,
+    since_ns: int | None = None,
+    client: SuperMQClient | None = None,
+    state: StateStore | None = None,
+) -> int:
+    """Replay matching records; print what happened; exit 0 when all succeeded."""
+    records = await dead.records(ids=ids, rule=rule, since_ns=since_ns)
+    if not records:
+        print("no dead-letter records match")
+        return 0
+    source = ReplaySource(dead, list(reversed(records)))  # oldest first
+    reactor = Reactor.build(settings, source, logger, client=client, state=state)
+    await reactor.run(asyncio.Event())
+    for record in source.failed_again:
+        print(f"failed again: {record.stream} {record.entry_id}: {record.reason}: {record.error}")
+    print(
+        f"replayed {len(records)} record(s): {len(source.replayed)} succeeded and were removed, "
+        f"{len(source.failed_again)} failed again"
+    )
+    return 0 if not source.failed_again else 1

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reactor.app import build_registry, run_daemon
+from reactor.app import build_registry, dlq_command, run_daemon
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
@@ -47,6 +47,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="the rules that must match (repeat); exit 1 otherwise",
     )
+    dlq = sub.add_parser("dlq", help="the dead-letter stream: list, show, replay, purge")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="newest records first")
+    dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_list.add_argument("--rule")
+    dlq_list.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
+    dlq_show = dlq_sub.add_parser("show", help="one record in full (secrets are masked)")
+    dlq_show.add_argument("id")
+    replay = dlq_sub.add_parser("replay", help="put records back through the rules (idempotent)")
+    replay.add_argument("ids", nargs="*", metavar="ID")
+    replay.add_argument("--rule")
+    replay.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
+    replay.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+    purge = dlq_sub.add_parser("purge", help="delete records (by id, or --all)")
+    purge.add_argument("ids", nargs="*", metavar="ID")
+    purge.add_argument("--all", action="store_true")
     return parser
 
 
@@ -78,6 +94,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run_demo(settings, sys.stdout))
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format)
+    if args.command == "dlq":
+        return asyncio.run(dlq_command(args, settings, get_logger()))
     if args.command == "rules":
         configure_logging("ERROR", settings.log.format)
         client = SuperMQClient(settings.supermq)

@@ -31,6 +31,8 @@ class ActionContext:
     rule: str
     action_id: str
     results: Mapping[str, Any]
+    #: The event was delivered before (crash, reclaim, replay): an action may check before it writes.
+    redelivered: bool = False
 
 
 class Action(ABC):

@@ -49,8 +49,12 @@ class UpdateContent(_ConfigAction):
                 f"config {params.config_id} content is not JSON; cannot merge a patch"
             ) from exc
         merged = merge_patch(current, params.patch)
+        name = params.name or config.name
+        if merged == current and name == config.name:
+            # Already applied (a redelivery after a crash between the PUT and its record): no second write.
+            return {"config_id": params.config_id, "content": merged, "unchanged": True}
         content = json.dumps(merged, separators=(",", ":"), sort_keys=True)
-        await self._client.update_config(params.config_id, name=params.name or config.name, content=content)
+        await self._client.update_config(params.config_id, name=name, content=content)
         return {"config_id": params.config_id, "content": merged}
 
 
@@ -82,6 +86,8 @@ class ChangeState(_ConfigAction):
     params_model = ChangeStateParams
 
     async def run(self, params: ChangeStateParams, ctx: ActionContext) -> dict[str, Any]:
+        if ctx.redelivered and (await self._client.view_config(params.config_id)).state == params.state:
+            return {"config_id": params.config_id, "state": params.state, "unchanged": True}
         await self._client.change_state(params.config_id, params.state)
         return {"config_id": params.config_id, "state": params.state}
 

@@ -70,12 +70,14 @@ class Executor:
             return []
         key = f"{event.stream}/{event.entry_id}"
         done = await self._state.completed(key) if redelivered and self._state is not None else {}
-        return [await self._run_rule(rule, event, key, done) for rule in matched]
+        return [await self._run_rule(rule, event, key, done, redelivered) for rule in matched]
 
-    async def _run_rule(self, rule: Rule, event: Event, key: str, done: Steps) -> RuleOutcome:
+    async def _run_rule(
+        self, rule: Rule, event: Event, key: str, done: Steps, redelivered: bool
+    ) -> RuleOutcome:
         outcome = RuleOutcome(rule.name)
         results: dict[str, Any] = {}
-        ctx: dict[str, Any] = {"event": event, "results": results}
+        ctx: dict[str, Any] = {"event": event, "results": results, "redelivered": redelivered}
         policy = self._retry.overridden(rule.retry)
         for action in rule.actions:
             previous = done.get(step_key(rule.name, action.id), _MISSING)
@@ -118,7 +120,13 @@ class Executor:
         action: CompiledAction, rule: Rule, event: Event, ctx: dict[str, Any], policy: RetryPolicy
     ) -> StepOutcome:
         started = time.perf_counter()
-        actx = ActionContext(event=event, rule=rule.name, action_id=action.id, results=ctx.get("results", {}))
+        actx = ActionContext(
+            event=event,
+            rule=rule.name,
+            action_id=action.id,
+            results=ctx.get("results", {}),
+            redelivered=bool(ctx.get("redelivered")),
+        )
         try:
             params = action.render(ctx)
             result, attempts = await policy.call(lambda: _guarded(action, params, actx))

@@ -65,6 +65,7 @@ class _Item:
     outcome: Outcome
     blockers: set[str]
     done: asyncio.Future[Outcome]
+    submitted: bool = False
 
 
 class Worker:
@@ -89,6 +90,7 @@ class Worker:
         self._batch_size = batch_size
         self._block_ms = block_ms
         self._log = logger
+        self.logger = logger
         self._observers = list(observers)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._lanes: Lanes[_Item] = Lanes(self._run_item, self._wait_blockers)
@@ -184,9 +186,7 @@ class Worker:
             items.append(item)
         decoded = [i for i in items if i.outcome.dead_letter is None]
         if decoded:
-            blockers = await self._source.earlier_pending(
-                [i.outcome.delivery for i in decoded], self._device_of
-            )
+            blockers = await self._earlier_pending([i.outcome.delivery for i in decoded])
             for item in decoded:
                 item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
         for item in items:
@@ -196,8 +196,20 @@ class Worker:
             event = item.outcome.event
             assert event is not None
             lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
+            item.submitted = True
             self._lanes.submit(lane, entry_order(event.entry_id), item)
         return [i.done for i in items]
+
+    async def _earlier_pending(self, deliveries: list[Delivery]) -> dict[str, set[str]]:
+        """The source's answer, waiting out an outage: dispatching without it could break order."""
+        backoff = 0.1
+        while True:
+            try:
+                return await self._source.earlier_pending(deliveries, self._device_of)
+            except SourceError as exc:
+                await self._log.awarning("source.order_check_failed", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
         """Process one batch to its settled outcomes (for tests, benchmarks and replay)."""
@@ -249,9 +261,9 @@ class Worker:
         """Wait until another consumer settled this device's earlier entries; False to yield the lane."""
         stream = item.outcome.delivery.stream
         while item.blockers:
-            item.blockers -= {
-                eid for (s, eid) in self._in_flight if s == stream
-            }  # now ours: lane order rules
+            # A blocker that is now ours (reclaimed) and in its lane: the lane's order rules from here.
+            ours = {eid for (s, eid), it in self._in_flight.items() if s == stream and it.submitted}
+            item.blockers -= ours
             if earlier_arrived():
                 return False
             if not item.blockers:

@@ -2,9 +2,8 @@
 
 - After any error, and at start, the consumer first re-reads its own pending entries (id ``0``)
   before new ones (``>``), so an entry read but not settled is processed again, not skipped.
-- ``maintain`` claims entries other consumers left pending longer than ``reclaim_idle_ms``
-  (``XAUTOCLAIM``), and keeps this consumer's long-running entries fresh (``XCLAIM ... JUSTID``)
-  so nobody claims them from a live consumer.
+- ``maintain`` renews this consumer's liveness lease and claims the pending entries of consumers
+  whose lease expired (they died): no entry is taken from a live consumer, however slow.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison.
 - ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
@@ -15,6 +14,7 @@ Redis errors are translated to ``SourceError`` here.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,11 +35,15 @@ class RedisStreamsSource(Source):
     def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
-        self._backlog = True
+        self._backlog: dict[str, str] = dict.fromkeys(settings.streams, "0")
         self._devices: dict[tuple[str, str], str | None] = {}
         self.maintain_interval_s = settings.reclaim_interval_s
 
     async def start(self) -> None:
+        try:
+            await self._renew_lease()
+        except RedisError as exc:
+            raise SourceError(f"redis {self._s.url}: {exc}") from exc
         for stream in self._s.streams:
             try:
                 await self._client.xgroup_create(stream, self._s.group, id=self._s.start_id, mkstream=True)
@@ -50,48 +54,52 @@ class RedisStreamsSource(Source):
                 raise SourceError(f"redis {self._s.url}: {exc}") from exc
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
-        start = "0" if self._backlog else ">"
+        """New entries; first, after a start or an error, this consumer's own pending ones, once."""
+        backlog = self._backlog
+        streams = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
         try:
             reply = await self._client.xreadgroup(
-                self._s.group,
-                self._s.consumer,
-                dict.fromkeys(self._s.streams, start),
-                count=max_count,
-                block=None if self._backlog else block_ms,
+                self._s.group, self._s.consumer, streams, count=max_count, block=None if backlog else block_ms
             )
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                await self.start()  # the stream or group was deleted under us: recreate
-            self._backlog = True
-            raise SourceError(f"XREADGROUP: {exc}") from exc
         except RedisError as exc:
-            self._backlog = True
+            if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                await self.start()  # the stream or group was deleted under us: recreate
+            self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
         batch = _deliveries(reply)
-        if self._backlog:
-            if not batch:
-                self._backlog = False
+        if not backlog:
+            return batch
+        for stream in list(backlog):  # page through the pending list once, then read new entries
+            seen = [d.entry_id for d in batch if d.stream == stream]
+            if seen:
+                backlog[stream] = max(seen, key=_order)
             else:
-                batch = await self._with_counts(batch)
-        return batch
+                del backlog[stream]
+        return await self._with_counts(batch) if batch else batch
+
+    def _rescan(self) -> None:
+        """After an error: our pending entries are read again (from the start of the list) first."""
+        self._backlog = dict.fromkeys(self._s.streams, "0")
 
     async def _with_counts(self, batch: list[Delivery]) -> list[Delivery]:
-        """The deliveries with their delivery counts from the pending entries list."""
-        counts: dict[tuple[str, str], int] = {}
+        """The deliveries with their delivery counts from the pending entries list.
+
+        Only re-read and reclaimed entries come here: they were delivered before, so they count
+        as redeliveries (at least 2) whatever the list says, and their completed steps are skipped.
+        """
         try:
-            for stream in {d.stream for d in batch}:
-                ids = sorted((d.entry_id for d in batch if d.stream == stream), key=_order)
-                rows = await self._client.xpending_range(
-                    stream, self._s.group, min=ids[0], max=ids[-1], count=len(ids) + 100
-                )
-                counts.update({(stream, str(r["message_id"])): int(r["times_delivered"]) for r in rows})
+            async with self._client.pipeline(transaction=False) as pipe:
+                for d in batch:
+                    pipe.xpending_range(d.stream, self._s.group, min=d.entry_id, max=d.entry_id, count=1)
+                replies = await pipe.execute()
         except RedisError as exc:
-            self._backlog = True
+            self._rescan()
             raise SourceError(f"XPENDING: {exc}") from exc
-        return [
-            Delivery(d.stream, d.entry_id, d.payload, counts.get((d.stream, d.entry_id), d.deliveries))
-            for d in batch
-        ]
+        out = []
+        for d, rows in zip(batch, replies, strict=True):
+            count = int(rows[0]["times_delivered"]) if rows else 0
+            out.append(Delivery(d.stream, d.entry_id, d.payload, max(count, 2)))
+        return out
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         if not done and not dead:
@@ -108,47 +116,61 @@ class RedisStreamsSource(Source):
                     pipe.xack(stream, self._s.group, *ids)
                 await pipe.execute()
         except RedisError as exc:
-            self._backlog = True
+            self._rescan()
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
 
     async def maintain(self, in_flight: Sequence[Delivery]) -> list[Delivery]:
-        """Keep our long-running entries fresh; claim what dead consumers left pending."""
+        """Renew our liveness lease; claim the pending entries of consumers whose lease expired.
+
+        Each consumer holds ``reactor:<group>:alive:<consumer>`` for ``reclaim_idle_ms``, renewed
+        every ``reclaim_interval_s``. Redis's own consumer idle time is no liveness signal (it is
+        only refreshed when entries are delivered), so a live consumer busy with a slow action
+        would look dead; the lease says what it means. A consumer whose lease is gone has its
+        entries (idle at least ``reclaim_idle_ms``) claimed here.
+        """
+        claimed: list[Delivery] = []
         try:
-            await self._touch(in_flight)
-            claimed: list[Delivery] = []
+            await self._renew_lease()
             for stream in self._s.streams:
-                claimed += await self._autoclaim(stream)
+                claimed += await self._claim_from_gone(stream)
         except RedisError as exc:
             raise SourceError(f"reclaim: {exc}") from exc
         return await self._with_counts(claimed) if claimed else []
 
-    async def _touch(self, in_flight: Sequence[Delivery]) -> None:
-        by_stream: dict[str, list[Any]] = {}
-        for d in in_flight:
-            by_stream.setdefault(d.stream, []).append(d.entry_id)
-        for stream, ids in by_stream.items():
-            await self._client.xclaim(
-                stream, self._s.group, self._s.consumer, min_idle_time=0, message_ids=ids, justid=True
-            )
+    def _lease(self, consumer: str) -> str:
+        return f"reactor:{self._s.group}:alive:{consumer}"
 
-    async def _autoclaim(self, stream: str) -> list[Delivery]:
+    async def _renew_lease(self) -> None:
+        await self._client.set(self._lease(self._s.consumer), "1", px=self._s.reclaim_idle_ms)
+
+    async def _claim_from_gone(self, stream: str) -> list[Delivery]:
         claimed: list[Delivery] = []
-        start = "0-0"
-        while True:
-            reply = await self._client.xautoclaim(
+        for consumer in await self._client.xinfo_consumers(stream, self._s.group):
+            name, pending, idle = str(consumer["name"]), int(consumer["pending"]), int(consumer["idle"])
+            if name == self._s.consumer or await self._client.exists(self._lease(name)):
+                continue
+            if pending == 0:
+                if idle > 10 * self._s.reclaim_idle_ms:
+                    await self._client.xgroup_delconsumer(stream, self._s.group, name)  # tidy up the gone
+                continue
+            rows = await self._client.xpending_range(
+                stream, self._s.group, min="-", max="+", count=1000, consumername=name
+            )
+            ids: list[Any] = [
+                r["message_id"] for r in rows if int(r["time_since_delivered"]) >= self._s.reclaim_idle_ms
+            ]
+            if not ids:
+                continue
+            entries = await self._client.xclaim(
                 stream,
                 self._s.group,
                 self._s.consumer,
                 min_idle_time=self._s.reclaim_idle_ms,
-                start_id=start,
-                count=100,
+                message_ids=ids,
             )
-            start, entries = reply[0], reply[1]
-            gone = reply[2] if len(reply) > 2 else []
-            claimed += [Delivery(stream, entry_id, fields or {}) for entry_id, fields in entries]
-            claimed += [Delivery(stream, entry_id, {}) for entry_id in gone]  # trimmed: dead-letter them
-            if start in ("0-0", "0"):
-                return claimed
+            got = {str(entry_id): fields for entry_id, fields in entries if entry_id is not None}
+            claimed += [Delivery(stream, eid, fields or {}) for eid, fields in got.items()]
+        return claimed
 
     async def earlier_pending(
         self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
@@ -223,6 +245,8 @@ class RedisStreamsSource(Source):
             return False
 
     async def close(self) -> None:
+        with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
+            await self._client.delete(self._lease(self._s.consumer))
         await self._client.aclose()
 
 

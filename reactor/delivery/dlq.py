@@ -1,0 +1,179 @@
+"""The dead-letter stream, for operators: list, show, replay and purge records.
+
+Replay puts a record's original event back through the rules as a *redelivery* of its original
+stream entry, so the steps that completed before are skipped (idempotency). A record that
+succeeds is removed from the dead-letter stream; one that fails again is replaced by a new record
+with the new reason. Secrets were masked when the record was written, so an event whose actions
+need them (a private key, a thing key) replays with ``***`` in their place.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from reactor.delivery.deadletter import DeadLetter
+from reactor.errors import ConfigError, SourceError
+from reactor.sources.base import Delivery, Source
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One dead-letter entry as stored."""
+
+    id: str
+    fields: dict[str, str]
+
+    @property
+    def at_ns(self) -> int:
+        return int(self.fields.get("at_ns") or 0)
+
+    def delivery(self) -> Delivery:
+        """The original event as a redelivery of its original entry."""
+        payload: dict[str, Any] = json.loads(self.fields.get("event") or "{}")
+        body: dict[str, Any] | bytes = payload
+        if set(payload) == {"body"}:
+            body = str(payload["body"]).encode()
+        elif set(payload) == {"body_b64"}:
+            body = base64.b64decode(payload["body_b64"])
+        return Delivery(
+            self.fields.get("stream", ""),
+            self.fields.get("entry_id", ""),
+            body,
+            deliveries=max(int(self.fields.get("attempts") or 1), 1) + 1,
+        )
+
+
+def parse_since(text: str) -> int:
+    """``2h`` / ``30m`` / ``90s`` / ``1d`` ago, or an ISO 8601 time → epoch nanoseconds."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return time.time_ns() - int(float(match.group(1)) * _UNITS[match.group(2)] * 1e9)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since: not a time or a duration like 2h: {text!r}") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+class DeadLetters:
+    """The dead-letter stream of one Redis."""
+
+    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+
+    async def records(
+        self,
+        *,
+        ids: Sequence[str] = (),
+        rule: str | None = None,
+        since_ns: int | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Records, newest first, filtered by id, rule and time."""
+        raw: list[Any] = []
+        try:
+            if ids:
+                for record_id in ids:
+                    raw += await self.client.xrange(self.stream, record_id, record_id) or []
+            else:
+                raw = await self.client.xrevrange(self.stream, count=limit) or []
+        except RedisError as exc:
+            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
+        records = [Record(str(i), dict(f)) for i, f in raw]
+        if rule is not None:
+            records = [r for r in records if r.fields.get("rule") == rule]
+        if since_ns is not None:
+            records = [r for r in records if r.at_ns >= since_ns]
+        return records
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(await self.client.xdel(self.stream, *ids))
+
+    async def purge(self) -> int:
+        count = int(await self.client.xlen(self.stream))
+        await self.client.delete(self.stream)
+        return count
+
+
+class ReplaySource(Source):
+    """Dead-letter records as a finite source; settling removes the replayed records."""
+
+    name = "replay"
+
+    def __init__(self, dead: DeadLetters, records: Sequence[Record]) -> None:
+        self._dead = dead
+        self._pending = [(r, r.delivery()) for r in records]
+        self._record_of = {(d.stream, d.entry_id): r.id for r, d in self._pending}
+        self.replayed: list[str] = []
+        self.failed_again: list[DeadLetter] = []
+
+    async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        batch, self._pending = self._pending[:max_count], self._pending[max_count:]
+        return [d for _, d in batch]
+
+    async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        client = self._dead.client  # the same connection: records and deletes in one transaction
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                for record in dead:
+                    fields: dict[Any, Any] = record.to_fields()
+                    pipe.xadd(self._dead.stream, fields)
+                ids = [self._record_of[(d.stream, d.entry_id)] for d in done]
+                if ids:
+                    pipe.xdel(self._dead.stream, *ids)
+                await pipe.execute()
+        except RedisError as exc:
+            raise SourceError(f"replay: {exc}") from exc
+        failed = {(r.stream, r.entry_id) for r in dead}
+        self.replayed += [
+            self._record_of[(d.stream, d.entry_id)] for d in done if (d.stream, d.entry_id) not in failed
+        ]
+        self.failed_again += list(dead)
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._pending
+
+
+def print_records(records: Sequence[Record], out: TextIO) -> None:
+    """A readable table of records."""
+    if not records:
+        print("no dead-letter records", file=out)
+        return
+    print(
+        f"{'id':<18} {'at (UTC)':<20} {'reason':<14} {'stream/entry':<40} {'rule/action':<36} error", file=out
+    )
+    for r in records:
+        f = r.fields
+        at = datetime.fromtimestamp(r.at_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if r.at_ns else "-"
+        where = f"{f.get('stream', '')} {f.get('entry_id', '')}"
+        what = f"{f.get('rule', '')} {f.get('action', '')}".strip() or "-"
+        status = f" [{f['status']}]" if f.get("status") else ""
+        error = (f.get("error", "") + status)[:80]
+        print(f"{r.id:<18} {at:<20} {f.get('reason', ''):<14} {where:<40} {what:<36} {error}", file=out)
+
+
+def print_record(record: Record, out: TextIO) -> None:
+    fields = dict(record.fields)
+    event = fields.pop("event", "{}")
+    print(
+        json.dumps({"id": record.id, **fields, "event": json.loads(event)}, indent=2, sort_keys=True),
+        file=out,
+    )
