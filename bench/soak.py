@@ -202,7 +202,7 @@ async def run_soak(
                 if proc.returncode is None:
                     proc.terminate()
             report.exit_codes = [await proc.wait() for proc in procs]
-        dead = await client.xrange("reactor.dlq")
+        dead: Any = await client.xrange("reactor.dlq")
         report.dead_reasons = [f"{f['reason']}: {f['error']}" for _, f in dead]
         await client.aclose()
         _score(

@@ -56,7 +56,7 @@ class RedisStreamsSource(Source):
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
         backlog = self._backlog
-        streams = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
+        streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
         try:
             reply = await self._client.xreadgroup(
                 self._s.group, self._s.consumer, streams, count=max_count, block=None if backlog else block_ms
@@ -168,7 +168,8 @@ class RedisStreamsSource(Source):
                 min_idle_time=self._s.reclaim_idle_ms,
                 message_ids=ids,
             )
-            got = {str(entry_id): fields for entry_id, fields in entries if entry_id is not None}
+            replies: list[Any] = list(entries)
+            got = {str(entry_id): fields for entry_id, fields in replies if entry_id is not None}
             claimed += [Delivery(stream, eid, fields or {}) for eid, fields in got.items()]
         return claimed
 
