@@ -66,6 +66,7 @@ class _Item:
     blockers: set[str]
     done: asyncio.Future[Outcome]
     submitted: bool = False
+    processed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Worker:
@@ -214,10 +215,13 @@ class Worker:
     async def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
         """Process one batch to its settled outcomes (for tests, benchmarks and replay)."""
         futures = await self.dispatch(batch)
-        self._settle_wakeup.set()
-        if not futures:
-            return []
-        await asyncio.wait(futures)
+        items = [
+            self._in_flight[(d.stream, d.entry_id)]
+            for d in batch
+            if (d.stream, d.entry_id) in self._in_flight
+        ]
+        for item in items:
+            await item.processed.wait()
         await self._flush(None)
         return [f.result() for f in futures]
 
@@ -287,6 +291,7 @@ class Worker:
 
     def _finish(self, item: _Item) -> None:
         item.outcome.finished = time.monotonic()
+        item.processed.set()
         self._finished.append(item)
         if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
             self._settle_wakeup.set()

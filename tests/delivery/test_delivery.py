@@ -1,0 +1,308 @@
+"""Delivery guarantees in one process: per-device order, a slow device does not block others,
+SuperMQ outages, poison entries, dead-letter replay exactly once, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from reactor.app import Reactor, replay_dead_letters
+from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.lanes import Lanes
+from reactor.delivery.state import MemoryStateStore
+from reactor.delivery.worker import Outcome
+from reactor.ops.logging import get_logger
+from reactor.settings import Settings, load_settings
+from reactor.sources.base import Delivery
+from reactor.sources.memory import MemorySource
+from reactor.sources.redis_streams import RedisStreamsSource
+from reactor.supermq.client import SuperMQClient
+from reactor.supermq.simulator import Simulator
+from tests.conftest import REDIS_URL, REPO
+
+PUSH = """
+[[rule]]
+name = "push"
+on = ["config.update"]
+retry = {{ attempts = {attempts}, initial_s = 0.02, max_wait_s = 0.2, max_total_s = {total}, jitter_s = 0 }}
+[[rule.actions]]
+id = "content"
+type = "bootstrap.update_content"
+config_id = "{{{{ event.thing_id }}}}"
+patch = {{ seq = "{{{{ event.seq | int }}}}" }}
+"""
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(validate=False) as simulator:
+        yield simulator
+
+
+def _settings(tmp_path: Path, sim: Simulator, unique: str, rules: str, **overrides: Any) -> Settings:
+    directory = tmp_path / "rules"
+    directory.mkdir(exist_ok=True)
+    (directory / "r.toml").write_text(rules)
+    settings = load_settings(
+        None,
+        redis={
+            "url": REDIS_URL,
+            "streams": [f"t{unique}.bootstrap"],
+            "group": "g",
+            "consumer": "c1",
+            "start_id": "0",
+            "block_ms": 50,
+            "dlq_stream": f"t{unique}.dlq",
+        },
+        events={"families": [f"t{unique}"]},
+        rules={"dir": directory, "reload_interval_s": 0},
+        **overrides,
+    )
+    return settings.model_copy(update={"supermq": sim.settings()})
+
+
+def _seqs(sim: Simulator, thing_id: str) -> list[int]:
+    return [
+        int(json.loads(e.detail["content"])["seq"])
+        for e in sim.state.effects_of(thing_id)
+        if e.kind == "config.update"
+    ]
+
+
+async def _until(predicate: Any, timeout_s: float = 15) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_lanes_keep_order_per_key_and_run_keys_concurrently() -> None:
+    seen: list[tuple[str, int]] = []
+    gate = asyncio.Event()
+
+    async def run(item: tuple[str, int]) -> None:
+        if item[0] == "slow":
+            await gate.wait()
+        seen.append(item)
+
+    lanes: Lanes[tuple[str, int]] = Lanes(run)
+    for n in (3, 1, 2):  # submitted out of order: the lane runs them by order
+        lanes.submit("slow", (n, 0), ("slow", n))
+    for n in range(1, 4):
+        lanes.submit("fast", (n, 0), ("fast", n))
+    await _until(lambda: len(seen) == 3)
+    assert seen == [("fast", 1), ("fast", 2), ("fast", 3)]  # the slow device blocks nobody else
+    gate.set()
+    await lanes.join()
+    assert [s for s in seen if s[0] == "slow"] == [("slow", 1), ("slow", 2), ("slow", 3)]
+
+
+async def test_poison_entries_are_dead_lettered(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
+    source = MemorySource()
+    reactor = Reactor.build(settings, source, get_logger("test"))
+    poison = Delivery(
+        "x.bootstrap", "5-0", {"operation": "config.update", "thing_id": "t", "seq": "1"}, deliveries=11
+    )
+    (outcome,) = await reactor.worker.process([poison])
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.reason == "poison"
+    assert "delivered 11 times" in outcome.dead_letter.error
+    assert sim.state.effects == []
+    await reactor.client.aclose()
+
+
+async def test_outage_retries_one_device_while_others_flow(
+    redis_client: aioredis.Redis, tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=60, total=20))
+    stream = settings.redis.streams[0]
+    things = [sim.state.add_thing(f"d{i}") for i in range(6)]
+    for thing in things:
+        sim.state.add_config(thing, f"e-{thing.id}", "k", [], "{}")
+    down = things[0]
+    sim.faults.outage(1.5, path_prefix=f"/things/configs/{down.id}")
+    for seq in (1, 2, 3):
+        for thing in things:
+            await redis_client.xadd(
+                stream, {"operation": "config.update", "thing_id": thing.id, "seq": str(seq)}
+            )
+    outcomes: list[Outcome] = []
+    reactor = Reactor.build(
+        settings,
+        RedisStreamsSource(settings.redis),
+        get_logger("test"),
+        observers=[outcomes.append],
+        state=MemoryStateStore(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    await _until(lambda: all(_seqs(sim, t.id) == [1, 2, 3] for t in things[1:]), 1.2)  # during the outage
+    assert _seqs(sim, down.id) == []
+    await _until(lambda: _seqs(sim, down.id) == [1, 2, 3])  # after it: retried, in order
+    await _until(lambda: len(outcomes) == 18)
+    stop.set()
+    await task
+    assert all(o.dead_letter is None for o in outcomes)
+    assert max(s.attempts for o in outcomes for r in o.rules for s in r.steps) > 1
+    assert (await redis_client.xpending(stream, "g"))["pending"] == 0
+
+
+async def test_an_outage_beyond_the_retry_budget_is_dead_lettered_with_the_reason(
+    redis_client: aioredis.Redis, tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=3, total=5))  # outage: Retry-After 1 s
+    thing = sim.state.add_thing("d")
+    sim.state.add_config(thing, "e", "k", [], "{}")
+    sim.faults.outage(30, path_prefix=f"/things/configs/{thing.id}")
+    stream = settings.redis.streams[0]
+    await redis_client.xadd(stream, {"operation": "config.update", "thing_id": thing.id, "seq": "1"})
+    outcomes: list[Outcome] = []
+    reactor = Reactor.build(
+        settings,
+        RedisStreamsSource(settings.redis),
+        get_logger("test"),
+        observers=[outcomes.append],
+        state=MemoryStateStore(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    await _until(lambda: len(outcomes) == 1)
+    stop.set()
+    await task
+    (record,) = await DeadLetters(redis_client, settings.redis.dlq_stream).records()
+    assert record.fields["reason"] == "action_failed"
+    assert record.fields["status"] == "503"
+    assert record.fields["attempts"] == "3"
+    assert record.fields["rule"] == "push"
+    assert "HTTP 503" in record.fields["error"]
+
+
+TWO_STEPS = """
+[[rule]]
+name = "onboard"
+on = ["config.create"]
+retry = { attempts = 1 }
+[[rule.actions]]
+id = "connect"
+type = "things.connect"
+thing_id = "{{ event.thing_id }}"
+channel_ids = ["{{ event.channel }}"]
+[[rule.actions]]
+id = "activate"
+type = "bootstrap.change_state"
+config_id = "{{ event.thing_id }}"
+state = 1
+"""
+
+
+async def test_dlq_replay_succeeds_exactly_once_after_the_cause_is_fixed(
+    redis_client: aioredis.Redis, tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, TWO_STEPS, state={"backend": "redis"})
+    thing, channel = sim.state.add_thing("d"), sim.state.add_channel("c")
+    stream = settings.redis.streams[0]
+    await redis_client.xadd(
+        stream, {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
+    )
+    # No bootstrap config yet: connect succeeds, activate fails with 404 → dead-lettered.
+    outcomes: list[Outcome] = []
+    reactor = Reactor.build(
+        settings, RedisStreamsSource(settings.redis), get_logger("test"), observers=[outcomes.append]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    await _until(lambda: len(outcomes) == 1)
+    stop.set()
+    await task
+    dead = DeadLetters(redis_client, settings.redis.dlq_stream)
+    (record,) = await dead.records()
+    assert (record.fields["action"], record.fields["status"]) == ("activate (bootstrap.change_state)", "404")
+
+    sim.state.add_config(thing, "e", "k", [channel.id], "{}")  # the cause, fixed
+    client = SuperMQClient(settings.supermq)
+    code = await replay_dead_letters(settings, dead, get_logger("test"), ids=[record.id], client=client)
+    assert code == 0
+    assert sim.state.configs[thing.id].state == 1
+    kinds = [e.kind for e in sim.state.effects_of(thing.id)]
+    assert kinds.count("connect") == 1  # the step that had completed was not repeated
+    assert kinds.count("config.state") == 1
+    assert await dead.records() == []
+    client = SuperMQClient(settings.supermq)
+    assert await replay_dead_letters(settings, dead, get_logger("test"), client=client) == 0  # nothing left
+    assert [e.kind for e in sim.state.effects_of(thing.id)] == kinds
+
+
+async def test_sigterm_mid_batch_exits_zero_with_nothing_lost_or_repeated(
+    redis_client: aioredis.Redis, tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=3, total=5), state={"backend": "redis"})
+    stream = settings.redis.streams[0]
+    things = [sim.state.add_thing(f"d{i}") for i in range(20)]
+    for thing in things:
+        sim.state.add_config(thing, f"e-{thing.id}", "k", [], "{}")
+    for seq in range(1, 11):
+        for thing in things:
+            await redis_client.xadd(
+                stream, {"operation": "config.update", "thing_id": thing.id, "seq": str(seq)}
+            )
+    sim.faults.latency_ms = 100  # slow enough that SIGTERM lands mid-batch
+    config = tmp_path / "reactor.toml"
+    urls = "\n".join(f'{s}_url = "{sim.url(s)}"' for s in ("users", "things", "bootstrap", "certs", "http"))
+    config.write_text(f"""
+[redis]
+url = "{REDIS_URL}"
+streams = ["{stream}"]
+group = "g"
+start_id = "0"
+block_ms = 50
+batch_size = 10
+dlq_stream = "{settings.redis.dlq_stream}"
+[events]
+families = {json.dumps(settings.events.families)}
+[rules]
+dir = "{settings.rules.dir}"
+[state]
+backend = "redis"
+[worker]
+grace_s = 10.0
+max_in_flight = 20
+[supermq]
+{urls}
+identity = "{sim.state.identity}"
+secret = "{sim.state.secret}"
+""")
+
+    async def run_once(stop_after_effects: int | None) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "reactor",
+            "--config",
+            str(config),
+            "run",
+            cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        if stop_after_effects is None:
+            await _until(lambda: all(_seqs(sim, t.id) == list(range(1, 11)) for t in things), 60)
+        else:
+            await _until(lambda: len(sim.state.effects) >= stop_after_effects, 60)
+        proc.send_signal(signal.SIGTERM)
+        return await proc.wait()
+
+    assert await run_once(stop_after_effects=20) == 0
+    applied = sum(len(_seqs(sim, t.id)) for t in things)
+    assert 20 <= applied < 200, "SIGTERM landed mid-run"
+    assert (await redis_client.xpending(stream, "g"))["pending"] == 0  # in-flight work finished and was acked
+    assert await run_once(stop_after_effects=None) == 0
+    for thing in things:
+        assert _seqs(sim, thing.id) == list(range(1, 11))  # every event once, in order
