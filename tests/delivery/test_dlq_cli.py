@@ -29,7 +29,10 @@ def cli(*args: str, dlq: str) -> subprocess.CompletedProcess[str]:
 
 async def test_list_show_purge(redis_client: aioredis.Redis, unique: str) -> None:
     dlq = f"t{unique}.dlq"
-    key = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7-----END PRIVATE KEY-----"
+    key = (
+        "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+        "-----END PRIVATE KEY-----"
+    )
     old = DeadLetter(
         "supermq.bootstrap",
         "1-0",
@@ -55,12 +58,17 @@ async def test_list_show_purge(redis_client: aioredis.Redis, unique: str) -> Non
     listed = cli("list", dlq=dlq)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert lines[1].startswith(second) and "action_failed" in lines[1] and "onboard" in lines[1]
-    assert lines[2].startswith(first) and "malformed" in lines[2]
+    assert lines[1].startswith(second)
+    assert "action_failed" in lines[1]
+    assert "onboard" in lines[1]
+    assert lines[2].startswith(first)
+    assert "malformed" in lines[2]
     recent = cli("list", "--since", "1h", dlq=dlq)
-    assert first not in recent.stdout and second in recent.stdout
+    assert first not in recent.stdout
+    assert second in recent.stdout
     by_rule = cli("list", "--rule", "onboard", dlq=dlq)
-    assert first not in by_rule.stdout and second in by_rule.stdout
+    assert first not in by_rule.stdout
+    assert second in by_rule.stdout
 
     shown = cli("show", second, dlq=dlq)
     record = json.loads(shown.stdout)
