@@ -52,8 +52,8 @@ async def test_list_show_purge(redis_client: aioredis.Redis, unique: str) -> Non
         status=503,
         attempts=5,
     )
-    first = await redis_client.xadd(dlq, old.to_fields())  # type: ignore[arg-type]
-    second = await redis_client.xadd(dlq, new.to_fields())  # type: ignore[arg-type]
+    first = str(await redis_client.xadd(dlq, old.to_fields()))  # type: ignore[arg-type]
+    second = str(await redis_client.xadd(dlq, new.to_fields()))  # type: ignore[arg-type]
 
     listed = cli("list", dlq=dlq)
     assert listed.returncode == 0, listed.stderr
