@@ -94,6 +94,9 @@ backend = "redis"
 identity = "{sim.state.identity}"
 secret = "{sim.state.secret}"
 
+[ops]
+listen = ""
+
 [log]
 level = "WARNING"
 """)
@@ -167,6 +170,7 @@ async def run_soak(
     workdir: Path | None = None,
     seed: int = 7,
     restart_redis: bool = True,
+    kill_gap_s: tuple[float, float] = (0.2, 0.8),
 ) -> SoakReport:
     """Run the soak; the report says what was lost, duplicated or out of order."""
     rng = random.Random(seed)  # kill timing, not secrets
@@ -192,6 +196,7 @@ async def run_soak(
                 kills,
                 rng,
                 lambda: _done(client, sim, events),
+                kill_gap_s,
             )
             async with asyncio.timeout(timeout_s):
                 while not await _done(client, sim, events):
@@ -223,11 +228,12 @@ async def _chaos(
     kills: int,
     rng: random.Random,
     done: Any,
+    gap_s: tuple[float, float],
 ) -> None:
     """Kill a process at random ``kills`` times (a new one takes its place); restart Redis halfway."""
     spawned = len(procs)
     for n in range(kills):
-        await asyncio.sleep(rng.uniform(0.2, 0.8))
+        await asyncio.sleep(rng.uniform(*gap_s))
         if await done():
             return
         victim = rng.randrange(len(procs))
@@ -253,7 +259,18 @@ def _score(
         report.lost += sum(1 for s in seqs if s not in set(got) and f"{device}/{s}" not in dead)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python -m bench.soak [EVENTS]``: 3 processes, 10 kills spread over the run, one Redis restart."""
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    result = asyncio.run(run_soak(size, devices=200, processes=3, kills=10))
-    print(result)
+    report = asyncio.run(
+        run_soak(size, devices=500, processes=3, kills=10, timeout_s=3600, kill_gap_s=(3.0, 12.0))
+    )
+    print(
+        f"soak: {report.events:,} events, {report.processes} processes, {report.kills} kills, "
+        f"1 Redis restart: {report.rate:,.0f} events/s; lost {report.lost}, duplicated {report.duplicated}, "
+        f"out of order {report.out_of_order}, dead-lettered {report.dead_lettered}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -25,8 +25,12 @@ from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
-from reactor.errors import SourceError
+from reactor.errors import ConfigError, SourceError
 from reactor.events.decode import Decoder
+from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, print_history
+from reactor.ops.metrics import Metrics
+from reactor.ops.server import OpsServer
+from reactor.ops.status import gather, print_status
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
@@ -65,6 +69,16 @@ def build_state_store(settings: Settings) -> StateStore:
     return SQLiteStateStore(settings.state.path, settings.state.retention_s)
 
 
+def build_audit(settings: Settings) -> AuditStore:
+    """The audit trail, in the state store's backend."""
+    if settings.state.backend == "memory" or settings.source == "memory":
+        return MemoryAudit()
+    if settings.state.backend == "redis":
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        return RedisAudit(client, f"reactor:{settings.redis.group}:audit")
+    return SQLiteAudit(settings.state.path)
+
+
 def build_source(settings: Settings) -> Source:
     """The configured event source."""
     if settings.source == "memory":
@@ -82,6 +96,8 @@ class Reactor:
     worker: Worker
     client: SuperMQClient
     state: StateStore
+    metrics: Metrics
+    audit: AuditStore | None
 
     @property
     def rules(self) -> RuleSet:
@@ -102,6 +118,8 @@ class Reactor:
         holder = RuleHolder(settings.rules.dir, registry, logger)
         state = state if state is not None else build_state_store(settings)
         executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state)
+        metrics = Metrics()
+        audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,
             Decoder(settings.events.families),
@@ -110,9 +128,10 @@ class Reactor:
             batch_size=settings.redis.batch_size,
             block_ms=settings.redis.block_ms,
             logger=logger,
-            observers=[log_outcome(logger), *observers],
+            observers=[log_outcome(logger), metrics.observe, *observers],
+            sinks=[audit.record] if audit is not None else [],
         )
-        return cls(settings, source, holder, worker, client, state)
+        return cls(settings, source, holder, worker, client, state, metrics, audit)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
@@ -130,6 +149,26 @@ class Reactor:
             await self.source.close()
             await self.client.aclose()
             await self.state.close()
+            if self.audit is not None:
+                await self.audit.close()
+
+    async def ready(self) -> dict[str, bool]:
+        """What /readyz reports: the event store answers, a rule set is in force."""
+        return {"source": await self.source.ready(), "rules": self.holder.loaded}
+
+    async def watch_backlog(self, stop: asyncio.Event) -> None:
+        """Keep the lag, pending, dead-letter and rules gauges current, until ``stop``."""
+        m = self.metrics
+        while not stop.is_set():
+            m.rules_loaded.set(len(self.rules))
+            m.rules_reload_ok.set(0 if self.holder.last_error else 1)
+            with contextlib.suppress(SourceError):
+                m.set_backlog(self.settings.redis.group, await self.source.backlog())
+                count = await self.source.dead_letter_count()
+                if count is not None:
+                    m.dlq_length.set(count)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.ops.backlog_interval_s)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
         """Connect to the event store, waiting out an outage (with backoff) until ``stop``."""
@@ -183,6 +222,15 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
     stop = asyncio.Event()
     reactor = Reactor.build(settings, build_source(settings), logger)
     install_signal_handlers(stop, reactor.holder)
+    ops = None
+    if settings.ops.listen:
+        host, port = settings.ops.listen.rsplit(":", 1)
+        ops = OpsServer(reactor.metrics, reactor.ready, host, int(port))
+        try:
+            await ops.start()
+        except OSError as exc:
+            raise ConfigError(f"ops.listen {settings.ops.listen}: {exc.strerror or exc}") from exc
+    gauges = asyncio.create_task(reactor.watch_backlog(stop))
     await logger.ainfo(
         "reactor.started",
         source=settings.source,
@@ -191,7 +239,13 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         consumer=settings.redis.consumer,
         rules=len(reactor.rules),
     )
-    await reactor.run(stop)
+    try:
+        await reactor.run(stop)
+    finally:
+        stop.set()
+        await gauges
+        if ops is not None:
+            await ops.stop()
     await logger.ainfo("reactor.stopped", **asdict(reactor.worker.counters))
     return 0
 
@@ -261,3 +315,36 @@ async def replay_dead_letters(
         f"{len(source.failed_again)} failed again"
     )
     return 0 if not source.failed_again else 1
+
+
+async def ops_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor status`` and ``reactor history``."""
+    audit = build_audit(settings) if settings.ops.audit else None
+    try:
+        if args.command == "history":
+            if audit is None:
+                print("the audit trail is off (ops.audit = false)", file=sys.stderr)
+                return 2
+            rows = await audit.query(
+                device=args.thing,
+                entry_id=args.event,
+                rule=args.rule,
+                since_ns=parse_since(args.since) if args.since else None,
+                limit=args.limit,
+            )
+            print_history(rows, sys.stdout)
+            return 0
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        supermq = SuperMQClient(settings.supermq)
+        try:
+            status = await gather(settings, client, build_registry(settings, logger, supermq), audit)
+        finally:
+            await client.aclose()
+            await supermq.aclose()
+        print_status(status, sys.stdout, as_json=args.json)
+        return 0
+    finally:
+        if audit is not None:
+            await audit.close()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reactor.app import build_registry, dlq_command, run_daemon
+from reactor.app import build_registry, dlq_command, ops_command, run_daemon
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
@@ -47,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="the rules that must match (repeat); exit 1 otherwise",
     )
+    status = sub.add_parser("status", help="lag, pending, dead letters, rules, last errors")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    history = sub.add_parser("history", help="the audit trail: what the reactor did, as a timeline")
+    who = history.add_mutually_exclusive_group(required=True)
+    who.add_argument("--thing", help="a device: thing id (or config / external id)")
+    who.add_argument("--event", help="a stream entry id")
+    who.add_argument("--rule")
+    history.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
+    history.add_argument("--limit", type=int, default=1000)
     dlq = sub.add_parser("dlq", help="the dead-letter stream: list, show, replay, purge")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="newest records first")
@@ -96,6 +105,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     configure_logging(settings.log.level, settings.log.format)
     if args.command == "dlq":
         return asyncio.run(dlq_command(args, settings, get_logger()))
+    if args.command in ("status", "history"):
+        configure_logging("ERROR", settings.log.format)
+        return asyncio.run(ops_command(args, settings, get_logger()))
     if args.command == "rules":
         configure_logging("ERROR", settings.log.format)
         client = SuperMQClient(settings.supermq)

@@ -9,6 +9,7 @@ a readable report of event → rules → actions → outcome, then what SuperMQ 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 from reactor.app import Reactor
 from reactor.delivery.worker import Outcome
 from reactor.events.protowire import wrap_payload
+from reactor.ops.audit import print_history
 from reactor.ops.logging import get_logger
 from reactor.ops.redact import redact
 from reactor.settings import Settings
@@ -219,6 +221,21 @@ def print_world(sim: Simulator, out: TextIO) -> None:
         print(f"  OpenAPI violations: {len(sim.contract.violations)}", file=out)
 
 
+async def print_operator_view(reactor: Reactor, out: TextIO) -> None:
+    """What ``reactor history --thing`` and ``/metrics`` would show for this run."""
+    print(f"\nreactor history --thing {THING}:", file=out)
+    if reactor.audit is not None:
+        history = io.StringIO()
+        print_history(await reactor.audit.query(device=THING), history)
+        print("\n".join("  " + line for line in history.getvalue().splitlines()), file=out)
+    print("\n/metrics (excerpt):", file=out)
+    for line in reactor.metrics.render().decode().splitlines():
+        if line.startswith(
+            ("reactor_actions_total", "reactor_dead_letters_total", "reactor_rule_failed_total")
+        ):
+            print(f"  {line}", file=out)
+
+
 async def run_demo(settings: Settings, out: TextIO) -> int:
     """Run the scenario through the rules against the simulator; print the report and a summary."""
     events = scenario()
@@ -236,6 +253,7 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
         )
         await reactor.run(asyncio.Event())
         print_world(sim, out)
+    await print_operator_view(reactor, out)
     c = reactor.worker.counters
     print(
         f"\nsummary: {c.events} events, {c.matched} rule matches, {c.actions_ok} actions ok, "

@@ -121,6 +121,22 @@ class SuperMQSettings(_Section):
     http_allowlist: list[str] = []
 
 
+class OpsSettings(_Section):
+    """The operator's endpoint (/metrics, /healthz, /readyz) and the audit trail."""
+
+    #: ``host:port`` to serve on; empty to serve nothing.
+    listen: str = "127.0.0.1:9464"
+    backlog_interval_s: float = Field(default=5.0, gt=0)
+    audit: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value and (":" not in value or not value.rsplit(":", 1)[1].isdigit()):
+            raise ValueError("must be host:port, or empty")
+        return value
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -151,6 +167,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     state: StateSettings = Field(default_factory=StateSettings)
     supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

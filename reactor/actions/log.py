@@ -7,6 +7,7 @@ from typing import Any, Literal
 import structlog
 
 from reactor.actions.base import Action, ActionContext, Params
+from reactor.ops.redact import redact, redact_text
 
 
 class LogParams(Params):
@@ -24,16 +25,18 @@ class LogAction(Action):
         self._log = logger
 
     async def run(self, params: LogParams, ctx: ActionContext) -> dict[str, Any]:
+        secrets = ctx.event.secrets
+        message = redact_text(params.message, secrets)
         await self._log.alog(
             _LEVELS[params.level],
             "action.log",
-            message=params.message,
+            message=message,
             rule=ctx.rule,
             entry_id=ctx.event.entry_id,
             device=ctx.event.device,
-            **params.fields,
+            **redact(params.fields, secrets=secrets),
         )
-        return {"message": params.message}
+        return {"message": message}
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

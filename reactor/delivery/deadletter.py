@@ -29,6 +29,8 @@ class DeadLetter:
     status: int | None = None
     attempts: int = 0
     at_ns: int = field(default_factory=time.time_ns)
+    #: Values known to be secrets (the event's secret fields), masked wherever they appear.
+    secrets: frozenset[str] = frozenset()
 
     def to_fields(self) -> dict[str, str]:
         """The record as stream fields, every value masked by the redaction layer."""
@@ -36,11 +38,11 @@ class DeadLetter:
             "stream": self.stream,
             "entry_id": self.entry_id,
             "reason": self.reason,
-            "error": redact_text(self.error),
+            "error": redact_text(self.error, self.secrets),
             "rule": self.rule,
             "action": self.action,
             "status": "" if self.status is None else str(self.status),
             "attempts": str(self.attempts),
             "at_ns": str(self.at_ns),
-            "event": json.dumps(redact(dict(self.event)), sort_keys=True, default=str),
+            "event": json.dumps(redact(dict(self.event), secrets=self.secrets), sort_keys=True, default=str),
         }

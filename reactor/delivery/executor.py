@@ -17,6 +17,7 @@ from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, PermanentError
 from reactor.events.model import Event
+from reactor.ops.redact import redact_text
 from reactor.rules.model import CompiledAction, Rule
 from reactor.rules.ruleset import RuleSet
 
@@ -36,6 +37,8 @@ class StepOutcome:
     error: str | None = None
     status: int | None = None
     skipped: bool = False
+    params: Any = None
+    secret_params: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -127,6 +130,8 @@ class Executor:
             results=ctx.get("results", {}),
             redelivered=bool(ctx.get("redelivered")),
         )
+        secret = action.impl.secret_params
+        params = None
         try:
             params = action.render(ctx)
             result, attempts = await policy.call(lambda: _guarded(action, params, actx))
@@ -139,6 +144,8 @@ class Executor:
                 duration_s=time.perf_counter() - started,
                 error=str(exc),
                 status=exc.status,
+                params=params,
+                secret_params=secret,
             )
         return StepOutcome(
             action.id,
@@ -147,6 +154,8 @@ class Executor:
             attempts=attempts,
             duration_s=time.perf_counter() - started,
             result=result,
+            params=params,
+            secret_params=secret,
         )
 
 
@@ -173,7 +182,8 @@ def dead_letter_for(event: Event, outcomes: list[RuleOutcome]) -> DeadLetter | N
         stream=event.stream,
         entry_id=event.entry_id,
         reason="action_failed",
-        error=f"{step.error}{extra}",
+        error=redact_text(f"{step.error}{extra}", event.secrets),
+        secrets=event.secrets,
         event=event.raw,
         rule=first.rule,
         action=f"{step.action_id} ({step.type})",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ class Outcome:
 
 
 Observer = Callable[[Outcome], None]
+Sink = Callable[[Sequence[Outcome]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class Worker:
         block_ms: int = 1000,
         logger: structlog.typing.FilteringBoundLogger,
         observers: Sequence[Observer] = (),
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self._source = source
         self._decoder = decoder
@@ -93,6 +95,7 @@ class Worker:
         self._log = logger
         self.logger = logger
         self._observers = list(observers)
+        self._sinks = list(sinks)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._lanes: Lanes[_Item] = Lanes(self._run_item, self._wait_blockers)
         self._in_flight: dict[tuple[str, str], _Item] = {}
@@ -329,6 +332,13 @@ class Worker:
             if not item.done.done():
                 item.done.set_result(item.outcome)
         self._room.set()
+        for sink in self._sinks:
+            try:
+                await sink([i.outcome for i in items])
+            except Exception as exc:
+                await self._log.aerror(
+                    "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
+                )
 
     async def _settle_with_retry(
         self, done: list[Delivery], dead: list[DeadLetter], stop: asyncio.Event | None

@@ -20,6 +20,7 @@ from reactor.events import catalogue
 from reactor.events.model import NS_PER_S, Event
 from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
+from reactor.ops.redact import secret_values
 
 _MS_PER_NS = 1_000_000
 
@@ -80,6 +81,7 @@ class Decoder:
             family=name.family,
             fields=fields,
             raw=_raw_view(payload),
+            secrets=secret_values(fields),
             **ids,
         )
 

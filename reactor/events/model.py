@@ -36,6 +36,8 @@ class Event:
     domain_id: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: Values of the event's secret-named fields (keys, thing keys, tokens): masked in any output.
+    secrets: frozenset[str] = frozenset()
 
     @property
     def occurred_at(self) -> datetime:

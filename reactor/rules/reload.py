@@ -54,6 +54,11 @@ class RuleHolder:
     def current(self) -> RuleSet:
         return self._rules
 
+    @property
+    def loaded(self) -> bool:
+        """A valid rule set is in force (always, once built: an invalid one never replaces it)."""
+        return self._rules is not None
+
     def reload(self) -> bool:
         """Load the directory again; swap only if every rule is valid. Returns whether it swapped."""
         self._snapshot = snapshot(self._dir) if self._dir.is_dir() else ()

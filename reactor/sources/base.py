@@ -71,3 +71,11 @@ class Source(ABC):
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         """Which of ``entry_ids`` are not settled yet."""
         return set()
+
+    async def backlog(self) -> list[tuple[str, int | None, int]]:
+        """Per stream: entries not yet delivered to the group (None if unknown) and entries pending."""
+        return []
+
+    async def dead_letter_count(self) -> int | None:
+        """Records in the dead-letter store, where the source keeps one."""
+        return None

@@ -53,6 +53,12 @@ class MemorySource(Source):
         self.dead_letters.extend(dead)
         self.acked.extend(done)
 
+    async def backlog(self) -> list[tuple[str, int | None, int]]:
+        return [("memory", self._remaining, 0)]
+
+    async def dead_letter_count(self) -> int | None:
+        return len(self.dead_letters)
+
     @property
     def _remaining(self) -> int:
         return len(self._pending) - self._next

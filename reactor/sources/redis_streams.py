@@ -239,6 +239,25 @@ class RedisStreamsSource(Source):
             raise SourceError(f"XPENDING: {exc}") from exc
         return {str(r["message_id"]) for r in rows} & entry_ids
 
+    async def backlog(self) -> list[tuple[str, int | None, int]]:
+        rows: list[tuple[str, int | None, int]] = []
+        try:
+            for stream in self._s.streams:
+                groups = await self._client.xinfo_groups(stream)
+                group = next((g for g in groups if str(g["name"]) == self._s.group), None)
+                if group is not None:
+                    lag = group.get("lag")
+                    rows.append((stream, None if lag is None else int(lag), int(group["pending"])))
+        except RedisError as exc:
+            raise SourceError(f"XINFO GROUPS: {exc}") from exc
+        return rows
+
+    async def dead_letter_count(self) -> int | None:
+        try:
+            return int(await self._client.xlen(self._s.dlq_stream))
+        except RedisError as exc:
+            raise SourceError(f"XLEN {self._s.dlq_stream}: {exc}") from exc
+
     async def ready(self) -> bool:
         try:
             return bool(await self._client.ping())

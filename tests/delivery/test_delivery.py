@@ -271,6 +271,8 @@ families = {json.dumps(settings.events.families)}
 dir = "{settings.rules.dir}"
 [state]
 backend = "redis"
+[ops]
+listen = ""
 [worker]
 grace_s = 10.0
 max_in_flight = 20

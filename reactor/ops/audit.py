@@ -1,0 +1,277 @@
+"""The audit trail: every rule firing, each action with its rendered parameters (masked), outcome,
+attempts and duration. Stored beside the state store (SQLite by default; a capped Redis stream
+for several processes; memory for the demo) and read by ``reactor history``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from reactor.delivery.worker import Outcome
+from reactor.errors import SourceError
+from reactor.ops.redact import MASK, redact, redact_text
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    at_ns: int
+    stream: str
+    entry_id: str
+    device: str
+    operation: str
+    rule: str
+    action: str
+    type: str
+    params: str
+    outcome: str
+    attempts: int
+    duration_ms: float
+    error: str
+
+
+def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
+    if step_params is None:
+        return "{}"
+    values = step_params.model_dump() if isinstance(step_params, BaseModel) else dict(step_params)
+    for name in secret:
+        if values.get(name):
+            values[name] = MASK
+    return json.dumps(redact(values, secrets=secrets), sort_keys=True, default=str)
+
+
+def rows_for(outcome: Outcome) -> list[AuditRow]:
+    """One row per action of every rule that fired for this event."""
+    event = outcome.event
+    if event is None:
+        return []
+    at = time.time_ns()
+    rows = []
+    for rule in outcome.rules:
+        for step in [*rule.steps, *rule.fallback]:
+            result = "skipped" if step.skipped else "success" if step.ok else "failed"
+            rows.append(
+                AuditRow(
+                    at,
+                    event.stream,
+                    event.entry_id,
+                    event.device or "",
+                    event.operation,
+                    rule.rule,
+                    step.action_id,
+                    step.type,
+                    _params(step.params, step.secret_params, event.secrets),
+                    result,
+                    step.attempts,
+                    round(step.duration_s * 1000, 3),
+                    redact_text(step.error or "", event.secrets),
+                )
+            )
+    return rows
+
+
+class AuditStore(ABC):
+    @abstractmethod
+    async def write(self, rows: Sequence[AuditRow]) -> None: ...
+
+    @abstractmethod
+    async def query(
+        self,
+        *,
+        device: str | None = None,
+        entry_id: str | None = None,
+        rule: str | None = None,
+        since_ns: int | None = None,
+        failed_only: bool = False,
+        limit: int = 1000,
+    ) -> list[AuditRow]:
+        """Rows, oldest first (the newest ``limit`` of them)."""
+
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        """A worker sink: audit the settled outcomes."""
+        rows = [row for outcome in outcomes for row in rows_for(outcome)]
+        if rows:
+            await self.write(rows)
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release the backend."""
+
+
+def _matches(
+    row: AuditRow,
+    device: str | None,
+    entry_id: str | None,
+    rule: str | None,
+    since_ns: int | None,
+    failed_only: bool,
+) -> bool:
+    return (
+        (device is None or row.device == device)
+        and (entry_id is None or row.entry_id == entry_id)
+        and (rule is None or row.rule == rule)
+        and (since_ns is None or row.at_ns >= since_ns)
+        and (not failed_only or row.outcome == "failed")
+    )
+
+
+class MemoryAudit(AuditStore):
+    def __init__(self) -> None:
+        self.rows: list[AuditRow] = []
+
+    async def write(self, rows: Sequence[AuditRow]) -> None:
+        self.rows.extend(rows)
+
+    async def query(
+        self,
+        *,
+        device: str | None = None,
+        entry_id: str | None = None,
+        rule: str | None = None,
+        since_ns: int | None = None,
+        failed_only: bool = False,
+        limit: int = 1000,
+    ) -> list[AuditRow]:
+        found = [r for r in self.rows if _matches(r, device, entry_id, rule, since_ns, failed_only)]
+        return found[-limit:]
+
+
+_COLUMNS = [f.name for f in fields(AuditRow)]
+
+
+class SQLiteAudit(AuditStore):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS audit (at_ns INTEGER, stream TEXT, entry_id TEXT, device TEXT,"
+            " operation TEXT, rule TEXT, action TEXT, type TEXT, params TEXT, outcome TEXT, attempts INTEGER,"
+            " duration_ms REAL, error TEXT)"
+        )
+        for column in ("device", "entry_id", "rule", "at_ns"):
+            self._db.execute(f"CREATE INDEX IF NOT EXISTS audit_{column} ON audit ({column})")
+
+    async def write(self, rows: Sequence[AuditRow]) -> None:
+        insert = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
+        self._db.executemany(insert, [tuple(asdict(r).values()) for r in rows])
+
+    async def query(
+        self,
+        *,
+        device: str | None = None,
+        entry_id: str | None = None,
+        rule: str | None = None,
+        since_ns: int | None = None,
+        failed_only: bool = False,
+        limit: int = 1000,
+    ) -> list[AuditRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("device", device), ("entry_id", entry_id), ("rule", rule)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since_ns is not None:
+            where.append("at_ns >= ?")
+            args.append(since_ns)
+        if failed_only:
+            where.append("outcome = 'failed'")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""  # fixed column names, values bound
+        sql = f"SELECT * FROM audit {clause} ORDER BY rowid DESC LIMIT ?"  # noqa: S608
+        rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [AuditRow(*row) for row in reversed(rows)]
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class RedisAudit(AuditStore):
+    """A capped stream; queries scan it (the trail of several processes in one place)."""
+
+    def __init__(self, client: aioredis.Redis, stream: str, maxlen: int = 1_000_000) -> None:
+        self._client = client
+        self._stream = stream
+        self._maxlen = maxlen
+
+    async def write(self, rows: Sequence[AuditRow]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    values: dict[Any, Any] = {k: str(v) for k, v in asdict(row).items()}
+                    pipe.xadd(self._stream, values, maxlen=self._maxlen, approximate=True)
+                await pipe.execute()
+        except RedisError as exc:
+            raise SourceError(f"audit: {exc}") from exc
+
+    async def query(
+        self,
+        *,
+        device: str | None = None,
+        entry_id: str | None = None,
+        rule: str | None = None,
+        since_ns: int | None = None,
+        failed_only: bool = False,
+        limit: int = 1000,
+    ) -> list[AuditRow]:
+        raw: Any = await self._client.xrevrange(self._stream, count=100_000)
+        found = []
+        for _, values in raw:
+            row = _typed(AuditRow(**{name: values[name] for name in _COLUMNS}))
+            if _matches(row, device, entry_id, rule, since_ns, failed_only):
+                found.append(row)
+                if len(found) >= limit:
+                    break
+        return list(reversed(found))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _typed(row: AuditRow) -> AuditRow:
+    return AuditRow(
+        int(row.at_ns),
+        row.stream,
+        row.entry_id,
+        row.device,
+        row.operation,
+        row.rule,
+        row.action,
+        row.type,
+        row.params,
+        row.outcome,
+        int(row.attempts),
+        float(row.duration_ms),
+        row.error,
+    )
+
+
+def print_history(rows: Sequence[AuditRow], out: TextIO) -> None:
+    """A readable timeline: each event, then the actions its rules ran."""
+    if not rows:
+        print("no audit records match", file=out)
+        return
+    current = None
+    for row in rows:
+        key = (row.stream, row.entry_id)
+        if key != current:
+            current = key
+            at = datetime.fromtimestamp(row.at_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            print(f"{at}  {row.stream} {row.entry_id}  {row.operation}  device={row.device or '-'}", file=out)
+        tries = f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}"
+        error = f"  error: {row.error}" if row.error else ""
+        print(
+            f"    {row.rule} / {row.action} ({row.type}): {row.outcome}, {tries}, {row.duration_ms:.1f} ms"
+            f"  {row.params}{error}",
+            file=out,
+        )

@@ -1,0 +1,137 @@
+"""``reactor status``: what the reactor is doing, at a glance (or as JSON for scripts)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from reactor.actions.base import ActionRegistry
+from reactor.delivery.dlq import DeadLetters
+from reactor.errors import RuleSetError, SourceError
+from reactor.ops.audit import AuditStore
+from reactor.rules.loader import load_rules
+from reactor.settings import Settings
+
+
+@dataclass
+class StreamStatus:
+    stream: str
+    group: str
+    exists: bool
+    lag: int | None = None
+    pending: int = 0
+    oldest_pending_s: float | None = None
+    consumers: int = 0
+
+
+@dataclass
+class Status:
+    streams: list[StreamStatus] = field(default_factory=list)
+    dead_letters: int = 0
+    rules_loaded: int = 0
+    rules_errors: list[str] = field(default_factory=list)
+    last_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _stream_status(client: aioredis.Redis, stream: str, group: str) -> StreamStatus:
+    try:
+        groups = await client.xinfo_groups(stream)
+    except RedisError:
+        return StreamStatus(stream, group, exists=False)
+    info = next((g for g in groups if str(g["name"]) == group), None)
+    if info is None:
+        return StreamStatus(stream, group, exists=False)
+    status = StreamStatus(
+        stream,
+        group,
+        True,
+        None if info.get("lag") is None else int(info["lag"]),
+        int(info["pending"]),
+        None,
+        int(info["consumers"]),
+    )
+    if status.pending:
+        oldest = await client.xpending_range(stream, group, min="-", max="+", count=1)
+        if oldest:
+            status.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000
+    return status
+
+
+async def gather(
+    settings: Settings, client: aioredis.Redis, registry: ActionRegistry, audit: AuditStore | None
+) -> Status:
+    status = Status()
+    try:
+        for stream in settings.redis.streams:
+            status.streams.append(await _stream_status(client, stream, settings.redis.group))
+        status.dead_letters = int(await client.xlen(settings.redis.dlq_stream))
+        for record in await DeadLetters(client, settings.redis.dlq_stream).records(limit=5):
+            f = record.fields
+            status.last_errors.append(
+                {
+                    "at_ns": record.at_ns,
+                    "where": "dead-letter",
+                    "stream": f.get("stream"),
+                    "entry_id": f.get("entry_id"),
+                    "rule": f.get("rule"),
+                    "action": f.get("action"),
+                    "error": f.get("error"),
+                }
+            )
+    except RedisError as exc:
+        raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
+    try:
+        status.rules_loaded = len(load_rules(settings.rules.dir, registry))
+    except RuleSetError as exc:
+        status.rules_errors = [str(e) for e in exc.errors]
+    if audit is not None:
+        for row in await audit.query(failed_only=True, limit=5):
+            status.last_errors.append(
+                {
+                    "at_ns": row.at_ns,
+                    "where": "action",
+                    "stream": row.stream,
+                    "entry_id": row.entry_id,
+                    "rule": row.rule,
+                    "action": row.action,
+                    "error": row.error,
+                }
+            )
+    status.last_errors.sort(key=lambda e: e["at_ns"], reverse=True)
+    return status
+
+
+def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(asdict(status), indent=2, sort_keys=True), file=out)
+        return
+    print(
+        f"{'stream':<36} {'group':<14} {'lag':>8} {'pending':>8} {'oldest pending':>15} {'consumers':>10}",
+        file=out,
+    )
+    for s in status.streams:
+        if not s.exists:
+            print(f"{s.stream:<36} {s.group:<14} {'(no such stream or group)':>44}", file=out)
+            continue
+        lag = "?" if s.lag is None else str(s.lag)
+        oldest = "-" if s.oldest_pending_s is None else f"{s.oldest_pending_s:.1f}s"
+        print(
+            f"{s.stream:<36} {s.group:<14} {lag:>8} {s.pending:>8} {oldest:>15} {s.consumers:>10}", file=out
+        )
+    print(f"\ndead-letter records: {status.dead_letters}", file=out)
+    if status.rules_errors:
+        print(
+            f"rules: INVALID ({len(status.rules_errors)} error(s)); first: {status.rules_errors[0]}", file=out
+        )
+    else:
+        print(f"rules loaded: {status.rules_loaded}", file=out)
+    if status.last_errors:
+        print("last errors:", file=out)
+        for e in status.last_errors[:5]:
+            where = f"{e['stream']} {e['entry_id']}"
+            what = f"{e.get('rule') or ''} {e.get('action') or ''}".strip() or "-"
+            print(f"  [{e['where']}] {where}  {what}: {e['error']}", file=out)
