@@ -16,10 +16,12 @@ import structlog
 from reactor.actions.base import ActionRegistry
 from reactor.actions.bootstrap import bootstrap_actions
 from reactor.actions.certs import certs_actions
+from reactor.actions.certs_lifecycle import RotateCert, ValidateCert
 from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
+from reactor.certs.policy import policy_from
 from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
@@ -41,9 +43,13 @@ from reactor.supermq.client import SuperMQClient
 
 
 def build_registry(
-    settings: Settings, logger: structlog.typing.FilteringBoundLogger, client: SuperMQClient
+    settings: Settings,
+    logger: structlog.typing.FilteringBoundLogger,
+    client: SuperMQClient,
+    metrics: Metrics | None = None,
 ) -> ActionRegistry:
-    """Every action type rules may use. Building it does no I/O (rules check and dry runs use it)."""
+    """Every action type rules may use. Building it reads the trust anchors; no network I/O."""
+    policy = policy_from(settings.certs)
     return ActionRegistry(
         [
             LogAction(logger),
@@ -53,6 +59,8 @@ def build_registry(
             *certs_actions(client, settings.supermq.cert_ttl),
             Publish(client),
             HttpRequest(client.http, settings.supermq.http_allowlist),
+            ValidateCert(policy, metrics),
+            RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
         ]
     )
 
@@ -114,11 +122,11 @@ class Reactor:
         state: StateStore | None = None,
     ) -> Reactor:
         client = client or SuperMQClient(settings.supermq)
-        registry = build_registry(settings, logger, client)
+        metrics = Metrics()
+        registry = build_registry(settings, logger, client, metrics)
         holder = RuleHolder(settings.rules.dir, registry, logger)
         state = state if state is not None else build_state_store(settings)
         executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state)
-        metrics = Metrics()
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,

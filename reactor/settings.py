@@ -121,6 +121,34 @@ class SuperMQSettings(_Section):
     http_allowlist: list[str] = []
 
 
+class CertsSettings(_Section):
+    """Device certificate policy, issuing, and the sweep."""
+
+    #: Trust anchors (self-signed) and intermediates: every *.pem / *.crt in this directory.
+    trust_dir: Path = Path("certs")
+    clock_skew_s: float = Field(default=300.0, ge=0)
+    #: Renew when this close to expiry: a duration (30d, 720h) or a share of the lifetime (33%).
+    renew_before: str = "30d"
+    min_rsa_bits: int = Field(default=2048, ge=1024)
+    require_client_auth: bool = True
+    #: What the certificate's identity must be: the thing key in the CN (as SuperMQ's certs
+    #: service issues), the thing id, the external id, a subjectAltName, or nothing.
+    bind: Literal["thing_key", "thing_id", "external_id", "san", "none"] = "thing_key"
+    #: Who issues rotated certificates: SuperMQ's certs service, or the local CA in local_ca_dir.
+    issuer: Literal["supermq", "local"] = "supermq"
+    local_ca_dir: Path = Path("certs/dev-ca")
+    #: Sweep every bootstrap config's certificate inside the daemon this often (0: never).
+    sweep_interval_s: float = Field(default=0.0, ge=0)
+
+    @field_validator("renew_before")
+    @classmethod
+    def _renew(cls, value: str) -> str:
+        from reactor.certs.validate import renew_threshold_s  # noqa: PLC0415 - avoid an import cycle at load
+
+        renew_threshold_s(value, 86400.0)
+        return value
+
+
 class OpsSettings(_Section):
     """The operator's endpoint (/metrics, /healthz, /readyz) and the audit trail."""
 
@@ -168,6 +196,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    certs: CertsSettings = Field(default_factory=CertsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

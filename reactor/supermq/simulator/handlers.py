@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from reactor.certs.ca import parse_go_duration
 from reactor.supermq.simulator.state import State
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -315,25 +316,6 @@ class ThingsApi(_Api):
 
 
 # ---- certs ------------------------------------------------------------------------------------
-
-
-_GO_DURATION = {"h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_go_duration(text: str) -> float:
-    """``2400h``, ``90m``, ``1h30m``, ``10s`` → seconds (what the certs service accepts as ttl)."""
-    total, number = 0.0, ""
-    for ch in text.strip():
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in _GO_DURATION and number:
-            total += float(number) * _GO_DURATION[ch]
-            number = ""
-        else:
-            raise ValueError(f"invalid duration {text!r}")
-    if number or total <= 0:
-        raise ValueError(f"invalid duration {text!r}")
-    return total
 
 
 class CertsApi(_Api):

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactor.supermq.simulator.pki import SimulatorCA
+from reactor.certs.ca import LocalCA
 
 
 def new_id() -> str:
@@ -106,7 +106,7 @@ class State:
         self.messages: list[dict[str, Any]] = []
         self.effects: list[Effect] = []
         self._seq = itertools.count(1)
-        self.ca = SimulatorCA()
+        self.ca = LocalCA()
 
     # ---- tokens -------------------------------------------------------------------------------
 

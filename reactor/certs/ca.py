@@ -1,28 +1,58 @@
-"""The simulator's certificate authority: real X.509 certificates, generated at run time.
+"""A local certificate authority: the simulator's PKI, and a development CA in ``certs/dev-ca``.
 
-SuperMQ's certs service (Vault PKI) issues a client certificate whose CN is the thing key. The
-simulator does the same with an in-memory EC P-256 CA (fast to generate; nothing is written to
-disk), so that certificate validation and rotation are exercised on real certificates.
+SuperMQ's certs service (Vault PKI) issues a client certificate whose CN is the thing key; this
+CA does the same (EC P-256: fast to generate). ``save``/``load`` keep it on disk for development
+(``reactor certs dev-ca``); the key file is written 0600 and ``certs/dev-ca/`` is git-ignored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+_GO_DURATION = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """``2400h``, ``90m``, ``1h30m``, ``10s`` → seconds (what the certs service accepts as ttl)."""
+    total, number = 0.0, ""
+    for ch in text.strip():
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in _GO_DURATION and number:
+            total += float(number) * _GO_DURATION[ch]
+            number = ""
+        else:
+            raise ValueError(f"invalid duration {text!r}")
+    if number or total <= 0:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-class SimulatorCA:
+class LocalCA:
     """A self-signed root that signs device certificates."""
 
-    def __init__(self, common_name: str = "SuperMQ Simulator CA") -> None:
+    def __init__(
+        self,
+        common_name: str = "SuperMQ Simulator CA",
+        *,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        cert: x509.Certificate | None = None,
+    ) -> None:
+        if key is not None and cert is not None:
+            self._key, self.cert = key, cert
+            self.pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+            return
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         self.cert = (
@@ -81,3 +111,24 @@ class SimulatorCA:
         hex_serial = hex_serial if len(hex_serial) % 2 == 0 else f"0{hex_serial}"
         pairs = ":".join(hex_serial[i : i + 2] for i in range(0, len(hex_serial), 2))
         return pem, key_pem, pairs, not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def save(self, directory: Path) -> tuple[Path, Path]:
+        """Write ``ca.pem`` and ``ca.key`` (mode 0600) to ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = directory / "ca.pem", directory / "ca.key"
+        cert_path.write_text(self.pem)
+        key_bytes = self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key_bytes)
+        return cert_path, key_path
+
+    @classmethod
+    def load(cls, directory: Path) -> LocalCA:
+        cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{directory / 'ca.key'}: not an EC key")
+        return cls(key=key, cert=cert)
