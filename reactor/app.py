@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -22,17 +20,15 @@ from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
 from reactor.certs.policy import policy_from
-from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
 from reactor.errors import ConfigError, SourceError
 from reactor.events.decode import Decoder
-from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, print_history
+from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
-from reactor.ops.status import gather, print_status
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
@@ -256,103 +252,3 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
             await ops.stop()
     await logger.ainfo("reactor.stopped", **asdict(reactor.worker.counters))
     return 0
-
-
-async def dlq_command(
-    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
-) -> int:
-    """``reactor dlq list|show|replay|purge``."""
-    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-    dead = DeadLetters(client, settings.redis.dlq_stream)
-    try:
-        return await _dlq(args, settings, dead, logger)
-    finally:
-        await client.aclose()
-
-
-async def _dlq(
-    args: argparse.Namespace,
-    settings: Settings,
-    dead: DeadLetters,
-    logger: structlog.typing.FilteringBoundLogger,
-) -> int:
-    since = parse_since(args.since) if getattr(args, "since", None) else None
-    if args.dlq_command == "list":
-        print_records(await dead.records(rule=args.rule, since_ns=since, limit=args.limit), sys.stdout)
-        return 0
-    if args.dlq_command == "show":
-        found = await dead.records(ids=[args.id])
-        if not found:
-            print(f"no dead-letter record {args.id}", file=sys.stderr)
-            return 1
-        print_record(found[0], sys.stdout)
-        return 0
-    if args.dlq_command == "purge":
-        if not args.ids and not args.all:
-            print("name the records to purge, or --all", file=sys.stderr)
-            return 2
-        removed = await dead.purge() if args.all else await dead.delete(args.ids)
-        print(f"purged {removed} record(s) from {dead.stream}")
-        return 0
-    return await replay_dead_letters(settings, dead, logger, ids=args.ids, rule=args.rule, since_ns=since)
-
-
-async def replay_dead_letters(
-    settings: Settings,
-    dead: DeadLetters,
-    logger: structlog.typing.FilteringBoundLogger,
-    *,
-    ids: Sequence[str] = (),
-    rule: str | None = None,
-    since_ns: int | None = None,
-    client: SuperMQClient | None = None,
-    state: StateStore | None = None,
-) -> int:
-    """Replay matching records; print what happened; exit 0 when all succeeded."""
-    records = await dead.records(ids=ids, rule=rule, since_ns=since_ns)
-    if not records:
-        print("no dead-letter records match")
-        return 0
-    source = ReplaySource(dead, list(reversed(records)))  # oldest first
-    reactor = Reactor.build(settings, source, logger, client=client, state=state)
-    await reactor.run(asyncio.Event())
-    for record in source.failed_again:
-        print(f"failed again: {record.stream} {record.entry_id}: {record.reason}: {record.error}")
-    print(
-        f"replayed {len(records)} record(s): {len(source.replayed)} succeeded and were removed, "
-        f"{len(source.failed_again)} failed again"
-    )
-    return 0 if not source.failed_again else 1
-
-
-async def ops_command(
-    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
-) -> int:
-    """``reactor status`` and ``reactor history``."""
-    audit = build_audit(settings) if settings.ops.audit else None
-    try:
-        if args.command == "history":
-            if audit is None:
-                print("the audit trail is off (ops.audit = false)", file=sys.stderr)
-                return 2
-            rows = await audit.query(
-                device=args.thing,
-                entry_id=args.event,
-                rule=args.rule,
-                since_ns=parse_since(args.since) if args.since else None,
-                limit=args.limit,
-            )
-            print_history(rows, sys.stdout)
-            return 0
-        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-        supermq = SuperMQClient(settings.supermq)
-        try:
-            status = await gather(settings, client, build_registry(settings, logger, supermq), audit)
-        finally:
-            await client.aclose()
-            await supermq.aclose()
-        print_status(status, sys.stdout, as_json=args.json)
-        return 0
-    finally:
-        if audit is not None:
-            await audit.close()

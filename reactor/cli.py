@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reactor.app import build_registry, dlq_command, ops_command, run_daemon
+from reactor.app import build_registry, run_daemon
+from reactor.commands import certs_command, dlq_command, ops_command
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
@@ -17,36 +19,43 @@ from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings
 from reactor.supermq.client import SuperMQClient
 
+_SINCE = "ISO time, or a duration ago: 30m, 2h, 1d"
+_RULES_DIR = "rules directory (default: settings rules.dir)"
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reactor", description="SuperMQ bootstrap provisioning reactor")
-    parser.add_argument("--config", type=Path, help="TOML settings file (see config.example.toml)")
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="consume the configured event streams until SIGINT/SIGTERM")
-    run.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
-
-    demo = sub.add_parser("demo", help="run an onboarding scenario in memory through the rules (no server)")
-    demo.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
-
-    rules = sub.add_parser("rules", help="work with rule files")
+def _rules_commands(sub: Any) -> None:
+    rules = sub.add_parser("rules", help="work with rule files (offline)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_sub.add_parser("check", help="validate a rules directory; exit 1 on any error")
-    check.add_argument("dir", type=Path, nargs="?", help="rules directory (default: settings rules.dir)")
+    check.add_argument("dir", type=Path, nargs="?", help=_RULES_DIR)
     test = rules_sub.add_parser(
         "test", help="dry-run event(s) from a file through the rules; no side effects"
     )
     test.add_argument(
         "--event", type=Path, required=True, help="JSON, JSON lines, or redis-cli XRANGE output"
     )
-    test.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+    test.add_argument("--rules", type=Path, help=_RULES_DIR)
     test.add_argument("--stream", default="supermq.bootstrap", help="stream the events came from")
-    test.add_argument(
-        "--expect",
-        action="append",
-        metavar="RULE",
-        help="the rules that must match (repeat); exit 1 otherwise",
+    test.add_argument("--expect", action="append", metavar="RULE", help="the rules that must match (repeat)")
+
+
+def _certs_commands(sub: Any) -> None:
+    certs = sub.add_parser("certs", help="device certificates: inspect, sweep, dev-ca")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    inspect = certs_sub.add_parser(
+        "inspect", help="a readable verdict for a certificate file or a thing's config"
     )
+    target = inspect.add_mutually_exclusive_group(required=True)
+    target.add_argument("file", nargs="?", type=Path)
+    target.add_argument("--thing", help="the bootstrap config (thing id) whose certificate to check")
+    inspect.add_argument("--key", type=Path, help="the private key file, to check that it matches")
+    sweep = certs_sub.add_parser("sweep", help="validate every config's certificate; rotate those due")
+    sweep.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    dev_ca = certs_sub.add_parser("dev-ca", help="create a development CA (private key never committed)")
+    dev_ca.add_argument("--dir", type=Path, help="where (default: settings certs.local_ca_dir)")
+
+
+def _ops_commands(sub: Any) -> None:
     status = sub.add_parser("status", help="lag, pending, dead letters, rules, last errors")
     status.add_argument("--json", action="store_true", help="machine-readable")
     history = sub.add_parser("history", help="the audit trail: what the reactor did, as a timeline")
@@ -54,30 +63,45 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--thing", help="a device: thing id (or config / external id)")
     who.add_argument("--event", help="a stream entry id")
     who.add_argument("--rule")
-    history.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
+    history.add_argument("--since", help=_SINCE)
     history.add_argument("--limit", type=int, default=1000)
+
+
+def _dlq_commands(sub: Any) -> None:
     dlq = sub.add_parser("dlq", help="the dead-letter stream: list, show, replay, purge")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
-    dlq_list = dlq_sub.add_parser("list", help="newest records first")
-    dlq_list.add_argument("--limit", type=int, default=50)
-    dlq_list.add_argument("--rule")
-    dlq_list.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
-    dlq_show = dlq_sub.add_parser("show", help="one record in full (secrets are masked)")
-    dlq_show.add_argument("id")
+    listing = dlq_sub.add_parser("list", help="newest records first")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--rule")
+    listing.add_argument("--since", help=_SINCE)
+    show = dlq_sub.add_parser("show", help="one record in full (secrets are masked)")
+    show.add_argument("id")
     replay = dlq_sub.add_parser("replay", help="put records back through the rules (idempotent)")
     replay.add_argument("ids", nargs="*", metavar="ID")
     replay.add_argument("--rule")
-    replay.add_argument("--since", help="ISO time, or a duration ago: 30m, 2h, 1d")
-    replay.add_argument("--rules", type=Path, help="rules directory (default: settings rules.dir)")
+    replay.add_argument("--since", help=_SINCE)
+    replay.add_argument("--rules", type=Path, help=_RULES_DIR)
     purge = dlq_sub.add_parser("purge", help="delete records (by id, or --all)")
     purge.add_argument("ids", nargs="*", metavar="ID")
     purge.add_argument("--all", action="store_true")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reactor", description="SuperMQ bootstrap provisioning reactor")
+    parser.add_argument("--config", type=Path, help="TOML settings file (see config.example.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="consume the configured event streams until SIGINT/SIGTERM")
+    run.add_argument("--rules", type=Path, help=_RULES_DIR)
+    demo = sub.add_parser("demo", help="run an onboarding scenario through the rules (no server needed)")
+    demo.add_argument("--rules", type=Path, help=_RULES_DIR)
+    for add in (_rules_commands, _certs_commands, _ops_commands, _dlq_commands):
+        add(sub)
     return parser
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     rules_dir = getattr(args, "rules", None) or getattr(args, "dir", None)
-    if rules_dir is not None:
+    if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq"):
         overrides["rules"] = {"dir": rules_dir}
     return load_settings(args.config, **overrides)
 
@@ -94,36 +118,44 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _demo(args: argparse.Namespace) -> int:
+    settings = _settings(args, source="memory")
+    configure_logging("ERROR", "console")
+    return asyncio.run(run_demo(settings, sys.stdout))
+
+
+def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    registry = build_registry(settings, get_logger(), SuperMQClient(settings.supermq))
+    if args.rules_command == "check":
+        return check_command(settings.rules.dir, registry, sys.stdout)
+    return dry_run_command(
+        args.event,
+        settings.rules.dir,
+        registry,
+        Decoder(settings.events.families),
+        sys.stdout,
+        stream=args.stream,
+        expect=args.expect,
+    )
+
+
+_QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "rules": _rules,
+    "dlq": lambda args, settings: asyncio.run(dlq_command(args, settings, get_logger())),
+    "certs": lambda args, settings: asyncio.run(certs_command(args, settings, get_logger())),
+    "status": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
+    "history": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-
     if args.command == "demo":
-        settings = _settings(args, source="memory")
-        configure_logging("ERROR", "console")
-
-        return asyncio.run(run_demo(settings, sys.stdout))
+        return _demo(args)
     settings = _settings(args)
+    if args.command in _QUIET:  # commands for people: only errors in the log
+        configure_logging("ERROR", settings.log.format)
+        return _QUIET[args.command](args, settings)
     configure_logging(settings.log.level, settings.log.format)
-    if args.command == "dlq":
-        return asyncio.run(dlq_command(args, settings, get_logger()))
-    if args.command in ("status", "history"):
-        configure_logging("ERROR", settings.log.format)
-        return asyncio.run(ops_command(args, settings, get_logger()))
-    if args.command == "rules":
-        configure_logging("ERROR", settings.log.format)
-        client = SuperMQClient(settings.supermq)
-        registry = build_registry(settings, get_logger(), client)
-        if args.rules_command == "check":
-            return check_command(settings.rules.dir, registry, sys.stdout)
-        return dry_run_command(
-            args.event,
-            settings.rules.dir,
-            registry,
-            Decoder(settings.events.families),
-            sys.stdout,
-            stream=args.stream,
-            expect=args.expect,
-        )
-
     return asyncio.run(run_daemon(settings, get_logger()))
 
 

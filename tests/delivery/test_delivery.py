@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from reactor.app import Reactor, replay_dead_letters
+from reactor.app import Reactor
+from reactor.commands import replay_dead_letters
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.state import MemoryStateStore

@@ -1,0 +1,120 @@
+"""The certificate sweep: walk every bootstrap config (paginated), validate its certificate,
+rotate the ones due (unless it is a dry run), and sum it up."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from reactor.actions.base import ActionContext
+from reactor.actions.certs_lifecycle import RotateCert, record
+from reactor.certs.validate import Policy, validate
+from reactor.errors import ActionError
+from reactor.events.model import Event
+from reactor.ops.metrics import Metrics
+from reactor.settings import CertsSettings
+from reactor.supermq.client import SuperMQClient
+
+Progress = Callable[[int, int], None]
+_PAGE = 100
+
+
+@dataclass
+class SweepSummary:
+    total: int = 0
+    without_cert: int = 0
+    ok: int = 0
+    renew: int = 0
+    invalid: int = 0
+    rotated: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+async def sweep(
+    client: SuperMQClient,
+    policy: Policy,
+    settings: CertsSettings,
+    rotator: RotateCert | None,
+    *,
+    dry_run: bool = True,
+    progress: Progress | None = None,
+    metrics: Metrics | None = None,
+) -> SweepSummary:
+    """Validate every config's certificate; rotate what is due or invalid unless ``dry_run``."""
+    summary = SweepSummary()
+    offset = 0
+    while True:
+        page = await client.list_configs(offset=offset, limit=_PAGE)
+        for config in page.configs:
+            summary.total += 1
+            if not config.client_cert:
+                summary.without_cert += 1
+            else:
+                identity = {
+                    "thing_key": config.thing_key,
+                    "thing_id": config.thing_id,
+                    "external_id": config.external_id,
+                }.get(settings.bind, "")
+                verdict = validate(config.client_cert, policy, ca_pem=config.ca_cert, identity=identity)
+                record(metrics, verdict)
+                setattr(summary, verdict.verdict, getattr(summary, verdict.verdict) + 1)
+                if verdict.verdict != "ok" and not dry_run and rotator is not None:
+                    await _rotate(rotator, config.thing_id, summary)
+            if progress is not None:
+                progress(summary.total, page.total)
+        offset += len(page.configs)
+        if not page.configs or offset >= page.total:
+            return summary
+
+
+async def _rotate(rotator: RotateCert, config_id: str, summary: SweepSummary) -> None:
+    event = Event(
+        source="sweep",
+        stream="sweep",
+        entry_id=config_id,
+        operation="certs.sweep",
+        raw_operation="certs.sweep",
+        occurred_at_ns=0,
+        thing_id=config_id,
+    )
+    ctx = ActionContext(event=event, rule="certs-sweep", action_id="rotate", results={})
+    try:
+        result = await rotator.run(rotator.params_model.model_validate({"config_id": config_id}), ctx)
+    except ActionError as exc:
+        summary.failed += 1
+        summary.failures.append(f"{config_id}: {exc}")
+        return
+    summary.rotated += bool(result.get("rotated"))
+
+
+def bar(out: TextIO = sys.stderr) -> Progress:
+    """A progress bar on a terminal line."""
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=out, flush=True)
+        if done >= total:
+            print(file=out)
+
+    return show
+
+
+def print_summary(summary: SweepSummary, out: TextIO, *, dry_run: bool) -> None:
+    rows = [
+        ("configs", summary.total),
+        ("without a certificate", summary.without_cert),
+        ("ok", summary.ok),
+        ("due for renewal", summary.renew),
+        ("invalid", summary.invalid),
+        ("rotated", summary.rotated),
+        ("rotation failed", summary.failed),
+    ]
+    print("dry run: nothing was changed" if dry_run else "sweep done", file=out)
+    for label, count in rows:
+        print(f"  {label:<24}{count:>8}", file=out)
+    for failure in summary.failures[:20]:
+        print(f"  failed: {failure}", file=out)

@@ -1,0 +1,182 @@
+"""The operator's commands beside the daemon: ``dlq``, ``status``, ``history``, ``certs``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+import structlog
+
+from reactor.actions.certs_lifecycle import RotateCert
+from reactor.app import Reactor, build_audit, build_registry
+from reactor.certs.ca import LocalCA
+from reactor.certs.policy import policy_from
+from reactor.certs.sweep import bar, print_summary, sweep
+from reactor.certs.validate import Policy, validate
+from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
+from reactor.delivery.state import StateStore
+from reactor.ops.audit import print_history
+from reactor.ops.status import gather, print_status
+from reactor.settings import Settings
+from reactor.supermq.client import SuperMQClient
+
+
+async def dlq_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor dlq list|show|replay|purge``."""
+    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    dead = DeadLetters(client, settings.redis.dlq_stream)
+    try:
+        return await _dlq(args, settings, dead, logger)
+    finally:
+        await client.aclose()
+
+
+async def _dlq(
+    args: argparse.Namespace,
+    settings: Settings,
+    dead: DeadLetters,
+    logger: structlog.typing.FilteringBoundLogger,
+) -> int:
+    since = parse_since(args.since) if getattr(args, "since", None) else None
+    if args.dlq_command == "list":
+        print_records(await dead.records(rule=args.rule, since_ns=since, limit=args.limit), sys.stdout)
+        return 0
+    if args.dlq_command == "show":
+        found = await dead.records(ids=[args.id])
+        if not found:
+            print(f"no dead-letter record {args.id}", file=sys.stderr)
+            return 1
+        print_record(found[0], sys.stdout)
+        return 0
+    if args.dlq_command == "purge":
+        if not args.ids and not args.all:
+            print("name the records to purge, or --all", file=sys.stderr)
+            return 2
+        removed = await dead.purge() if args.all else await dead.delete(args.ids)
+        print(f"purged {removed} record(s) from {dead.stream}")
+        return 0
+    return await replay_dead_letters(settings, dead, logger, ids=args.ids, rule=args.rule, since_ns=since)
+
+
+async def replay_dead_letters(
+    settings: Settings,
+    dead: DeadLetters,
+    logger: structlog.typing.FilteringBoundLogger,
+    *,
+    ids: Sequence[str] = (),
+    rule: str | None = None,
+    since_ns: int | None = None,
+    client: SuperMQClient | None = None,
+    state: StateStore | None = None,
+) -> int:
+    """Replay matching records; print what happened; exit 0 when all succeeded."""
+    records = await dead.records(ids=ids, rule=rule, since_ns=since_ns)
+    if not records:
+        print("no dead-letter records match")
+        return 0
+    source = ReplaySource(dead, list(reversed(records)))  # oldest first
+    reactor = Reactor.build(settings, source, logger, client=client, state=state)
+    await reactor.run(asyncio.Event())
+    for record in source.failed_again:
+        print(f"failed again: {record.stream} {record.entry_id}: {record.reason}: {record.error}")
+    print(
+        f"replayed {len(records)} record(s): {len(source.replayed)} succeeded and were removed, "
+        f"{len(source.failed_again)} failed again"
+    )
+    return 0 if not source.failed_again else 1
+
+
+async def ops_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor status`` and ``reactor history``."""
+    audit = build_audit(settings) if settings.ops.audit else None
+    try:
+        if args.command == "history":
+            if audit is None:
+                print("the audit trail is off (ops.audit = false)", file=sys.stderr)
+                return 2
+            rows = await audit.query(
+                device=args.thing,
+                entry_id=args.event,
+                rule=args.rule,
+                since_ns=parse_since(args.since) if args.since else None,
+                limit=args.limit,
+            )
+            print_history(rows, sys.stdout)
+            return 0
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        supermq = SuperMQClient(settings.supermq)
+        try:
+            status = await gather(settings, client, build_registry(settings, logger, supermq), audit)
+        finally:
+            await client.aclose()
+            await supermq.aclose()
+        print_status(status, sys.stdout, as_json=args.json)
+        return 0
+    finally:
+        if audit is not None:
+            await audit.close()
+
+
+async def certs_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor certs inspect|sweep|dev-ca``."""
+    if args.certs_command == "dev-ca":
+        directory = args.dir or settings.certs.local_ca_dir
+        cert_path, key_path = LocalCA("supermq-reactor development CA").save(directory)
+        print(
+            f"development CA: {cert_path} (trust anchor) and {key_path} "
+            "(private key, mode 0600: never commit it)"
+        )
+        return 0
+    policy = policy_from(settings.certs)
+    client = SuperMQClient(settings.supermq)
+    try:
+        if args.certs_command == "inspect":
+            return await _inspect(args, settings, policy, client)
+        rotator = RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, None)
+        summary = await sweep(client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=bar())
+        print_summary(summary, sys.stdout, dry_run=args.dry_run)
+        return 1 if summary.failed else 0
+    finally:
+        await client.aclose()
+
+
+async def _inspect(
+    args: argparse.Namespace, settings: Settings, policy: Policy, client: SuperMQClient
+) -> int:
+    key = args.key.read_text(encoding="utf-8") if args.key else ""
+    if args.thing:
+        config = await client.view_config(args.thing)
+        identity = {
+            "thing_key": config.thing_key,
+            "thing_id": config.thing_id,
+            "external_id": config.external_id,
+        }.get(settings.certs.bind, "")
+        verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
+    else:
+        verdict = validate(args.file.read_text(encoding="utf-8"), policy, key_pem=key)
+    print(f"verdict: {verdict.verdict.upper()}")
+    for name in (
+        "subject",
+        "issuer",
+        "serial",
+        "not_before",
+        "not_after",
+        "days_left",
+        "key_type",
+        "key_size",
+    ):
+        print(f"  {name:<11} {getattr(verdict, name)}")
+    if verdict.chain:
+        print("  chain       " + "  <-  ".join(verdict.chain))
+    for reason in verdict.reasons:
+        print(f"  - {reason}")
+    return 0 if verdict.verdict == "ok" else 1
