@@ -20,11 +20,12 @@ from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
 from reactor.certs.policy import policy_from
+from reactor.certs.sweep import sweep
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
-from reactor.errors import ConfigError, SourceError
+from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
 from reactor.ops.metrics import Metrics
@@ -235,6 +236,7 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         except OSError as exc:
             raise ConfigError(f"ops.listen {settings.ops.listen}: {exc.strerror or exc}") from exc
     gauges = asyncio.create_task(reactor.watch_backlog(stop))
+    sweeps = asyncio.create_task(scheduled_sweeps(reactor, stop, logger))
     await logger.ainfo(
         "reactor.started",
         source=settings.source,
@@ -248,7 +250,41 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
     finally:
         stop.set()
         await gauges
+        await sweeps
         if ops is not None:
             await ops.stop()
     await logger.ainfo("reactor.stopped", **asdict(reactor.worker.counters))
     return 0
+
+
+async def scheduled_sweeps(
+    reactor: Reactor, stop: asyncio.Event, logger: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Every ``certs.sweep_interval_s`` (when set): check every config's certificate, rotate what is due."""
+    interval = reactor.settings.certs.sweep_interval_s
+    if interval <= 0:
+        return
+    policy = policy_from(reactor.settings.certs)
+    rotator = RotateCert(
+        reactor.client, policy, reactor.settings.certs, reactor.settings.supermq.cert_ttl, reactor.metrics
+    )
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            summary = await sweep(
+                reactor.client,
+                policy,
+                reactor.settings.certs,
+                rotator,
+                dry_run=False,
+                metrics=reactor.metrics,
+            )
+        except ActionError as exc:
+            await logger.awarning("certs.sweep_failed", error=str(exc))
+            continue
+        await logger.ainfo(
+            "certs.sweep_done", **{k: v for k, v in asdict(summary).items() if k != "failures"}
+        )

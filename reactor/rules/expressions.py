@@ -64,6 +64,26 @@ def seconds_until(value: Any) -> float:
     return -age_s(value)
 
 
+@lru_cache(maxsize=1024)
+def certinfo(pem: str) -> dict[str, Any]:
+    """A certificate's facts for conditions: not_after, days_left, issuer, subject, serial (untrusted)."""
+    from reactor.certs.pem import PemError, certificates  # noqa: PLC0415 - certs imports rules lazily
+
+    try:
+        cert = certificates(pem, "certificate")[0]
+    except PemError as exc:
+        return {"error": str(exc), "days_left": None}
+    not_after = cert.not_valid_after_utc
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": f"{cert.serial_number:x}",
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": not_after.isoformat(),
+        "days_left": (not_after.timestamp() - time.time()) / _DAY_S,
+    }
+
+
 def days_until(value: Any) -> float:
     """Days until ``value``; negative when it is past (certificate ``not_after``)."""
     return seconds_until(value) / _DAY_S
@@ -145,6 +165,7 @@ class _Env(ImmutableSandboxedEnvironment):
             any=self._any,
             all=self._all,
             to_datetime=_to_datetime,
+            certinfo=lambda pem: dict(certinfo(str(pem))),
         )
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
 

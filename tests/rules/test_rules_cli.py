@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,10 @@ EXPECTED = {
     "update_connections.redis": ["connections-updated"],
     "thing_remove.json": ["thing-removed"],
     "mqtt_connect.json": ["mqtt-presence"],
+    "cert_update.redis": ["validate-config-cert"],
 }
+# Rules whose sample is made at test time (a certificate that expires soon cannot be a fixed file).
+GENERATED = {"rotate-on-bootstrap-when-due"}
 
 
 def run(event_file: Path, expect: list[str] | None = None, rules: Path = RULES) -> tuple[int, str]:
@@ -40,7 +44,7 @@ def test_every_sample_is_listed_and_every_shipped_rule_has_a_sample() -> None:
     out = io.StringIO()
     assert check_command(RULES, registry(), out) == EXIT_OK
     shipped = int(out.getvalue().split()[1])
-    assert len({r for rules in EXPECTED.values() for r in rules}) == shipped
+    assert len({r for rules in EXPECTED.values() for r in rules} | GENERATED) == shipped
 
 
 @pytest.mark.parametrize(("sample", "expected"), sorted(EXPECTED.items()))
@@ -119,3 +123,31 @@ def test_the_cli_end_to_end(tmp_path: Path) -> None:
     result = cli("rules", "check", str(bad))
     assert result.returncode == 1
     assert "x.toml:1: invalid TOML" in result.stdout
+
+
+def test_rotation_rule_matches_a_certificate_due_soon(tmp_path: Path) -> None:
+    from tests.certs.corpus import Corpus
+
+    corpus = Corpus()
+    due = corpus.pem("expiring-soon").replace("\n", "")  # 5 days left, on one line as events carry it
+    fresh = corpus.pem("valid").replace("\n", "")
+    for name, pem in (("due", due), ("fresh", fresh)):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "operation": "thing.bootstrap",
+                    "thing_id": "74f00d13-d370-42c0-b528-04fff995275c",
+                    "external_id": "FF-41",
+                    "success": True,
+                    "client_cert": pem,
+                }
+            )
+        )
+    code, text = run(
+        tmp_path / "due.json", expect=["push-config-on-bootstrap", "rotate-on-bootstrap-when-due"]
+    )
+    assert code == EXIT_OK, text
+    assert "would run actions[0] (certs.rotate)" in text
+    code, text = run(tmp_path / "fresh.json", expect=["push-config-on-bootstrap"])
+    assert code == EXIT_OK, text
+    assert "(event.client_cert | certinfo).days_left < 30' is False" in text

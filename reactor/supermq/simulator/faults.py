@@ -16,6 +16,8 @@ class Planned:
     retry_after_s: float | None = None
     hang_s: float = 0.0
     path_prefix: str = ""
+    method: str = ""
+    skip: int = 0
 
 
 @dataclass
@@ -32,10 +34,18 @@ class Faults:
     _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)  # noqa: S311 - fault dice
 
     def fail_next(
-        self, count: int, status: int = 503, *, retry_after_s: float | None = None, path_prefix: str = ""
+        self,
+        count: int,
+        status: int = 503,
+        *,
+        retry_after_s: float | None = None,
+        path_prefix: str = "",
+        method: str = "",
+        skip: int = 0,
     ) -> None:
-        """The next ``count`` requests (under ``path_prefix``) answer ``status`` (429 with Retry-After)."""
-        self.planned.append(Planned(count, status, retry_after_s, 0.0, path_prefix))
+        """The next ``count`` requests (under ``path_prefix``, of ``method``, after letting ``skip``
+        of them through) answer ``status`` (429 with Retry-After)."""
+        self.planned.append(Planned(count, status, retry_after_s, 0.0, path_prefix, method.upper(), skip))
 
     def hang_next(self, count: int, seconds: float, *, path_prefix: str = "") -> None:
         """The next ``count`` requests get no answer for ``seconds`` (the client times out)."""
@@ -55,12 +65,15 @@ class Faults:
         self.seed = seed
         self._rng = random.Random(seed)  # noqa: S311 - fault dice, not secrets
 
-    def take(self, path: str) -> Planned | None:
+    def take(self, path: str, method: str = "") -> Planned | None:
         """The fault for a request to ``path`` now, or None."""
         if self.down_until and time.monotonic() < self.down_until and path.startswith(self.down_path_prefix):
             return Planned(1, 503, 1.0)
         for plan in self.planned:
-            if plan.count > 0 and path.startswith(plan.path_prefix):
+            if plan.count > 0 and path.startswith(plan.path_prefix) and plan.method in ("", method):
+                if plan.skip:
+                    plan.skip -= 1
+                    return None
                 plan.count -= 1
                 if plan.count == 0:
                     self.planned.remove(plan)

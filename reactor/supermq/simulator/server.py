@@ -117,7 +117,7 @@ class Simulator:
     async def _handle(self, service: str, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
-        plan = self.faults.take(request.path)
+        plan = self.faults.take(request.path, request.method)
         if plan is not None:
             return await _fault(plan)
         body = await request.read()
