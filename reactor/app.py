@@ -35,6 +35,8 @@ from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
 from reactor.sources.base import Source
 from reactor.sources.memory import MemorySource
+from reactor.sources.nats_jetstream import NatsJetStreamSource
+from reactor.sources.rabbitmq import RabbitMQSource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
 
@@ -88,6 +90,10 @@ def build_source(settings: Settings) -> Source:
     """The configured event source."""
     if settings.source == "memory":
         return MemorySource(finite=False)
+    if settings.source == "nats":
+        return NatsJetStreamSource(settings.nats)
+    if settings.source == "rabbitmq":
+        return RabbitMQSource(settings.rabbitmq)
     return RedisStreamsSource(settings.redis)
 
 

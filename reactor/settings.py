@@ -57,6 +57,32 @@ class RedisSettings(_Section):
         raise ValueError("must be '$' (new events only), '0' (from the beginning) or a stream id")
 
 
+class NatsSettings(_Section):
+    """NATS JetStream: SuperMQ's stream ``events`` (subjects ``events.>``), a durable pull consumer."""
+
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = "events"
+    subjects: list[str] = Field(default_factory=lambda: ["events.>"])
+    #: Create the stream (with SuperMQ's settings) when it does not exist.
+    create_stream: bool = True
+    durable: str = Field(default="reactor", min_length=1)
+    filter_subject: str = "events.>"
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    dlq_stream: str = "REACTOR_DLQ"
+    dlq_subject: str = "reactor.dlq"
+
+
+class RabbitSettings(_Section):
+    """RabbitMQ: SuperMQ's durable topic exchange ``events``, a durable queue of our own."""
+
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = "events"
+    queue: str = Field(default="reactor", min_length=1)
+    routing_keys: list[str] = Field(default_factory=lambda: ["events.#"], min_length=1)
+    prefetch: int = Field(default=200, gt=0)
+    dlq_queue: str = "reactor.dlq"
+
+
 class EventsSettings(_Section):
     """How stream names are read."""
 
@@ -187,8 +213,10 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    source: Literal["redis", "memory"] = "redis"
+    source: Literal["redis", "nats", "rabbitmq", "memory"] = "redis"
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    rabbitmq: RabbitSettings = Field(default_factory=RabbitSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

@@ -84,3 +84,46 @@ class PrivateRedis:
 
     def stop(self) -> None:
         self.kill()
+
+
+class PrivateNats:
+    """``nats-server -js`` on a free port with its own store directory, for kill/restart tests."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            missing_server("nats-server (binary, for a private server)")
+        self.binary = str(binary)
+        self.directory = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    time.sleep(0.2)  # JetStream comes up just after the listener
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"private nats-server on {self.port} did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        self.kill()

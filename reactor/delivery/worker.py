@@ -173,6 +173,10 @@ class Worker:
         except TimeoutError:
             await self._log.awarning("worker.grace_expired", unfinished=len(self._lanes))
             self._lanes.cancel()
+        unfinished = [i.outcome.delivery for i in self._in_flight.values() if not i.processed.is_set()]
+        if unfinished:
+            with contextlib.suppress(SourceError):
+                await self._source.release(unfinished)
 
     # ---- dispatch -----------------------------------------------------------------------------
 

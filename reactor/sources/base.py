@@ -72,6 +72,9 @@ class Source(ABC):
         """Which of ``entry_ids`` are not settled yet."""
         return set()
 
+    async def release(self, deliveries: Sequence[Delivery]) -> None:  # noqa: B027 - optional
+        """Give unsettled entries back for redelivery now (on stop); by default they come back anyway."""
+
     async def backlog(self) -> list[tuple[str, int | None, int]]:
         """Per stream: entries not yet delivered to the group (None if unknown) and entries pending."""
         return []

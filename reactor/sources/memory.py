@@ -53,6 +53,13 @@ class MemorySource(Source):
         self.dead_letters.extend(dead)
         self.acked.extend(done)
 
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Unsettled entries go back to the front, to be read again."""
+        self._pending[self._next : self._next] = [
+            Delivery(d.stream, d.entry_id, d.payload, d.deliveries + 1) for d in deliveries
+        ]
+        self._wakeup.set()
+
     async def backlog(self) -> list[tuple[str, int | None, int]]:
         return [("memory", self._remaining, 0)]
 

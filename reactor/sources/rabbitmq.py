@@ -1,0 +1,103 @@
+"""RabbitMQ: SuperMQ's durable topic exchange ``events``; a durable queue of ours bound to the
+configured routing keys; manual acks after the outcome is settled, prefetch bounded; what is not
+acked goes back to the queue when the channel closes (a crash), marked redelivered. Dead-letter
+records go to a durable queue of their own. AMQP errors are translated to ``SourceError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPException
+
+from reactor.delivery.deadletter import DeadLetter
+from reactor.errors import SourceError
+from reactor.settings import RabbitSettings
+from reactor.sources.base import Delivery, Source
+
+
+class RabbitMQSource(Source):
+    name = "rabbitmq"
+
+    def __init__(self, settings: RabbitSettings) -> None:
+        self._s = settings
+        self._conn: Any = None
+        self._channel: Any = None
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._messages: dict[str, AbstractIncomingMessage] = {}
+        self._seq = 0
+
+    async def start(self) -> None:
+        try:
+            self._conn = await aio_pika.connect_robust(self._s.url)
+            self._channel = await self._conn.channel()
+            await self._channel.set_qos(prefetch_count=self._s.prefetch)
+            exchange = await self._channel.declare_exchange(
+                self._s.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await self._channel.declare_queue(self._s.queue, durable=True)
+            for key in self._s.routing_keys:
+                await queue.bind(exchange, routing_key=key)
+            await self._channel.declare_queue(self._s.dlq_queue, durable=True)
+            await queue.consume(self._inbox.put, no_ack=False)
+        except (AMQPException, OSError) as exc:
+            raise SourceError(f"rabbitmq {self._s.url.split('@')[-1]}: {exc}") from exc
+
+    async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        batch: list[Delivery] = []
+        try:
+            first = await asyncio.wait_for(self._inbox.get(), max(block_ms, 1) / 1000)
+        except TimeoutError:
+            return batch
+        batch.append(self._delivery(first))
+        while len(batch) < max_count and not self._inbox.empty():
+            batch.append(self._delivery(self._inbox.get_nowait()))
+        return batch
+
+    def _delivery(self, message: AbstractIncomingMessage) -> Delivery:
+        self._seq += 1
+        entry_id = f"{self._seq}-0"  # arrival order on our channel
+        self._messages[entry_id] = message
+        stream = (message.routing_key or "").removeprefix("events.")
+        return Delivery(stream, entry_id, bytes(message.body), 2 if message.redelivered else 1)
+
+    async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        try:
+            for record in dead:
+                body = json.dumps(record.to_fields()).encode()
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
+                    ),
+                    routing_key=self._s.dlq_queue,
+                )
+            for delivery in done:
+                message = self._messages.pop(delivery.entry_id, None)
+                if message is not None:
+                    await message.ack()
+        except (AMQPException, OSError) as exc:
+            raise SourceError(f"rabbitmq settle: {exc}") from exc
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            message = self._messages.pop(delivery.entry_id, None)
+            if message is not None:
+                try:
+                    await message.nack(requeue=True)
+                except (AMQPException, OSError):
+                    continue
+
+    async def ready(self) -> bool:
+        return bool(self._conn is not None and not self._conn.is_closed)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(AMQPException, OSError):
+                await self._conn.close()
+            self._conn = None
