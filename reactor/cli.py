@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.app import build_registry, run_daemon
-from reactor.commands import certs_command, dlq_command, ops_command
+from reactor.commands import backfill_command, certs_command, dlq_command, ops_command, replay_command
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
@@ -86,6 +86,26 @@ def _dlq_commands(sub: Any) -> None:
     purge.add_argument("--all", action="store_true")
 
 
+def _replay_commands(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="events from a file or a stream range through the rules (dry run)")
+    replay.add_argument(
+        "file", nargs="?", type=Path, help="JSON lines, NATS Subject: blocks or redis-cli output"
+    )
+    replay.add_argument(
+        "--stream", help="the stream to read a range of (or: the stream a file's events came from)"
+    )
+    replay.add_argument("--from", dest="start", default="-", help="entry id or ISO time (default: the start)")
+    replay.add_argument("--to", dest="end", default="+", help="entry id or ISO time (default: the end)")
+    replay.add_argument(
+        "--apply", action="store_true", help="act (as redeliveries: completed steps are skipped)"
+    )
+    replay.add_argument("--rules", type=Path, help=_RULES_DIR)
+    backfill = sub.add_parser(
+        "backfill", help="a new consumer group from the start of the streams, until caught up"
+    )
+    backfill.add_argument("--group", required=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reactor", description="SuperMQ bootstrap provisioning reactor")
     parser.add_argument("--config", type=Path, help="TOML settings file (see config.example.toml)")
@@ -94,14 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", type=Path, help=_RULES_DIR)
     demo = sub.add_parser("demo", help="run an onboarding scenario through the rules (no server needed)")
     demo.add_argument("--rules", type=Path, help=_RULES_DIR)
-    for add in (_rules_commands, _certs_commands, _ops_commands, _dlq_commands):
+    for add in (_rules_commands, _certs_commands, _ops_commands, _dlq_commands, _replay_commands):
         add(sub)
     return parser
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     rules_dir = getattr(args, "rules", None) or getattr(args, "dir", None)
-    if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq"):
+    if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq", "replay"):
         overrides["rules"] = {"dir": rules_dir}
     return load_settings(args.config, **overrides)
 
@@ -144,6 +164,8 @@ _QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "dlq": lambda args, settings: asyncio.run(dlq_command(args, settings, get_logger())),
     "certs": lambda args, settings: asyncio.run(certs_command(args, settings, get_logger())),
     "status": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
+    "replay": lambda args, settings: asyncio.run(replay_command(args, settings, get_logger())),
+    "backfill": lambda args, settings: asyncio.run(backfill_command(args, settings, get_logger())),
     "history": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
 }
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -17,10 +18,23 @@ from reactor.certs.policy import policy_from
 from reactor.certs.sweep import bar, print_summary, sweep
 from reactor.certs.validate import Policy, validate
 from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
+from reactor.delivery.replay import (
+    ReplaySummary,
+    deliveries_from_file,
+    deliveries_from_stream,
+    dry_run_all,
+    print_replay,
+    wait_caught_up,
+)
 from reactor.delivery.state import StateStore
+from reactor.errors import ConfigError
+from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
 from reactor.ops.status import gather, print_status
+from reactor.rules.loader import load_rules
 from reactor.settings import Settings
+from reactor.sources.memory import MemorySource
+from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
 
 
@@ -180,3 +194,78 @@ async def _inspect(
     for reason in verdict.reasons:
         print(f"  - {reason}")
     return 0 if verdict.verdict == "ok" else 1
+
+
+async def replay_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor replay FILE | --stream S --from A --to B [--apply]``."""
+    if args.file is not None:
+        deliveries = deliveries_from_file(args.file, args.stream or "supermq.bootstrap")
+    elif not args.stream:
+        raise ConfigError("replay: name a FILE or a --stream")
+    else:
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        try:
+            deliveries = await deliveries_from_stream(client, args.stream, args.start, args.end)
+        finally:
+            await client.aclose()
+    supermq = SuperMQClient(settings.supermq)
+    if not args.apply:
+        rules = load_rules(settings.rules.dir, build_registry(settings, logger, supermq))
+        summary = dry_run_all(deliveries, rules, Decoder(settings.events.families), bar())
+        await supermq.aclose()
+        print_replay(summary, sys.stdout, applied=False)
+        return 0
+    source = MemorySource()
+    for delivery in deliveries:
+        source.add_delivery(delivery)
+    reactor = Reactor.build(
+        settings, source, logger, client=supermq, observers=[_progress_observer(len(deliveries))]
+    )
+    await reactor.run(asyncio.Event())
+    summary = ReplaySummary(
+        events=len(deliveries),
+        acted=reactor.worker.counters.events - len(source.dead_letters),
+        dead_lettered=len(source.dead_letters),
+    )
+    summary.errors = [f"{d.stream} {d.entry_id}: {d.reason}: {d.error}" for d in source.dead_letters]
+    print_replay(summary, sys.stdout, applied=True)
+    return 0 if not source.dead_letters else 1
+
+
+def _progress_observer(total: int) -> Any:
+    show = bar()
+    done = 0
+
+    def observe(_: Any) -> None:
+        nonlocal done
+        done += 1
+        show(done, total)
+
+    return observe
+
+
+async def backfill_command(
+    args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
+) -> int:
+    """``reactor backfill --group G``: a new group from the start of the streams, until caught up."""
+    redis_settings = settings.redis.model_copy(update={"group": args.group, "start_id": "0"})
+    settings = settings.model_copy(update={"redis": redis_settings})
+    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    reactor = Reactor.build(settings, RedisStreamsSource(redis_settings), logger)
+    stop = asyncio.Event()
+    run = asyncio.create_task(reactor.run(stop))
+    try:
+        await asyncio.sleep(0.2)  # the group exists once the source has started
+        await wait_caught_up(client, redis_settings.streams, args.group, stop, bar())
+    finally:
+        stop.set()
+        await run
+        await client.aclose()
+    c = reactor.worker.counters
+    print(
+        f"backfill {args.group}: {c.events} event(s), {c.matched} rule match(es), "
+        f"{c.actions_ok} action(s) ok, {c.actions_failed} failed, {c.dead_lettered} dead-lettered"
+    )
+    return 0

@@ -36,6 +36,11 @@ class MemorySource(Source):
         self._wakeup.set()
         return entry_id
 
+    def add_delivery(self, delivery: Delivery) -> None:
+        """Queue an entry as it is (its stream, entry id and delivery count), for replay."""
+        self._pending.append(delivery)
+        self._wakeup.set()
+
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         if not self._remaining and not self._finite:
             self._wakeup.clear()
