@@ -103,6 +103,10 @@ class Worker:
         self._room = asyncio.Event()
         self._room.set()
         self._settle_wakeup = asyncio.Event()
+        self._blocked: dict[str, set[str]] = {}
+        self._settled: dict[str, set[str]] = {}
+        self._poll_round = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
         self.counters = Counters()
 
     @property
@@ -269,7 +273,11 @@ class Worker:
         return event.device
 
     async def _wait_blockers(self, item: _Item, earlier_arrived: Callable[[], bool]) -> bool:
-        """Wait until another consumer settled this device's earlier entries; False to yield the lane."""
+        """Wait until another consumer settled this device's earlier entries; False to yield the lane.
+
+        Waiting items do not ask the source themselves: one poller asks about every blocker of a
+        stream at once per round (thousands of items may wait after a consumer died).
+        """
         stream = item.outcome.delivery.stream
         while item.blockers:
             # A blocker that is now ours (reclaimed) and in its lane: the lane's order rules from here.
@@ -279,11 +287,30 @@ class Worker:
                 return False
             if not item.blockers:
                 break
-            with contextlib.suppress(SourceError):  # keep waiting: an unknown state is not a settled one
-                item.blockers = await self._source.still_pending(stream, item.blockers)
-            if item.blockers:
-                await asyncio.sleep(_BLOCKER_POLL_S)
+            self._blocked.setdefault(stream, set()).update(item.blockers)
+            self._ensure_poller()
+            await self._poll_round.wait()
+            item.blockers -= self._settled.get(stream, set())  # only what a round asked about and found gone
         return not earlier_arrived()
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_blockers())
+
+    async def _poll_blockers(self) -> None:
+        """One round every _BLOCKER_POLL_S: which blockers are still pending, per stream."""
+        while self._blocked:
+            await asyncio.sleep(_BLOCKER_POLL_S)
+            wanted, self._blocked = self._blocked, {}
+            settled: dict[str, set[str]] = {}
+            for stream, ids in wanted.items():
+                try:
+                    settled[stream] = ids - await self._source.still_pending(stream, ids)
+                except SourceError:
+                    settled[stream] = set()  # unknown is not settled: keep waiting
+            self._settled = settled
+            done, self._poll_round = self._poll_round, asyncio.Event()
+            done.set()
 
     # ---- processing ---------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ class RedisStreamsSource(Source):
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
         self._backlog: dict[str, str] = dict.fromkeys(settings.streams, "0")
+        self._last_read: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str | None] = {}
         self.maintain_interval_s = settings.reclaim_interval_s
 
@@ -67,6 +68,9 @@ class RedisStreamsSource(Source):
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
         batch = _deliveries(reply)
+        for d in batch:
+            if _order(d.entry_id) > _order(self._last_read.get(d.stream, "0-0")):
+                self._last_read[d.stream] = d.entry_id
         if not backlog:
             return batch
         for stream in list(backlog):  # page through the pending list once, then read new entries
@@ -78,8 +82,10 @@ class RedisStreamsSource(Source):
         return await self._with_counts(batch) if batch else batch
 
     def _rescan(self) -> None:
-        """After an error: our pending entries are read again (from the start of the list) first."""
-        self._backlog = dict.fromkeys(self._s.streams, "0")
+        """After an error: our pending entries after the last one we received are read again first
+        (a read whose reply was lost delivered them to us). Earlier ones are in flight here or
+        settled; reading them again would only inflate their delivery counts."""
+        self._backlog = {s: self._last_read.get(s, "0") for s in self._s.streams}
 
     async def _with_counts(self, batch: list[Delivery]) -> list[Delivery]:
         """The deliveries with their delivery counts from the pending entries list.
