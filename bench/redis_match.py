@@ -7,8 +7,8 @@ import asyncio
 import tempfile
 import time
 import uuid
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
