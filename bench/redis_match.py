@@ -33,7 +33,7 @@ type = "noop"
 
 
 async def _fill(client: aioredis.Redis, stream: str) -> None:
-    fields = {
+    fields: dict[Any, Any] = {
         "operation": "config.create",
         "thing_id": "",
         "state": "0",
