@@ -1,19 +1,25 @@
-"""``make bench``: run every benchmark and write bench/RESULTS.md."""
+"""``make bench``: run every benchmark and write bench/RESULTS.md (a few minutes on 2 cores)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bench import http_actions, rule_count
+from bench import http_actions, latency, memory, redis_match, rule_count, scale_out
 from bench.common import Result, write_results
+
+
+def _show(result: Result, results: list[Result]) -> None:
+    print("\n".join(result.lines()), flush=True)
+    results.append(result)
 
 
 async def main() -> list[Result]:
     results: list[Result] = []
-    for found in (await http_actions.run(), [await rule_count.run()]):
-        for result in found:
-            print("\n".join(result.lines()), flush=True)
-            results.append(result)
+    _show(await redis_match.run(), results)
+    for result in await http_actions.run():
+        _show(result, results)
+    for single in (rule_count.run, memory.run, latency.run, scale_out.run):
+        _show(await single(), results)
     return results
 
 

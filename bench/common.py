@@ -27,7 +27,7 @@ class Result:
         out = [f"## {self.name}", ""]
         out += [f"- {k}: {v}" for k, v in self.figures.items()]
         if self.ratio is not None:
-            verdict = "met" if self.met else "NOT met"
+            verdict = "reported" if self.met is None else "met" if self.met else "NOT met"
             out.append(f"- **ratio: {self.ratio:.3f}** (target {self.target}: {verdict})")
         out += [f"- {n}" for n in self.notes]
         return [*out, ""]

@@ -1,0 +1,117 @@
+"""5. Latency: at a fixed 1,000 events/s, the time from XADD to the action's HTTP request
+arriving at a loopback server: p50 and p99. Target: p99 under 10 ms."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bench.common import Result
+from reactor.app import Reactor
+from reactor.delivery.state import MemoryStateStore
+from reactor.ops.logging import configure_logging, get_logger
+from reactor.settings import load_settings
+from reactor.sources.redis_streams import RedisStreamsSource
+
+URL = "redis://127.0.0.1:6379/0"
+RATE = 1000
+EVENTS = 3000
+RULES = """
+[[rule]]
+name = "notify"
+on = ["config.create"]
+[[rule.actions]]
+type = "http.request"
+method = "POST"
+url = "{url}"
+json_body = {{ sent = "{{{{ event.sent_ns }}}}" }}
+"""
+
+
+async def run() -> Result:
+    configure_logging("ERROR", "json")
+    arrivals: list[float] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        arrivals.append((time.time_ns() - int(body["sent"])) / 1e6)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stream = f"lat.{uuid.uuid4().hex[:8]}.bootstrap"
+    client = aioredis.Redis.from_url(URL, decode_responses=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "r.toml").write_text(RULES.format(url=f"http://127.0.0.1:{port}/hook"))
+        settings = load_settings(
+            None,
+            redis={
+                "url": URL,
+                "streams": [stream],
+                "group": "g",
+                "start_id": "0",
+                "block_ms": 1000,
+                "batch_size": 100,
+            },
+            rules={"dir": tmp, "reload_interval_s": 0},
+            ops={"audit": False},
+            supermq={"http_allowlist": ["127.0.0.1"]},
+            worker={"settle_interval_ms": 5},
+        )
+        reactor = Reactor.build(
+            settings, RedisStreamsSource(settings.redis), get_logger("bench"), state=MemoryStateStore()
+        )
+        reactor.worker._observers = []
+        stop = asyncio.Event()
+        task = asyncio.create_task(reactor.run(stop))
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        for n in range(EVENTS):
+            fields: dict[Any, Any] = {
+                "operation": "config.create",
+                "thing_id": f"t{n % 100}",
+                "sent_ns": str(time.time_ns()),
+            }
+            await client.xadd(stream, fields)
+            delay = started + (n + 1) / RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        while len(arrivals) < EVENTS:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    await client.delete(stream)
+    await client.aclose()
+    await runner.cleanup()
+    warm = sorted(arrivals[100:])  # the first 100 include connection set-up
+    p50, p99 = statistics.median(warm), warm[int(len(warm) * 0.99)]
+    return Result(
+        "5. Latency at 1,000 events/s: XADD to the action's HTTP request",
+        {
+            "p50": f"{p50:.2f} ms",
+            "p99": f"{p99:.2f} ms",
+            "max": f"{warm[-1]:.2f} ms",
+            "setup": f"{EVENTS:,} events at {RATE}/s; reactor and hook server in one process; Redis on "
+            "loopback",
+        },
+        ratio=p99 / 10.0,
+        target="p99 / 10 ms <= 1",
+        met=p99 < 10.0,
+    )
+
+
+if __name__ == "__main__":
+    print("\n".join(asyncio.run(run()).lines()))
