@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from reactor.actions.certs_lifecycle import RotateCert
+from reactor.actions.certs_lifecycle import RotateCert, device_identity
 from reactor.app import Reactor, build_audit, build_registry
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
@@ -169,11 +169,7 @@ async def _inspect(
     key = args.key.read_text(encoding="utf-8") if args.key else ""
     if args.thing:
         config = await client.view_config(args.thing)
-        identity = {
-            "thing_key": config.thing_key,
-            "thing_id": config.thing_id,
-            "external_id": config.external_id,
-        }.get(settings.certs.bind, "")
+        identity = device_identity(settings.certs.bind, config)
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
     else:
         verdict = validate(args.file.read_text(encoding="utf-8"), policy, key_pem=key)

@@ -97,7 +97,7 @@ class RotateCert(Action):
 
     async def run(self, params: RotateParams, ctx: ActionContext) -> dict[str, Any]:
         config = await self._client.view_config(params.config_id)
-        identity = _identity(self._settings.bind, config)
+        identity = device_identity(self._settings.bind, config)
         current = (
             validate(config.client_cert, self._policy, ca_pem=config.ca_cert, identity=identity)
             if config.client_cert
@@ -143,6 +143,7 @@ class RotateCert(Action):
         return Issued(cert_.client_cert, cert_.client_key, cert_.cert_serial, "")
 
 
-def _identity(bind: str, config: models.Config) -> str:
+def device_identity(bind: str, config: models.Config) -> str:
+    """What the certificate's identity must equal for this config under ``certs.bind``."""
     values = {"thing_key": config.thing_key, "thing_id": config.thing_id, "external_id": config.external_id}
     return values.get(bind, "")

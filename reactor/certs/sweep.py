@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from reactor.actions.base import ActionContext
-from reactor.actions.certs_lifecycle import RotateCert, record
+from reactor.actions.certs_lifecycle import RotateCert, device_identity, record
 from reactor.certs.validate import Policy, validate
 from reactor.errors import ActionError
 from reactor.events.model import Event
@@ -53,11 +53,7 @@ async def sweep(
             if not config.client_cert:
                 summary.without_cert += 1
             else:
-                identity = {
-                    "thing_key": config.thing_key,
-                    "thing_id": config.thing_id,
-                    "external_id": config.external_id,
-                }.get(settings.bind, "")
+                identity = device_identity(settings.bind, config)
                 verdict = validate(config.client_cert, policy, ca_pem=config.ca_cert, identity=identity)
                 record(metrics, verdict)
                 setattr(summary, verdict.verdict, getattr(summary, verdict.verdict) + 1)
