@@ -54,7 +54,7 @@ start_id = "0"
 batch_size = 500
 block_ms = 20
 [rules]
-dir = "{tmp}"
+dir = "{tmp / "rules"}"
 reload_interval_s = 0
 [state]
 backend = "memory"
@@ -64,6 +64,7 @@ audit = false
 [log]
 level = "ERROR"
 """)
+    deadline = time.perf_counter() + 300
     started = time.perf_counter()
     command = [sys.executable, "-m", "reactor", "--config", str(config), "run"]
     procs = [
@@ -75,6 +76,8 @@ level = "ERROR"
             group = next((g for g in groups if str(g["name"]) == "g"), None)
             if _caught_up(group):
                 break
+            if time.perf_counter() > deadline or any(p.returncode is not None for p in procs):
+                raise RuntimeError("scale-out: the reactor processes did not drain the stream")
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
@@ -89,7 +92,8 @@ level = "ERROR"
 
 async def run() -> Result:
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "r.toml").write_text(RULES)
+        (Path(tmp) / "rules").mkdir()
+        (Path(tmp) / "rules" / "r.toml").write_text(RULES)
         one = await _consume(1, Path(tmp))
         two = await _consume(2, Path(tmp))
     return Result(

@@ -264,6 +264,9 @@ class Worker:
         return Outcome(delivery, event)
 
     def _device_of(self, delivery: Delivery) -> str | None:
+        known = self._in_flight.get((delivery.stream, delivery.entry_id))
+        if known is not None and known.outcome.event is not None:
+            return known.outcome.event.device  # decoded already: no second decode
         try:
             event = self._decoder.decode(
                 delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id

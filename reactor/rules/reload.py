@@ -8,6 +8,7 @@ set first; an invalid set is rejected with its errors logged and the old set kep
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class RuleHolder:
         self._log = logger
         self._snapshot = snapshot(directory) if directory.is_dir() else ()
         self._rules = load_rules(directory, registry)
+        gc.freeze()  # compiled rules live long: keep them out of every garbage collection pass
         self.reloads = 0
         self.last_error: str | None = None
         self.last_reload_at = time.time()
@@ -74,6 +76,7 @@ class RuleHolder:
             )
             return False
         self._rules = rules
+        gc.freeze()
         self.reloads += 1
         self.last_error = None
         self.last_reload_at = time.time()
