@@ -4,7 +4,8 @@ Rotation never leaves a device without a valid certificate: issue a new one, val
 it to the bootstrap config, confirm the config now serves it, and only then retire the old one.
 Magistrala v0.14's certs API revokes *every* certificate of a thing (``DELETE /certs/{thingID}``),
 which would take the new one too: on that API the old certificate is left to expire and the
-result says so (``old_revoked: false`` with the reason). A profile that revokes by serial revokes it.
+result says so (``old_revoked: false`` with the reason). With the local CA (``certs.issuer =
+"local"``) the old serial is added to the CA's signed CRL, which validation reads.
 """
 
 from __future__ import annotations
@@ -124,13 +125,26 @@ class RotateCert(Action):
         served = await self._client.view_config(params.config_id)
         if served.client_cert.strip() != issued.cert.strip():
             raise RetryableError(f"config {params.config_id} does not serve the new certificate yet")
-        return {
+        result: dict[str, Any] = {
             "config_id": params.config_id,
             "rotated": True,
             "serial": issued.serial,
             "previous": current.as_dict() if current else None,
             "not_after": fresh.not_after,
+        }
+        return result | self._retire(current)
+
+    def _retire(self, current: Verdict | None) -> dict[str, Any]:
+        """Revoke the old certificate, now that the config serves the new one (where the issuer can)."""
+        if current is None or not current.serial:
+            return {"old_revoked": False, "old_revoke_note": "there was no old certificate"}
+        if self._settings.issuer == "local":
+            directory = Path(self._settings.local_ca_dir)
+            LocalCA.load(directory).revoke(directory, current.serial)
+            return {"old_revoked": True, "old_serial": current.serial}
+        return {
             "old_revoked": False,
+            "old_serial": current.serial,
             "old_revoke_note": "left to expire: this certs API revokes every certificate of the thing",
         }
 

@@ -132,3 +132,29 @@ class LocalCA:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{directory / 'ca.key'}: not an EC key")
         return cls(key=key, cert=cert)
+
+    def revoke(self, directory: Path, serial_hex: str) -> Path:
+        """Add a serial to the CA's CRL (``crl.pem`` in ``directory``, re-signed); returns its path."""
+        path = directory / "crl.pem"
+        revoked: list[x509.RevokedCertificate] = []
+        if path.is_file():
+            revoked = list(x509.load_pem_x509_crl(path.read_bytes()))
+        serial = int(serial_hex.replace(":", ""), 16)
+        now = dt.datetime.now(dt.UTC)
+        if all(r.serial_number != serial for r in revoked):
+            revoked.append(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            )
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now)
+            .next_update(now + dt.timedelta(days=7))
+        )
+        for entry in revoked:
+            builder = builder.add_revoked_certificate(entry)
+        crl = builder.sign(self._key, hashes.SHA256())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        tmp.replace(path)  # readers see the old CRL or the new one, never half of it
+        return path

@@ -2,7 +2,7 @@
 
 Checks: the PEM holds a certificate (not a key); the chain reaches a trust anchor through the
 given or configured intermediates (issuer name and signature at every link, CA constraints on
-issuers); the validity window (with clock skew) of every link; ``renew_before`` (a duration like
+issuers); not revoked on a CRL of its issuer in the trust directory; the validity window (with clock skew) of every link; ``renew_before`` (a duration like
 ``30d``/``720h`` or a percentage of the lifetime, as cert-manager does); the private key matches;
 key type and size (RSA >= 2048, EC P-256 or stronger, Ed25519/Ed448); the leaf is not a CA;
 key usage and extended key usage (clientAuth); the identity is bound to the device (SuperMQ's
@@ -38,6 +38,7 @@ class Policy:
 
     anchors: tuple[x509.Certificate, ...] = ()
     intermediates: tuple[x509.Certificate, ...] = ()
+    crl_paths: tuple[Path, ...] = ()
     clock_skew_s: float = 300.0
     renew_before: str = "30d"
     min_rsa_bits: int = 2048
@@ -46,12 +47,16 @@ class Policy:
 
     @classmethod
     def from_trust_dir(cls, directory: Path, **kwargs: Any) -> Policy:
-        """Anchors (self-signed) and intermediates from every ``*.pem``/``*.crt`` in ``directory``."""
+        """Anchors (self-signed) and intermediates from every ``*.pem``/``*.crt`` in ``directory``;
+        CRLs (``crl.pem``, ``*.crl``) are read at each check, so a revocation counts at once."""
         anchors: list[x509.Certificate] = []
         intermediates: list[x509.Certificate] = []
+        kwargs.setdefault("crl_paths", (directory / "crl.pem", *sorted(directory.glob("*.crl"))))
         for path in (
             sorted([*directory.glob("*.pem"), *directory.glob("*.crt")]) if directory.is_dir() else []
         ):
+            if path.name == "crl.pem":
+                continue
             try:
                 found = certificates(path.read_text(encoding="utf-8"), str(path))
             except PemError:
@@ -124,6 +129,7 @@ def validate(
     _describe(leaf, verdict)
     _check_validity(leaf, policy, now, verdict)
     _check_chain(leaf, [*extra, *_ca_certs(ca_pem, verdict), *policy.intermediates], policy, now, verdict)
+    _check_revocation(leaf, policy, verdict)
     _check_key_policy(leaf, policy, verdict)
     _check_usage(leaf, policy, verdict)
     if key_pem:
@@ -232,6 +238,29 @@ def _check_chain(
         current = issuer
         chain.append(_name(current.subject))
     verdict.fail("chain: longer than 8 certificates")
+
+
+def _check_revocation(leaf: x509.Certificate, policy: Policy, verdict: Verdict) -> None:
+    """Revoked on a CRL signed by the leaf's issuer (one of the anchors or intermediates we trust)."""
+    issuers = [c for c in (*policy.anchors, *policy.intermediates) if c.subject == leaf.issuer]
+    for path in policy.crl_paths:
+        if not path.is_file():
+            continue
+        try:
+            crl = x509.load_pem_x509_crl(path.read_bytes())
+        except ValueError:
+            verdict.fail(f"revocation: {path.name} is not a CRL")
+            continue
+        if crl.issuer != leaf.issuer or not any(_signed_by(crl, i) for i in issuers):
+            continue
+        entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+        if entry is not None:
+            verdict.fail(f"revoked on {entry.revocation_date_utc.isoformat()}")
+
+
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key: Any = issuer.public_key()
+    return bool(crl.is_signature_valid(key))
 
 
 def _check_key_policy(leaf: x509.Certificate, policy: Policy, verdict: Verdict) -> None:

@@ -207,3 +207,73 @@ async def test_sweep_over_hundreds_of_configs(sim: Simulator, tmp_path: Path) ->
         assert (again.ok, again.renew, again.invalid, again.without_cert) == (240, 0, 0, 60)
     finally:
         await client.aclose()
+
+
+async def test_local_ca_rotation_revokes_the_old_one_last(sim: Simulator, tmp_path: Path) -> None:
+    """With a development CA (certs.issuer = "local"): issued, pushed, confirmed, then the old revoked."""
+    import time
+
+    from reactor.certs.ca import LocalCA
+
+    ca_dir = tmp_path / "dev-ca"
+    ca = LocalCA("dev CA")
+    ca.save(ca_dir)
+    thing = sim.state.add_thing("dev")
+    config = sim.state.add_config(thing, "ext", "k", [], "{}")
+    old_pem, old_key, old_serial, _ = ca.issue(thing.key, thing.id, 5 * DAY)
+    config.client_cert, config.client_key, config.ca_cert = old_pem, old_key, ca.pem
+    certs = CertsSettings(trust_dir=ca_dir, issuer="local", local_ca_dir=ca_dir, renew_before="30d")
+    policy = Policy.from_trust_dir(ca_dir, renew_before="30d")
+    assert validate(old_pem, policy, identity=thing.key).verdict == "renew"
+
+    client = SuperMQClient(sim.settings())
+    try:
+        rotator = RotateCert(client, policy, certs, "2400h", None)
+        ctx = ActionContext(event=EVENT, rule="r", action_id="rotate", results={})
+        result = await rotator.run(rotator.params_model.model_validate({"config_id": thing.id}), ctx)
+    finally:
+        await client.aclose()
+    revoked_at = (ca_dir / "crl.pem").stat().st_mtime
+    assert result["rotated"] is True
+    assert result["old_revoked"] is True
+    assert result["old_serial"] == validate(old_pem, Policy(anchors=policy.anchors)).serial
+    calls = [(e.method, e.path, e.at) for e in sim.exchanges if e.service == "bootstrap"]
+    assert [(m, p) for m, p, _ in calls] == [
+        ("GET", f"/things/configs/{thing.id}"),
+        ("PATCH", f"/things/configs/certs/{thing.id}"),
+        ("GET", f"/things/configs/{thing.id}"),
+    ]
+    confirmed_at = time.time() - (time.monotonic() - calls[-1][2])
+    assert revoked_at >= confirmed_at - 0.05  # the CRL was written after the config served the new one
+    new_pem = sim.state.configs[thing.id].client_cert
+    assert validate(new_pem, policy, identity=thing.key).verdict == "ok"
+    old = validate(old_pem, policy, identity=thing.key)
+    assert old.verdict == "invalid"
+    assert any(r.startswith("revoked on") for r in old.reasons)
+
+
+async def test_local_ca_rotation_failing_before_confirm_revokes_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    from reactor.certs.ca import LocalCA
+
+    ca_dir = tmp_path / "dev-ca"
+    ca = LocalCA("dev CA")
+    ca.save(ca_dir)
+    thing = sim.state.add_thing("dev")
+    config = sim.state.add_config(thing, "ext", "k", [], "{}")
+    old_pem, old_key, _, _ = ca.issue(thing.key, thing.id, 5 * DAY)
+    config.client_cert, config.client_key, config.ca_cert = old_pem, old_key, ca.pem
+    certs = CertsSettings(trust_dir=ca_dir, issuer="local", local_ca_dir=ca_dir)
+    policy = Policy.from_trust_dir(ca_dir)
+    sim.faults.fail_next(1, 503, path_prefix="/things/configs/", method="GET", skip=1)  # the confirm fails
+    client = SuperMQClient(sim.settings())
+    try:
+        rotator = RotateCert(client, policy, certs, "2400h", None)
+        ctx = ActionContext(event=EVENT, rule="r", action_id="rotate", results={})
+        with pytest.raises(ActionError):
+            await rotator.run(rotator.params_model.model_validate({"config_id": thing.id}), ctx)
+    finally:
+        await client.aclose()
+    assert not (ca_dir / "crl.pem").exists()  # nothing revoked before the new one was confirmed
+    assert validate(old_pem, policy, identity=thing.key).verdict == "renew"
