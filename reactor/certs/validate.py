@@ -2,8 +2,9 @@
 
 Checks: the PEM holds a certificate (not a key); the chain reaches a trust anchor through the
 given or configured intermediates (issuer name and signature at every link, CA constraints on
-issuers); not revoked on a CRL of its issuer in the trust directory; the validity window (with clock skew) of every link; ``renew_before`` (a duration like
-``30d``/``720h`` or a percentage of the lifetime, as cert-manager does); the private key matches;
+issuers); not revoked on a CRL of its issuer in the trust directory; the validity window (with
+clock skew) of every link; ``renew_before`` (a duration like ``30d``/``720h`` or a percentage of
+the lifetime, as cert-manager does); the private key matches;
 key type and size (RSA >= 2048, EC P-256 or stronger, Ed25519/Ed448); the leaf is not a CA;
 key usage and extended key usage (clientAuth); the identity is bound to the device (SuperMQ's
 certs service puts the thing key in the CN; configurable).

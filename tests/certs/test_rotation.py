@@ -220,7 +220,7 @@ async def test_local_ca_rotation_revokes_the_old_one_last(sim: Simulator, tmp_pa
     ca.save(ca_dir)
     thing = sim.state.add_thing("dev")
     config = sim.state.add_config(thing, "ext", "k", [], "{}")
-    old_pem, old_key, old_serial, _ = ca.issue(thing.key, thing.id, 5 * DAY)
+    old_pem, old_key, _, _ = ca.issue(thing.key, thing.id, 5 * DAY)
     config.client_cert, config.client_key, config.ca_cert = old_pem, old_key, ca.pem
     certs = CertsSettings(trust_dir=ca_dir, issuer="local", local_ca_dir=ca_dir, renew_before="30d")
     policy = Policy.from_trust_dir(ca_dir, renew_before="30d")
