@@ -200,18 +200,27 @@ def _check_defined(value: Any) -> Any:
 class Expression:
     """A compiled expression: ``evaluate(ctx)`` returns its value, or raises ``ExpressionError``."""
 
-    __slots__ = ("_fn", "source")
+    __slots__ = ("_template", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
-            self._fn = _ENV.compile_expression(source, undefined_to_none=False)
+            self._template = _ENV.compile_expression(source, undefined_to_none=False)._template
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {source!r}: {exc.message}") from None
 
+    def _run(self, ctx: Mapping[str, Any]) -> Any:
+        # What jinja2's TemplateExpression.__call__ does, with a shared context: the variables are
+        # not copied into a fresh dict with the globals on every call (half the cost per condition).
+        variables = ctx if "now" in ctx else {**_ENV.globals, **ctx}
+        context = self._template.new_context(variables, shared=True)  # type: ignore[arg-type]
+        for _ in self._template.root_render_func(context):
+            pass
+        return context.vars["result"]
+
     def evaluate(self, ctx: Mapping[str, Any]) -> Any:
         try:
-            return _check_defined(self._fn(**ctx))
+            return _check_defined(self._run(ctx))
         except UndefinedError as exc:
             raise ExpressionError(f"{self.source!r}: {exc.message}") from None
         except SecurityError as exc:
