@@ -11,6 +11,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The rule the pipeline benchmarks run: one condition and a no-op action, no I/O.
+NOOP_RULE = """
+[[rule]]
+name = "match"
+on = ["config.create"]
+when = ["event.state == 0"]
+[[rule.actions]]
+type = "noop"
+"""
+
 
 @dataclass
 class Result:

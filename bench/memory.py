@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import NOOP_RULE, Result
 from reactor.app import Reactor
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.state import MemoryStateStore
@@ -19,14 +19,7 @@ from reactor.settings import load_settings
 from reactor.sources.base import Delivery, Source
 
 BATCH = 1000
-RULES = """
-[[rule]]
-name = "match"
-on = ["config.create"]
-when = ["event.state == 0"]
-[[rule.actions]]
-type = "noop"
-"""
+RULES = NOOP_RULE
 
 
 class Generated(Source):

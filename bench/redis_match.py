@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.common import Result
+from bench.common import NOOP_RULE, Result
 from reactor.app import Reactor
 from reactor.delivery.state import MemoryStateStore
 from reactor.ops.logging import configure_logging, get_logger
@@ -22,14 +22,7 @@ from reactor.sources.redis_streams import RedisStreamsSource
 URL = "redis://127.0.0.1:6379/0"
 EVENTS = 50_000
 BATCH = 500
-RULES = """
-[[rule]]
-name = "match"
-on = ["config.create"]
-when = ["event.state == 0"]
-[[rule.actions]]
-type = "noop"
-"""
+RULES = NOOP_RULE
 
 
 async def _fill(client: aioredis.Redis, stream: str) -> None:

@@ -13,18 +13,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.common import ROOT, Result
+from bench.common import NOOP_RULE, ROOT, Result
 
 URL = "redis://127.0.0.1:6379/0"
 EVENTS = 30_000
-RULES = """
-[[rule]]
-name = "match"
-on = ["config.create"]
-when = ["event.state == 0"]
-[[rule.actions]]
-type = "noop"
-"""
+RULES = NOOP_RULE
 
 
 async def _fill(client: aioredis.Redis, stream: str) -> None:

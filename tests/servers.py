@@ -1,5 +1,5 @@
-"""Private servers for fault tests: a redis-server of our own on a free port, that tests may kill
-and restart (with persistence, so what Redis acknowledged survives)."""
+"""Private servers for fault tests: a redis-server or nats-server of our own on a free port, that
+tests may kill and restart (with persistence, so what the server acknowledged survives)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PrivateRedis:
-    """``redis-server`` in a temporary directory, append-only file fsynced on every write."""
+class _PrivateServer:
+    """A server process in a directory of its own; ``start`` waits until it answers."""
+
+    binary_name = ""
+    scheme = ""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
+        binary = shutil.which(self.binary_name)
         if binary is None:
-            missing_server("redis-server (binary, for a private server)")
+            missing_server(f"{self.binary_name} (binary, for a private server)")
         self.binary = str(binary)
         self.directory = directory
         self.port = port or free_port()
@@ -32,46 +35,30 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"private redis-server on {self.port} did not start")
+            if self.answers():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"private {self.binary_name} on {self.port} did not start")
 
     def kill(self) -> None:
-        """SIGKILL: no clean shutdown; the fsynced append-only file is what survives."""
+        """SIGKILL: no clean shutdown; only what the server made durable survives."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
@@ -86,44 +73,57 @@ class PrivateRedis:
         self.kill()
 
 
-class PrivateNats:
-    """``nats-server -js`` on a free port with its own store directory, for kill/restart tests."""
+class PrivateRedis(_PrivateServer):
+    """``redis-server`` with an append-only file fsynced on every write."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
-        binary = shutil.which("nats-server")
-        if binary is None:
-            missing_server("nats-server (binary, for a private server)")
-        self.binary = str(binary)
-        self.directory = directory
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+    binary_name = "redis-server"
+    scheme = "redis"
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    time.sleep(0.2)  # JetStream comes up just after the listener
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"private nats-server on {self.port} did not start")
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
 
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
-    def stop(self) -> None:
-        self.kill()
+
+class PrivateNats(_PrivateServer):
+    """``nats-server -js`` with file storage in its directory."""
+
+    binary_name = "nats-server"
+    scheme = "nats"
+
+    def command(self) -> list[str]:
+        return [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory)]
+
+    def answers(self) -> bool:
+        if not super().answers():
+            return False
+        time.sleep(0.2)  # JetStream comes up just after the listener
+        return True
