@@ -41,6 +41,27 @@ class AuditRow:
     error: str
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which rows: by device, entry id, rule, time, failures only; the newest ``limit``."""
+
+    device: str | None = None
+    entry_id: str | None = None
+    rule: str | None = None
+    since_ns: int | None = None
+    failed_only: bool = False
+    limit: int = 1000
+
+    def matches(self, row: AuditRow) -> bool:
+        return (
+            (self.device is None or row.device == self.device)
+            and (self.entry_id is None or row.entry_id == self.entry_id)
+            and (self.rule is None or row.rule == self.rule)
+            and (self.since_ns is None or row.at_ns >= self.since_ns)
+            and (not self.failed_only or row.outcome == "failed")
+        )
+
+
 def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
     if step_params is None:
         return "{}"
@@ -85,7 +106,6 @@ class AuditStore(ABC):
     @abstractmethod
     async def write(self, rows: Sequence[AuditRow]) -> None: ...
 
-    @abstractmethod
     async def query(
         self,
         *,
@@ -97,6 +117,10 @@ class AuditStore(ABC):
         limit: int = 1000,
     ) -> list[AuditRow]:
         """Rows, oldest first (the newest ``limit`` of them)."""
+        return await self._query(AuditQuery(device, entry_id, rule, since_ns, failed_only, limit))
+
+    @abstractmethod
+    async def _query(self, q: AuditQuery) -> list[AuditRow]: ...
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         """A worker sink: audit the settled outcomes."""
@@ -108,23 +132,6 @@ class AuditStore(ABC):
         """Release the backend."""
 
 
-def _matches(
-    row: AuditRow,
-    device: str | None,
-    entry_id: str | None,
-    rule: str | None,
-    since_ns: int | None,
-    failed_only: bool,
-) -> bool:
-    return (
-        (device is None or row.device == device)
-        and (entry_id is None or row.entry_id == entry_id)
-        and (rule is None or row.rule == rule)
-        and (since_ns is None or row.at_ns >= since_ns)
-        and (not failed_only or row.outcome == "failed")
-    )
-
-
 class MemoryAudit(AuditStore):
     def __init__(self) -> None:
         self.rows: list[AuditRow] = []
@@ -132,18 +139,8 @@ class MemoryAudit(AuditStore):
     async def write(self, rows: Sequence[AuditRow]) -> None:
         self.rows.extend(rows)
 
-    async def query(
-        self,
-        *,
-        device: str | None = None,
-        entry_id: str | None = None,
-        rule: str | None = None,
-        since_ns: int | None = None,
-        failed_only: bool = False,
-        limit: int = 1000,
-    ) -> list[AuditRow]:
-        found = [r for r in self.rows if _matches(r, device, entry_id, rule, since_ns, failed_only)]
-        return found[-limit:]
+    async def _query(self, q: AuditQuery) -> list[AuditRow]:
+        return [r for r in self.rows if q.matches(r)][-q.limit :]
 
 
 _COLUMNS = [f.name for f in fields(AuditRow)]
@@ -166,30 +163,21 @@ class SQLiteAudit(AuditStore):
         insert = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
         self._db.executemany(insert, [tuple(asdict(r).values()) for r in rows])
 
-    async def query(
-        self,
-        *,
-        device: str | None = None,
-        entry_id: str | None = None,
-        rule: str | None = None,
-        since_ns: int | None = None,
-        failed_only: bool = False,
-        limit: int = 1000,
-    ) -> list[AuditRow]:
+    async def _query(self, q: AuditQuery) -> list[AuditRow]:
         where: list[str] = []
         args: list[Any] = []
-        for column, value in (("device", device), ("entry_id", entry_id), ("rule", rule)):
+        for column, value in (("device", q.device), ("entry_id", q.entry_id), ("rule", q.rule)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        if since_ns is not None:
+        if q.since_ns is not None:
             where.append("at_ns >= ?")
-            args.append(since_ns)
-        if failed_only:
+            args.append(q.since_ns)
+        if q.failed_only:
             where.append("outcome = 'failed'")
         clause = f"WHERE {' AND '.join(where)}" if where else ""  # fixed column names, values bound
         sql = f"SELECT * FROM audit {clause} ORDER BY rowid DESC LIMIT ?"  # noqa: S608
-        rows = self._db.execute(sql, [*args, limit]).fetchall()
+        rows = self._db.execute(sql, [*args, q.limit]).fetchall()
         return [AuditRow(*row) for row in reversed(rows)]
 
     async def close(self) -> None:
@@ -214,23 +202,14 @@ class RedisAudit(AuditStore):
         except RedisError as exc:
             raise SourceError(f"audit: {exc}") from exc
 
-    async def query(
-        self,
-        *,
-        device: str | None = None,
-        entry_id: str | None = None,
-        rule: str | None = None,
-        since_ns: int | None = None,
-        failed_only: bool = False,
-        limit: int = 1000,
-    ) -> list[AuditRow]:
+    async def _query(self, q: AuditQuery) -> list[AuditRow]:
         raw: Any = await self._client.xrevrange(self._stream, count=100_000)
         found = []
         for _, values in raw:
             row = _typed(AuditRow(**{name: values[name] for name in _COLUMNS}))
-            if _matches(row, device, entry_id, rule, since_ns, failed_only):
+            if q.matches(row):
                 found.append(row)
-                if len(found) >= limit:
+                if len(found) >= q.limit:
                     break
         return list(reversed(found))
 
