@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from reactor.app import build_registry, run_daemon
-from reactor.commands import backfill_command, certs_command, dlq_command, ops_command, replay_command
+from reactor.commands import (
+    backfill_command,
+    certs_command,
+    dlq_command,
+    ops_command,
+    replay_command,
+    simulate_command,
+)
 from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
@@ -106,6 +113,21 @@ def _replay_commands(sub: Any) -> None:
     backfill.add_argument("--group", required=True)
 
 
+def _simulator_command(sub: Any) -> None:
+    sim = sub.add_parser("simulate-supermq", help="SuperMQ's HTTP APIs on loopback (in-memory), for trials")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument(
+        "--port-base",
+        type=int,
+        default=0,
+        help="consecutive ports from here (default: SuperMQ's own: users 9002, things 9000, ...)",
+    )
+    sim.add_argument("--seed", action="store_true", help="start with the demo's device, channels and config")
+    sim.add_argument(
+        "--no-validate", action="store_true", help="do not check requests against the OpenAPI specs"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reactor", description="SuperMQ bootstrap provisioning reactor")
     parser.add_argument("--config", type=Path, help="TOML settings file (see config.example.toml)")
@@ -114,7 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", type=Path, help=_RULES_DIR)
     demo = sub.add_parser("demo", help="run an onboarding scenario through the rules (no server needed)")
     demo.add_argument("--rules", type=Path, help=_RULES_DIR)
-    for add in (_rules_commands, _certs_commands, _ops_commands, _dlq_commands, _replay_commands):
+    for add in (
+        _rules_commands,
+        _certs_commands,
+        _ops_commands,
+        _dlq_commands,
+        _replay_commands,
+        _simulator_command,
+    ):
         add(sub)
     return parser
 
@@ -173,6 +202,9 @@ _QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo(args)
+    if args.command == "simulate-supermq":
+        configure_logging("ERROR", "console")
+        return asyncio.run(simulate_command(args))
     settings = _settings(args)
     if args.command in _QUIET:  # commands for people: only errors in the log
         configure_logging("ERROR", settings.log.format)

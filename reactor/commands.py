@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from reactor.delivery.replay import (
     wait_caught_up,
 )
 from reactor.delivery.state import StateStore
+from reactor.demo import seed
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
@@ -36,6 +38,7 @@ from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
+from reactor.supermq.simulator import DEFAULT_PORTS, Simulator
 
 
 async def dlq_command(
@@ -264,4 +267,32 @@ async def backfill_command(
         f"backfill {args.group}: {c.events} event(s), {c.matched} rule match(es), "
         f"{c.actions_ok} action(s) ok, {c.actions_failed} failed, {c.dead_lettered} dead-lettered"
     )
+    return 0
+
+
+async def simulate_command(args: argparse.Namespace) -> int:
+    """``reactor simulate-supermq``: SuperMQ's APIs on loopback until SIGINT/SIGTERM."""
+    ports = {
+        service: args.port_base + offset if args.port_base else port
+        for offset, (service, port) in enumerate(DEFAULT_PORTS.items())
+    }
+    sim = Simulator(host=args.host, ports=ports, validate=not args.no_validate)
+    await sim.start()
+    if args.seed:
+        seed(sim.state)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("SuperMQ simulator (Magistrala v0.14 APIs) listening:")
+    for service in DEFAULT_PORTS:
+        print(f"  {service:<10} {sim.url(service)}")
+    print(
+        f"log in with identity {sim.state.identity!r} and the simulator's secret (see --help); Ctrl-C stops"
+    )
+    await stop.wait()
+    await sim.stop()
+    if sim.contract is not None and sim.contract.violations:
+        print(f"{len(sim.contract.violations)} request(s) broke the OpenAPI contract", file=sys.stderr)
+        return 1
     return 0
