@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from reactor.actions.base import Action, ActionContext, Params
-from reactor.errors import PermanentError, RetryableError
-from reactor.supermq.client import raise_for
+from reactor.errors import PermanentError
+from reactor.supermq.client import raise_for, send
 
 
 class HttpParams(Params):
@@ -43,15 +43,17 @@ class HttpRequest(Action):
     async def run(self, params: HttpParams, ctx: ActionContext) -> dict[str, Any]:
         self._check(params.url)
         content = params.body.encode() if params.body is not None else None
-        try:
-            response = await self._http.request(
-                params.method, params.url, headers=params.headers, json=params.json_body, content=content
-            )
-        except httpx.HTTPError as exc:
-            raise RetryableError(
-                f"http.request {params.method} {params.url}: {type(exc).__name__}: {exc}"
-            ) from exc
-        raise_for(response, f"http.request {params.method} {params.url}")
+        what = f"http.request {params.method} {params.url}"
+        response = await send(
+            self._http,
+            params.method,
+            params.url,
+            what,
+            headers=params.headers,
+            json=params.json_body,
+            content=content,
+        )
+        raise_for(response, what)
         try:
             data: Any = response.json()
         except ValueError:

@@ -18,7 +18,7 @@ from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, PermanentError
 from reactor.events.model import Event
 from reactor.ops.redact import redact_text
-from reactor.rules.model import CompiledAction, Rule
+from reactor.rules.model import CompiledAction, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
 
 _MISSING = object()
@@ -50,10 +50,6 @@ class RuleOutcome:
     failed: StepOutcome | None = None
     fallback: list[StepOutcome] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
-
 
 class Executor:
     """Matches an event against the current rules and runs them in order."""
@@ -64,6 +60,7 @@ class Executor:
         self._rules = rules
         self._retry = retry
         self._state = state
+        self._policies: dict[RetrySpec | None, RetryPolicy] = {None: retry}
 
     async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
         """Run the matching rules; on a redelivery, skip the steps that completed before."""
@@ -81,7 +78,9 @@ class Executor:
         outcome = RuleOutcome(rule.name)
         results: dict[str, Any] = {}
         ctx: dict[str, Any] = {"event": event, "results": results, "redelivered": redelivered}
-        policy = self._retry.overridden(rule.retry)
+        policy = self._policies.get(rule.retry)
+        if policy is None:  # once per distinct retry table, not per event
+            policy = self._policies[rule.retry] = self._retry.overridden(rule.retry)
         for action in rule.actions:
             previous = done.get(step_key(rule.name, action.id), _MISSING)
             if previous is not _MISSING:

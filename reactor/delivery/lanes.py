@@ -20,15 +20,6 @@ T = TypeVar("T")
 Order = tuple[int, int]
 
 
-def entry_order(entry_id: str) -> Order:
-    """A stream entry id ``ms-seq`` as a sortable pair (anything else sorts first, in arrival order)."""
-    ms, _, seq = entry_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return 0, 0
-
-
 @dataclass
 class _Lane(Generic[T]):
     heap: list[tuple[Order, int, T]] = field(default_factory=list)

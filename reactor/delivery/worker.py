@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
-from reactor.delivery.lanes import Lanes, entry_order
+from reactor.delivery.lanes import Lanes
 from reactor.errors import DecodeError, SourceError
-from reactor.events.decode import Decoder
+from reactor.events.decode import Decoder, raw_view
 from reactor.events.model import Event
 from reactor.settings import WorkerSettings
-from reactor.sources.base import Delivery, Source
+from reactor.sources.base import Delivery, Source, entry_order
 
 _MAX_BACKOFF_S = 5.0
 _BLOCKER_POLL_S = 0.02
+T = TypeVar("T")
+
+
+class _AbandonedError(Exception):
+    """A source call given up because the worker is stopping."""
 
 
 @dataclass(slots=True)
@@ -41,8 +45,6 @@ class Outcome:
     event: Event | None
     rules: list[RuleOutcome] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
-    started: float = 0.0
-    finished: float = 0.0
 
 
 Observer = Callable[[Outcome], None]
@@ -64,8 +66,7 @@ class Counters:
 @dataclass(slots=True)
 class _Item:
     outcome: Outcome
-    blockers: set[str]
-    done: asyncio.Future[Outcome]
+    blockers: set[str] = field(default_factory=set)
     submitted: bool = False
     processed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -92,7 +93,6 @@ class Worker:
         self._settings = settings
         self._batch_size = batch_size
         self._block_ms = block_ms
-        self._log = logger
         self.logger = logger
         self._observers = list(observers)
         self._sinks = list(sinks)
@@ -112,9 +112,6 @@ class Worker:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
-
-    def in_flight_deliveries(self) -> list[Delivery]:
-        return [item.outcome.delivery for item in self._in_flight.values()]
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -143,7 +140,7 @@ class Worker:
             try:
                 batch = await self._source.read(min(self._batch_size, room), self._block_ms)
             except SourceError as exc:
-                await self._log.awarning("source.read_failed", error=str(exc), retry_in_s=backoff)
+                await self.logger.awarning("source.read_failed", error=str(exc), retry_in_s=backoff)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
@@ -160,13 +157,13 @@ class Worker:
         """Reclaim what dead consumers left, keep long-running entries ours, on the source's schedule."""
         while not stop.is_set():
             try:
-                reclaimed = await self._source.maintain(self.in_flight_deliveries())
+                reclaimed = await self._source.maintain()
             except SourceError as exc:
-                await self._log.awarning("source.maintain_failed", error=str(exc))
+                await self.logger.awarning("source.maintain_failed", error=str(exc))
                 reclaimed = []
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
-                await self._log.ainfo("source.reclaimed", entries=len(fresh))
+                await self.logger.ainfo("source.reclaimed", entries=len(fresh))
                 await self.dispatch(fresh)
             await _sleep_or_stop(stop, self._source.maintain_interval_s)
 
@@ -175,7 +172,7 @@ class Worker:
             async with asyncio.timeout(self._settings.grace_s):
                 await self._lanes.join()
         except TimeoutError:
-            await self._log.awarning("worker.grace_expired", unfinished=len(self._lanes))
+            await self.logger.awarning("worker.grace_expired", unfinished=len(self._lanes))
             self._lanes.cancel()
         unfinished = [i.outcome.delivery for i in self._in_flight.values() if not i.processed.is_set()]
         if unfinished:
@@ -184,21 +181,22 @@ class Worker:
 
     # ---- dispatch -----------------------------------------------------------------------------
 
-    async def dispatch(self, batch: Sequence[Delivery]) -> list[asyncio.Future[Outcome]]:
-        """Decode a batch and hand every event to its device's lane; returns their outcome futures."""
-        loop = asyncio.get_running_loop()
+    async def dispatch(self, batch: Sequence[Delivery]) -> list[_Item]:
+        """Decode a batch and hand every event to its device's lane."""
         items = []
         for delivery in batch:
             key = (delivery.stream, delivery.entry_id)
             if key in self._in_flight:
                 continue  # already here (a re-read of our own pending entry)
-            item = _Item(self._decode(delivery), set(), loop.create_future())
-            item.outcome.started = time.monotonic()
+            item = _Item(self._decode(delivery))
             self._in_flight[key] = item
             items.append(item)
         decoded = [i for i in items if i.outcome.dead_letter is None]
         if decoded:
-            blockers = await self._earlier_pending([i.outcome.delivery for i in decoded])
+            deliveries = [i.outcome.delivery for i in decoded]
+            blockers = await self._retrying(
+                lambda: self._source.earlier_pending(deliveries, self._device_of), "source.order_check_failed"
+            )
             for item in decoded:
                 item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
         for item in items:
@@ -210,31 +208,30 @@ class Worker:
             lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
             item.submitted = True
             self._lanes.submit(lane, entry_order(event.entry_id), item)
-        return [i.done for i in items]
+        return items
 
-    async def _earlier_pending(self, deliveries: list[Delivery]) -> dict[str, set[str]]:
-        """The source's answer, waiting out an outage: dispatching without it could break order."""
+    async def _retrying(
+        self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event | None = None
+    ) -> T:
+        """A source call, retried with backoff through an outage; ``_AbandonedError`` once ``stop`` is set."""
         backoff = 0.1
         while True:
             try:
-                return await self._source.earlier_pending(deliveries, self._device_of)
+                return await call()
             except SourceError as exc:
-                await self._log.awarning("source.order_check_failed", error=str(exc), retry_in_s=backoff)
+                if stop is not None and stop.is_set():
+                    raise _AbandonedError from exc
+                await self.logger.awarning(failed, error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
         """Process one batch to its settled outcomes (for tests, benchmarks and replay)."""
-        futures = await self.dispatch(batch)
-        items = [
-            self._in_flight[(d.stream, d.entry_id)]
-            for d in batch
-            if (d.stream, d.entry_id) in self._in_flight
-        ]
+        items = await self.dispatch(batch)
         for item in items:
             await item.processed.wait()
         await self._flush(None)
-        return [f.result() for f in futures]
+        return [item.outcome for item in items]
 
     def _decode(self, delivery: Delivery) -> Outcome:
         if delivery.deliveries > self._settings.max_deliveries:
@@ -243,7 +240,7 @@ class Worker:
                 delivery.entry_id,
                 "poison",
                 f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})",
-                _raw(delivery),
+                raw_view(delivery.payload),
                 attempts=delivery.deliveries,
             )
             return Outcome(delivery, None, dead_letter=record)
@@ -257,7 +254,7 @@ class Worker:
                 delivery.entry_id,
                 "malformed",
                 exc.detail,
-                _raw(delivery),
+                raw_view(delivery.payload),
                 attempts=delivery.deliveries,
             )
             return Outcome(delivery, None, dead_letter=record)
@@ -284,8 +281,7 @@ class Worker:
         stream = item.outcome.delivery.stream
         while item.blockers:
             # A blocker that is now ours (reclaimed) and in its lane: the lane's order rules from here.
-            ours = {eid for (s, eid), it in self._in_flight.items() if s == stream and it.submitted}
-            item.blockers -= ours
+            item.blockers = {b for b in item.blockers if not self._submitted_here(stream, b)}
             if earlier_arrived():
                 return False
             if not item.blockers:
@@ -295,6 +291,10 @@ class Worker:
             await self._poll_round.wait()
             item.blockers -= self._settled.get(stream, set())  # only what a round asked about and found gone
         return not earlier_arrived()
+
+    def _submitted_here(self, stream: str, entry_id: str) -> bool:
+        item = self._in_flight.get((stream, entry_id))
+        return item is not None and item.submitted
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():
@@ -327,7 +327,6 @@ class Worker:
         self._finish(item)
 
     def _finish(self, item: _Item) -> None:
-        item.outcome.finished = time.monotonic()
         item.processed.set()
         self._finished.append(item)
         if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
@@ -354,41 +353,26 @@ class Worker:
             return
         done = [i.outcome.delivery for i in items]
         dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
-        if not await self._settle_with_retry(done, dead, stop):
-            for item in items:  # abandoned at shutdown: left pending, redelivered next start
-                self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
+        try:
+            await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
+        except _AbandonedError as exc:
+            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
+            for d in done:  # left pending: redelivered on the next start
+                self._in_flight.pop((d.stream, d.entry_id), None)
             return
         for item in items:
             self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
             self._count(item.outcome)
             for observer in self._observers:
                 observer(item.outcome)
-            if not item.done.done():
-                item.done.set_result(item.outcome)
         self._room.set()
         for sink in self._sinks:
             try:
                 await sink([i.outcome for i in items])
             except Exception as exc:
-                await self._log.aerror(
+                await self.logger.aerror(
                     "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
                 )
-
-    async def _settle_with_retry(
-        self, done: list[Delivery], dead: list[DeadLetter], stop: asyncio.Event | None
-    ) -> bool:
-        backoff = 0.1
-        while True:
-            try:
-                await self._source.settle(done, dead)
-                return True
-            except SourceError as exc:
-                if stop is not None and stop.is_set():
-                    await self._log.aerror("source.settle_abandoned", error=str(exc), entries=len(done))
-                    return False
-                await self._log.awarning("source.settle_failed", error=str(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     def _count(self, outcome: Outcome) -> None:
         c = self.counters
@@ -403,13 +387,6 @@ class Worker:
                 else:
                     c.actions_failed += 1
         c.dead_lettered += outcome.dead_letter is not None
-
-
-def _raw(delivery: Delivery) -> dict[str, Any]:
-    payload = delivery.payload
-    if isinstance(payload, bytes):
-        return {"body": payload.decode("utf-8", "replace")}
-    return dict(payload)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -80,7 +80,7 @@ class Decoder:
             service=name.service,
             family=name.family,
             fields=fields,
-            raw=_raw_view(payload),
+            raw=raw_view(payload),
             secrets=secret_values(fields),
             **ids,
         )
@@ -184,7 +184,7 @@ def _entity_ids(op: str, service: str, f: dict[str, Any]) -> dict[str, str | Non
     }
 
 
-def _raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
+def raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
     """The payload as received, in a JSON-serialisable form for the dead-letter stream."""
     if isinstance(payload, Mapping):
         return {_as_text(k): _as_text(v) if isinstance(v, bytes) else v for k, v in payload.items()}

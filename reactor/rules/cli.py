@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TextIO
 
 from reactor.actions.base import ActionRegistry
+from reactor.delivery.replay import deliveries_from_file
 from reactor.errors import DecodeError, RuleSetError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
-from reactor.events.textforms import parse_event_text
 from reactor.rules.dryrun import dry_run, print_report
 from reactor.rules.loader import load_rules
 from reactor.rules.ruleset import RuleSet
@@ -38,16 +38,10 @@ def check_command(directory: Path, registry: ActionRegistry, out: TextIO) -> int
 
 def read_events(path: Path, stream: str, decoder: Decoder) -> list[Event]:
     """Events from a JSON or redis-cli file; a JSON ``Subject:`` header names the stream."""
-    events = []
-    for n, item in enumerate(parse_event_text(path.read_text(encoding="utf-8")), 1):
-        payload = item.payload.encode() if isinstance(item.payload, str) else item.payload
-        subject = item.subject.removeprefix("events.") if item.subject else ""
-        events.append(
-            decoder.decode(
-                payload, source="file", stream=subject or stream, entry_id=item.entry_id or f"{path.name}#{n}"
-            )
-        )
-    return events
+    return [
+        decoder.decode(d.payload, source="file", stream=d.stream, entry_id=d.entry_id)
+        for d in deliveries_from_file(path, stream)
+    ]
 
 
 def dry_run_command(

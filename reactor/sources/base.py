@@ -15,6 +15,15 @@ from typing import Any
 from reactor.delivery.deadletter import DeadLetter
 
 
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ``ms-seq`` as a sortable pair (anything else sorts first, in arrival order)."""
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One entry as read: where it came from and its payload (fields or a message body)."""
@@ -57,8 +66,8 @@ class Source(ABC):
     #: How often ``maintain`` runs.
     maintain_interval_s: float = 5.0
 
-    async def maintain(self, in_flight: Sequence[Delivery]) -> list[Delivery]:
-        """Periodic upkeep: keep ``in_flight`` ours, and return entries reclaimed from dead consumers."""
+    async def maintain(self) -> list[Delivery]:
+        """Periodic upkeep: return entries reclaimed from consumers that died."""
         return []
 
     async def earlier_pending(

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RedisSettings
-from reactor.sources.base import Delivery, Source
+from reactor.sources.base import Delivery, Source, entry_order
 
 
 class RedisStreamsSource(Source):
@@ -68,15 +68,14 @@ class RedisStreamsSource(Source):
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
         batch = _deliveries(reply)
-        for d in batch:
-            if _order(d.entry_id) > _order(self._last_read.get(d.stream, "0-0")):
-                self._last_read[d.stream] = d.entry_id
+        for d in batch:  # a reply lists each stream's entries in id order: the last one is the newest
+            self._last_read[d.stream] = d.entry_id
         if not backlog:
             return batch
         for stream in list(backlog):  # page through the pending list once, then read new entries
             seen = [d.entry_id for d in batch if d.stream == stream]
             if seen:
-                backlog[stream] = max(seen, key=_order)
+                backlog[stream] = seen[-1]
             else:
                 del backlog[stream]
         return await self._with_counts(batch) if batch else batch
@@ -125,7 +124,7 @@ class RedisStreamsSource(Source):
             self._rescan()
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
 
-    async def maintain(self, in_flight: Sequence[Delivery]) -> list[Delivery]:
+    async def maintain(self) -> list[Delivery]:
         """Renew our liveness lease; claim the pending entries of consumers whose lease expired.
 
         Each consumer holds ``reactor:<group>:alive:<consumer>`` for ``reclaim_idle_ms``, renewed
@@ -199,21 +198,23 @@ class RedisStreamsSource(Source):
         consumers = {c["name"] for c in summary.get("consumers") or []}
         if consumers <= {self._s.consumer}:
             return {}  # nobody else holds anything: nothing to wait for
-        last = max((d.entry_id for d in batch), key=_order)
+        last = max((d.entry_id for d in batch), key=entry_order)
         rows = await self._client.xpending_range(stream, self._s.group, min="-", max=last, count=100_000)
         foreign = [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
         if not foreign:
             return {}
-        devices = await self._devices_of(stream, foreign, device_of)
+        by_device: dict[str, list[tuple[tuple[int, int], str]]] = {}
+        for entry_id, device in (await self._devices_of(stream, foreign, device_of)).items():
+            if device is not None:
+                by_device.setdefault(device, []).append((entry_order(entry_id), entry_id))
         out: dict[str, set[str]] = {}
         for delivery in batch:
-            device = device_of(delivery)
-            if device is None:
-                continue
-            order = _order(delivery.entry_id)
-            blockers = {f for f in foreign if devices.get(f) == device and _order(f) < order}
-            if blockers:
-                out[delivery.entry_id] = blockers
+            held = by_device.get(device_of(delivery) or "")
+            if held:
+                order = entry_order(delivery.entry_id)
+                blockers = {entry_id for at, entry_id in held if at < order}
+                if blockers:
+                    out[delivery.entry_id] = blockers
         return out
 
     async def _devices_of(
@@ -236,7 +237,7 @@ class RedisStreamsSource(Source):
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         if not entry_ids:
             return set()
-        ordered = sorted(entry_ids, key=_order)
+        ordered = sorted(entry_ids, key=entry_order)
         try:
             rows = await self._client.xpending_range(
                 stream, self._s.group, min=ordered[0], max=ordered[-1], count=100_000
@@ -274,11 +275,6 @@ class RedisStreamsSource(Source):
         with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
             await self._client.delete(self._lease(self._s.consumer))
         await self._client.aclose()
-
-
-def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _deliveries(reply: Any) -> list[Delivery]:

@@ -64,6 +64,27 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+async def send(http: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP call; a transport error or timeout becomes ``RetryableError`` (the status is checked by
+    ``raise_for``). Every HTTP call of the reactor goes through here."""
+    try:
+        return await http.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def parse(model: type[M], response: httpx.Response, what: str) -> M:
+    """The answer as a typed model; an unexpected shape is a ``PermanentError``."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise PermanentError(
+            f"{what}: unexpected answer from SuperMQ: {exc.errors()[0]['msg']}", status=response.status_code
+        ) from exc
+
+
 def raise_for(response: httpx.Response, what: str) -> None:
     """Translate a non-2xx answer into the error taxonomy."""
     status = response.status_code
@@ -130,15 +151,9 @@ class TokenProvider:
         self, ep: Endpoint, body: dict[str, str], headers: dict[str, str]
     ) -> models.Tokens:
         url = f"{self._s.users_url.rstrip('/')}{ep.path}"
-        try:
-            response = await self._http.post(url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"users token: {type(exc).__name__}: {exc}") from exc
+        response = await send(self._http, ep.method, url, "users token", json=body, headers=headers)
         raise_for(response, "users token")
-        try:
-            return models.Tokens.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise PermanentError(f"users token: unexpected answer: {exc.errors()[0]['msg']}") from exc
+        return parse(models.Tokens, response, "users token")
 
 
 class SuperMQClient:
@@ -176,56 +191,29 @@ class SuperMQClient:
         *,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
-        auth: str | None = None,
     ) -> httpx.Response:
-        """One call; ``auth`` None means the user token (renewed once on 401)."""
+        """One call with the user token (renewed once on 401)."""
         url = self._bases[ep.service] + ep.path
         content = None if body is None else json.dumps(body).encode()
         headers = dict(_JSON) if content is not None else {}
-        token = None
-        if auth is None:
-            token = await self._tokens.token()
-            headers["Authorization"] = f"Bearer {token}"
-        else:
-            headers["Authorization"] = auth
-        response = await self._request(ep.method, url, content, headers, params, what)
-        if response.status_code == 401 and token is not None:
+        token = await self._tokens.token()
+        headers["Authorization"] = f"Bearer {token}"
+        response = await send(
+            self._http, ep.method, url, what, content=content, headers=headers, params=params
+        )
+        if response.status_code == 401:
             headers["Authorization"] = f"Bearer {await self._tokens.renew(token)}"
-            response = await self._request(ep.method, url, content, headers, params, what)
+            response = await send(
+                self._http, ep.method, url, what, content=content, headers=headers, params=params
+            )
         raise_for(response, what)
         return response
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: dict[str, str],
-        params: Mapping[str, Any] | None,
-        what: str,
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(method, url, content=content, headers=headers, params=params)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-    @staticmethod
-    def _parse(model: type[M], response: httpx.Response, what: str) -> M:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise PermanentError(
-                f"{what}: unexpected answer from SuperMQ: {exc.errors()[0]['msg']}",
-                status=response.status_code,
-            ) from exc
 
     # ---- bootstrap ----------------------------------------------------------------------------
 
     async def view_config(self, config_id: str) -> models.Config:
         what = f"view config {config_id}"
-        return self._parse(models.Config, await self._send(self.profile.config("GET", config_id), what), what)
+        return parse(models.Config, await self._send(self.profile.config("GET", config_id), what), what)
 
     async def list_configs(
         self, *, offset: int = 0, limit: int = 100, state: int | None = None, name: str = ""
@@ -236,7 +224,7 @@ class SuperMQClient:
         if name:
             params["name"] = name
         response = await self._send(self.profile.configs(), "list configs", params=params)
-        return self._parse(models.ConfigsPage, response, "list configs")
+        return parse(models.ConfigsPage, response, "list configs")
 
     async def update_config(self, config_id: str, *, name: str, content: str) -> None:
         await self._send(
@@ -251,7 +239,7 @@ class SuperMQClient:
         what = f"update certs of config {config_id}"
         body = {"client_cert": client_cert, "client_key": client_key, "ca_cert": ca_cert}
         response = await self._send(self.profile.config_certs(config_id), what, body=body)
-        return self._parse(models.ConfigCerts, response, what)
+        return parse(models.ConfigCerts, response, what)
 
     async def update_connections(self, config_id: str, channels: list[str]) -> None:
         await self._send(
@@ -272,12 +260,12 @@ class SuperMQClient:
 
     async def view_thing(self, thing_id: str) -> models.Thing:
         what = f"view thing {thing_id}"
-        return self._parse(models.Thing, await self._send(self.profile.thing(thing_id), what), what)
+        return parse(models.Thing, await self._send(self.profile.thing(thing_id), what), what)
 
     async def set_thing_enabled(self, thing_id: str, enabled: bool) -> models.Thing:
         what = f"{'enable' if enabled else 'disable'} thing {thing_id}"
         response = await self._send(self.profile.thing_status(thing_id, enabled), what)
-        return self._parse(models.Thing, response, what)
+        return parse(models.Thing, response, what)
 
     async def connect(self, thing_id: str, channel_id: str, *, connect: bool = True) -> bool:
         """Connect (or disconnect) one pair; returns False when it was already so (409 on connect)."""
@@ -296,31 +284,31 @@ class SuperMQClient:
 
     async def view_channel(self, channel_id: str) -> models.Channel:
         what = f"view channel {channel_id}"
-        return self._parse(models.Channel, await self._send(self.profile.channel(channel_id), what), what)
+        return parse(models.Channel, await self._send(self.profile.channel(channel_id), what), what)
 
     # ---- certs --------------------------------------------------------------------------------
 
     async def issue_cert(self, thing_id: str, ttl: str) -> models.Cert:
         what = f"issue cert for thing {thing_id}"
         response = await self._send(self.profile.cert_issue(), what, body={"thing_id": thing_id, "ttl": ttl})
-        return self._parse(models.Cert, response, what)
+        return parse(models.Cert, response, what)
 
     async def view_cert(self, serial: str) -> models.Cert:
         what = f"view cert {serial}"
-        return self._parse(models.Cert, await self._send(self.profile.cert("GET", serial), what), what)
+        return parse(models.Cert, await self._send(self.profile.cert("GET", serial), what), what)
 
     async def revoke_certs(self, thing_id: str) -> models.Revocation:
         """Revoke the certificates of a thing (the certs service revokes every cert of the thing id)."""
         what = f"revoke certs of thing {thing_id}"
         response = await self._send(self.profile.cert("DELETE", thing_id), what)
-        return self._parse(models.Revocation, response, what)
+        return parse(models.Revocation, response, what)
 
     async def list_serials(self, thing_id: str, *, offset: int = 0, limit: int = 100) -> models.SerialsPage:
         what = f"list cert serials of thing {thing_id}"
         response = await self._send(
             self.profile.serials(thing_id), what, params={"offset": offset, "limit": limit}
         )
-        return self._parse(models.SerialsPage, response, what)
+        return parse(models.SerialsPage, response, what)
 
     # ---- http adapter -------------------------------------------------------------------------
 
@@ -339,5 +327,5 @@ class SuperMQClient:
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         headers = {"Content-Type": content_type, "Authorization": f"Thing {thing_key}"}
         what = f"publish to channel {channel_id}"
-        response = await self._request(ep.method, url, body, headers, None, what)
+        response = await send(self._http, ep.method, url, what, content=body, headers=headers)
         raise_for(response, what)

@@ -309,3 +309,20 @@ secret = "{sim.state.secret}"
     assert await run_once(stop_after_effects=None) == 0
     for thing in things:
         assert _seqs(sim, thing.id) == list(range(1, 11))  # every event once, in order
+
+
+async def test_a_malformed_binary_body_is_dead_lettered_replayably(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    """A protobuf body that does not decode keeps its bytes (base64): replay gets them back."""
+    from reactor.delivery.dlq import Record
+
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
+    reactor = Reactor.build(settings, MemorySource(), get_logger("test"))
+    body = b"\x32\x05\xff\xfe\x00\x01\x02"  # field 6, but not JSON
+    (outcome,) = await reactor.worker.process([Delivery("x.bootstrap", "7-0", body)])
+    assert outcome.dead_letter is not None
+    fields = outcome.dead_letter.to_fields()
+    assert "body_b64" in json.loads(fields["event"])
+    assert Record("1-0", fields).delivery().payload == body
+    await reactor.client.aclose()

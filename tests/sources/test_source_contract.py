@@ -104,7 +104,7 @@ async def test_unsettled_entries_come_back_after_a_crash(backend: Backend) -> No
         while not got:
             got = await second.read(10, 200)
             if not got:
-                got = await second.maintain([])  # Redis: claim from the consumer whose lease expired
+                got = await second.maintain()  # Redis: claim from the consumer whose lease expired
     assert [d.entry_id for d in got] == [taken.entry_id]
     assert got[0].deliveries >= 2
     await second.settle(got, [])
