@@ -140,6 +140,12 @@ class SuperMQSettings(_Section):
     domain_id: str = ""
     timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=100, gt=0)
+    #: "http1": the reactor's own HTTP/1.1 transport (fast); "httpx": httpx's own transport.
+    transport: Literal["http1", "httpx"] = "http1"
+    #: An HTTP(S) proxy for every call (taken through httpx's transport, whatever ``transport`` says).
+    proxy: str = ""
+    #: Close a kept-alive connection after this long unused (below the servers' idle timeouts).
+    keepalive_s: float = Field(default=15.0, gt=0)
     verify_tls: bool = True
     ca_bundle: str = ""
     cert_ttl: str = "2400h"

@@ -6,11 +6,9 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
-
 from reactor.actions.base import Action, ActionContext, Params
 from reactor.errors import PermanentError
-from reactor.supermq.client import raise_for, send
+from reactor.supermq.client import Http, raise_for, send
 
 
 class HttpParams(Params):
@@ -28,7 +26,7 @@ class HttpRequest(Action):
     params_model = HttpParams
     secret_params = frozenset({"headers"})
 
-    def __init__(self, http: httpx.AsyncClient, allowlist: list[str]) -> None:
+    def __init__(self, http: Http, allowlist: list[str]) -> None:
         self._http = http
         self._allow = [a.lower() for a in allowlist]
 
