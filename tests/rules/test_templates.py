@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reactor.errors import PermanentError, RuleSetError
-from reactor.rules.expressions import ExpressionError, Template
+from reactor.rules.expressions import Expression, ExpressionError, Template
 from tests.rules.helpers import event, rules_from
 
 EVENT = event(
@@ -137,3 +137,43 @@ message = "m"
 level = "loud"
 """,
         )
+
+
+def _jinja_only(source: str) -> Expression:
+    """The same expression forced through Jinja's compiled template (no path shortcut)."""
+    expr = Expression(source)
+    object.__setattr__(expr, "_path", None)
+    return expr
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "event.thing_id",
+        "event.content.port",
+        "event.content.nested.k",
+        "event.content.nothing",
+        "event.channel_id",  # an id the event does not carry: undefined, not None
+        "event.content.missing",
+        "event.content.port.real",
+        "results.issue.serial",
+        "results.nope.serial",
+        "nothing_here",
+        "nothing_here.deeper",
+        "event.stream",
+        "now",
+        "true",
+        "None",
+    ],
+)
+def test_path_shortcut_agrees_with_jinja(source: str) -> None:
+    """``a.b.c`` parameters skip the template context; value and error must be Jinja's own."""
+    fast, slow = Expression(source), _jinja_only(source)
+    outcomes = []
+    for expr in (fast, slow):
+        try:
+            outcomes.append(("value", repr(expr.evaluate(CTX))))
+        except ExpressionError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]
+    assert fast._path is not None
