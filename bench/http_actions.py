@@ -122,8 +122,7 @@ async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
     reactor = Reactor.build(settings, source, get_logger("bench"))
     reactor.worker._observers = []  # measure the pipeline, not the log line
     started = time.perf_counter()
-    while batch := await source.read(500, 0):
-        await reactor.worker.process(batch)
+    await reactor.worker.run(asyncio.Event())  # the daemon's loop; returns when the list is done
     rate = EVENTS / (time.perf_counter() - started)
     assert reactor.worker.counters.actions_ok == EVENTS, vars(reactor.worker.counters)
     await reactor.client.aclose()

@@ -96,8 +96,9 @@ class Worker:
         self.logger = logger
         self._observers = list(observers)
         self._sinks = list(sinks)
-        self._slots = asyncio.Semaphore(settings.concurrency)
-        self._lanes: Lanes[_Item] = Lanes(self._run_item, self._wait_blockers)
+        self._lanes: Lanes[_Item] = Lanes(
+            self._run_item, self._wait_blockers, lambda item: bool(item.blockers), settings.concurrency
+        )
         self._in_flight: dict[tuple[str, str], _Item] = {}
         self._finished: list[_Item] = []
         self._room = asyncio.Event()
@@ -321,8 +322,7 @@ class Worker:
         outcome = item.outcome
         event = outcome.event
         assert event is not None
-        async with self._slots:
-            outcome.rules = await self._executor.execute(event, redelivered=outcome.delivery.deliveries > 1)
+        outcome.rules = await self._executor.execute(event, redelivered=outcome.delivery.deliveries > 1)
         outcome.dead_letter = dead_letter_for(event, outcome.rules)
         self._finish(item)
 

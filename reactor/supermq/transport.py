@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._drained: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
@@ -221,30 +222,38 @@ class _Connection(asyncio.Protocol):
         error: type[httpx.TimeoutException],
         request: httpx.Request,
     ) -> None:
-        """Wait for ``future``; ``limit_s`` is the longest silence from the server."""
+        """Wait for ``future``; ``limit_s`` is the longest silence from the server. (A bound method
+        and a cancelled handle, not a closure: a closure over its own timer is a reference cycle
+        per request, garbage only the cyclic collector frees.)"""
         if limit_s is None:
             await future
             return
-        timer: asyncio.TimerHandle | None = None
-
-        def check() -> None:
-            nonlocal timer
-            quiet = self._loop.time() - self._last_data
-            if future.done():
-                return
-            if quiet >= limit_s:
-                self.reusable = False
-                future.set_exception(error(f"no answer from the server within {limit_s:g}s", request=request))
-                self.close()
-            else:
-                timer = self._loop.call_later(limit_s - quiet, check)
-
         self._last_data = self._loop.time()
-        timer = self._loop.call_later(limit_s, check)
+        self._timer = self._loop.call_later(limit_s, self._check, future, limit_s, error, request)
         try:
             await future
         finally:
-            timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _check(
+        self,
+        future: asyncio.Future[Any],
+        limit_s: float,
+        error: type[httpx.TimeoutException],
+        request: httpx.Request,
+    ) -> None:
+        self._timer = None
+        if future.done():
+            return
+        quiet = self._loop.time() - self._last_data
+        if quiet < limit_s:
+            self._timer = self._loop.call_later(limit_s - quiet, self._check, future, limit_s, error, request)
+            return
+        self.reusable = False
+        future.set_exception(error(f"no answer from the server within {limit_s:g}s", request=request))
+        self.close()
 
     def close(self) -> None:
         self.reusable = False
