@@ -27,6 +27,7 @@ from reactor.sources.memory import MemorySource
 
 EVENTS = 4000
 CONCURRENCY = 64
+REPEATS = 5
 DEVICES = 2000
 RULES = {
     "change_state": """
@@ -129,8 +130,16 @@ async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
     return rate
 
 
-async def _best(fn: Callable[[], Awaitable[float]], repeats: int = 3) -> float:
-    return max([await fn() for _ in range(repeats)])
+async def _interleaved(
+    baseline: Callable[[], Awaitable[float]], ours: Callable[[], Awaitable[float]], repeats: int = REPEATS
+) -> tuple[float, float]:
+    """The best of ``repeats`` runs of each, taken in turns so that a slow spell of the machine
+    (the server shares the two cores) falls on both sides rather than on one."""
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        best[0] = max(best[0], await baseline())
+        best[1] = max(best[1], await ours())
+    return best[0], best[1]
 
 
 async def run() -> list[Result]:
@@ -143,8 +152,10 @@ async def run() -> list[Result]:
                 rules_dir.mkdir()
                 (rules_dir / "r.toml").write_text(text)
                 await _bare(url, kind)  # warm-up
-                bare = await _best(lambda k=kind: _bare(url, k))  # type: ignore[misc]
-                ours = await _best(lambda k=kind, d=rules_dir: _reactor(url, k, d))  # type: ignore[misc]
+                bare, ours = await _interleaved(
+                    lambda k=kind: _bare(url, k),  # type: ignore[misc]
+                    lambda k=kind, d=rules_dir: _reactor(url, k, d),  # type: ignore[misc]
+                )
                 ratio = ours / bare
                 requests = 1 if kind == "change_state" else 2
                 results.append(
@@ -154,7 +165,7 @@ async def run() -> list[Result]:
                             "bare aiohttp": f"{bare:,.0f} events/s",
                             "reactor": f"{ours:,.0f} events/s",
                             "setup": f"{EVENTS:,} events, {CONCURRENCY} in flight, loopback aiohttp server "
-                            "in its own process, best of 3",
+                            f"in its own process, best of {REPEATS} taken in turns",
                         },
                         ratio=ratio,
                         target=">= 0.80",
