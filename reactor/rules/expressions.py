@@ -12,6 +12,7 @@ Python bytecode once at load. We add StackStorm-like operators as tests and filt
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +37,8 @@ _OPTIONAL_IDS = frozenset(
 
 
 _MISSING = object()
+_DICT_NAMES = frozenset(dir(dict))
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
 
 
 class ExpressionError(ValueError):
@@ -176,7 +179,20 @@ class _Env(ImmutableSandboxedEnvironment):
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        """An Event's id that the event does not carry is undefined (strict), not None."""
+        """An Event's id that the event does not carry is undefined (strict), not None.
+
+        Two shortcuts that end where the sandbox's own ``getattr`` ends, without its checks on
+        every step (a third of a path parameter's cost): a data field of an Event (never a
+        callable, never underscored), and a key of a plain dict that is not a dict attribute
+        (Jinja tries the attribute first, fails, then the key)."""
+        kind = type(obj)
+        if kind is dict and attribute not in _DICT_NAMES:
+            return obj[attribute] if attribute in obj else self.undefined(obj=obj, name=attribute)
+        if kind is Event and attribute in _EVENT_FIELDS:
+            value = getattr(obj, attribute)
+            if value is None and attribute in _OPTIONAL_IDS:
+                return self.undefined(obj=obj, name=attribute)
+            return value
         value = super().getattr(obj, attribute)
         if value is None and isinstance(obj, Event) and attribute in _OPTIONAL_IDS:
             return self.undefined(obj=obj, name=attribute)

@@ -67,10 +67,14 @@ def _head(request: httpx.Request) -> bytes:
 
 async def _body(request: httpx.Request) -> bytes:
     """The request body as it goes on the wire (chunked when httpx framed it so)."""
-    try:
-        content = request.content
-    except httpx.RequestNotRead:
-        content = await request.aread()
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        content = b"".join(stream)  # in memory already: no exception, no async iteration
+    else:
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            content = await request.aread()
     if request.headers.get("transfer-encoding", "").lower() == "chunked":
         if not content:
             return b"0\r\n\r\n"

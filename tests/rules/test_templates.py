@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.errors import PermanentError, RuleSetError
-from reactor.rules.expressions import Expression, ExpressionError, Template
+from reactor.events.model import Event
+from reactor.rules.expressions import _ENV, _OPTIONAL_IDS, Expression, ExpressionError, Template
 from tests.rules.helpers import event, rules_from
 
 EVENT = event(
@@ -178,3 +181,38 @@ def test_path_shortcut_agrees_with_jinja(source: str) -> None:
     assert outcomes[0] == outcomes[1]
     shortcut = fast._path is not None
     assert shortcut == (source not in {"true", "None"})
+
+
+def _sandbox_getattr(obj: Any, attribute: str) -> Any:
+    """The sandbox's own getattr, with our one rule (an id the event lacks is undefined)."""
+    value = ImmutableSandboxedEnvironment.getattr(_ENV, obj, attribute)
+    if value is None and isinstance(obj, Event) and attribute in _OPTIONAL_IDS:
+        return _ENV.undefined(obj=obj, name=attribute)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("obj", "attribute"),
+    [
+        (EVENT, "thing_id"),
+        (EVENT, "channel_id"),  # None on the event: undefined
+        (EVENT, "fields"),
+        (EVENT, "secrets"),
+        (EVENT, "content"),  # a property: the sandbox's path
+        (EVENT, "state"),  # a decoded field through __getitem__
+        (EVENT, "__class__"),
+        ({"serial": "01"}, "serial"),
+        ({"serial": "01"}, "missing"),
+        ({"items": 1}, "items"),  # a dict attribute wins in Jinja: the bound method
+        ({"k": 1}, "keys"),
+        ({"k": 1}, "__class__"),
+    ],
+)
+def test_getattr_shortcuts_agree_with_the_sandbox(obj: Any, attribute: str) -> None:
+    fast, slow = _ENV.getattr(obj, attribute), _sandbox_getattr(obj, attribute)
+    if isinstance(slow, Undefined):
+        assert type(fast) is type(slow)
+        assert fast._undefined_hint == slow._undefined_hint
+        assert fast._undefined_name == slow._undefined_name
+    else:
+        assert fast == slow
