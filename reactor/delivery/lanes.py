@@ -20,9 +20,9 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 Order = tuple[int, int]
@@ -54,6 +54,7 @@ class Lanes(Generic[T]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._runners = 0
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = itertools.count()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -77,8 +78,11 @@ class Lanes(Generic[T]):
             self._runners += 1
             self._spawn(self._runner())
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running():  # asyncio.get_running_loop() costs a getpid()
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -13,6 +13,7 @@ Python bytecode once at load. We add StackStorm-like operators as tests and filt
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,16 +21,48 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.events.model import NS_PER_S, Event
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
-#: ``event.thing_id``, ``results.issue.serial``: a name and attributes, nothing else.
-_PATH = re.compile(r"^\s*[A-Za-z]\w*(?:\.[A-Za-z]\w*)*\s*$", re.ASCII)
-_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+}
+Compare = tuple[Callable[[Any, Any], Any], Any]
+
+
+def _shortcut(source: str) -> tuple[tuple[str, ...] | None, Compare | None]:
+    """``a.b.c`` (a path) or ``a.b.c <op> <literal>`` (a comparison), read from Jinja's own parse
+    tree; anything else runs the compiled template. Jinja compiles both to plain attribute steps
+    through the sandbox's ``getattr`` and Python's comparison operators, which is what
+    ``Expression._run`` does for them without creating a template context."""
+    node = Parser(_ENV, source, state="variable").parse_expression()
+    compare = None
+    if isinstance(node, nodes.Compare) and len(node.ops) == 1:
+        operand = node.ops[0]
+        if operand.op not in _COMPARE or not isinstance(operand.expr, nodes.Const):
+            return None, None
+        compare = (_COMPARE[operand.op], operand.expr.value)
+        node = node.expr
+    steps: list[str] = []
+    while isinstance(node, nodes.Getattr):
+        steps.append(node.attr)
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.ctx != "load":
+        return None, None
+    steps.append(node.name)
+    return tuple(reversed(steps)), compare
+
+
 _DAY_S = 86_400.0
 _OPTIONAL_IDS = frozenset(
     {"thing_id", "channel_id", "config_id", "external_id", "user_id", "domain_id", "device"}
@@ -222,7 +255,7 @@ def _check_defined(value: Any) -> Any:
 class Expression:
     """A compiled expression: ``evaluate(ctx)`` returns its value, or raises ``ExpressionError``."""
 
-    __slots__ = ("_path", "_template", "source")
+    __slots__ = ("_compare", "_path", "_template", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -230,8 +263,7 @@ class Expression:
             self._template = _ENV.compile_expression(source, undefined_to_none=False)._template
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {source!r}: {exc.message}") from None
-        path = source.strip().split(".") if _PATH.match(source) else []
-        self._path = tuple(path) if path and path[0] not in _LITERALS else None
+        self._path, self._compare = _shortcut(source)
 
     def _lookup(self, ctx: Mapping[str, Any], path: tuple[str, ...]) -> Any:
         """What the compiled template does for ``a.b.c`` (the sandbox's getattr on each step),
@@ -246,7 +278,11 @@ class Expression:
 
     def _run(self, ctx: Mapping[str, Any]) -> Any:
         if self._path is not None:
-            return self._lookup(ctx, self._path)
+            value = self._lookup(ctx, self._path)
+            if self._compare is None:
+                return value
+            op, constant = self._compare
+            return op(value, constant)  # what the compiled code does: Python's own operator
         # What jinja2's TemplateExpression.__call__ does, with a shared context: the variables are
         # not copied into a fresh dict with the globals on every call (half the cost per condition).
         variables = ctx if "now" in ctx else {**_ENV.globals, **ctx}

@@ -167,6 +167,20 @@ def _jinja_only(source: str) -> Expression:
         "now",
         "true",
         "None",
+        "event.state == 0",
+        "event.state != 1",
+        "event.content.port > 8000",
+        "event.content.port <= 8883",
+        "event.content.ratio >= 0.5",
+        "event.thing_id == 't-1'",
+        "event.content.nothing == none",
+        "event.channel_id == 'x'",  # undefined: an error, as in Jinja
+        "event.content.missing == 1",
+        "event.thing_id < 3",  # str < int: TypeError, as in Jinja
+        "event.state in [0, 1]",  # not a shortcut: run by Jinja
+        "event['state'] == 0",
+        "1 == event.state",
+        "event.state == 0 == 0",
     ],
 )
 def test_path_shortcut_agrees_with_jinja(source: str) -> None:
@@ -180,7 +194,8 @@ def test_path_shortcut_agrees_with_jinja(source: str) -> None:
             outcomes.append(("error", str(exc)))
     assert outcomes[0] == outcomes[1]
     shortcut = fast._path is not None
-    assert shortcut == (source not in {"true", "None"})
+    slow_only = {"true", "None", "event.state in [0, 1]", "event['state'] == 0", "1 == event.state"}
+    assert shortcut == (source not in {*slow_only, "event.state == 0 == 0"})
 
 
 def _sandbox_getattr(obj: Any, attribute: str) -> Any:
