@@ -216,14 +216,17 @@ class _Connection(asyncio.Protocol):
         self._reset(head_only=request.method == "HEAD")
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter
-        self._transport.write(data)
-        if self._drained is not None and not self._drained.done():
-            await self._wait(self._drained, timeouts.get("write"), httpx.WriteTimeout, request)
-        self._last_data = self._loop.time()
         try:
+            self._transport.write(data)
+            if self._drained is not None and not self._drained.done():
+                await self._wait(self._drained, timeouts.get("write"), httpx.WriteTimeout, request)
             await self._wait(waiter, timeouts.get("read"), httpx.ReadTimeout, request)
         finally:
             self._waiter = None
+            if not waiter.done():
+                waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # seen: an answer that failed after a write timeout is not "lost"
         return waiter.result()
 
     async def _wait(

@@ -188,6 +188,28 @@ async def test_timeouts_refusal_and_the_pool_bound() -> None:
     await one.aclose()
 
 
+async def test_a_server_that_stops_reading_ends_in_a_write_timeout(transport: Http1Transport) -> None:
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(30)  # never reads the body: the socket buffers fill up
+
+    request = httpx.Request(
+        "PUT",
+        "http://127.0.0.1:1/",  # replaced below
+        content=b"x" * (64 * 1024 * 1024),
+        extensions={"timeout": {"connect": 5.0, "read": 5.0, "write": 0.3, "pool": 5.0}},
+    )
+    async with Server(deaf) as server:
+        request.url = httpx.URL(server.url())
+        request.headers["Host"] = f"127.0.0.1:{server.port}"
+        with pytest.raises(httpx.WriteTimeout):
+            await transport.handle_async_request(request)
+    assert transport.open_connections == 0
+    async with Server(keep_alive()) as server:  # the same body to a server that reads: flow control
+        big = await call(transport, "PUT", server.url(), b"y" * (64 * 1024 * 1024), read=10.0)
+    assert big.status_code == 200
+
+
 async def test_hostile_answers_and_header_injection(transport: Http1Transport) -> None:
     small = Http1Transport(max_body=100)
     answers = {
