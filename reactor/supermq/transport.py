@@ -57,10 +57,14 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
 def _head(request: httpx.Request) -> bytes:
     """The request line and headers; CR or LF in a header is refused (no header injection)."""
     parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    host = False
     for name, value in request.headers.raw:
         if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
             raise httpx.LocalProtocolError(f"invalid header {name!r}", request=request)
         parts += (name, b": ", value, b"\r\n")
+        host = host or name.lower() == b"host"
+    if not host:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
+        parts += (b"Host: ", request.url.netloc, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
