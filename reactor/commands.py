@@ -18,7 +18,15 @@ from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import bar, print_summary, sweep
 from reactor.certs.validate import Policy, validate
-from reactor.delivery.dlq import DeadLetters, ReplaySource, parse_since, print_record, print_records
+from reactor.delivery.dlq import (
+    DeadLetters,
+    DeadLetterStore,
+    ReplaySource,
+    parse_since,
+    print_record,
+    print_records,
+)
+from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.delivery.replay import (
     ReplaySummary,
     deliveries_from_file,
@@ -41,22 +49,35 @@ from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import DEFAULT_PORTS, Simulator
 
 
+async def open_dead_letters(settings: Settings) -> DeadLetterStore:
+    """The dead-letter records of the configured event store."""
+    if settings.source == "nats":
+        return await NatsDeadLetters.connect(settings.nats)
+    if settings.source == "rabbitmq":
+        raise ConfigError(
+            f"reactor dlq reads the dead letters of Redis Streams and NATS JetStream; with RabbitMQ they "
+            f"are messages in the durable queue {settings.rabbitmq.dlq_queue!r} (rabbitmqadmin get, "
+            "or the management UI)"
+        )
+    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    return DeadLetters(client, settings.redis.dlq_stream)
+
+
 async def dlq_command(
     args: argparse.Namespace, settings: Settings, logger: structlog.typing.FilteringBoundLogger
 ) -> int:
     """``reactor dlq list|show|replay|purge``."""
-    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-    dead = DeadLetters(client, settings.redis.dlq_stream)
+    dead = await open_dead_letters(settings)
     try:
         return await _dlq(args, settings, dead, logger)
     finally:
-        await client.aclose()
+        await dead.close()
 
 
 async def _dlq(
     args: argparse.Namespace,
     settings: Settings,
-    dead: DeadLetters,
+    dead: DeadLetterStore,
     logger: structlog.typing.FilteringBoundLogger,
 ) -> int:
     since = parse_since(args.since) if getattr(args, "since", None) else None
@@ -75,14 +96,14 @@ async def _dlq(
             print("name the records to purge, or --all", file=sys.stderr)
             return 2
         removed = await dead.purge() if args.all else await dead.delete(args.ids)
-        print(f"purged {removed} record(s) from {dead.stream}")
+        print(f"purged {removed} record(s) from {dead.where}")
         return 0
     return await replay_dead_letters(settings, dead, logger, ids=args.ids, rule=args.rule, since_ns=since)
 
 
 async def replay_dead_letters(
     settings: Settings,
-    dead: DeadLetters,
+    dead: DeadLetterStore,
     logger: structlog.typing.FilteringBoundLogger,
     *,
     ids: Sequence[str] = (),

@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,12 +70,12 @@ def parse_since(text: str) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-class DeadLetters:
-    """The dead-letter stream of one Redis."""
+class DeadLetterStore(ABC):
+    """Where one backend keeps dead-letter records: list, show, delete, purge, and the replay's
+    swap of replayed records for the ones that failed again."""
 
-    def __init__(self, client: aioredis.Redis, stream: str) -> None:
-        self.client = client
-        self.stream = stream
+    #: The stream, subject or queue, for messages.
+    where: str
 
     async def records(
         self,
@@ -85,6 +86,42 @@ class DeadLetters:
         limit: int | None = None,
     ) -> list[Record]:
         """Records, newest first, filtered by id, rule and time."""
+        records = await self._fetch(ids, limit)
+        if rule is not None:
+            records = [r for r in records if r.fields.get("rule") == rule]
+        if since_ns is not None:
+            records = [r for r in records if r.at_ns >= since_ns]
+        return records
+
+    @abstractmethod
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
+        """The records with these ids, or the newest ``limit`` (all when None), newest first."""
+
+    @abstractmethod
+    async def delete(self, ids: Sequence[str]) -> int: ...
+
+    @abstractmethod
+    async def purge(self) -> int: ...
+
+    @abstractmethod
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        """Write ``add`` and delete the records ``remove`` (after a replay)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release the connection."""
+
+
+class DeadLetters(DeadLetterStore):
+    """The dead-letter stream of one Redis."""
+
+    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = self.where = stream
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
         raw: list[Any] = []
         try:
             if ids:
@@ -94,12 +131,7 @@ class DeadLetters:
                 raw = await self.client.xrevrange(self.stream, count=limit) or []
         except RedisError as exc:
             raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
-        records = [Record(str(i), dict(f)) for i, f in raw]
-        if rule is not None:
-            records = [r for r in records if r.fields.get("rule") == rule]
-        if since_ns is not None:
-            records = [r for r in records if r.at_ns >= since_ns]
-        return records
+        return [Record(str(i), dict(f)) for i, f in raw]
 
     async def delete(self, ids: Sequence[str]) -> int:
         if not ids:
@@ -111,13 +143,26 @@ class DeadLetters:
         await self.client.delete(self.stream)
         return count
 
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        """In one transaction: a replay never loses a record nor keeps a replayed one."""
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for record in add:
+                    fields: dict[Any, Any] = record.to_fields()
+                    pipe.xadd(self.stream, fields)
+                if remove:
+                    pipe.xdel(self.stream, *remove)
+                await pipe.execute()
+        except RedisError as exc:
+            raise SourceError(f"replay: {exc}") from exc
+
 
 class ReplaySource(Source):
     """Dead-letter records as a finite source; settling removes the replayed records."""
 
     name = "replay"
 
-    def __init__(self, dead: DeadLetters, records: Sequence[Record]) -> None:
+    def __init__(self, dead: DeadLetterStore, records: Sequence[Record]) -> None:
         self._dead = dead
         self._pending = [(r, r.delivery()) for r in records]
         self._record_of = {(d.stream, d.entry_id): r.id for r, d in self._pending}
@@ -129,18 +174,7 @@ class ReplaySource(Source):
         return [d for _, d in batch]
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
-        client = self._dead.client  # the same connection: records and deletes in one transaction
-        try:
-            async with client.pipeline(transaction=True) as pipe:
-                for record in dead:
-                    fields: dict[Any, Any] = record.to_fields()
-                    pipe.xadd(self._dead.stream, fields)
-                ids = [self._record_of[(d.stream, d.entry_id)] for d in done]
-                if ids:
-                    pipe.xdel(self._dead.stream, *ids)
-                await pipe.execute()
-        except RedisError as exc:
-            raise SourceError(f"replay: {exc}") from exc
+        await self._dead.replace(dead, [self._record_of[(d.stream, d.entry_id)] for d in done])
         failed = {(r.stream, r.entry_id) for r in dead}
         self.replayed += [
             self._record_of[(d.stream, d.entry_id)] for d in done if (d.stream, d.entry_id) not in failed
