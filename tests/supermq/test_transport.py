@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from reactor.supermq import transport as tr
-from reactor.supermq.client import Http, _join_fast, _join_parsed
+from reactor.supermq.client import Http, SuperMQClient, _join_fast, _join_parsed
+from reactor.supermq.simulator import Simulator
 from reactor.supermq.transport import Http1Transport
 from tests.certs.corpus import issue
 from tests.servers import free_port
@@ -353,3 +354,20 @@ def test_joined_urls_equal_httpx_parsed(base: str, path: str, query: str | None)
     assert fast == reference
     assert str(fast) == str(reference)
     assert (fast.netloc, fast.raw_path) == (reference.netloc, reference.raw_path)
+
+
+@pytest.mark.parametrize("choice", ["http1", "httpx"])
+async def test_both_transports_serve_the_client_against_the_simulator(sim: Simulator, choice: str) -> None:
+    """``supermq.transport``: ours by default, httpx's own on request; the same answers."""
+    thing = sim.state.add_thing("dev")
+    sim.state.add_config(thing, "ext", "key", [], '{"a": 1}')
+    client = SuperMQClient(sim.settings(transport=choice))
+    expected = Http1Transport if choice == "http1" else httpx.AsyncHTTPTransport
+    assert isinstance(client.http.transport, expected)
+    config = await client.view_config(thing.id)
+    await client.change_state(thing.id, 1)
+    page = await client.list_configs(limit=10)
+    await client.aclose()
+    assert config.content == '{"a": 1}'
+    assert sim.state.configs[thing.id].state == 1
+    assert [c.thing_id for c in page.configs] == [thing.id]
