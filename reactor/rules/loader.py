@@ -195,7 +195,13 @@ def _compile_action(
                 TypeAdapter(cast(Any, model_fields[key].annotation)).validate_python(template.source)
             except ValidationError as exc:
                 raise RuleError(f"{type_name}: parameter {key!r}: {exc.errors()[0]['msg']}") from None
-    return CompiledAction(id=action_id, type=type_name, impl=impl, params=templates, line=line)
+    static = None
+    if all(t.is_static for t in templates.values()):  # the same every event: validated once, here
+        try:
+            static = impl.params_model.model_validate({k: t.source for k, t in templates.items()})
+        except ValidationError as exc:
+            raise RuleError(f"{type_name}: {_validation_message(exc)}") from None
+    return CompiledAction(id=action_id, type=type_name, impl=impl, params=templates, line=line, static=static)
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -152,9 +152,13 @@ class CompiledAction:
     impl: Action
     params: Mapping[str, Template]
     line: int | None
+    #: The parameters when none is templated: validated at load, the same (frozen) every event.
+    static: Params | None = None
 
     def render(self, ctx: Mapping[str, Any]) -> Params:
         """Rendered and validated parameters; ``PermanentError`` when that fails (it would every time)."""
+        if self.static is not None:
+            return self.static
         try:
             values = {k: t.render(ctx) for k, t in self.params.items()}
         except ExpressionError as exc:
