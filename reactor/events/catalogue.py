@@ -15,7 +15,6 @@ SuperMQ has published is an alias (see ``../shared/reference/supermq-facts.md`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -135,7 +134,8 @@ class StreamName:
     service: str
 
 
-def parse_stream(name: str, families: Iterable[str] = DEFAULT_FAMILIES) -> StreamName:
+@lru_cache(maxsize=1024)  # a handful of streams, one parse each
+def parse_stream(name: str, families: tuple[str, ...] = DEFAULT_FAMILIES) -> StreamName:
     """Split a stream, subject or routing key into family and service.
 
     ``events.supermq.client.create`` has family ``supermq`` and service ``client``; a name outside
