@@ -76,10 +76,10 @@ async def run(first: int = 100_000, second: int = 1_000_000) -> Result:
                 marks[source.n] = rss_mb()
     growth = marks[second] / marks[first] - 1
     return Result(
-        "4. Memory: RSS after 100,000 and after 1,000,000 events",
+        f"4. Memory: RSS after {first:,} and after {second:,} events",
         {
-            "after 100,000": f"{marks[first]:.1f} MiB",
-            "after 1,000,000": f"{marks[second]:.1f} MiB",
+            f"after {first:,}": f"{marks[first]:.1f} MiB",
+            f"after {second:,}": f"{marks[second]:.1f} MiB",
             "growth": f"{growth:+.1%}",
         },
         ratio=marks[second] / marks[first],
