@@ -23,8 +23,11 @@ from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
 from reactor.ops.redact import MASK, redact, redact_text
 
+#: One encoder for every row (json.dumps with arguments builds a new one per call).
+_ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     at_ns: int
     stream: str
@@ -69,7 +72,7 @@ def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) ->
     for name in secret:
         if values.get(name):
             values[name] = MASK
-    return json.dumps(redact(values, secrets=secrets), sort_keys=True, default=str)
+    return _ENCODE(redact(values, secrets=secrets))
 
 
 def rows_for(outcome: Outcome) -> list[AuditRow]:

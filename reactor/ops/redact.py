@@ -46,6 +46,8 @@ def secret_values(fields: Mapping[str, Any]) -> frozenset[str]:
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with private keys, JWTs, credentials in auth headers and the given values masked."""
+    if not text:
+        return text
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
@@ -55,7 +57,12 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
         )
     if "eyJ" in text:
         text = _JWT.sub(MASK, text)
-    return _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    # The header pattern needs one of these words; in ASCII text without them the regex is
+    # skipped (non-ASCII text always runs it: re.I folds some letters that lower() does not).
+    lowered = text.lower()
+    if not text.isascii() or "bearer" in lowered or "basic" in lowered or "authorization" in lowered:
+        return _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    return text
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -110,7 +111,7 @@ async def test_no_secret_reaches_logs_dead_letters_audit_or_metrics(tmp_path: Pa
     outputs = {
         "logs": log.getvalue(),
         "dead letters": "\n".join(json.dumps(d.to_fields()) for d in source.dead_letters),
-        "audit": "\n".join(json.dumps(r.__dict__) for r in audit.rows),
+        "audit": "\n".join(json.dumps(dataclasses.asdict(r)) for r in audit.rows),
         "metrics": reactor.metrics.render().decode(),
     }
     assert len(source.dead_letters) == 2  # the publish to a missing channel failed: params and event recorded
