@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -136,8 +137,11 @@ class AuditStore(ABC):
 
 
 class MemoryAudit(AuditStore):
-    def __init__(self) -> None:
-        self.rows: list[AuditRow] = []
+    """The newest ``keep`` rows in memory (demo, tests, source = "memory"): bounded, so a
+    long run neither grows without end nor makes every full collection walk a million rows."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.rows: deque[AuditRow] = deque(maxlen=keep)
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
         self.rows.extend(rows)

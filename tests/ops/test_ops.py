@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from reactor.app import Reactor
 from reactor.delivery.worker import Outcome
-from reactor.ops.audit import print_history
+from reactor.ops.audit import AuditRow, MemoryAudit, print_history
 from reactor.ops.logging import get_logger
 from reactor.ops.server import OpsServer
 from reactor.ops.status import gather, print_status
@@ -220,3 +220,15 @@ async def test_history_and_status_of_a_known_run(
     json_out = io.StringIO()
     print_status(status, json_out, as_json=True)
     assert '"dead_letters": 2' in json_out.getvalue()
+
+
+async def test_the_in_memory_audit_keeps_the_newest_rows_only() -> None:
+    audit = MemoryAudit(keep=3)
+    rows = [
+        AuditRow(n, "s", f"{n}-0", "dev", "config.create", "r", "a", "noop", "{}", "success", 1, 0.1, "")
+        for n in range(5)
+    ]
+    await audit.write(rows[:2])
+    await audit.write(rows[2:])
+    assert [r.entry_id for r in await audit.query(device="dev")] == ["2-0", "3-0", "4-0"]
+    assert [r.entry_id for r in await audit.query(device="dev", limit=1)] == ["4-0"]
