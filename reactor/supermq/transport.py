@@ -340,8 +340,12 @@ class _Pool:
             else:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-        except TimeoutError:
-            raise httpx.PoolTimeout("no free connection in the pool in time", request=request) from None
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken, then cancelled or timed out: the wake-up goes to the next in line
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout("no free connection in the pool in time", request=request) from None
+            raise
         finally:
             if not waiter.done():
                 waiter.cancel()

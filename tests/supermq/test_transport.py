@@ -371,3 +371,21 @@ async def test_both_transports_serve_the_client_against_the_simulator(sim: Simul
     assert config.content == '{"a": 1}'
     assert sim.state.configs[thing.id].state == 1
     assert [c.thing_id for c in page.configs] == [thing.id]
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
+    """Pool of one: B and C queue; the slot frees and wakes B, whose task is cancelled before it
+    runs; C must get the slot rather than wait for a wake-up that was spent."""
+    pool = tr._Pool(1, keepalive_s=15.0)
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    origin = ("http", "127.0.0.1", 80)
+    assert await pool.acquire(origin, None, request) is None  # the only slot, reserved
+    b = asyncio.create_task(pool.acquire(origin, None, request))
+    c = asyncio.create_task(pool.acquire(origin, None, request))
+    while len(pool._waiters) < 2:
+        await asyncio.sleep(0)
+    pool.discard(None)  # the slot frees: B is woken ...
+    b.cancel()  # ... and cancelled before it runs
+    assert await asyncio.wait_for(c, 1.0) is None  # C got the slot
+    assert b.cancelled()
+    assert pool.open == 1
