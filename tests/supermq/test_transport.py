@@ -389,3 +389,24 @@ async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
     assert await asyncio.wait_for(c, 1.0) is None  # C got the slot
     assert b.cancelled()
     assert pool.open == 1
+
+
+async def test_the_keep_alive_retry_takes_a_new_connection_not_another_idle_one(
+    transport: Http1Transport,
+) -> None:
+    seen: list[bytes] = []
+
+    async def one_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        await asyncio.sleep(0.05)  # both first requests in flight at once: two connections
+        writer.write(OK)
+        await writer.drain()
+        seen.append(await read_request(reader))  # then closed unanswered
+
+    async with Server(one_then_hang_up) as server:
+        await asyncio.gather(call(transport, "GET", server.url()), call(transport, "GET", server.url()))
+        assert server.connections == 2
+        answer = await call(transport, "GET", server.url())
+        assert answer.status_code == 200
+    assert server.connections == 3  # the retry opened one; the other idle connection was not tried
+    assert len(seen) == 4  # 2 first requests, 1 on the stale connection, 1 on the new one
