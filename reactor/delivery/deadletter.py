@@ -15,7 +15,8 @@ from reactor.ops.redact import redact, redact_text
 class DeadLetter:
     """One event that ended in the dead-letter stream, and why.
 
-    ``reason`` is a fixed word (``malformed``, ``action_failed``, ``poison``); ``error`` the
+    ``reason`` is a fixed word (``malformed``, ``action_failed``, ``poison``, ``internal_error``
+    for a bug in the reactor itself); ``error`` the
     message; ``rule`` / ``action`` / ``status`` / ``attempts`` say where and how it failed.
     """
 

@@ -101,6 +101,8 @@ class Lanes(Generic[T]):
                     self._release(key, lane)  # this runner goes on with the queue
         finally:
             self._runners -= 1
+            if self._ready and not self._closed:  # it died with work left: another takes over
+                self._add_runner()
 
     async def _hold(self, key: Hashable, lane: _Lane[T], entry: Entry[T]) -> None:
         """Wait out an item's blockers off the runner pool, then give the lane back in order."""

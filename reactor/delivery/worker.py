@@ -322,8 +322,31 @@ class Worker:
         outcome = item.outcome
         event = outcome.event
         assert event is not None
-        outcome.rules = await self._executor.execute(event, redelivered=outcome.delivery.deliveries > 1)
-        outcome.dead_letter = dead_letter_for(event, outcome.rules)
+        redelivered = outcome.delivery.deliveries > 1
+        backoff = 0.1
+        while True:
+            try:
+                outcome.rules = await self._executor.execute(event, redelivered=redelivered)
+                outcome.dead_letter = dead_letter_for(event, outcome.rules)
+                break
+            except SourceError as exc:  # the state store, not the event: wait for it, in order
+                await self.logger.awarning(
+                    "state.unavailable", error=str(exc), entry_id=event.entry_id, retry_in_s=backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                redelivered = True  # what was recorded is skipped on the next try
+            except Exception as exc:  # a bug in the reactor: the event is kept, with the reason
+                outcome.dead_letter = DeadLetter(
+                    event.stream,
+                    event.entry_id,
+                    "internal_error",
+                    f"{type(exc).__name__}: {exc}",
+                    event.raw,
+                    attempts=outcome.delivery.deliveries,
+                    secrets=event.secrets,
+                )
+                break
         self._finish(item)
 
     def _finish(self, item: _Item) -> None:

@@ -20,6 +20,7 @@ from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
+from reactor.errors import SourceError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.base import Delivery
@@ -326,3 +327,52 @@ async def test_a_malformed_binary_body_is_dead_lettered_replayably(
     assert "body_b64" in json.loads(fields["event"])
     assert Record("1-0", fields).delivery().payload == body
     await reactor.client.aclose()
+
+
+class _FlakyState(MemoryStateStore):
+    """A state store that is down for its first ``down`` writes, or broken for good."""
+
+    def __init__(self, down: int = 0, broken: bool = False) -> None:
+        super().__init__()
+        self.down = down
+        self.broken = broken
+
+    async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
+        if self.broken:
+            raise RuntimeError("a bug in the state store")
+        if self.down > 0:
+            self.down -= 1
+            raise SourceError("state store: connection refused")
+        await super().record(event_key, rule, action_id, result)
+
+
+async def test_an_unavailable_state_store_holds_the_event_until_it_is_back(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, TWO_STEPS)
+    thing, channel = sim.state.add_thing("d"), sim.state.add_channel("c")
+    sim.state.add_config(thing, "e", "k", [], "{}")
+    state = _FlakyState(down=2)
+    reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=state)
+    event = {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
+    (outcome,) = await reactor.worker.process([Delivery(f"t{unique}.bootstrap", "1-0", event)])
+    await reactor.client.aclose()
+    assert outcome.dead_letter is None
+    assert all(r.failed is None for r in outcome.rules)
+    assert state.down == 0  # it was tried until the store came back
+    assert sim.state.configs[thing.id].state == 1
+
+
+async def test_a_bug_under_an_event_dead_letters_it_with_the_reason(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    settings = _settings(tmp_path, sim, unique, TWO_STEPS)
+    thing, channel = sim.state.add_thing("d"), sim.state.add_channel("c")
+    sim.state.add_config(thing, "e", "k", [], "{}")
+    reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=_FlakyState(broken=True))
+    event = {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
+    (outcome,) = await reactor.worker.process([Delivery(f"t{unique}.bootstrap", "1-0", event)])
+    await reactor.client.aclose()
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.reason == "internal_error"
+    assert "RuntimeError: a bug in the state store" in outcome.dead_letter.error
