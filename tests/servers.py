@@ -3,6 +3,7 @@ tests may kill and restart (with persistence, so what the server acknowledged su
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -11,11 +12,28 @@ from pathlib import Path
 
 from tests.conftest import missing_server
 
+#: Below Linux's ephemeral range (32768-60999): a port the kernel hands out for outgoing
+#: connections can be taken by one while a private server is down between a kill and its
+#: restart, and the restart then fails to bind. Ports here are never handed out that way.
+_LISTEN_PORTS = range(20_000, 32_000)
 
-def free_port() -> int:
+
+def free_port(block: int = 1) -> int:
+    """A port (the first of ``block`` consecutive ones) free to listen on, outside the ephemeral range."""
+    for _ in range(200):
+        base = random.randrange(_LISTEN_PORTS.start, _LISTEN_PORTS.stop - block)
+        if all(_bindable(base + i) for i in range(block)):
+            return base
+    raise RuntimeError("no free port block found for a test server")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class _PrivateServer:

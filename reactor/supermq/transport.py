@@ -54,23 +54,22 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     return {"connect": _DEFAULT_TIMEOUT, "read": _DEFAULT_TIMEOUT, "write": _DEFAULT_TIMEOUT, "pool": None}
 
 
-def _head(request: httpx.Request) -> bytes:
-    """The request line and headers; CR or LF in a header is refused (no header injection)."""
+async def _wire(request: httpx.Request) -> bytes:
+    """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
+    header injection; Host added when missing), and the body, chunked when httpx framed it so.
+    One pass over the raw headers (httpx's ``Headers.get`` decodes them all on every call)."""
     parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    host = False
+    host = chunked = False
     for name, value in request.headers.raw:
         if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
             raise httpx.LocalProtocolError(f"invalid header {name!r}", request=request)
         parts += (name, b": ", value, b"\r\n")
-        host = host or name.lower() == b"host"
+        lowered = name.lower()
+        host = host or lowered == b"host"
+        chunked = chunked or (lowered == b"transfer-encoding" and value.lower() == b"chunked")
     if not host:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
         parts += (b"Host: ", request.url.netloc, b"\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-async def _body(request: httpx.Request) -> bytes:
-    """The request body as it goes on the wire (chunked when httpx framed it so)."""
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
         content = b"".join(stream)  # in memory already: no exception, no async iteration
@@ -79,11 +78,11 @@ async def _body(request: httpx.Request) -> bytes:
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-    if request.headers.get("transfer-encoding", "").lower() == "chunked":
-        if not content:
-            return b"0\r\n\r\n"
-        return b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)
-    return content
+    if chunked:
+        parts.append(b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n")
+    else:
+        parts.append(content)
+    return b"".join(parts)
 
 
 class _Connection(asyncio.Protocol):
@@ -216,7 +215,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
         """Send the request and wait for the whole answer."""
         assert self._transport is not None
-        data = _head(request) + await _body(request)
+        data = await _wire(request)
         self._reset(head_only=request.method == "HEAD")
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter

@@ -14,7 +14,7 @@ from tests.servers import free_port
 
 
 def test_simulate_supermq_serves_until_sigterm() -> None:
-    base = free_port()
+    base = free_port(block=5)  # users, things, bootstrap, certs, http
     proc = subprocess.Popen(
         [sys.executable, "-m", "reactor", "simulate-supermq", "--port-base", str(base), "--seed"],
         cwd=REPO,

@@ -410,3 +410,24 @@ async def test_the_keep_alive_retry_takes_a_new_connection_not_another_idle_one(
         assert answer.status_code == 200
     assert server.connections == 3  # the retry opened one; the other idle connection was not tried
     assert len(seen) == 4  # 2 first requests, 1 on the stale connection, 1 on the new one
+
+
+async def test_a_streamed_request_body_goes_chunked(transport: Http1Transport) -> None:
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"0\r\n\r\n"))
+        writer.write(OK)
+        await writer.drain()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"hello, "
+        yield b"world"
+
+    async with Server(handler) as server:
+        request = httpx.Request("POST", server.url(), content=parts(), extensions={"timeout": _timeout()})
+        answer = await transport.handle_async_request(request)
+    assert answer.status_code == 200
+    head, _, body = received[0].partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert body == b"c\r\nhello, world\r\n0\r\n\r\n"
