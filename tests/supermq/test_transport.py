@@ -9,14 +9,16 @@ import gzip
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from reactor.settings import SuperMQSettings
 from reactor.supermq import transport as tr
-from reactor.supermq.client import Http, SuperMQClient, _join_fast, _join_parsed
+from reactor.supermq.client import Http, SuperMQClient, _join_fast, _join_parsed, build_http
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.transport import Http1Transport
 from tests.certs.corpus import issue
@@ -281,6 +283,29 @@ async def test_tls_is_verified_by_default(tmp_path: Path) -> None:
     assert ok.status_code == insecure.status_code == 200
     for t in (default, trusting, unverified):
         await t.aclose()
+
+
+async def test_supermq_settings_choose_tls_trust(tmp_path: Path) -> None:
+    """``supermq.ca_bundle`` trusts a private CA; ``verify_tls = false`` trusts anything; the
+    default trusts only the system's CAs."""
+    server_ctx, ca_file = _tls_pair(tmp_path)
+    async with Server(keep_alive(), tls=server_ctx) as server:
+        url = httpx.URL(server.url(host="localhost"))
+        outcomes: dict[str, int | str] = {}
+        choices: dict[str, dict[str, Any]] = {
+            "default": {},
+            "ca_bundle": {"ca_bundle": str(ca_file)},
+            "unverified": {"verify_tls": False},
+        }
+        for name, options in choices.items():
+            http = build_http(SuperMQSettings(**options))
+            try:
+                outcomes[name] = (await http.request("GET", url)).status_code
+            except httpx.ConnectError as exc:
+                outcomes[name] = str(exc)
+            await http.aclose()
+    assert outcomes["ca_bundle"] == outcomes["unverified"] == 200
+    assert "CERTIFICATE_VERIFY_FAILED" in str(outcomes["default"])
 
 
 # ---- the shortcuts, held equal to httpx's own forms --------------------------------------------
