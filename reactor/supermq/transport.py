@@ -34,17 +34,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import httptools
 import httpx
+
+from reactor.supermq.connection import Answer, Connection, Origin, StaleError
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _DEFAULT_TIMEOUT = 10.0
-Origin = tuple[str, str, int]  # scheme, host, port
-Answer = tuple[int, list[tuple[bytes, bytes]], list[bytes]]  # status, headers, body chunks
-
-
-class _StaleError(Exception):
-    """A reused connection was closed by the server before any byte of the answer arrived."""
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -54,230 +49,6 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     return {"connect": _DEFAULT_TIMEOUT, "read": _DEFAULT_TIMEOUT, "write": _DEFAULT_TIMEOUT, "pool": None}
 
 
-async def _wire(request: httpx.Request) -> bytes:
-    """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
-    header injection; Host added when missing), and the body, chunked when httpx framed it so.
-    One pass over the raw headers (httpx's ``Headers.get`` decodes them all on every call)."""
-    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    host = chunked = False
-    for name, value in request.headers.raw:
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-            raise httpx.LocalProtocolError(f"invalid header {name!r}", request=request)
-        parts += (name, b": ", value, b"\r\n")
-        lowered = name.lower()
-        host = host or lowered == b"host"
-        chunked = chunked or (lowered == b"transfer-encoding" and value.lower() == b"chunked")
-    if not host:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
-        parts += (b"Host: ", request.url.netloc, b"\r\n")
-    parts.append(b"\r\n")
-    stream = request.stream
-    if isinstance(stream, httpx.ByteStream):
-        content = b"".join(stream)  # in memory already: no exception, no async iteration
-    else:
-        try:
-            content = request.content
-        except httpx.RequestNotRead:
-            content = await request.aread()
-    if chunked:
-        parts.append(b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n")
-    else:
-        parts.append(content)
-    return b"".join(parts)
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: one exchange at a time, answers read by llhttp."""
-
-    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, max_body: int) -> None:
-        self.origin = origin
-        self.reused = False
-        self.reusable = True
-        self.idle_since = 0.0
-        self._loop = loop
-        self._max_body = max_body
-        self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[Answer] | None = None
-        self._drained: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset(head_only=False)
-
-    def _reset(self, *, head_only: bool) -> None:
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self._size = 0
-        self._head_only = head_only
-        self._headers_done = False
-        self._framed = False  # the body has a length or chunks (else it ends at close)
-        self._received = False
-        self._last_data = 0.0
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    def idle_for(self) -> float:
-        return self._loop.time() - self.idle_since
-
-    @property
-    def usable(self) -> bool:
-        t = self._transport
-        return self.reusable and t is not None and not t.is_closing()
-
-    # ---- asyncio protocol -------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():  # bytes nobody asked for: not to be trusted
-            self.reusable = False
-            self.close()
-            return
-        self._received = True
-        self._last_data = self._loop.time()
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(httpx.RemoteProtocolError("the server switched protocols; not supported"))
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed HTTP answer: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        if self._waiter is None or self._waiter.done():
-            return
-        if self._headers_done and not self._framed and not self._head_only:
-            self._done()  # a body delimited by the end of the connection
-        elif not self._received and self.reused:
-            self._waiter.set_exception(_StaleError())
-        else:
-            what = "while sending the answer" if self._received else "without sending an answer"
-            self._fail(httpx.RemoteProtocolError(f"the server closed the connection {what}"))
-
-    def pause_writing(self) -> None:
-        if self._drained is None or self._drained.done():
-            self._drained = self._loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    # ---- llhttp callbacks -------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
-        if self.status < 200:
-            return
-        self._headers_done = True
-        self._framed = any(
-            n.lower() == b"content-length" or (n.lower() == b"transfer-encoding" and b"chunked" in v.lower())
-            for n, v in self.headers
-        )
-        if self._head_only:
-            self.reusable = False  # llhttp would wait for a body a HEAD answer does not have
-            self._done()
-
-    def on_body(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._max_body:
-            self._fail(httpx.RemoteProtocolError(f"answer body over {self._max_body} bytes"))
-            return
-        self.body.append(chunk)
-
-    def on_message_complete(self) -> None:
-        if self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): wait for the real one
-            self.headers = []
-            return
-        if not self._parser.should_keep_alive():
-            self.reusable = False
-        self._done()
-
-    # ---- exchange -----------------------------------------------------------------------------
-
-    def _done(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result((self.status, self.headers, self.body))
-            self.headers, self.body = [], []  # whatever follows cannot touch this answer
-
-    def _fail(self, exc: Exception) -> None:
-        self.reusable = False
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
-        self.close()
-
-    async def exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
-        """Send the request and wait for the whole answer."""
-        assert self._transport is not None
-        data = await _wire(request)
-        self._reset(head_only=request.method == "HEAD")
-        waiter: asyncio.Future[Answer] = self._loop.create_future()
-        self._waiter = waiter
-        try:
-            self._transport.write(data)
-            if self._drained is not None and not self._drained.done():
-                await self._wait(self._drained, timeouts.get("write"), httpx.WriteTimeout, request)
-            await self._wait(waiter, timeouts.get("read"), httpx.ReadTimeout, request)
-        finally:
-            self._waiter = None
-            if not waiter.done():
-                waiter.cancel()
-            elif not waiter.cancelled():
-                waiter.exception()  # seen: an answer that failed after a write timeout is not "lost"
-        return waiter.result()
-
-    async def _wait(
-        self,
-        future: asyncio.Future[Any],
-        limit_s: float | None,
-        error: type[httpx.TimeoutException],
-        request: httpx.Request,
-    ) -> None:
-        """Wait for ``future``; ``limit_s`` is the longest silence from the server. (A bound method
-        and a cancelled handle, not a closure: a closure over its own timer is a reference cycle
-        per request, garbage only the cyclic collector frees.)"""
-        if limit_s is None:
-            await future
-            return
-        self._last_data = self._loop.time()
-        self._timer = self._loop.call_later(limit_s, self._check, future, limit_s, error, request)
-        try:
-            await future
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _check(
-        self,
-        future: asyncio.Future[Any],
-        limit_s: float,
-        error: type[httpx.TimeoutException],
-        request: httpx.Request,
-    ) -> None:
-        self._timer = None
-        if future.done():
-            return
-        quiet = self._loop.time() - self._last_data
-        if quiet < limit_s:
-            self._timer = self._loop.call_later(limit_s - quiet, self._check, future, limit_s, error, request)
-            return
-        self.reusable = False
-        future.set_exception(error(f"no answer from the server within {limit_s:g}s", request=request))
-        self.close()
-
-    def close(self) -> None:
-        self.reusable = False
-        if self._transport is not None:
-            self._transport.close()
-
-
 class _Pool:
     """Connections per origin, at most ``limit`` open in all; callers queue for a slot."""
 
@@ -285,7 +56,7 @@ class _Pool:
         self._limit = limit
         self._keepalive_s = keepalive_s
         self._open = 0
-        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._idle: dict[Origin, deque[Connection]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -294,7 +65,7 @@ class _Pool:
 
     async def acquire(
         self, origin: Origin, limit_s: float | None, request: httpx.Request, *, fresh: bool = False
-    ) -> _Connection | None:
+    ) -> Connection | None:
         """An idle connection to ``origin`` (unless ``fresh``), or None with a slot reserved for a
         new one. (``asyncio.get_running_loop()`` only on the slow path: it costs a getpid()
         system call, which was 8% of a request here.)"""
@@ -311,7 +82,7 @@ class _Pool:
                 deadline = loop.time() + limit_s
             await self._queue(loop, deadline, request)
 
-    def _take_idle(self, origin: Origin) -> _Connection | None:
+    def _take_idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
@@ -352,7 +123,7 @@ class _Pool:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         """Give a connection back after an exchange: kept if still good, else closed."""
         if conn.usable:
             conn.reused = True
@@ -362,7 +133,7 @@ class _Pool:
             self._drop(conn)
         self._wake()
 
-    def discard(self, conn: _Connection | None) -> None:
+    def discard(self, conn: Connection | None) -> None:
         """Close a connection (or free a reserved slot when ``conn`` is None)."""
         if conn is None:
             self._open -= 1
@@ -370,7 +141,7 @@ class _Pool:
             self._drop(conn)
         self._wake()
 
-    def _drop(self, conn: _Connection) -> None:
+    def _drop(self, conn: Connection) -> None:
         conn.close()
         self._open -= 1
 
@@ -426,7 +197,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 conn = await self._open(origin, request, timeouts.get("connect"))
             try:
                 answer = await conn.exchange(request, timeouts)
-            except _StaleError:  # only a reused connection can be stale: the retry's is new
+            except StaleError:  # only a reused connection can be stale: the retry's is new
                 self._pool.discard(conn)
                 if request.method in _IDEMPOTENT:
                     fresh = True
@@ -440,7 +211,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             self._pool.release(conn)
             return answer
 
-    async def _open(self, origin: Origin, request: httpx.Request, limit_s: float | None) -> _Connection:
+    async def _open(self, origin: Origin, request: httpx.Request, limit_s: float | None) -> Connection:
         """A new connection to ``origin``, in the slot the pool reserved (freed if this fails)."""
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
@@ -450,7 +221,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(limit_s):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(origin, loop, self._max_body), host, port, **tls
+                    lambda: Connection(origin, loop, self._max_body), host, port, **tls
                 )
         except TimeoutError:
             self._pool.discard(None)

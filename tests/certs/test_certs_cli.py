@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from reactor.certs.ca import LocalCA
 from reactor.certs.validate import Policy, validate
 from tests.certs.corpus import Corpus
-from tests.conftest import REPO
+from tests.conftest import reactor_cli
 
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
+cli = reactor_cli
 
 
 def test_inspect_a_file(tmp_path: Path) -> None:

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import redis.asyncio as aioredis
 
 from reactor.delivery.deadletter import DeadLetter
-from tests.conftest import REDIS_URL, REPO
+from tests.conftest import REDIS_URL, reactor_cli
 
 
 def cli(*args: str, dlq: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REACTOR_REDIS__URL": REDIS_URL, "REACTOR_REDIS__DLQ_STREAM": dlq}
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", "dlq", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return reactor_cli("dlq", *args, env={"REACTOR_REDIS__URL": REDIS_URL, "REACTOR_REDIS__DLQ_STREAM": dlq})
 
 
 async def test_list_show_purge(redis_client: aioredis.Redis, unique: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
-from tests.conftest import REPO
+from tests.conftest import reactor_cli
 from tests.sources.backends import NatsBackend
 
 RULE = """
@@ -57,21 +55,12 @@ def _settings(tmp_path: Path, backend: NatsBackend, sim: Simulator) -> Settings:
 def cli(*args: str, backend: NatsBackend) -> subprocess.CompletedProcess[str]:
     s = backend.settings
     env = {
-        **os.environ,
         "REACTOR_SOURCE": "nats",
         "REACTOR_NATS__URL": s.url,
         "REACTOR_NATS__DLQ_STREAM": s.dlq_stream,
         "REACTOR_NATS__DLQ_SUBJECT": s.dlq_subject,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", "dlq", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return reactor_cli("dlq", *args, env=env)
 
 
 async def _dead_letter_one(settings: Settings, backend: NatsBackend, thing_id: str) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import REDIS_URL, REPO
+from tests.conftest import REDIS_URL, reactor_cli
 
 RULE = """
 [[rule]]
@@ -28,7 +26,6 @@ def cli(tmp_path: Path, *args: str, stream: str = "supermq.bootstrap") -> subpro
     rules.mkdir(exist_ok=True)
     (rules / "r.toml").write_text(RULE)
     env = {
-        **os.environ,
         "REACTOR_REDIS__URL": REDIS_URL,
         "REACTOR_RULES__DIR": str(rules),
         "REACTOR_REDIS__STREAMS": json.dumps([stream]),
@@ -36,15 +33,7 @@ def cli(tmp_path: Path, *args: str, stream: str = "supermq.bootstrap") -> subpro
         "REACTOR_OPS__AUDIT": "false",
         "REACTOR_REDIS__DLQ_STREAM": f"{stream}.dlq",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return reactor_cli(*args, env=env)
 
 
 def test_replay_a_file_dry_run_and_apply(tmp_path: Path) -> None:

@@ -1,0 +1,242 @@
+"""One HTTP/1.1 connection of the reactor's transport: the request on the wire, the answer read
+by llhttp (``httptools``), timeouts as the longest silence, flow control, and what a closed or
+misbehaving server looks like (see transport.py for the pool around it and why it is ours)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httptools
+import httpx
+
+Origin = tuple[str, str, int]  # scheme, host, port
+Answer = tuple[int, list[tuple[bytes, bytes]], list[bytes]]  # status, headers, body chunks
+
+
+class StaleError(Exception):
+    """A reused connection was closed by the server before any byte of the answer arrived."""
+
+
+async def wire(request: httpx.Request) -> bytes:
+    """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
+    header injection; Host added when missing), and the body, chunked when httpx framed it so.
+    One pass over the raw headers (httpx's ``Headers.get`` decodes them all on every call)."""
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    host = chunked = False
+    for name, value in request.headers.raw:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
+            raise httpx.LocalProtocolError(f"invalid header {name!r}", request=request)
+        parts += (name, b": ", value, b"\r\n")
+        lowered = name.lower()
+        host = host or lowered == b"host"
+        chunked = chunked or (lowered == b"transfer-encoding" and value.lower() == b"chunked")
+    if not host:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
+        parts += (b"Host: ", request.url.netloc, b"\r\n")
+    parts.append(b"\r\n")
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        content = b"".join(stream)  # in memory already: no exception, no async iteration
+    else:
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            content = await request.aread()
+    if chunked:
+        parts.append(b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n")
+    else:
+        parts.append(content)
+    return b"".join(parts)
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one exchange at a time, answers read by llhttp."""
+
+    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, max_body: int) -> None:
+        self.origin = origin
+        self.reused = False
+        self.reusable = True
+        self.idle_since = 0.0
+        self._loop = loop
+        self._max_body = max_body
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reset(head_only=False)
+
+    def _reset(self, *, head_only: bool) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self._size = 0
+        self._head_only = head_only
+        self._headers_done = False
+        self._framed = False  # the body has a length or chunks (else it ends at close)
+        self._received = False
+        self._last_data = 0.0
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def idle_for(self) -> float:
+        return self._loop.time() - self.idle_since
+
+    @property
+    def usable(self) -> bool:
+        t = self._transport
+        return self.reusable and t is not None and not t.is_closing()
+
+    # ---- asyncio protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():  # bytes nobody asked for: not to be trusted
+            self.reusable = False
+            self.close()
+            return
+        self._received = True
+        self._last_data = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx.RemoteProtocolError("the server switched protocols; not supported"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed HTTP answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self._waiter is None or self._waiter.done():
+            return
+        if self._headers_done and not self._framed and not self._head_only:
+            self._done()  # a body delimited by the end of the connection
+        elif not self._received and self.reused:
+            self._waiter.set_exception(StaleError())
+        else:
+            what = "while sending the answer" if self._received else "without sending an answer"
+            self._fail(httpx.RemoteProtocolError(f"the server closed the connection {what}"))
+
+    def pause_writing(self) -> None:
+        if self._drained is None or self._drained.done():
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # ---- llhttp callbacks -------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        if self.status < 200:
+            return
+        self._headers_done = True
+        self._framed = any(
+            n.lower() == b"content-length" or (n.lower() == b"transfer-encoding" and b"chunked" in v.lower())
+            for n, v in self.headers
+        )
+        if self._head_only:
+            self.reusable = False  # llhttp would wait for a body a HEAD answer does not have
+            self._done()
+
+    def on_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_body:
+            self._fail(httpx.RemoteProtocolError(f"answer body over {self._max_body} bytes"))
+            return
+        self.body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): wait for the real one
+            self.headers = []
+            return
+        if not self._parser.should_keep_alive():
+            self.reusable = False
+        self._done()
+
+    # ---- exchange -----------------------------------------------------------------------------
+
+    def _done(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result((self.status, self.headers, self.body))
+            self.headers, self.body = [], []  # whatever follows cannot touch this answer
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        self.close()
+
+    async def exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
+        """Send the request and wait for the whole answer."""
+        assert self._transport is not None
+        data = await wire(request)
+        self._reset(head_only=request.method == "HEAD")
+        waiter: asyncio.Future[Answer] = self._loop.create_future()
+        self._waiter = waiter
+        try:
+            self._transport.write(data)
+            if self._drained is not None and not self._drained.done():
+                await self._wait(self._drained, timeouts.get("write"), httpx.WriteTimeout, request)
+            await self._wait(waiter, timeouts.get("read"), httpx.ReadTimeout, request)
+        finally:
+            self._waiter = None
+            if not waiter.done():
+                waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # seen: an answer that failed after a write timeout is not "lost"
+        return waiter.result()
+
+    async def _wait(
+        self,
+        future: asyncio.Future[Any],
+        limit_s: float | None,
+        error: type[httpx.TimeoutException],
+        request: httpx.Request,
+    ) -> None:
+        """Wait for ``future``; ``limit_s`` is the longest silence from the server. (A bound method
+        and a cancelled handle, not a closure: a closure over its own timer is a reference cycle
+        per request, garbage only the cyclic collector frees.)"""
+        if limit_s is None:
+            await future
+            return
+        self._last_data = self._loop.time()
+        self._timer = self._loop.call_later(limit_s, self._check, future, limit_s, error, request)
+        try:
+            await future
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _check(
+        self,
+        future: asyncio.Future[Any],
+        limit_s: float,
+        error: type[httpx.TimeoutException],
+        request: httpx.Request,
+    ) -> None:
+        self._timer = None
+        if future.done():
+            return
+        quiet = self._loop.time() - self._last_data
+        if quiet < limit_s:
+            self._timer = self._loop.call_later(limit_s - quiet, self._check, future, limit_s, error, request)
+            return
+        self.reusable = False
+        future.set_exception(error(f"no answer from the server within {limit_s:g}s", request=request))
+        self.close()
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
