@@ -346,33 +346,35 @@ class _FlakyState(MemoryStateStore):
         await super().record(event_key, rule, action_id, result)
 
 
-async def test_an_unavailable_state_store_holds_the_event_until_it_is_back(
-    tmp_path: Path, sim: Simulator, unique: str
-) -> None:
+async def _onboard_one(
+    tmp_path: Path, sim: Simulator, unique: str, state: MemoryStateStore
+) -> tuple[Outcome, str]:
+    """One config.create through TWO_STEPS with ``state`` as the state store; the outcome, thing id."""
     settings = _settings(tmp_path, sim, unique, TWO_STEPS)
     thing, channel = sim.state.add_thing("d"), sim.state.add_channel("c")
     sim.state.add_config(thing, "e", "k", [], "{}")
-    state = _FlakyState(down=2)
     reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=state)
     event = {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
     (outcome,) = await reactor.worker.process([Delivery(f"t{unique}.bootstrap", "1-0", event)])
     await reactor.client.aclose()
+    return outcome, thing.id
+
+
+async def test_an_unavailable_state_store_holds_the_event_until_it_is_back(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    state = _FlakyState(down=2)
+    outcome, thing_id = await _onboard_one(tmp_path, sim, unique, state)
     assert outcome.dead_letter is None
     assert all(r.failed is None for r in outcome.rules)
     assert state.down == 0  # it was tried until the store came back
-    assert sim.state.configs[thing.id].state == 1
+    assert sim.state.configs[thing_id].state == 1
 
 
 async def test_a_bug_under_an_event_dead_letters_it_with_the_reason(
     tmp_path: Path, sim: Simulator, unique: str
 ) -> None:
-    settings = _settings(tmp_path, sim, unique, TWO_STEPS)
-    thing, channel = sim.state.add_thing("d"), sim.state.add_channel("c")
-    sim.state.add_config(thing, "e", "k", [], "{}")
-    reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=_FlakyState(broken=True))
-    event = {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
-    (outcome,) = await reactor.worker.process([Delivery(f"t{unique}.bootstrap", "1-0", event)])
-    await reactor.client.aclose()
+    outcome, _ = await _onboard_one(tmp_path, sim, unique, _FlakyState(broken=True))
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "internal_error"
     assert "RuntimeError: a bug in the state store" in outcome.dead_letter.error
