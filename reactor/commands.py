@@ -148,12 +148,17 @@ async def ops_command(
             )
             print_history(rows, sys.stdout)
             return 0
-        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        client = (
+            aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+            if settings.source not in ("nats", "rabbitmq")
+            else None
+        )
         supermq = SuperMQClient(settings.supermq)
         try:
             status = await gather(settings, client, build_registry(settings, logger, supermq), audit)
         finally:
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
             await supermq.aclose()
         print_status(status, sys.stdout, as_json=args.json)
         return 0

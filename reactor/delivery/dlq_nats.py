@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from reactor.delivery.deadletter import DeadLetter
@@ -25,6 +26,11 @@ class NatsDeadLetters(DeadLetterStore):
         self._nc = nc
         self._js = nc.jetstream()
         self.where = f"JetStream stream {settings.dlq_stream}"
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The connection's JetStream context (``reactor status`` asks it about the consumer)."""
+        return self._js
 
     @classmethod
     async def connect(cls, settings: NatsSettings) -> NatsDeadLetters:

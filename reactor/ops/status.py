@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+import aio_pika
 import redis.asyncio as aioredis
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 from redis.exceptions import RedisError
 
 from reactor.actions.base import ActionRegistry
-from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.dlq import DeadLetters, Record
+from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
 from reactor.rules.loader import load_rules
@@ -25,7 +31,7 @@ class StreamStatus:
     lag: int | None = None
     pending: int = 0
     oldest_pending_s: float | None = None
-    consumers: int = 0
+    consumers: int | None = 0  # None: the event store does not say
 
 
 @dataclass
@@ -62,28 +68,17 @@ async def _stream_status(client: aioredis.Redis, stream: str, group: str) -> Str
 
 
 async def gather(
-    settings: Settings, client: aioredis.Redis, registry: ActionRegistry, audit: AuditStore | None
+    settings: Settings, client: aioredis.Redis | None, registry: ActionRegistry, audit: AuditStore | None
 ) -> Status:
+    """Status of the configured event store (``client``: the Redis one, when that is the store)."""
     status = Status()
-    try:
-        for stream in settings.redis.streams:
-            status.streams.append(await _stream_status(client, stream, settings.redis.group))
-        status.dead_letters = int(await client.xlen(settings.redis.dlq_stream))
-        for record in await DeadLetters(client, settings.redis.dlq_stream).records(limit=5):
-            f = record.fields
-            status.last_errors.append(
-                {
-                    "at_ns": record.at_ns,
-                    "where": "dead-letter",
-                    "stream": f.get("stream"),
-                    "entry_id": f.get("entry_id"),
-                    "rule": f.get("rule"),
-                    "action": f.get("action"),
-                    "error": f.get("error"),
-                }
-            )
-    except RedisError as exc:
-        raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
+    if settings.source == "nats":
+        await _nats_into(status, settings)
+    elif settings.source == "rabbitmq":
+        await _rabbit_into(status, settings)
+    else:
+        assert client is not None
+        await _redis_into(status, settings, client)
     try:
         status.rules_loaded = len(load_rules(settings.rules.dir, registry))
     except RuleSetError as exc:
@@ -105,6 +100,88 @@ async def gather(
     return status
 
 
+async def _redis_into(status: Status, settings: Settings, client: aioredis.Redis) -> None:
+    try:
+        for stream in settings.redis.streams:
+            status.streams.append(await _stream_status(client, stream, settings.redis.group))
+        status.dead_letters = int(await client.xlen(settings.redis.dlq_stream))
+        _dead_letter_errors(status, await DeadLetters(client, settings.redis.dlq_stream).records(limit=5))
+    except RedisError as exc:
+        raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
+
+
+async def _nats_into(status: Status, settings: Settings) -> None:
+    """The durable consumer's backlog (not yet delivered) and unacked count, and the DLQ stream."""
+    s = settings.nats
+    dead = await NatsDeadLetters.connect(s)
+    try:
+        js = dead.jetstream
+        try:
+            info = await js.consumer_info(s.stream, s.durable)
+            status.streams.append(
+                StreamStatus(
+                    s.stream, s.durable, True, int(info.num_pending), int(info.num_ack_pending), None, None
+                )
+            )
+        except NotFoundError:
+            status.streams.append(StreamStatus(s.stream, s.durable, exists=False))
+        try:
+            status.dead_letters = int((await js.stream_info(s.dlq_stream)).state.messages)
+        except NotFoundError:
+            status.dead_letters = 0
+        _dead_letter_errors(status, await dead.records(limit=5))
+    except (NatsError, OSError) as exc:
+        raise SourceError(f"nats {s.url}: {exc}") from exc
+    finally:
+        await dead.close()
+
+
+async def _rabbit_into(status: Status, settings: Settings) -> None:
+    """The queue's ready messages and consumers, and the dead-letter queue's length."""
+    s = settings.rabbitmq
+    try:
+        connection = await aio_pika.connect(s.url, timeout=5)
+    except (AMQPError, OSError) as exc:
+        raise SourceError(f"rabbitmq: {exc}") from exc
+    try:
+        for name, dlq in ((s.queue, False), (s.dlq_queue, True)):
+            channel = await connection.channel()  # a failed passive declare closes its channel
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except ChannelNotFoundEntity:
+                if not dlq:
+                    status.streams.append(StreamStatus(name, s.queue, exists=False))
+                continue
+            result = queue.declaration_result
+            if dlq:
+                status.dead_letters = int(result.message_count or 0)
+            else:
+                count = int(result.message_count or 0)
+                status.streams.append(
+                    StreamStatus(name, s.queue, True, count, 0, None, result.consumer_count)
+                )
+    except AMQPError as exc:
+        raise SourceError(f"rabbitmq: {exc}") from exc
+    finally:
+        await connection.close()
+
+
+def _dead_letter_errors(status: Status, records: Sequence[Record]) -> None:
+    for record in records:
+        f = record.fields
+        status.last_errors.append(
+            {
+                "at_ns": record.at_ns,
+                "where": "dead-letter",
+                "stream": f.get("stream"),
+                "entry_id": f.get("entry_id"),
+                "rule": f.get("rule"),
+                "action": f.get("action"),
+                "error": f.get("error"),
+            }
+        )
+
+
 def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(asdict(status), indent=2, sort_keys=True), file=out)
@@ -119,9 +196,8 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
             continue
         lag = "?" if s.lag is None else str(s.lag)
         oldest = "-" if s.oldest_pending_s is None else f"{s.oldest_pending_s:.1f}s"
-        print(
-            f"{s.stream:<36} {s.group:<14} {lag:>8} {s.pending:>8} {oldest:>15} {s.consumers:>10}", file=out
-        )
+        consumers = "?" if s.consumers is None else str(s.consumers)
+        print(f"{s.stream:<36} {s.group:<14} {lag:>8} {s.pending:>8} {oldest:>15} {consumers:>10}", file=out)
     print(f"\ndead-letter records: {status.dead_letters}", file=out)
     if status.rules_errors:
         print(
