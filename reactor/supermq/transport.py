@@ -18,8 +18,12 @@ What it does:
   ``pool``): read is the longest silence while waiting for the answer;
 - a reused connection that the server closed before answering (the keep-alive race) is retried
   once on a new connection, for idempotent methods only;
+- CR or LF in a request header is refused before anything is sent (no header injection);
 - errors are httpx's own (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``,
-  ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
+  ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
+
+This module is the pool and the transport; ``connection.py`` is one connection (the wire format,
+llhttp's callbacks, timeouts, flow control).
 
 What it does not: proxies, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
 "httpx"`` selects httpx's own transport for those.
