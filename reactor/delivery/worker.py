@@ -23,8 +23,8 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
 from reactor.errors import DecodeError, SourceError
-from reactor.events.decode import Decoder, raw_view
-from reactor.events.model import Event
+from reactor.events.decode import Decoder
+from reactor.events.model import Event, raw_view
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source, entry_order
 

@@ -9,7 +9,6 @@ Encodings (``../shared/reference/supermq-facts.md`` §1):
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -80,7 +79,7 @@ class Decoder:
             service=name.service,
             family=name.family,
             fields=fields,
-            raw=raw_view(payload),
+            payload=payload,
             secrets=secret_values(fields),
             **ids,
         )
@@ -182,17 +181,3 @@ def _entity_ids(op: str, service: str, f: dict[str, Any]) -> dict[str, str | Non
         "user_id": user,
         "domain_id": _str_or_none(f.get("domain") or f.get("domain_id")),
     }
-
-
-def raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-    """The payload as received, in a JSON-serialisable form for the dead-letter stream."""
-    if isinstance(payload, Mapping):
-        return {_as_text(k): _as_text(v) if isinstance(v, bytes) else v for k, v in payload.items()}
-    if isinstance(payload, bytes):
-        if payload.lstrip()[:1] == b"{":
-            try:
-                return {"body": payload.decode("utf-8")}
-            except UnicodeDecodeError:
-                pass
-        return {"body_b64": base64.b64encode(payload).decode("ascii")}
-    return {"body": payload}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +17,9 @@ class Event:
 
     ``operation`` is the canonical name (``thing.change_state``); ``raw_operation`` is the name
     as published (``bootstrap.thing.change_state``). ``fields`` holds the decoded payload with
-    the era quirks absorbed (metadata as a dict, lists as lists, booleans as bools). ``raw``
-    keeps the payload as received, for the dead-letter stream and replay.
+    the era quirks absorbed (metadata as a dict, lists as lists, booleans as bools). ``payload``
+    is what was received; ``raw`` its JSON-serialisable view for the dead-letter stream and
+    replay, made only when asked for (most events never need it).
     """
 
     source: str
@@ -35,7 +37,7 @@ class Event:
     user_id: str | None = None
     domain_id: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, Any] | bytes | str = field(default_factory=dict)
     #: Values of the event's secret-named fields (keys, thing keys, tokens): masked in any output.
     secrets: frozenset[str] = frozenset()
 
@@ -44,6 +46,11 @@ class Event:
         """``occurred_at_ns`` as an aware UTC datetime (microsecond precision)."""
         seconds, nanos = divmod(self.occurred_at_ns, NS_PER_S)
         return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The payload as received, JSON-serialisable (see ``raw_view``)."""
+        return raw_view(self.payload)
 
     @property
     def device(self) -> str | None:
@@ -85,3 +92,21 @@ class Event:
         if self.device:
             out["device"] = self.device
         return out
+
+
+def _as_text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
+    """The payload as received, in a JSON-serialisable form for the dead-letter stream."""
+    if isinstance(payload, Mapping):
+        return {_as_text(k): _as_text(v) if isinstance(v, bytes) else v for k, v in payload.items()}
+    if isinstance(payload, bytes):
+        if payload.lstrip()[:1] == b"{":
+            try:
+                return {"body": payload.decode("utf-8")}
+            except UnicodeDecodeError:
+                pass
+        return {"body_b64": base64.b64encode(payload).decode("ascii")}
+    return {"body": payload}
