@@ -20,20 +20,17 @@ class StaleError(Exception):
 
 async def wire(request: httpx.Request) -> bytes:
     """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
-    header injection; Host added when missing), and the body, chunked when httpx framed it so.
-    One pass over the raw headers (httpx's ``Headers.get`` decodes them all on every call)."""
-    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    host = chunked = False
-    for name, value in request.headers.raw:
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-            raise httpx.LocalProtocolError(f"invalid header {name!r}", request=request)
-        parts += (name, b": ", value, b"\r\n")
-        lowered = name.lower()
-        host = host or lowered == b"host"
-        chunked = chunked or (lowered == b"transfer-encoding" and value.lower() == b"chunked")
-    if not host:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
-        parts += (b"Host: ", request.url.netloc, b"\r\n")
-    parts.append(b"\r\n")
+    header injection; Host added when missing), and the body, chunked when httpx framed it so."""
+    raw = request.headers.raw
+    names = [name.lower() for name, _ in raw]
+    lines = [b"%s: %s\r\n" % pair for pair in raw]
+    if b"host" not in names:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
+        lines.append(b"Host: %s\r\n" % request.url.netloc)
+    head = b"".join(lines)
+    # One line per header and nothing else: a CR or LF inside a name or value would add one.
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b":" in b"".join(names):
+        bad = next(n for n, v in raw if b"\r" in n + v or b"\n" in n + v or b":" in n)
+        raise httpx.LocalProtocolError(f"invalid header {bad!r}", request=request)
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
         content = b"".join(stream)  # in memory already: no exception, no async iteration
@@ -42,11 +39,10 @@ async def wire(request: httpx.Request) -> bytes:
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-    if chunked:
-        parts.append(b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n")
-    else:
-        parts.append(content)
-    return b"".join(parts)
+    if b"transfer-encoding" in names and raw[names.index(b"transfer-encoding")][1].lower() == b"chunked":
+        content = b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n"
+    start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
+    return b"".join((start, head, b"\r\n", content))
 
 
 class Connection(asyncio.Protocol):

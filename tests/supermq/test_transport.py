@@ -240,6 +240,10 @@ async def test_hostile_answers_and_header_injection(transport: Http1Transport) -
         )
         with pytest.raises(httpx.LocalProtocolError, match="invalid header"):
             await transport.handle_async_request(smuggled)
+        for name, value in (("X-B\nX-C", "1"), ("X:Y", "1"), ("X-D", "2\r")):
+            odd = httpx.Request("GET", server.url("/big"), headers=[(name.encode(), value.encode())])
+            with pytest.raises(httpx.LocalProtocolError, match="invalid header"):
+                await transport.handle_async_request(odd)
     assert len(seen) == 2  # the smuggling request never left
     await small.aclose()
 
