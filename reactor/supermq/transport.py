@@ -60,6 +60,7 @@ class _Pool:
         self._limit = limit
         self._keepalive_s = keepalive_s
         self._open = 0
+        self._closed = False
         self._idle: dict[Origin, deque[Connection]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -128,8 +129,9 @@ class _Pool:
                 self._waiters.remove(waiter)
 
     def release(self, conn: Connection) -> None:
-        """Give a connection back after an exchange: kept if still good, else closed."""
-        if conn.usable:
+        """Give a connection back after an exchange: kept if still good (and the pool open), else
+        closed."""
+        if conn.usable and not self._closed:
             conn.reused = True
             conn.idle_since = conn.now()
             self._idle.setdefault(conn.origin, deque()).append(conn)
@@ -157,6 +159,8 @@ class _Pool:
                 return
 
     def close(self) -> None:
+        """Close the idle connections; those still in an exchange close when it ends."""
+        self._closed = True
         for idle in self._idle.values():
             while idle:
                 self._drop(idle.pop())

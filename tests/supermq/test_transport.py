@@ -460,3 +460,23 @@ async def test_a_streamed_request_body_goes_chunked(transport: Http1Transport) -
     head, _, body = received[0].partition(b"\r\n\r\n")
     assert b"\r\nTransfer-Encoding: chunked" in head
     assert body == b"c\r\nhello, world\r\n0\r\n\r\n"
+
+
+async def test_closing_the_transport_mid_exchange_leaves_no_connection_open() -> None:
+    gate = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            await gate.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    transport = Http1Transport()
+    async with Server(slow) as server:
+        flying = asyncio.create_task(call(transport, "GET", server.url()))
+        while transport.open_connections == 0:
+            await asyncio.sleep(0.01)
+        await transport.aclose()  # the daemon stopping while a call is out
+        gate.set()
+        assert (await flying).status_code == 200  # the call still ends
+    assert transport.open_connections == 0  # and its connection was closed, not pooled
