@@ -98,6 +98,10 @@ class DeadLetterStore(ABC):
         """The records with these ids, or the newest ``limit`` (all when None), newest first."""
 
     @abstractmethod
+    async def count(self) -> int:
+        """How many records are kept."""
+
+    @abstractmethod
     async def delete(self, ids: Sequence[str]) -> int: ...
 
     @abstractmethod
@@ -133,13 +137,19 @@ class DeadLetters(DeadLetterStore):
             raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
         return [Record(str(i), dict(f)) for i, f in raw]
 
+    async def count(self) -> int:
+        try:
+            return int(await self.client.xlen(self.stream))
+        except RedisError as exc:
+            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
+
     async def delete(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
         return int(await self.client.xdel(self.stream, *ids))
 
     async def purge(self) -> int:
-        count = int(await self.client.xlen(self.stream))
+        count = await self.count()
         await self.client.delete(self.stream)
         return count
 

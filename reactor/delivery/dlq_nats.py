@@ -79,15 +79,23 @@ class NatsDeadLetters(DeadLetterStore):
                 raise SourceError(f"{self.where}: {exc}") from exc
         return removed
 
-    async def purge(self) -> int:
+    async def count(self) -> int:
         try:
-            count = (await self._js.stream_info(self._s.dlq_stream)).state.messages
+            return int((await self._js.stream_info(self._s.dlq_stream)).state.messages)
+        except NotFoundError:
+            return 0  # no dead-letter stream yet: nothing was dead-lettered
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+
+    async def purge(self) -> int:
+        count = await self.count()
+        try:
             await self._js.purge_stream(self._s.dlq_stream)
         except NotFoundError:
             return 0
         except (NatsError, OSError) as exc:
             raise SourceError(f"{self.where}: {exc}") from exc
-        return int(count)
+        return count
 
     async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
         """New records first, then the deletions: JetStream has no transaction, and a crash in

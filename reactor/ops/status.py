@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -15,7 +14,7 @@ from nats.js.errors import NotFoundError
 from redis.exceptions import RedisError
 
 from reactor.actions.base import ActionRegistry
-from reactor.delivery.dlq import DeadLetters, Record
+from reactor.delivery.dlq import DeadLetters, DeadLetterStore
 from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
@@ -104,8 +103,7 @@ async def _redis_into(status: Status, settings: Settings, client: aioredis.Redis
     try:
         for stream in settings.redis.streams:
             status.streams.append(await _stream_status(client, stream, settings.redis.group))
-        status.dead_letters = int(await client.xlen(settings.redis.dlq_stream))
-        _dead_letter_errors(status, await DeadLetters(client, settings.redis.dlq_stream).records(limit=5))
+        await _dead_letters_into(status, DeadLetters(client, settings.redis.dlq_stream))
     except RedisError as exc:
         raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
 
@@ -125,11 +123,7 @@ async def _nats_into(status: Status, settings: Settings) -> None:
             )
         except NotFoundError:
             status.streams.append(StreamStatus(s.stream, s.durable, exists=False))
-        try:
-            status.dead_letters = int((await js.stream_info(s.dlq_stream)).state.messages)
-        except NotFoundError:
-            status.dead_letters = 0
-        _dead_letter_errors(status, await dead.records(limit=5))
+        await _dead_letters_into(status, dead)
     except (NatsError, OSError) as exc:
         raise SourceError(f"nats {s.url}: {exc}") from exc
     finally:
@@ -166,8 +160,10 @@ async def _rabbit_into(status: Status, settings: Settings) -> None:
         await connection.close()
 
 
-def _dead_letter_errors(status: Status, records: Sequence[Record]) -> None:
-    for record in records:
+async def _dead_letters_into(status: Status, dead: DeadLetterStore) -> None:
+    """How many records the store keeps, and its newest five among the last errors."""
+    status.dead_letters = await dead.count()
+    for record in await dead.records(limit=5):
         f = record.fields
         status.last_errors.append(
             {
