@@ -206,6 +206,7 @@ class TokenProvider:
         self._s = settings
         self._http = http
         self._profile = profile
+        self._users = httpx.URL(settings.users_url)
         self._access = settings.token.get_secret_value()
         self._refresh = ""
         self._lock = asyncio.Lock()
@@ -251,7 +252,7 @@ class TokenProvider:
     async def _post_tokens(
         self, ep: Endpoint, body: dict[str, str], headers: dict[str, str]
     ) -> models.Tokens:
-        url = f"{self._s.users_url.rstrip('/')}{ep.path}"
+        url = join(self._users, ep.path, None)
         response = await send(self._http, ep.method, url, "users token", json=body, headers=headers)
         raise_for(response, "users token")
         return parse(models.Tokens, response, "users token")

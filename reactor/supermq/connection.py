@@ -11,7 +11,8 @@ import httptools
 import httpx
 
 Origin = tuple[str, str, int]  # scheme, host, port
-Answer = tuple[int, list[tuple[bytes, bytes]], list[bytes]]  # status, headers, body chunks
+#: status, headers, body chunks, and whether the body has a Content-Encoding to undo
+Answer = tuple[int, list[tuple[bytes, bytes]], list[bytes], bool]
 
 
 class StaleError(Exception):
@@ -70,6 +71,7 @@ class Connection(asyncio.Protocol):
         self._head_only = head_only
         self._headers_done = False
         self._framed = False  # the body has a length or chunks (else it ends at close)
+        self._encoded = False
         self._received = False
         self._last_data = 0.0
 
@@ -136,10 +138,16 @@ class Connection(asyncio.Protocol):
         if self.status < 200:
             return
         self._headers_done = True
-        self._framed = any(
-            n.lower() == b"content-length" or (n.lower() == b"transfer-encoding" and b"chunked" in v.lower())
-            for n, v in self.headers
-        )
+        framed = encoded = False  # one pass: the answer's framing, and whether it is encoded
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                framed = True
+            elif lowered == b"content-encoding":
+                encoded = True
+        self._framed, self._encoded = framed, encoded
         if self._head_only:
             self.reusable = False  # llhttp would wait for a body a HEAD answer does not have
             self._done()
@@ -163,7 +171,7 @@ class Connection(asyncio.Protocol):
 
     def _done(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result((self.status, self.headers, self.body))
+            self._waiter.set_result((self.status, self.headers, self.body, self._encoded))
             self.headers, self.body = [], []  # whatever follows cannot touch this answer
 
     def _fail(self, exc: Exception) -> None:
