@@ -4,6 +4,7 @@ SuperMQ outages, poison entries, dead-letter replay exactly once, and a graceful
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -79,6 +80,26 @@ def _seqs(sim: Simulator, thing_id: str) -> list[int]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def _running(settings: Settings, state: MemoryStateStore | None = None) -> AsyncIterator[list[Outcome]]:
+    """A reactor on the test's Redis stream, running while the block runs; its settled outcomes."""
+    outcomes: list[Outcome] = []
+    reactor = Reactor.build(
+        settings,
+        RedisStreamsSource(settings.redis),
+        get_logger("test"),
+        observers=[outcomes.append],
+        state=state,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        await task
+
+
 async def _until(predicate: Any, timeout_s: float = 15) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():
@@ -136,22 +157,11 @@ async def test_outage_retries_one_device_while_others_flow(
             await redis_client.xadd(
                 stream, {"operation": "config.update", "thing_id": thing.id, "seq": str(seq)}
             )
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings,
-        RedisStreamsSource(settings.redis),
-        get_logger("test"),
-        observers=[outcomes.append],
-        state=MemoryStateStore(),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    await _until(lambda: all(_seqs(sim, t.id) == [1, 2, 3] for t in things[1:]), 1.2)  # during the outage
-    assert _seqs(sim, down.id) == []
-    await _until(lambda: _seqs(sim, down.id) == [1, 2, 3])  # after it: retried, in order
-    await _until(lambda: len(outcomes) == 18)
-    stop.set()
-    await task
+    async with _running(settings, MemoryStateStore()) as outcomes:
+        await _until(lambda: all(_seqs(sim, t.id) == [1, 2, 3] for t in things[1:]), 1.2)  # in the outage
+        assert _seqs(sim, down.id) == []
+        await _until(lambda: _seqs(sim, down.id) == [1, 2, 3])  # after it: retried, in order
+        await _until(lambda: len(outcomes) == 18)
     assert all(o.dead_letter is None for o in outcomes)
     assert max(s.attempts for o in outcomes for r in o.rules for s in r.steps) > 1
     assert (await redis_client.xpending(stream, "g"))["pending"] == 0
@@ -166,19 +176,8 @@ async def test_an_outage_beyond_the_retry_budget_is_dead_lettered_with_the_reaso
     sim.faults.outage(30, path_prefix=f"/things/configs/{thing.id}")
     stream = settings.redis.streams[0]
     await redis_client.xadd(stream, {"operation": "config.update", "thing_id": thing.id, "seq": "1"})
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings,
-        RedisStreamsSource(settings.redis),
-        get_logger("test"),
-        observers=[outcomes.append],
-        state=MemoryStateStore(),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    await _until(lambda: len(outcomes) == 1)
-    stop.set()
-    await task
+    async with _running(settings, MemoryStateStore()) as outcomes:
+        await _until(lambda: len(outcomes) == 1)
     (record,) = await DeadLetters(redis_client, settings.redis.dlq_stream).records()
     assert record.fields["reason"] == "action_failed"
     assert record.fields["status"] == "503"
@@ -215,15 +214,8 @@ async def test_dlq_replay_succeeds_exactly_once_after_the_cause_is_fixed(
         stream, {"operation": "config.create", "thing_id": thing.id, "channel": channel.id}
     )
     # No bootstrap config yet: connect succeeds, activate fails with 404 → dead-lettered.
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings, RedisStreamsSource(settings.redis), get_logger("test"), observers=[outcomes.append]
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    await _until(lambda: len(outcomes) == 1)
-    stop.set()
-    await task
+    async with _running(settings) as outcomes:
+        await _until(lambda: len(outcomes) == 1)
     dead = DeadLetters(redis_client, settings.redis.dlq_stream)
     (record,) = await dead.records()
     assert (record.fields["action"], record.fields["status"]) == ("activate (bootstrap.change_state)", "404")
