@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from reactor.actions.base import Action, ActionContext, Params
-from reactor.certs.ca import LocalCA, parse_go_duration
+from reactor.certs.ca import LocalCA
 from reactor.certs.validate import Policy, Verdict, validate
+from reactor.durations import parse_go_duration
 from reactor.errors import PermanentError, RetryableError
 from reactor.ops.metrics import Metrics
 from reactor.settings import CertsSettings

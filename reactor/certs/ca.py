@@ -16,24 +16,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_GO_DURATION = {"h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_go_duration(text: str) -> float:
-    """``2400h``, ``90m``, ``1h30m``, ``10s`` → seconds (what the certs service accepts as ttl)."""
-    total, number = 0.0, ""
-    for ch in text.strip():
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in _GO_DURATION and number:
-            total += float(number) * _GO_DURATION[ch]
-            number = ""
-        else:
-            raise ValueError(f"invalid duration {text!r}")
-    if number or total <= 0:
-        raise ValueError(f"invalid duration {text!r}")
-    return total
-
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

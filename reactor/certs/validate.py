@@ -13,7 +13,6 @@ certs service puts the thing key in the CN; configurable).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from reactor.certs.pem import PemError, certificates, private_key
+from reactor.durations import duration_s
 
 Bind = Literal["thing_key", "thing_id", "external_id", "san", "none"]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
@@ -101,12 +99,12 @@ def renew_threshold_s(renew_before: str, lifetime_s: float) -> float:
     text = renew_before.strip()
     if text.endswith("%"):
         return lifetime_s * float(text[:-1]) / 100
-    match = _DURATION.match(text)
-    if match is None:
+    try:
+        return duration_s(text)
+    except ValueError:
         raise ValueError(
             f"renew_before: {renew_before!r} is not a duration (30d, 720h) or a percentage (33%)"
-        )
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+        ) from None
 
 
 def validate(

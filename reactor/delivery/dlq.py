@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,11 +22,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reactor.delivery.deadletter import DeadLetter
+from reactor.durations import duration_s
 from reactor.errors import ConfigError, SourceError
 from reactor.sources.base import Delivery, Source
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -59,9 +56,10 @@ class Record:
 
 def parse_since(text: str) -> int:
     """``2h`` / ``30m`` / ``90s`` / ``1d`` ago, or an ISO 8601 time → epoch nanoseconds."""
-    match = _RELATIVE.match(text.strip())
-    if match:
-        return time.time_ns() - int(float(match.group(1)) * _UNITS[match.group(2)] * 1e9)
+    try:
+        return time.time_ns() - int(duration_s(text) * 1e9)
+    except ValueError:
+        pass
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

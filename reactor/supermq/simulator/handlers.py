@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reactor.certs.ca import parse_go_duration
+from reactor.durations import parse_go_duration
 from reactor.supermq.simulator.state import State
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
