@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from reactor.app import Reactor
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource
+from tests.servers import free_port
 
 EVENTS = 4000
 CONCURRENCY = 64
@@ -51,15 +51,9 @@ patch = { reactor = { seen = true } }
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def server() -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.fastserver", str(port)], cwd=ROOT)  # noqa: ASYNC220
     try:
         url = f"http://127.0.0.1:{port}"

@@ -31,7 +31,7 @@ from reactor.supermq.transport import Http1Transport
 
 _JSON = {"Content-Type": "application/json"}
 _AGENT = {"User-Agent": "supermq-reactor"}
-_AGENT_RAW = (b"User-Agent", b"supermq-reactor")
+_AGENT_RAW = (b"User-Agent", _AGENT["User-Agent"].encode())
 M = TypeVar("M", bound=BaseModel)
 
 
