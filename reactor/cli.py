@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.rules.cli import check_command, dry_run_command
-from reactor.settings import Settings, load_settings
+from reactor.settings import Settings, load_settings, meant, unknown_variables
 from reactor.supermq.client import SuperMQClient
 
 _SINCE = "ISO time, or a duration ago: 30m, 2h, 1d"
@@ -152,19 +153,38 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     rules_dir = getattr(args, "rules", None) or getattr(args, "dir", None)
     if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq", "replay"):
         overrides["rules"] = {"dir": rules_dir}
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    _warn_unknown_variables()
+    return settings
+
+
+def _warn_unknown_variables() -> None:
+    """A ``REACTOR_`` variable that names no setting is ignored: say so (a typo is the usual cause)."""
+    for name in unknown_variables(os.environ):
+        guess = meant(name)
+        hint = (
+            f"did you mean {guess}?"
+            if guess
+            else "settings are REACTOR_<SECTION>__<KEY>, e.g. REACTOR_REDIS__URL"
+        )
+        print(f"reactor: warning: {name} is not a setting and is ignored ({hint})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``reactor`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError we handle
     except (ConfigError, RuleError, SourceError) as exc:
         print(f"reactor: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `reactor dlq list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # 128 + SIGPIPE, as for any command whose pipe closed
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from reactor.delivery.replay import (
     deliveries_from_stream,
     dry_run_all,
     print_replay,
+    read_named_file,
     wait_caught_up,
 )
 from reactor.delivery.state import StateStore
@@ -195,13 +196,13 @@ async def certs_command(
 async def _inspect(
     args: argparse.Namespace, settings: Settings, policy: Policy, client: SuperMQClient
 ) -> int:
-    key = args.key.read_text(encoding="utf-8") if args.key else ""
+    key = read_named_file(args.key, "--key") if args.key else ""
     if args.thing:
         config = await client.view_config(args.thing)
         identity = device_identity(settings.certs.bind, config)
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
     else:
-        verdict = validate(args.file.read_text(encoding="utf-8"), policy, key_pem=key)
+        verdict = validate(read_named_file(args.file, "certs inspect"), policy, key_pem=key)
     print(f"verdict: {verdict.verdict.upper()}")
     for name in (
         "subject",

@@ -8,16 +8,20 @@ fail at start with a ``ConfigError`` naming the key.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -31,6 +35,15 @@ class _Section(BaseModel):
 
 def _default_consumer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    """``value`` if it is a URL with one of ``schemes`` and a host (or a unix socket path)."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{value!r} is not a URL with a host and the scheme {wanted}")
+    return value
 
 
 class RedisSettings(_Section):
@@ -48,6 +61,11 @@ class RedisSettings(_Section):
     #: Entries pending longer than this (another consumer died with them) are claimed (XAUTOCLAIM).
     reclaim_idle_ms: int = Field(default=60_000, gt=0)
     reclaim_interval_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _url(value, ("redis", "rediss", "unix"))
 
     @field_validator("start_id")
     @classmethod
@@ -71,6 +89,11 @@ class NatsSettings(_Section):
     dlq_stream: str = "REACTOR_DLQ"
     dlq_subject: str = "reactor.dlq"
 
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, value: str) -> str:
+        return _url(value, ("nats", "tls", "ws", "wss"))
+
 
 class RabbitSettings(_Section):
     """RabbitMQ: SuperMQ's durable topic exchange ``events``, a durable queue of our own."""
@@ -81,6 +104,11 @@ class RabbitSettings(_Section):
     routing_keys: list[str] = Field(default_factory=lambda: ["events.#"], min_length=1)
     prefetch: int = Field(default=200, gt=0)
     dlq_queue: str = "reactor.dlq"
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, value: str) -> str:
+        return _url(value, ("amqp", "amqps"))
 
 
 class EventsSettings(_Section):
@@ -159,6 +187,13 @@ class CertsSettings(_Section):
     #: Trust anchors (self-signed) and intermediates: every *.pem / *.crt in this directory.
     trust_dir: Path = Path("certs")
     clock_skew_s: float = Field(default=300.0, ge=0)
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str) -> str:
+        if value and urlsplit(value).scheme.startswith("socks"):
+            raise ValueError(f"{value!r}: SOCKS proxies are not supported; use an http:// or https:// proxy")
+        return _url(value, ("http", "https")) if value else value
+
     #: Renew when this close to expiry: a duration (30d, 720h) or a share of the lifetime (33%).
     renew_before: str = "30d"
     min_rsa_bits: int = Field(default=2048, ge=1024)
@@ -264,8 +299,78 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def _describe(exc: ValidationError, config_file: Path | None) -> str:
     where = f" in {config_file} or REACTOR_* environment" if config_file else " in REACTOR_* environment"
     lines = [f"invalid settings{where}:"]
+    except SettingsError as exc:  # a REACTOR_* variable the environment source could not parse
+        raise ConfigError(_not_json(os.environ) or f"REACTOR_* environment: {exc}") from exc
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         lines.append(f"  {key}: {msg}")
+_PREFIX = "REACTOR_"
+#: ``REACTOR_`` variables that are not settings: the simulator's OpenAPI directory, the test suite's.
+_NOT_SETTINGS = ("REACTOR_OPENAPI_DIR", "REACTOR_TEST_")
+
+
+def _setting(name: str) -> tuple[bool, Any]:
+    """Whether the variable ``name`` names a setting, and that setting's type."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in name.upper().removeprefix(_PREFIX).lower().split("__"):
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        if part not in fields:
+            return False, None
+        annotation = model = fields[part].annotation
+    return True, annotation
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Written as JSON in the environment: lists, tables and sections."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (list, dict, set, tuple) or annotation in (list, dict, set, tuple)
+
+
+def _reactor_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [
+        (name, value)
+        for name, value in sorted(environ.items())
+        if name.upper().startswith(_PREFIX) and not name.upper().startswith(_NOT_SETTINGS)
+    ]
+
+
+def _not_json(environ: Mapping[str, str]) -> str | None:
+    """The first list or section variable whose value is not JSON, as one line naming it."""
+    for name, value in _reactor_variables(environ):
+        known, annotation = _setting(name)
+        if not known or not _is_complex(annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            return f'{name}: not JSON ({exc}); write lists and tables as JSON, e.g. {name}=\'["a", "b"]\''
+    return None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``REACTOR_`` variables that name no section or setting (a typo, an old name): they are ignored.
+
+    Unknown keys *inside* a section (``REACTOR_REDIS__BOGUS``) are errors of ``load_settings``.
+    """
+    unknown = []
+    for name, _ in _reactor_variables(environ):
+        section = name.upper().removeprefix(_PREFIX).lower().split("__", 1)[0]
+        if section not in Settings.model_fields:
+            unknown.append(name)
+    return unknown
+
+
+def meant(name: str) -> str | None:
+    """The setting an unknown variable probably meant: ``REACTOR_REDIS_URL`` → ``REACTOR_REDIS__URL``."""
+    rest = name.upper().removeprefix(_PREFIX)
+    for at in (i for i, ch in enumerate(rest) if ch == "_"):
+        candidate = f"{_PREFIX}{rest[:at]}__{rest[at + 1 :]}"
+        if _setting(candidate)[0]:
+            return candidate
+    return None
+
+
     return "\n".join(lines)
