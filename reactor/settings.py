@@ -180,13 +180,6 @@ class SuperMQSettings(_Section):
     #: Hosts the generic ``http.request`` action may call (exact names, or ``*.example.com``).
     http_allowlist: list[str] = []
 
-
-class CertsSettings(_Section):
-    """Device certificate policy, issuing, and the sweep."""
-
-    #: Trust anchors (self-signed) and intermediates: every *.pem / *.crt in this directory.
-    trust_dir: Path = Path("certs")
-    clock_skew_s: float = Field(default=300.0, ge=0)
     @field_validator("proxy")
     @classmethod
     def _proxy(cls, value: str) -> str:
@@ -194,6 +187,13 @@ class CertsSettings(_Section):
             raise ValueError(f"{value!r}: SOCKS proxies are not supported; use an http:// or https:// proxy")
         return _url(value, ("http", "https")) if value else value
 
+
+class CertsSettings(_Section):
+    """Device certificate policy, issuing, and the sweep."""
+
+    #: Trust anchors (self-signed) and intermediates: every *.pem / *.crt in this directory.
+    trust_dir: Path = Path("certs")
+    clock_skew_s: float = Field(default=300.0, ge=0)
     #: Renew when this close to expiry: a duration (30d, 720h) or a share of the lifetime (33%).
     renew_before: str = "30d"
     min_rsa_bits: int = Field(default=2048, ge=1024)
@@ -292,19 +292,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return _FromFile(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_file)) from exc
+    except SettingsError as exc:  # a REACTOR_* variable the environment source could not parse
+        raise ConfigError(_not_json(os.environ) or f"REACTOR_* environment: {exc}") from exc
     except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"{config_file}: {exc}") from exc
 
 
-def _describe(exc: ValidationError, config_file: Path | None) -> str:
-    where = f" in {config_file} or REACTOR_* environment" if config_file else " in REACTOR_* environment"
-    lines = [f"invalid settings{where}:"]
-    except SettingsError as exc:  # a REACTOR_* variable the environment source could not parse
-        raise ConfigError(_not_json(os.environ) or f"REACTOR_* environment: {exc}") from exc
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
 _PREFIX = "REACTOR_"
 #: ``REACTOR_`` variables that are not settings: the simulator's OpenAPI directory, the test suite's.
 _NOT_SETTINGS = ("REACTOR_OPENAPI_DIR", "REACTOR_TEST_")
@@ -373,4 +366,11 @@ def meant(name: str) -> str | None:
     return None
 
 
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" in {config_file} or REACTOR_* environment" if config_file else " in REACTOR_* environment"
+    lines = [f"invalid settings{where}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {msg}")
     return "\n".join(lines)

@@ -60,14 +60,14 @@ def parse_since(text: str) -> int:
         ago_s = duration_s(text)
     except ValueError:
         pass
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--since: not a time or a duration like 2h: {text!r}") from None
     else:
         if not ago_s * 1e9 <= time.time_ns():  # also catches inf (a 400-digit number)
             raise ConfigError(f"--since {text}: reaches back before 1970; give a shorter duration or a time")
         return time.time_ns() - int(ago_s * 1e9)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since: not a time or a duration like 2h: {text!r}") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1e9)
 
