@@ -27,6 +27,7 @@ from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStat
 from reactor.delivery.worker import Observer, Outcome, Worker
 from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
+from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
@@ -125,11 +126,13 @@ class Reactor:
         state: StateStore | None = None,
     ) -> Reactor:
         client = client or SuperMQClient(settings.supermq)
+        if client.echoes is None:
+            client.echoes = Echoes()
         metrics = Metrics()
         registry = build_registry(settings, logger, client, metrics)
         holder = RuleHolder(settings.rules.dir, registry, logger)
         state = state if state is not None else build_state_store(settings)
-        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state)
+        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state, client.echoes)
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,
@@ -148,6 +151,7 @@ class Reactor:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
         if not await self._start_source(stop):
             return
+        await self._log_profile()
         watcher_stop = asyncio.Event()
         interval = self.settings.rules.reload_interval_s
         watcher = asyncio.create_task(self.holder.watch(watcher_stop, interval)) if interval > 0 else None
@@ -162,6 +166,17 @@ class Reactor:
             await self.state.close()
             if self.audit is not None:
                 await self.audit.close()
+
+    async def _log_profile(self) -> None:
+        """Say which API profile is in use (``auto``: what /health showed; asked again later if
+        the platform does not answer yet)."""
+        logger = self.worker.logger
+        try:
+            profile = await self.client.resolve_profile()
+        except ActionError as exc:
+            await logger.awarning("supermq.profile_pending", reason=str(exc))
+            return
+        await logger.ainfo("supermq.profile", profile=profile.name, reason=self.client.profile_reason)
 
     async def ready(self) -> dict[str, bool]:
         """What /readyz reports: the event store answers, a rule set is in force."""

@@ -198,7 +198,7 @@ async def _inspect(
 ) -> int:
     key = read_named_file(args.key, "--key") if args.key else ""
     if args.thing:
-        config = await client.view_config(args.thing)
+        config = await client.served_config(args.thing)
         identity = device_identity(settings.certs.bind, config)
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
     else:

@@ -112,9 +112,15 @@ class RabbitSettings(_Section):
 
 
 class EventsSettings(_Section):
-    """How stream names are read."""
+    """How stream names are read, and how much of an entry is accepted."""
 
     families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES), min_length=1)
+    #: An entry (its field names and values, or a message body) larger than this is malformed.
+    max_entry_bytes: int = Field(default=1_048_576, gt=0)
+    #: JSON nested deeper than this (objects and arrays, in any field) is malformed.
+    max_depth: int = Field(default=32, gt=0, le=128)
+    #: An operation or field name longer than this is malformed (SuperMQ's are under 64).
+    max_name_chars: int = Field(default=256, gt=0, le=65_536)
 
 
 class RulesSettings(_Section):
@@ -155,7 +161,8 @@ class RetrySettings(_Section):
 class SuperMQSettings(_Section):
     """SuperMQ's HTTP APIs (defaults: SuperMQ's ports on localhost) and how to authenticate."""
 
-    profile: Literal["things"] = "things"
+    #: "mainflux" (Mainflux 2023), "things" (Magistrala v0.14-v0.15), or "auto": read /health and pick.
+    profile: Literal["auto", "mainflux", "things"] = "auto"
     users_url: str = "http://localhost:9002"
     things_url: str = "http://localhost:9000"
     bootstrap_url: str = "http://localhost:9013"

@@ -128,7 +128,10 @@ class ViewConfig(_ConfigAction):
 
     async def run(self, params: ConfigIdParams, ctx: ActionContext) -> dict[str, Any]:
         config = await self._client.view_config(params.config_id)
-        return config.model_dump() | {"channel_ids": config.channel_ids}
+        return config.model_dump() | {
+            "channel_ids": config.channel_ids,
+            "control_channel_id": config.control_channel_id,
+        }
 
 
 class DropChannelParams(Params):
@@ -144,7 +147,7 @@ class DropChannel(_ConfigAction):
 
     async def _disconnect(self, thing_id: str, channel_id: str) -> None:
         try:
-            await self._client.connect(thing_id, channel_id, connect=False)
+            await self._client.connect(thing_id, [channel_id], connect=False)
         except PermanentError as exc:
             if exc.status != 404:  # the channel is usually gone already: nothing left to disconnect
                 raise

@@ -98,7 +98,7 @@ class RotateCert(Action):
         self._metrics = metrics
 
     async def run(self, params: RotateParams, ctx: ActionContext) -> dict[str, Any]:
-        config = await self._client.view_config(params.config_id)
+        config = await self._client.served_config(params.config_id)
         identity = device_identity(self._settings.bind, config)
         current = (
             validate(config.client_cert, self._policy, ca_pem=config.ca_cert, identity=identity)
@@ -123,7 +123,7 @@ class RotateCert(Action):
             client_key=issued.key,
             ca_cert=issued.ca or config.ca_cert,
         )
-        served = await self._client.view_config(params.config_id)
+        served = await self._client.served_config(params.config_id)
         if served.client_cert.strip() != issued.cert.strip():
             raise RetryableError(f"config {params.config_id} does not serve the new certificate yet")
         result: dict[str, Any] = {

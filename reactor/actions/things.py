@@ -21,10 +21,7 @@ class _Connection(Action):
         self._client = client
 
     async def run(self, params: ConnectParams, ctx: ActionContext) -> dict[str, Any]:
-        changed = []
-        for channel_id in params.channel_ids:
-            if await self._client.connect(params.thing_id, channel_id, connect=self.connect):
-                changed.append(channel_id)
+        changed = await self._client.connect(params.thing_id, params.channel_ids, connect=self.connect)
         return {"thing_id": params.thing_id, "channel_ids": params.channel_ids, "changed": changed}
 
 

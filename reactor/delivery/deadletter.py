@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactor.ops.redact import redact, redact_text
+from reactor.ops.redact import redact, redact_text, utf8_safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +34,26 @@ class DeadLetter:
     secrets: frozenset[str] = frozenset()
 
     def to_fields(self) -> dict[str, str]:
-        """The record as stream fields, every value masked by the redaction layer."""
+        """The record as stream fields, every value masked by the redaction layer.
+
+        Never raises, whatever the event holds: every value is text encodable as UTF-8, and an
+        event that cannot be serialised is recorded as why not.
+        """
         return {
-            "stream": self.stream,
-            "entry_id": self.entry_id,
+            "stream": utf8_safe(self.stream),
+            "entry_id": utf8_safe(self.entry_id),
             "reason": self.reason,
             "error": redact_text(self.error, self.secrets),
-            "rule": self.rule,
-            "action": self.action,
+            "rule": utf8_safe(self.rule),
+            "action": utf8_safe(self.action),
             "status": "" if self.status is None else str(self.status),
             "attempts": str(self.attempts),
             "at_ns": str(self.at_ns),
-            "event": json.dumps(redact(dict(self.event), secrets=self.secrets), sort_keys=True, default=str),
+            "event": self._event_json(),
         }
+
+    def _event_json(self) -> str:
+        try:
+            return json.dumps(redact(dict(self.event), secrets=self.secrets), sort_keys=True, default=str)
+        except (ValueError, TypeError, RecursionError) as exc:  # keys that do not sort, a cycle
+            return json.dumps({"unserialisable": f"{type(exc).__name__}: {exc}"})

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.durations import duration_s
 from reactor.errors import ConfigError, SourceError
+from reactor.events.model import RAW_B64
 from reactor.sources.base import Delivery, Source
 
 
@@ -42,6 +43,9 @@ class Record:
         """The original event as a redelivery of its original entry."""
         payload: dict[str, Any] = json.loads(self.fields.get("event") or "{}")
         body: dict[str, Any] | bytes = payload
+        binary = payload.pop(RAW_B64, None)
+        if isinstance(binary, dict):  # fields that were not UTF-8: their bytes again
+            payload.update({str(k): base64.b64decode(str(v)) for k, v in binary.items()})
         if set(payload) == {"body"}:
             body = str(payload["body"]).encode()
         elif set(payload) == {"body_b64"}:

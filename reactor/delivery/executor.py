@@ -16,6 +16,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, PermanentError
+from reactor.events.echoes import Echoes
 from reactor.events.model import Event
 from reactor.ops.redact import redact_text
 from reactor.rules.model import CompiledAction, RetrySpec, Rule
@@ -55,17 +56,24 @@ class Executor:
     """Matches an event against the current rules and runs them in order."""
 
     def __init__(
-        self, rules: Callable[[], RuleSet], retry: RetryPolicy, state: StateStore | None = None
+        self,
+        rules: Callable[[], RuleSet],
+        retry: RetryPolicy,
+        state: StateStore | None = None,
+        echoes: Echoes | None = None,
     ) -> None:
         self._rules = rules
         self._retry = retry
         self._state = state
+        self._echoes = echoes
         self._policies: dict[RetrySpec | None, RetryPolicy] = {None: retry}
 
     async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
         """Run the matching rules; on a redelivery, skip the steps that completed before."""
         ctx: dict[str, Any] = {"event": event}
         matched = self._rules().match(event, ctx)
+        if self._echoes is not None and self._echoes.take(event.operation, event.device):
+            matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
         if not matched:
             return []
         key = f"{event.stream}/{event.entry_id}"

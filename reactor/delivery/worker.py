@@ -235,30 +235,20 @@ class Worker:
         return [item.outcome for item in items]
 
     def _decode(self, delivery: Delivery) -> Outcome:
+        """The delivery's event, or its dead-letter record (raw content kept): poison when it was
+        delivered more than ``max_deliveries`` times (checked first: it is not decoded again),
+        malformed when it does not decode, internal_error when the decoder has a bug."""
         if delivery.deliveries > self._settings.max_deliveries:
-            record = DeadLetter(
-                delivery.stream,
-                delivery.entry_id,
-                "poison",
-                f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})",
-                raw_view(delivery.payload),
-                attempts=delivery.deliveries,
-            )
-            return Outcome(delivery, None, dead_letter=record)
+            reason = f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})"
+            return _dead(delivery, "poison", reason)
         try:
             event = self._decoder.decode(
                 delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id
             )
         except DecodeError as exc:
-            record = DeadLetter(
-                delivery.stream,
-                delivery.entry_id,
-                "malformed",
-                exc.detail,
-                raw_view(delivery.payload),
-                attempts=delivery.deliveries,
-            )
-            return Outcome(delivery, None, dead_letter=record)
+            return _dead(delivery, "malformed", exc.detail)
+        except Exception as exc:  # the decoder's bug, not the entry's: kept, never fatal
+            return _dead(delivery, "internal_error", f"decoding: {type(exc).__name__}: {exc}")
         return Outcome(delivery, event)
 
     def _device_of(self, delivery: Delivery) -> str | None:
@@ -386,8 +376,7 @@ class Worker:
         for item in items:
             self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
             self._count(item.outcome)
-            for observer in self._observers:
-                observer(item.outcome)
+            self._observe(item.outcome)
         self._room.set()
         for sink in self._sinks:
             try:
@@ -395,6 +384,20 @@ class Worker:
             except Exception as exc:
                 await self.logger.aerror(
                     "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
+                )
+
+    def _observe(self, outcome: Outcome) -> None:
+        """Tell the observers (logs, metrics); one that fails is logged, never kills the settler."""
+        for observer in self._observers:
+            try:
+                observer(outcome)
+            except Exception as exc:
+                self.logger.error(
+                    "worker.observer_failed",
+                    observer=getattr(observer, "__qualname__", type(observer).__name__),
+                    stream=outcome.delivery.stream,
+                    entry_id=outcome.delivery.entry_id,
+                    error=f"{type(exc).__name__}: {exc}",
                 )
 
     def _count(self, outcome: Outcome) -> None:
@@ -410,6 +413,19 @@ class Worker:
                 else:
                     c.actions_failed += 1
         c.dead_lettered += outcome.dead_letter is not None
+
+
+def _dead(delivery: Delivery, reason: str, error: str) -> Outcome:
+    """An outcome that is only a dead-letter record: the delivery as received, and why."""
+    record = DeadLetter(
+        delivery.stream,
+        delivery.entry_id,
+        reason,
+        error,
+        raw_view(delivery.payload),
+        attempts=delivery.deliveries,
+    )
+    return Outcome(delivery, None, dead_letter=record)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

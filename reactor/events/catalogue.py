@@ -10,7 +10,10 @@ SuperMQ has published is an alias (see ``../shared/reference/supermq-facts.md`` 
 - ``policies.*`` (code) and ``policy.*`` (docs) → ``policy.*``, with ``delete`` → ``remove``;
 - ``group.*`` on a things/clients/channels/bootstrap stream (channels are groups from 2023-12) and
   ``channels.*`` → ``channel.*``; ``group.*`` on the users stream stays a user group;
-- MQTT adapter events without an operation (``event_type`` connect/disconnect) → ``mqtt.connect``.
+- MQTT adapter events without an operation (``event_type`` connect/disconnect) → ``mqtt.connect``;
+- Mainflux's ``thing.remove`` / ``channel.remove`` with ``status = "enabled"`` → ``thing.enable`` /
+  ``channel.enable`` (``refine_operation``; with ``disabled`` they stay removals, as bootstrap
+  treats them: it deletes the config).
 """
 
 from __future__ import annotations
@@ -162,6 +165,22 @@ def canonical_operation(raw: str, service: str = "") -> str:
         entity = "channel"
     action = _ACTION_ALIASES.get((entity, action), action)
     return f"{entity}.{action}"
+
+
+#: Mainflux (2023) has no delete of things or channels: ``thing.remove`` / ``channel.remove`` are
+#: published on disable AND on enable, with ``status`` saying which (things/clients/events/
+#: streams.go ``delete``). An enable is not a removal.
+_STATUS_OPERATIONS = {
+    ("thing.remove", "enabled"): "thing.enable",
+    ("channel.remove", "enabled"): "channel.enable",
+}
+
+
+def refine_operation(op: str, status: object) -> str:
+    """``op`` as the event's ``status`` field makes it mean (``thing.remove`` + enabled = enable)."""
+    if status is None or op not in ("thing.remove", "channel.remove"):
+        return op
+    return _STATUS_OPERATIONS.get((op, str(status).strip().lower()), op)
 
 
 def mqtt_operation(event_type: str) -> str:

@@ -5,6 +5,11 @@ Encodings (``../shared/reference/supermq-facts.md`` §1):
 - Redis single ``data`` field holding the JSON of all fields (Magistrala v0.15+);
 - bare JSON bytes (as the docs show NATS and RabbitMQ);
 - JSON inside protobuf ``messaging.Message`` field 5 or 6 (what NATS/RabbitMQ really carry).
+
+What is accepted is bounded (``DecodeLimits``, from ``[events]``): the entry's size, the nesting
+of its JSON, the length of its operation and field names. Anything outside them, a field that is
+not UTF-8 text, or JSON nested past Python's own limits is a ``DecodeError``; ``decode`` raises
+nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from reactor.errors import DecodeError
 from reactor.events import catalogue
@@ -21,16 +27,35 @@ from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
 from reactor.ops.redact import secret_values
 
+if TYPE_CHECKING:
+    from reactor.settings import EventsSettings
+
 _MS_PER_NS = 1_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """What one entry may hold (``[events]`` in the settings; these defaults are its defaults)."""
+
+    max_entry_bytes: int = 1_048_576
+    max_depth: int = 32
+    max_name_chars: int = 256
+
+    @classmethod
+    def from_settings(cls, events: EventsSettings) -> DecodeLimits:
+        return cls(events.max_entry_bytes, events.max_depth, events.max_name_chars)
+
+
 class Decoder:
-    """Turns raw payloads into Events; holds the configured stream families."""
+    """Turns raw payloads into Events; holds the configured stream families and limits."""
 
-    __slots__ = ("_families",)
+    __slots__ = ("_families", "_limits")
 
-    def __init__(self, families: Iterable[str] = catalogue.DEFAULT_FAMILIES) -> None:
+    def __init__(
+        self, families: Iterable[str] = catalogue.DEFAULT_FAMILIES, limits: DecodeLimits | None = None
+    ) -> None:
         self._families = tuple(families)
+        self._limits = limits or DecodeLimits()
 
     def decode(
         self, payload: Mapping[str, Any] | bytes | str, *, source: str, stream: str, entry_id: str
@@ -39,20 +64,23 @@ class Decoder:
 
         A Mapping is a Redis entry (flat fields, or one ``data`` field); bytes or str are a
         message body (bare JSON or protobuf-wrapped JSON). Raises ``DecodeError`` naming the
-        stream and entry id.
+        stream and entry id, and nothing else.
         """
         try:
+            _check_size(payload, self._limits.max_entry_bytes)
             fields = self._fields(payload)
             return self._build(fields, payload, source=source, stream=stream, entry_id=entry_id)
         except DecodeError:
             raise
-        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
             raise DecodeError(str(exc), stream=stream, entry_id=entry_id) from exc
+        except RecursionError as exc:  # JSON nested past what Python parses (far beyond max_depth)
+            detail = f"JSON nested deeper than events.max_depth ({self._limits.max_depth})"
+            raise DecodeError(detail, stream=stream, entry_id=entry_id) from exc
 
-    @staticmethod
-    def _fields(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
+    def _fields(self, payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
         if isinstance(payload, Mapping):
-            return _redis_fields(payload)
+            return _redis_fields(payload, self._limits.max_name_chars)
         return _body_fields(payload)
 
     def _build(
@@ -66,8 +94,11 @@ class Decoder:
     ) -> Event:
         name = catalogue.parse_stream(stream, self._families)
         fields = normalise_fields(raw_fields)
+        _check_shape(fields, self._limits)
         raw_op = _raw_operation(fields, name.service)
+        _check_name("an operation name", raw_op, self._limits.max_name_chars)
         op = catalogue.canonical_operation(raw_op, name.service)
+        op = catalogue.refine_operation(op, fields.get("status"))
         ids = _entity_ids(op, name.service, fields)
         return Event(
             source=source,
@@ -85,27 +116,87 @@ class Decoder:
         )
 
 
-def _redis_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:
+    """``ValueError`` when the entry is larger than ``limit`` (str counts characters, near enough)."""
+    if isinstance(payload, Mapping):
+        size = sum(_size(k) + _size(v) for k, v in payload.items())
+    else:
+        size = len(payload)
+    if size > limit:
+        raise ValueError(f"entry of {size} bytes exceeds events.max_entry_bytes ({limit})")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | bytearray) else 0
+
+
+def _check_shape(fields: dict[str, Any], limits: DecodeLimits) -> None:
+    """``ValueError`` for a field name longer than ``max_name_chars`` or JSON deeper than ``max_depth``."""
+    for name in fields:
+        _check_name("a field name", name, limits.max_name_chars)
+    stack = [(v, 2) for v in fields.values() if isinstance(v, dict | list)]  # the fields are level 1
+    while stack:
+        value, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise ValueError(f"JSON nested deeper than events.max_depth ({limits.max_depth})")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+def _redis_fields(entry: Mapping[str, Any], max_name_chars: int) -> dict[str, Any]:
     data = entry.get("data")
     if data is not None and len(entry) == 1:
+        if isinstance(data, bytes | bytearray):  # not UTF-8 (the source keeps such values as bytes)
+            return _body_fields(bytes(data), "the 'data' field")
         return _json_object(data, "the 'data' field")
-    return {_as_text(k): v for k, v in entry.items()}
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        name = _field_name(key, max_name_chars)
+        out[name] = _field_text(name, value) if isinstance(value, bytes | bytearray) else value
+    return out
 
 
-def _body_fields(body: bytes | str) -> dict[str, Any]:
-    buf = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+def _field_name(key: Any, max_chars: int) -> str:
+    try:
+        name = _as_text(key)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a field name is not UTF-8 text ({_bad_byte(exc)})") from None
+    _check_name("a field name", name, max_chars)
+    return name
+
+
+def _check_name(what: str, name: str, max_chars: int) -> None:
+    if len(name) > max_chars:
+        raise ValueError(f"{what} of {len(name)} characters exceeds events.max_name_chars ({max_chars})")
+
+
+def _field_text(name: str, value: bytes | bytearray) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"field {name!r} is not UTF-8 text ({_bad_byte(exc)})") from None
+
+
+def _bad_byte(exc: UnicodeDecodeError) -> str:
+    return f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+
+
+def _body_fields(body: bytes | str, what: str = "the message body") -> dict[str, Any]:
+    buf = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
     if buf.lstrip()[:1] == b"{":
-        return _json_object(buf, "the message body")
+        return _json_object(buf, what)
     try:
         inner = unwrap_payload(buf)
     except WireError as exc:
-        raise ValueError(f"the message body is neither JSON nor a protobuf-wrapped event ({exc})") from None
-    return _json_object(inner, "the protobuf payload")
+        raise ValueError(f"{what} is neither JSON nor a protobuf-wrapped event ({exc})") from None
+    return _json_object(inner, f"the protobuf payload of {what}")
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
     try:
         parsed = json.loads(value)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not UTF-8 text ({_bad_byte(exc)})") from None
     except ValueError as exc:
         raise ValueError(f"{what} is not valid JSON ({exc.args[0]})") from None
     if not isinstance(parsed, dict):
@@ -155,6 +246,9 @@ def _entity_ids(op: str, service: str, f: dict[str, Any]) -> dict[str, str | Non
     entity = op.partition(".")[0]
     thing = _str_or_none(f.get("thing_id") or f.get("client_id"))
     channel = _str_or_none(f.get("channel_id") or f.get("chan_id"))
+    if entity == "policy":  # Mainflux policies.*: subject = the thing, object = the channel
+        thing = thing or _str_or_none(f.get("subject"))
+        channel = channel or _str_or_none(f.get("object"))
     config = _str_or_none(f.get("config_id"))
     if service == "mqtt" and thing:
         # The MQTT adapter publishes the session password (the thing key) under thing_id.

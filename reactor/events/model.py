@@ -94,14 +94,18 @@ class Event:
         return out
 
 
-def _as_text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+#: Where ``raw_view`` keeps the fields that are not UTF-8 text: their bytes, base64.
+RAW_B64 = "_b64"
 
 
 def raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-    """The payload as received, in a JSON-serialisable form for the dead-letter stream."""
+    """The payload as received, in a JSON-serialisable form for the dead-letter stream.
+
+    Never raises: fields that are not UTF-8 text are kept as base64 under ``_b64`` (their names
+    with undecodable bytes escaped), a body that is not UTF-8 JSON as ``body_b64``.
+    """
     if isinstance(payload, Mapping):
-        return {_as_text(k): _as_text(v) if isinstance(v, bytes) else v for k, v in payload.items()}
+        return _fields_view(payload)
     if isinstance(payload, bytes):
         if payload.lstrip()[:1] == b"{":
             try:
@@ -110,3 +114,33 @@ def raw_view(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
                 pass
         return {"body_b64": base64.b64encode(payload).decode("ascii")}
     return {"body": payload}
+
+
+def _fields_view(payload: Mapping[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    binary: dict[str, str] = {}
+    for key, value in payload.items():
+        name, name_ok = _text(key)
+        if isinstance(value, bytes | bytearray):
+            text, ok = _text(value)
+            if ok and name_ok:
+                out[name] = text
+            else:
+                binary[name] = base64.b64encode(value).decode("ascii")
+        elif name_ok:
+            out[name] = value
+        else:
+            binary[name] = base64.b64encode(str(value).encode("utf-8", "backslashreplace")).decode("ascii")
+    if binary:
+        out[RAW_B64] = binary
+    return out
+
+
+def _text(value: Any) -> tuple[str, bool]:
+    """``value`` as text, and whether it was UTF-8 (else undecodable bytes are escaped)."""
+    if not isinstance(value, bytes | bytearray):
+        return str(value), True
+    try:
+        return bytes(value).decode("utf-8"), True
+    except UnicodeDecodeError:
+        return bytes(value).decode("utf-8", "backslashreplace"), False

@@ -4,6 +4,10 @@ Applied to log events, dead-letter entries, dry-run output and (later) the audit
 any key that names a secret (``client_key``, ``thing_key``, ``external_key``, ``secret``,
 ``password``, ``token``, ``authorization``, ...). By value: PEM private keys (also the one-line
 and escaped-newline forms SuperMQ events carry), JWTs and bearer credentials, wherever they sit.
+
+Total: it never raises on any content. Text comes out encodable as UTF-8 (lone surrogates
+escaped), containers nested deeper than ``MAX_DEPTH`` are masked whole, a JSON document in a
+string that is too deep to parse has its secret-named string members masked textually.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from functools import lru_cache
 from typing import Any
 
 MASK = "***"
+#: Containers nested deeper than this are masked whole (far beyond events.max_depth's 128).
+MAX_DEPTH = 160
 _MIN_SECRET_LEN = 6
+#: Names up to this long are cached by ``is_secret_key`` (longer ones, never SuperMQ's, are not).
+_CACHED_NAME_CHARS = 128
 _SECRET_KEY = re.compile(
     r"(^|_|-|\b)(key|secret|password|passwd|pass|token|credentials?|authorization|api_key|"
     r"access_token|refresh_token|private_key|client_key|thing_key|external_key|enc_key)($|_|-|\b)",
@@ -31,10 +39,29 @@ _AUTH_HEADER = re.compile(
 )
 
 
-@lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """Whether a field or parameter named ``name`` holds a secret."""
+    return _is_secret_key(name) if len(name) <= _CACHED_NAME_CHARS else _secret_name(name)
+
+
+@lru_cache(maxsize=4096)  # at most 4096 names of at most _CACHED_NAME_CHARS: bounded memory
+def _is_secret_key(name: str) -> bool:
+    return _secret_name(name)
+
+
+def _secret_name(name: str) -> bool:
     return name.lower() not in _PUBLIC_KEYS and _SECRET_KEY.search(name) is not None
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` encodable as UTF-8: lone surrogates (from JSON's ``"\\ud800"``) as ``\\ud800`` escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def secret_values(fields: Mapping[str, Any]) -> frozenset[str]:
@@ -45,9 +72,11 @@ def secret_values(fields: Mapping[str, Any]) -> frozenset[str]:
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with private keys, JWTs, credentials in auth headers and the given values masked."""
+    """``text`` with private keys, JWTs, credentials in auth headers and the given values masked
+    (and encodable as UTF-8)."""
     if not text:
         return text
+    text = utf8_safe(text)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
@@ -65,6 +94,10 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+class _TooDeepError(Exception):
+    """A JSON document in a string nested past ``MAX_DEPTH``."""
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
     stripped = text.strip()
     if not (stripped.startswith("{") and stripped.endswith("}")):
@@ -73,27 +106,49 @@ def _json_object(text: str) -> dict[str, Any] | None:
         parsed = json.loads(stripped)
     except ValueError:
         return None
+    except RecursionError:
+        raise _TooDeepError from None
     return parsed if isinstance(parsed, dict) else None
 
 
-def redact(value: Any, key: str = "", secrets: frozenset[str] = frozenset()) -> Any:
+#: ``"name": "value"`` in JSON text, for documents too deep to parse.
+_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+
+
+def _mask_json_members(text: str) -> str:
+    """Secret-named string members of JSON ``text`` masked, without parsing it."""
+    return _JSON_MEMBER.sub(
+        lambda m: f'"{m.group(1)}"{m.group(2)}"{MASK}"' if is_secret_key(m.group(1)) else m.group(0), text
+    )
+
+
+def redact(value: Any, key: str = "", secrets: frozenset[str] = frozenset(), _depth: int = 0) -> Any:
     """A copy of ``value`` with every secret masked (by its key, by what it looks like, or
-    because it is one of the known ``secrets``)."""
+    because it is one of the known ``secrets``); never raises."""
     if key and is_secret_key(key) and value not in (None, ""):
         return MASK
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
-        return _redact_str(value, secrets)
+        return _redact_str(value, secrets, _depth)
+    if isinstance(value, Mapping | list | tuple) and _depth >= MAX_DEPTH:
+        return f"{MASK} (nested deeper than {MAX_DEPTH})"
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k), secrets) for k, v in value.items()}
+        return {utf8_safe(str(k)): redact(v, str(k), secrets, _depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v, "", secrets) for v in value]
+        return [redact(v, "", secrets, _depth + 1) for v in value]
     return value
 
 
-def _redact_str(value: str, secrets: frozenset[str]) -> str:
-    nested = _json_object(value)
+def _redact_str(value: str, secrets: frozenset[str], depth: int) -> str:
+    try:
+        nested = _json_object(value)
+    except _TooDeepError:
+        return _mask_json_members(redact_text(value, secrets))
     if nested is not None:  # a JSON document in a field (Redis's "data" field): mask by key inside
-        return json.dumps(redact(nested, "", secrets), separators=(",", ":"))
+        masked = redact(nested, "", secrets, depth + 1)
+        try:
+            return json.dumps(masked, separators=(",", ":"))
+        except RecursionError:
+            return _mask_json_members(redact_text(value, secrets))
     return redact_text(value, secrets)

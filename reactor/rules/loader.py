@@ -151,6 +151,7 @@ def _compile_rule(
             retry=spec.retry,
             file=file,
             line=line,
+            own_events=spec.own_events,
         )
         if spec.enabled
         else _disabled(spec, file, line, compiled_actions)

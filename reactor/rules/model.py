@@ -39,6 +39,8 @@ class RuleSpec(BaseModel):
     actions: list[dict[str, Any]] = Field(min_length=1)
     on_failure: list[dict[str, Any]] = []
     retry: RetrySpec | None = None
+    #: See the events the reactor's own calls cause (reactor/events/echoes.py); off by default.
+    own_events: bool = False
 
 
 # ---- conditions -------------------------------------------------------------------------------
@@ -202,6 +204,7 @@ class Rule:
     retry: RetrySpec | None
     file: str
     line: int | None
+    own_events: bool = False
 
     def failure(self, ctx: Mapping[str, Any]) -> str | None:
         """None when the rule's conditions hold for ``ctx``, else the first reason they do not."""

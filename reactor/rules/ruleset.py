@@ -1,7 +1,8 @@
 """A loaded set of rules, indexed so that matching costs what the candidate rules cost.
 
 Candidates for an event are the rules whose ``on`` globs match its canonical or raw operation
-and whose ``streams`` globs (if any) match its stream. SuperMQ has a small, closed set of
+and whose ``streams`` globs (if any) match its stream; a read operation (``*.view``, ``*.list``)
+only by a rule naming it exactly. SuperMQ has a small, closed set of
 (operation, stream) pairs, so the candidates of each pair are computed once by scanning the
 rules and then served from a dict: the rules that cannot match an operation cost nothing.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from reactor.events.echoes import is_read
 from reactor.events.model import Event
 from reactor.rules.model import Rule
 
@@ -21,6 +23,14 @@ _CACHE_LIMIT = 65_536
 
 def _matches_any(patterns: tuple[str, ...], *names: str) -> bool:
     return any(fnmatchcase(n, p) for p in patterns for n in names)
+
+
+def _listens_to(patterns: tuple[str, ...], *names: str) -> bool:
+    """``on`` patterns against an operation's names: a read operation (``config.list``) is
+    matched only when named exactly, never by a glob (the loop guard, reactor/events/echoes.py)."""
+    if is_read(names[0]):
+        return any(p in names for p in patterns)
+    return _matches_any(patterns, *names)
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class RuleSet:
 
     @staticmethod
     def _listens(rule: Rule, event: Event) -> bool:
-        if not _matches_any(rule.on, event.operation, event.raw_operation):
+        if not _listens_to(rule.on, event.operation, event.raw_operation):
             return False
         return not rule.streams or _matches_any(rule.streams, event.stream)
 

@@ -4,8 +4,13 @@
   before new ones (``>``), so an entry read but not settled is processed again, not skipped.
 - ``maintain`` renews this consumer's liveness lease and claims the pending entries of consumers
   whose lease expired (they died): no entry is taken from a live consumer, however slow.
+- Entries are read as bytes (XREADGROUP, XCLAIM and XRANGE never decoded by the client) and
+  decoded here field by field: a field that is not UTF-8 stays bytes, for the decoder to refuse
+  as malformed with its raw bytes kept, instead of an exception inside the client's reply parser
+  that no delivery count could ever stop.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
-  more than ``max_deliveries`` times as poison.
+  more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
+  process each time it was read is counted on every restart's re-read, and set aside.
 - ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
   entry of the same device is pending with another consumer (see README, "Delivery contract").
 
@@ -19,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 
 from reactor.delivery.deadletter import DeadLetter
@@ -59,9 +65,7 @@ class RedisStreamsSource(Source):
         backlog = self._backlog
         streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
         try:
-            reply = await self._client.xreadgroup(
-                self._s.group, self._s.consumer, streams, count=max_count, block=None if backlog else block_ms
-            )
+            reply = await self._xreadgroup(streams, max_count, None if backlog else block_ms)
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 await self.start()  # the stream or group was deleted under us: recreate
@@ -79,6 +83,14 @@ class RedisStreamsSource(Source):
             else:
                 del backlog[stream]
         return await self._with_counts(batch) if batch else batch
+
+    async def _xreadgroup(self, streams: dict[str, str], count: int, block_ms: int | None) -> Any:
+        """XREADGROUP with the reply's bytes left undecoded (redis-py's xreadgroup would decode them)."""
+        args: list[Any] = ["XREADGROUP", "GROUP", self._s.group, self._s.consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", *streams.keys(), *streams.values()]
+        return await _undecoded(self._client, *args)
 
     def _rescan(self) -> None:
         """After an error: our pending entries after the last one we received are read again first
@@ -166,16 +178,12 @@ class RedisStreamsSource(Source):
             ]
             if not ids:
                 continue
-            entries = await self._client.xclaim(
-                stream,
-                self._s.group,
-                self._s.consumer,
-                min_idle_time=self._s.reclaim_idle_ms,
-                message_ids=ids,
+            entries = await _undecoded(
+                self._client, "XCLAIM", stream, self._s.group, self._s.consumer, self._s.reclaim_idle_ms, *ids
             )
-            replies: list[Any] = list(entries)
-            got = {str(entry_id): fields for entry_id, fields in replies if entry_id is not None}
-            claimed += [Delivery(stream, eid, fields or {}) for eid, fields in got.items()]
+            claimed += [
+                Delivery(stream, _text(eid), _fields(f)) for eid, f in entries or [] if eid is not None
+            ]
         return claimed
 
     async def earlier_pending(
@@ -224,12 +232,12 @@ class RedisStreamsSource(Source):
         if unknown:
             async with self._client.pipeline(transaction=False) as pipe:
                 for entry_id in unknown:
-                    pipe.xrange(stream, entry_id, entry_id)
+                    _undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
                 replies = await pipe.execute()
             if len(self._devices) > 100_000:
                 self._devices.clear()
             for entry_id, reply in zip(unknown, replies, strict=True):
-                fields = reply[0][1] if reply else None
+                fields = _fields(reply[0][1]) if reply else None
                 device = device_of(Delivery(stream, entry_id, fields)) if fields else None
                 self._devices[(stream, entry_id)] = device
         return {i: self._devices.get((stream, i)) for i in ids}
@@ -277,15 +285,44 @@ class RedisStreamsSource(Source):
         await self._client.aclose()
 
 
+def _undecoded(client: Any, *args: Any) -> Any:
+    """``client.execute_command(*args)`` with the reply's bytes left as bytes (an awaitable, or the
+    pipeline itself when ``client`` is one)."""
+    return client.execute_command(*args, **{NEVER_DECODE: True})
+
+
 def _deliveries(reply: Any) -> list[Delivery]:
-    """XREADGROUP's reply (RESP2 list or RESP3 dict) as Deliveries.
+    """XREADGROUP's undecoded reply (RESP2 list or RESP3 dict) as Deliveries.
 
     A pending entry that the stream has since trimmed comes back with no fields: it is delivered
     with an empty payload, so that it fails decoding and is dead-lettered and acked, not stuck.
     """
     items = reply.items() if isinstance(reply, dict) else (reply or [])
     out: list[Delivery] = []
-    for stream, entries in items:
+    for stream_name, entries in items:
+        stream = _text(stream_name)
         for entry_id, fields in entries:
-            out.append(Delivery(stream, entry_id, fields or {}))
+            out.append(Delivery(stream, _text(entry_id), _fields(fields)))
     return out
+
+
+def _text(value: Any) -> str:
+    """A stream name or entry id (ours, or Redis's: ASCII) as text."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Any) -> dict[Any, Any]:
+    """An entry's fields as text, each one that is UTF-8; one that is not stays bytes (name or value)."""
+    if not raw:
+        return {}
+    try:
+        return {k.decode(): v.decode() for k, v in raw.items()}  # the common case, in one pass
+    except UnicodeDecodeError:
+        return {_utf8_or_bytes(k): _utf8_or_bytes(v) for k, v in raw.items()}
+
+
+def _utf8_or_bytes(value: bytes) -> str | bytes:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from reactor.errors import PermanentError, RetryableError
+from reactor.errors import ActionError, PermanentError, RetryableError
+from reactor.events.echoes import Echoes
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
-from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile
+from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile, profile_for
 from reactor.supermq.transport import Http1Transport
 
 _JSON = {"Content-Type": "application/json"}
@@ -259,14 +260,27 @@ class TokenProvider:
 
 
 class SuperMQClient:
-    """One method per SuperMQ operation the actions need; answers parsed into typed models."""
+    """One method per SuperMQ operation the actions need; answers parsed into typed models.
 
-    def __init__(self, settings: SuperMQSettings, http: Http | None = None) -> None:
+    With ``supermq.profile = "auto"`` the profile is chosen on first use (or by
+    ``resolve_profile``) from the bootstrap service's ``/health``. ``echoes``, when given, is
+    told before each call which event the call will make the platform publish (the loop guard).
+    """
+
+    def __init__(
+        self, settings: SuperMQSettings, http: Http | None = None, echoes: Echoes | None = None
+    ) -> None:
         self._s = settings
         self._http = http or build_http(settings)
         self._owns_http = http is None
-        self.profile = PROFILES[settings.profile]()
-        self._tokens = TokenProvider(settings, self._http, self.profile)
+        self._profile: ThingsProfile | None = (
+            None if settings.profile == "auto" else PROFILES[settings.profile]()
+        )
+        self.profile_reason = "" if self._profile is None else "set by supermq.profile"
+        self._profile_lock = asyncio.Lock()
+        self.echoes = echoes
+        # Token endpoints are the same in every era the reactor speaks.
+        self._tokens = TokenProvider(settings, self._http, ThingsProfile())
         self._bases = {
             "users": httpx.URL(settings.users_url),
             "things": httpx.URL(settings.things_url),
@@ -274,6 +288,31 @@ class SuperMQClient:
             "certs": httpx.URL(settings.certs_url),
             "http": httpx.URL(settings.http_url),
         }
+
+    @property
+    def profile(self) -> ThingsProfile:
+        """The profile in use (``resolve_profile`` first when ``supermq.profile = "auto"``)."""
+        if self._profile is None:
+            raise RuntimeError("the SuperMQ profile is not resolved yet (await resolve_profile())")
+        return self._profile
+
+    async def resolve_profile(self) -> ThingsProfile:
+        """The profile: the configured one, or the one the bootstrap service's ``/health`` names.
+        An unreachable service is a ``RetryableError`` (asked again on the next call)."""
+        if self._profile is not None:
+            return self._profile
+        async with self._profile_lock:
+            if self._profile is None:
+                url = join(self._bases["bootstrap"], "/health", None)
+                response = await send(self._http, "GET", url, "read bootstrap /health")
+                raise_for(response, "read bootstrap /health")
+                try:
+                    health = json.loads(response.content)
+                except ValueError:
+                    health = {}
+                name, why = profile_for(health if isinstance(health, dict) else {})
+                self._profile, self.profile_reason = PROFILES[name](), why
+        return self._profile
 
     @property
     def http(self) -> Http:
@@ -293,26 +332,40 @@ class SuperMQClient:
         *,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
+        device: str = "",
+        echoes: int = 1,
     ) -> httpx.Response:
-        """One call with the user token (renewed once on 401)."""
+        """One call with the user token (renewed once on 401), its echo expected first."""
         query = str(httpx.QueryParams(params)) if params else None
         url = join(self._bases[ep.service], ep.path, query)
         content = None if body is None else json.dumps(body).encode()
         headers = dict(_JSON) if content is not None else {}
-        token = await self._tokens.token()
-        headers["Authorization"] = f"Bearer {token}"
-        response = await send(self._http, ep.method, url, what, content=content, headers=headers)
-        if response.status_code == 401:
-            headers["Authorization"] = f"Bearer {await self._tokens.renew(token)}"
+        expect = ep.echo and self.echoes is not None
+        if expect:
+            self.echoes.expect(ep.echo, device, echoes)  # type: ignore[union-attr]
+        try:
+            token = await self._tokens.token()
+            headers["Authorization"] = f"Bearer {token}"
             response = await send(self._http, ep.method, url, what, content=content, headers=headers)
-        raise_for(response, what)
+            if response.status_code == 401:
+                headers["Authorization"] = f"Bearer {await self._tokens.renew(token)}"
+                response = await send(self._http, ep.method, url, what, content=content, headers=headers)
+            raise_for(response, what)
+        except ActionError as exc:
+            if expect and exc.status is not None:  # answered with an error: nothing was published
+                self.echoes.withdraw(ep.echo, device, echoes)  # type: ignore[union-attr]
+            raise
         return response
 
     # ---- bootstrap ----------------------------------------------------------------------------
 
+    async def _p(self) -> ThingsProfile:
+        return self._profile or await self.resolve_profile()
+
     async def view_config(self, config_id: str) -> models.Config:
         what = f"view config {config_id}"
-        return parse(models.Config, await self._send(self.profile.config("GET", config_id), what), what)
+        ep = (await self._p()).config("GET", config_id)
+        return parse(models.Config, await self._send(ep, what, device=config_id), what)
 
     async def list_configs(
         self, *, offset: int = 0, limit: int = 100, state: int | None = None, name: str = ""
@@ -322,14 +375,43 @@ class SuperMQClient:
             params["state"] = state
         if name:
             params["name"] = name
-        response = await self._send(self.profile.configs(), "list configs", params=params)
+        response = await self._send((await self._p()).configs(), "list configs", params=params)
         return parse(models.ConfigsPage, response, "list configs")
+
+    async def device_config(
+        self, external_id: str, external_key: str, *, thing_id: str = ""
+    ) -> models.DeviceConfig:
+        """The config as the device fetches it (with its certificate and key): the one place the
+        platform serves the certificates (``Authorization: Thing <external key>``)."""
+        ep = (await self._p()).device_config(external_id)
+        url = join(self._bases[ep.service], ep.path, None)
+        what = f"fetch the device config of external id {external_id}"
+        if self.echoes is not None:
+            self.echoes.expect(ep.echo, thing_id or external_id)
+        response = await send(
+            self._http, ep.method, url, what, headers={"Authorization": f"Thing {external_key}"}
+        )
+        raise_for(response, what)
+        return parse(models.DeviceConfig, response, what)
+
+    async def served_config(self, config_id: str) -> models.Config:
+        """A config with the certificates it really serves: the view leaves ``client_cert`` and
+        ``ca_cert`` out (Mainflux and Magistrala v0.14 alike), so they are read the device's way."""
+        return await self.with_served_certs(await self.view_config(config_id))
+
+    async def with_served_certs(self, config: models.Config) -> models.Config:
+        """``config`` (from a view or a listing) with the certificates its device is served."""
+        if config.client_cert or not config.external_key:
+            return config
+        served = await self.device_config(config.external_id, config.external_key, thing_id=config.thing_id)
+        return config.model_copy(update={"client_cert": served.client_cert, "ca_cert": served.ca_cert})
 
     async def update_config(self, config_id: str, *, name: str, content: str) -> None:
         await self._send(
-            self.profile.config("PUT", config_id),
+            (await self._p()).config("PUT", config_id),
             f"update config {config_id}",
             body={"name": name, "content": content},
+            device=config_id,
         )
 
     async def update_certs(
@@ -337,75 +419,86 @@ class SuperMQClient:
     ) -> models.ConfigCerts:
         what = f"update certs of config {config_id}"
         body = {"client_cert": client_cert, "client_key": client_key, "ca_cert": ca_cert}
-        response = await self._send(self.profile.config_certs(config_id), what, body=body)
+        ep = (await self._p()).config_certs(config_id)
+        response = await self._send(ep, what, body=body, device=config_id)
         return parse(models.ConfigCerts, response, what)
 
     async def update_connections(self, config_id: str, channels: list[str]) -> None:
         await self._send(
-            self.profile.config_connections(config_id),
+            (await self._p()).config_connections(config_id),
             f"update connections of config {config_id}",
             body={"channels": channels},
+            device=config_id,
         )
 
     async def change_state(self, config_id: str, state: int) -> None:
         await self._send(
-            self.profile.config_state(config_id), f"change state of config {config_id}", body={"state": state}
+            (await self._p()).config_state(config_id),
+            f"change state of config {config_id}",
+            body={"state": state},
+            device=config_id,
         )
 
     async def remove_config(self, config_id: str) -> None:
-        await self._send(self.profile.config("DELETE", config_id), f"remove config {config_id}")
+        ep = (await self._p()).config("DELETE", config_id)
+        await self._send(ep, f"remove config {config_id}", device=config_id)
 
     # ---- things and channels ------------------------------------------------------------------
 
     async def view_thing(self, thing_id: str) -> models.Thing:
         what = f"view thing {thing_id}"
-        return parse(models.Thing, await self._send(self.profile.thing(thing_id), what), what)
+        ep = (await self._p()).thing(thing_id)
+        return parse(models.Thing, await self._send(ep, what, device=thing_id), what)
 
     async def set_thing_enabled(self, thing_id: str, enabled: bool) -> models.Thing:
         what = f"{'enable' if enabled else 'disable'} thing {thing_id}"
-        response = await self._send(self.profile.thing_status(thing_id, enabled), what)
-        return parse(models.Thing, response, what)
+        ep = (await self._p()).thing_status(thing_id, enabled)
+        return parse(models.Thing, await self._send(ep, what, device=thing_id), what)
 
-    async def connect(self, thing_id: str, channel_id: str, *, connect: bool = True) -> bool:
-        """Connect (or disconnect) one pair; returns False when it was already so (409 on connect)."""
+    async def connect(self, thing_id: str, channel_ids: list[str], *, connect: bool = True) -> list[str]:
+        """Connect (or disconnect) a thing and channels, in as many calls as the era needs; returns
+        the channels it changed (a connection that existed already is not an error)."""
         verb = "connect" if connect else "disconnect"
-        try:
-            await self._send(
-                self.profile.connection(connect),
-                f"{verb} thing {thing_id} / channel {channel_id}",
-                body={"thing_id": thing_id, "channel_id": channel_id},
-            )
-        except PermanentError as exc:
-            if connect and exc.status == 409:
-                return False
-            raise
-        return True
+        profile = await self._p()
+        changed: list[str] = []
+        for call in profile.connections(thing_id, channel_ids, connect):
+            pairs = call.body.get("objects") or [call.body.get("channel_id")]
+            what = f"{verb} thing {thing_id} / channel {', '.join(map(str, pairs))}"
+            try:
+                await self._send(call.endpoint, what, body=call.body, device=thing_id, echoes=call.echoes)
+            except PermanentError as exc:
+                if connect and exc.status is not None and profile.already_connected(exc.status):
+                    continue
+                raise
+            changed += [str(p) for p in pairs]
+        return changed
 
     async def view_channel(self, channel_id: str) -> models.Channel:
         what = f"view channel {channel_id}"
-        return parse(models.Channel, await self._send(self.profile.channel(channel_id), what), what)
+        ep = (await self._p()).channel(channel_id)
+        return parse(models.Channel, await self._send(ep, what, device=channel_id), what)
 
     # ---- certs --------------------------------------------------------------------------------
 
     async def issue_cert(self, thing_id: str, ttl: str) -> models.Cert:
         what = f"issue cert for thing {thing_id}"
-        response = await self._send(self.profile.cert_issue(), what, body={"thing_id": thing_id, "ttl": ttl})
-        return parse(models.Cert, response, what)
+        body = {"thing_id": thing_id, "ttl": ttl}
+        return parse(models.Cert, await self._send((await self._p()).cert_issue(), what, body=body), what)
 
     async def view_cert(self, serial: str) -> models.Cert:
         what = f"view cert {serial}"
-        return parse(models.Cert, await self._send(self.profile.cert("GET", serial), what), what)
+        return parse(models.Cert, await self._send((await self._p()).cert("GET", serial), what), what)
 
     async def revoke_certs(self, thing_id: str) -> models.Revocation:
         """Revoke the certificates of a thing (the certs service revokes every cert of the thing id)."""
         what = f"revoke certs of thing {thing_id}"
-        response = await self._send(self.profile.cert("DELETE", thing_id), what)
+        response = await self._send((await self._p()).cert("DELETE", thing_id), what)
         return parse(models.Revocation, response, what)
 
     async def list_serials(self, thing_id: str, *, offset: int = 0, limit: int = 100) -> models.SerialsPage:
         what = f"list cert serials of thing {thing_id}"
         response = await self._send(
-            self.profile.serials(thing_id), what, params={"offset": offset, "limit": limit}
+            (await self._p()).serials(thing_id), what, params={"offset": offset, "limit": limit}
         )
         return parse(models.SerialsPage, response, what)
 
@@ -421,7 +514,7 @@ class SuperMQClient:
         content_type: str = "application/senml+json",
     ) -> None:
         """Publish a message to a channel as the thing (``Authorization: Thing <key>``)."""
-        ep = self.profile.publish(channel_id, subtopic)
+        ep = (await self._p()).publish(channel_id, subtopic)
         url = join(self._bases[ep.service], ep.path, None)
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         headers = {"Content-Type": content_type, "Authorization": f"Thing {thing_key}"}

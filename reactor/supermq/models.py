@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _null_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+#: Metadata: Mainflux serves ``"metadata": null`` for a channel created without any.
+Metadata = Annotated[dict[str, Any], BeforeValidator(_null_is_empty)]
 
 
 class Tokens(_Model):
@@ -20,7 +28,7 @@ class Tokens(_Model):
 class ConfigChannel(_Model):
     id: str
     name: str = ""
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
 
 
 class Config(_Model):
@@ -34,12 +42,36 @@ class Config(_Model):
     content: str = ""
     name: str = ""
     state: int = 0
+    #: Never filled by a view (bootstrap/api/endpoint.go); ``SuperMQClient.served_config`` reads
+    #: them from the device's own fetch.
     client_cert: str = ""
     ca_cert: str = ""
 
     @property
     def channel_ids(self) -> list[str]:
-        return [c.id for c in self.channels]
+        """The channel ids, sorted: the platform lists them in no stable order (no ORDER BY)."""
+        return sorted(c.id for c in self.channels)
+
+    @property
+    def control_channel_id(self) -> str:
+        """The channel to tell the device on: the one whose metadata says ``type = "control"``
+        (as SuperMQ's provision service marks them), else the first id in sorted order."""
+        for channel in sorted(self.channels, key=lambda c: c.id):
+            if channel.metadata.get("type") == "control":
+                return channel.id
+        return self.channel_ids[0] if self.channels else ""
+
+
+class DeviceConfig(_Model):
+    """``GET /things/bootstrap/{external_id}`` as the device gets it: certificates included."""
+
+    thing_id: str
+    thing_key: str = ""
+    channels: list[ConfigChannel] = []
+    content: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    ca_cert: str = ""
 
 
 class ConfigsPage(_Model):
@@ -66,14 +98,14 @@ class Thing(_Model):
     name: str = ""
     tags: list[str] = []
     credentials: Credentials = Field(default_factory=Credentials)
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
     status: str = ""
 
 
 class Channel(_Model):
     id: str
     name: str = ""
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
     status: str = ""
 
 

@@ -1,16 +1,26 @@
-"""API profiles: where each operation lives in one SuperMQ era.
+"""API profiles: where each operation lives in one SuperMQ era, and what it publishes.
 
 The client speaks in operations (``config_certs(id)``); a profile turns them into (service,
-method, path). Adding SuperMQ's clients/domains era (``openapi/supermq-head``: ``/{domainID}/
-clients/configs/...``) is a second class here, chosen by ``supermq.profile``; actions and rules do
-not change.
+method, path), the request body where eras differ, and the event the platform publishes for the
+call (``echo``: the reactor's own calls come back as events, see ``reactor.events.echoes``).
+
+- ``mainflux``: Mainflux up to the Magistrala rename (2023; verified against a real deployment
+  of absmach/mainflux 59bcb72f52c0, tag 0.13.0 + 150 commits). Connect/disconnect take the
+  policies body ``{"subjects","objects","actions"}``; a config view publishes ``config.list``.
+- ``things``: Magistrala v0.14-v0.15 (read from absmach/supermq at tag v0.14.0). Connect takes one
+  ``{"thing_id","channel_id"}`` pair a call; a repeated connect answers 409.
+- ``auto``: the client reads the services' ``/health`` (``detect``) and picks one of the above.
+
+SuperMQ's clients/domains era (v0.16+, ``/{domainID}/clients/configs/...``) is not written yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
+
+from reactor.errors import ConfigError
 
 Service = Literal["users", "things", "bootstrap", "certs", "http"]
 
@@ -25,6 +35,18 @@ class Endpoint:
     service: Service
     method: str
     path: str
+    #: The canonical operation the platform publishes when this call succeeds ("" for none).
+    echo: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request of an operation that an era spreads over one or several calls."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    #: How many events the call publishes (``Endpoint.echo`` once per pair it connects).
+    echoes: int = 1
 
 
 class ThingsProfile:
@@ -40,33 +62,53 @@ class ThingsProfile:
         return Endpoint("users", "POST", "/users/tokens/refresh")
 
     # bootstrap
+    #: What a config view publishes (bootstrap/events/producer/streams.go View).
+    view_echo = "config.view"
+    #: What enabling or disabling a thing publishes (things/events/streams.go).
+    status_echo = "thing.change_status"
+
     def configs(self) -> Endpoint:
-        return Endpoint("bootstrap", "GET", "/things/configs")
+        return Endpoint("bootstrap", "GET", "/things/configs", "config.list")
 
     def config(self, method: str, config_id: str) -> Endpoint:
-        return Endpoint("bootstrap", method, f"/things/configs/{_seg(config_id)}")
+        echo = {"GET": self.view_echo, "PUT": "config.update", "DELETE": "config.remove"}.get(method, "")
+        return Endpoint("bootstrap", method, f"/things/configs/{_seg(config_id)}", echo)
 
     def config_certs(self, config_id: str) -> Endpoint:
-        return Endpoint("bootstrap", "PATCH", f"/things/configs/certs/{_seg(config_id)}")
+        return Endpoint("bootstrap", "PATCH", f"/things/configs/certs/{_seg(config_id)}", "cert.update")
 
     def config_connections(self, config_id: str) -> Endpoint:
-        return Endpoint("bootstrap", "PUT", f"/things/configs/connections/{_seg(config_id)}")
+        path = f"/things/configs/connections/{_seg(config_id)}"
+        return Endpoint("bootstrap", "PUT", path, "thing.update_connections")
 
     def config_state(self, config_id: str) -> Endpoint:
-        return Endpoint("bootstrap", "PUT", f"/things/state/{_seg(config_id)}")
+        return Endpoint("bootstrap", "PUT", f"/things/state/{_seg(config_id)}", "thing.change_state")
+
+    def device_config(self, external_id: str) -> Endpoint:
+        """The device's own fetch (``Authorization: Thing <external key>``): the only answer that
+        carries the config's certificates (views leave them out, bootstrap/api/endpoint.go)."""
+        return Endpoint("bootstrap", "GET", f"/things/bootstrap/{_seg(external_id)}", "thing.bootstrap")
 
     # things and channels
     def thing(self, thing_id: str) -> Endpoint:
-        return Endpoint("things", "GET", f"/things/{_seg(thing_id)}")
+        return Endpoint("things", "GET", f"/things/{_seg(thing_id)}", "thing.view")
 
     def thing_status(self, thing_id: str, enable: bool) -> Endpoint:
-        return Endpoint("things", "POST", f"/things/{_seg(thing_id)}/{'enable' if enable else 'disable'}")
+        path = f"/things/{_seg(thing_id)}/{'enable' if enable else 'disable'}"
+        return Endpoint("things", "POST", path, self.status_echo)
 
-    def connection(self, connect: bool) -> Endpoint:
-        return Endpoint("things", "POST", "/connect" if connect else "/disconnect")
+    def connections(self, thing_id: str, channel_ids: list[str], connect: bool) -> list[Call]:
+        """v0.14.0 (things/api/http/requests.go connectThingReq): one pair a call."""
+        ep = Endpoint("things", "POST", "/connect" if connect else "/disconnect")
+        return [Call(ep, {"thing_id": thing_id, "channel_id": c}) for c in channel_ids]
+
+    @staticmethod
+    def already_connected(status: int) -> bool:
+        """A repeated connect: v0.14.0 answers 409 (the policy exists)."""
+        return status == 409
 
     def channel(self, channel_id: str) -> Endpoint:
-        return Endpoint("things", "GET", f"/channels/{_seg(channel_id)}")
+        return Endpoint("things", "GET", f"/channels/{_seg(channel_id)}", "channel.view")
 
     # certs
     def cert_issue(self) -> Endpoint:
@@ -86,4 +128,50 @@ class ThingsProfile:
         )
 
 
-PROFILES = {"things": ThingsProfile}
+class MainfluxProfile(ThingsProfile):
+    """Mainflux up to the Magistrala rename (2023), as absmach/mainflux 59bcb72f52c0 serves it."""
+
+    name = "mainflux"
+    view_echo = "config.list"  # View publishes configList with the whole config
+    status_echo = ""  # enable and disable publish thing.remove with a status (decoded as such)
+
+    def connections(self, thing_id: str, channel_ids: list[str], connect: bool) -> list[Call]:
+        """things/policies/api/http/requests.go: subjects x objects in one call; the policy
+        actions a thing needs to publish and subscribe. Each pair publishes ``policies.add``."""
+        if not channel_ids:
+            return []
+        path, echo = ("/connect", "policy.add") if connect else ("/disconnect", "policy.remove")
+        body: dict[str, Any] = {"subjects": [thing_id], "objects": list(channel_ids)}
+        if connect:
+            body["actions"] = ["m_read", "m_write"]
+        return [Call(Endpoint("things", "POST", path, echo), body, echoes=len(channel_ids))]
+
+    @staticmethod
+    def already_connected(status: int) -> bool:
+        return False  # a repeated connect is an upsert: 200 (things/policies/postgres/policies.go)
+
+
+Profile = ThingsProfile
+PROFILES: dict[str, type[ThingsProfile]] = {"things": ThingsProfile, "mainflux": MainfluxProfile}
+
+
+def profile_for(health: dict[str, Any]) -> tuple[str, str]:
+    """The profile a service's ``/health`` answer points to, and why (``ConfigError`` for an era
+    the reactor does not speak). Mainflux answers ``version`` 0.13.0 and earlier, Magistrala
+    0.14.x-0.15.x; SuperMQ 0.16+ moved things into clients and domains."""
+    version = str(health.get("version", "")).lstrip("v")
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise ConfigError(
+            f'supermq.profile = "auto": /health reports no version ({version!r}); set supermq.profile'
+        ) from None
+    what = f"{health.get('description') or 'service'} reports version {version}"
+    if (major, minor) <= (0, 13):
+        return "mainflux", f"{what} (Mainflux, before the Magistrala rename)"
+    if (major, minor) <= (0, 15):
+        return "things", f"{what} (Magistrala v0.14-v0.15)"
+    raise ConfigError(
+        f'supermq.profile = "auto": {what}; SuperMQ v0.16+ (clients and domains) is not supported yet'
+    )

@@ -81,11 +81,14 @@ async def test_a_due_certificate_is_rotated_in_order(sim: Simulator, tmp_path: P
     kinds = [e.kind for e in sim.state.effects_of(thing_id)]
     assert kinds == ["cert.issue", "config.certs"]
     calls = [(e.method, e.path) for e in sim.exchanges if e.service in ("bootstrap", "certs")]
-    assert calls == [
+    external_id = sim.state.configs[thing_id].external_id
+    assert calls == [  # a view leaves certificates out: each is read the device's way
         ("GET", f"/things/configs/{thing_id}"),
+        ("GET", f"/things/bootstrap/{external_id}"),
         ("POST", "/certs"),
         ("PATCH", f"/things/configs/certs/{thing_id}"),
         ("GET", f"/things/configs/{thing_id}"),
+        ("GET", f"/things/bootstrap/{external_id}"),
     ]
     assert _serves_valid_cert(sim, tmp_path, thing_id)
     assert result["old_revoked"] is False  # v0.14's API would revoke the new one too
@@ -238,10 +241,13 @@ async def test_local_ca_rotation_revokes_the_old_one_last(sim: Simulator, tmp_pa
     assert result["old_revoked"] is True
     assert result["old_serial"] == validate(old_pem, Policy(anchors=policy.anchors)).serial
     calls = [(e.method, e.path, e.at) for e in sim.exchanges if e.service == "bootstrap"]
+    external_id = sim.state.configs[thing.id].external_id
     assert [(m, p) for m, p, _ in calls] == [
         ("GET", f"/things/configs/{thing.id}"),
+        ("GET", f"/things/bootstrap/{external_id}"),
         ("PATCH", f"/things/configs/certs/{thing.id}"),
         ("GET", f"/things/configs/{thing.id}"),
+        ("GET", f"/things/bootstrap/{external_id}"),
     ]
     confirmed_at = time.time() - (time.monotonic() - calls[-1][2])
     assert revoked_at >= confirmed_at - 0.05  # the CRL was written after the config served the new one

@@ -66,7 +66,7 @@ def test_misses_say_why_and_actions_are_rendered() -> None:
         in text
     )
     assert "'bootstrapped_at_ns': 1693339161600369325" in text  # a number stays a number
-    assert "'channel_id': '<at run time: {{ results.config.channel_ids[0] }}>'" in text
+    assert "'channel_id': '<at run time: {{ results.config.control_channel_id }}>'" in text
     assert "thing.bootstrap (published as bootstrap.thing.bootstrap)" in text
 
 

@@ -37,6 +37,7 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
     ch1, ch2 = sim.state.add_channel("ctrl"), sim.state.add_channel("data")
     sim.state.add_config(thing, "ext-1", "ek-1", [ch1.id], '{"mode": "a"}', "dev")
 
+    assert (await client.resolve_profile()).name == "things"
     config = await client.view_config(thing.id)
     assert (config.thing_id, config.thing_key, config.channel_ids, config.state) == (
         thing.id,
@@ -50,9 +51,9 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
     await client.update_connections(thing.id, [ch1.id, ch2.id])
     await client.change_state(thing.id, 1)
     assert sim.state.connections == {(thing.id, ch1.id), (thing.id, ch2.id)}
-    assert await client.connect(thing.id, ch1.id) is False  # already connected: 409 → not an error
-    assert await client.connect(thing.id, ch2.id, connect=False) is True
-    assert await client.connect(thing.id, ch2.id) is True
+    assert await client.connect(thing.id, [ch1.id]) == []  # already connected: 409 → not an error
+    assert await client.connect(thing.id, [ch2.id], connect=False) == [ch2.id]
+    assert await client.connect(thing.id, [ch2.id]) == [ch2.id]
     assert (await client.view_thing(thing.id)).credentials.secret == thing.key
     assert (await client.set_thing_enabled(thing.id, False)).status == "disabled"
     assert (await client.view_channel(ch1.id)).name == "ctrl"
@@ -66,6 +67,9 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
         thing.id, client_cert=cert.client_cert, client_key=cert.client_key, ca_cert=sim.state.ca.pem
     )
     assert stored.client_cert == cert.client_cert
+    served = await client.served_config(thing.id)  # the view has no certs: read the device's way
+    assert (served.client_cert, served.ca_cert) == (cert.client_cert, sim.state.ca.pem)
+    assert (await client.device_config("ext-1", "ek-1")).client_key == cert.client_key
     await client.publish(ch1.id, thing.key, [{"n": "x", "v": 1}])
     await client.publish(
         ch1.id, thing.key, {"cmd": "reboot"}, subtopic="control/reboot", content_type="application/json"
@@ -84,9 +88,7 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
         ("users", "post", "/users/tokens/refresh", 401),
     }  # seen in test_auth and below
     assert sim.contract.deviations_seen == set(DEVIATIONS) - not_here
-    assert sim.contract.request_deviations_seen == set(REQUEST_DEVIATIONS) - {
-        ("bootstrap", "get", "/things/bootstrap/{externalId}")
-    }
+    assert sim.contract.request_deviations_seen == set(REQUEST_DEVIATIONS)
 
 
 async def test_refresh_and_device_bootstrap_deviations(sim: Simulator, client: SuperMQClient) -> None:

@@ -45,10 +45,11 @@ class Simulator:
         validate: bool = True,
         state: State | None = None,
         contract: Contract | None = None,
+        profile: str = "things",
     ) -> None:
         self.host = host
         self.ports = dict(ports) if ports is not None else dict.fromkeys(SERVICES, 0)
-        self.state = state or State()
+        self.state = state or State(profile=profile)
         self.faults = Faults()
         self.contract = contract if contract is not None else (Contract() if validate else None)
         self.exchanges: list[Exchange] = []
@@ -60,7 +61,7 @@ class Simulator:
         for service in SERVICES:
             app = web.Application(middlewares=[self._middleware(service)])
             app.add_routes(routes(service, self.state))
-            app.router.add_get("/health", _health(service))
+            app.router.add_get("/health", _health(service, self.state.profile))
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, self.host, self.ports[service], reuse_address=True)
@@ -98,6 +99,7 @@ class Simulator:
         values: dict[str, Any] = {f"{s}_url": self.url(s) for s in SERVICES} | {
             "identity": self.state.identity,
             "secret": self.state.secret,
+            "profile": self.state.profile,
         }
         return SuperMQSettings(**(values | overrides))
 
@@ -163,8 +165,14 @@ async def _fault(plan: Planned) -> web.Response:
     return response
 
 
-def _health(service: str) -> Handler:
+#: What /health reports per profile: Mainflux 59bcb72f52c0 says 0.13.0 (its last tag).
+_VERSIONS = {"mainflux": "0.13.0", "things": "0.14.0"}
+
+
+def _health(service: str, profile: str) -> Handler:
+    body = {"status": "pass", "version": _VERSIONS[profile], "description": f"{service} service"}
+
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "pass", "version": "0.14.0", "description": f"{service} service"})
+        return web.json_response(body)
 
     return health

@@ -93,7 +93,14 @@ class Effect:
 class State:
     """All of the simulated SuperMQ's data."""
 
-    def __init__(self, identity: str = "admin@example.com", secret: str = "12345678") -> None:  # noqa: S107
+    def __init__(
+        self,
+        identity: str = "admin@example.com",
+        secret: str = "12345678",  # noqa: S107
+        profile: str = "things",
+    ) -> None:
+        #: The era it plays: "things" (Magistrala v0.14.0) or "mainflux" (Mainflux 59bcb72f52c0).
+        self.profile = profile
         self.identity = identity
         self.secret = secret
         self.access_tokens: set[str] = set()
@@ -165,23 +172,25 @@ class State:
 
     # ---- views --------------------------------------------------------------------------------
 
+    def config_channel(self, channel: Channel) -> dict[str, Any]:
+        """A channel inside a config view: id, name, metadata (bootstrap/api/responses.go
+        channelRes). Mainflux serves ``null`` for a channel created without metadata."""
+        metadata = channel.metadata or (None if self.profile == "mainflux" else {})
+        return {"id": channel.id, "name": channel.name, "metadata": metadata}
+
     def config_view(self, config: Config) -> dict[str, Any]:
+        """``GET /things/configs/{id}``: the view never fills ``client_cert``/``ca_cert`` (bootstrap/
+        api/endpoint.go viewEndpoint, at Mainflux 59bcb72f52c0 and Magistrala v0.14.0 alike)."""
         thing = self.things.get(config.thing_id)
         return {
             "thing_id": config.thing_id,
             "thing_key": thing.key if thing else "",
-            "channels": [
-                self.channels[c].view() | {"metadata": self.channels[c].metadata}
-                for c in config.channels
-                if c in self.channels
-            ],
+            "channels": [self.config_channel(self.channels[c]) for c in config.channels if c in self.channels],
             "external_id": config.external_id,
             "external_key": config.external_key,
             "content": config.content,
             "name": config.name,
             "state": config.state,
-            "client_cert": config.client_cert,
-            "ca_cert": config.ca_cert,
         }
 
     def connect(self, thing_id: str, channel_id: str) -> bool:

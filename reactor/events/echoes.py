@@ -1,0 +1,86 @@
+"""The loop guard: events the reactor's own API calls make the platform publish.
+
+SuperMQ publishes an event for every operation, reads included: a config view publishes
+``config.list`` (Mainflux) or ``config.view`` (Magistrala), the device fetch the reactor uses to
+read certificates publishes ``thing.bootstrap``, an update publishes ``config.update``. A rule
+that reacts to one of those and calls the API again would feed itself.
+
+Two guards, both on by default:
+
+1. Read operations (``*.view``, ``*.list``, ``*.list_by_*``, ``*.view_*``, ``*.identify``,
+   ``*.authorize``) are matched only by a rule that names them exactly: a glob like
+   ``config.*`` never matches them. This holds across processes.
+2. Echoes: before each call the client notes the event it will cause (operation and device id,
+   from the profile's ``Endpoint.echo``); the first such event that arrives within ``ttl_s`` is
+   the reactor's own, and only rules with ``own_events = true`` see it. This guard is per
+   process: an echo consumed by another process of the same group is an ordinary event there
+   (guard 1 still applies).
+
+Memory is bounded: at most ``capacity`` expectations are held, the oldest dropped first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+_READ_ACTIONS = frozenset({"view", "list", "identify", "authorize"})
+
+
+def is_read(operation: str) -> bool:
+    """An operation that reads and changes nothing (``config.list``, ``thing.view_perms``)."""
+    action = operation.rpartition(".")[2]
+    return action in _READ_ACTIONS or action.startswith(("view_", "list_"))
+
+
+class Echoes:
+    """Expected echoes of the reactor's own calls: ``expect`` before a call, ``take`` per event."""
+
+    __slots__ = ("_capacity", "_pending", "_ttl_ns")
+
+    def __init__(self, ttl_s: float = 60.0, capacity: int = 10_000) -> None:
+        self._ttl_ns = int(ttl_s * 1e9)
+        self._capacity = capacity
+        self._pending: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def expect(self, operation: str, device: str, count: int = 1) -> None:
+        """The next ``count`` events ``operation`` about ``device`` will be the reactor's own."""
+        if not operation or count <= 0:
+            return
+        key = (operation, device)
+        deadline = time.monotonic_ns() + self._ttl_ns
+        slots = self._pending.pop(key, [])
+        slots.extend([deadline] * count)
+        self._pending[key] = slots
+        while len(self._pending) > self._capacity:
+            self._pending.popitem(last=False)
+
+    def withdraw(self, operation: str, device: str, count: int = 1) -> None:
+        """The call failed with an answer: the platform published nothing for it."""
+        slots = self._pending.get((operation, device))
+        if slots:
+            del slots[-count:]
+            if not slots:
+                del self._pending[(operation, device)]
+
+    def take(self, operation: str, device: str | None) -> bool:
+        """Whether this event is an expected echo (and, if so, consume the expectation)."""
+        if not self._pending:
+            return False
+        key = (operation, device or "")
+        slots = self._pending.get(key)
+        if not slots:
+            return False
+        now = time.monotonic_ns()
+        while slots and slots[0] < now:
+            slots.pop(0)
+        if not slots:
+            del self._pending[key]
+            return False
+        slots.pop(0)
+        if not slots:
+            del self._pending[key]
+        return True
