@@ -246,7 +246,7 @@ def _entity_ids(op: str, service: str, f: dict[str, Any]) -> dict[str, str | Non
     entity = op.partition(".")[0]
     thing = _str_or_none(f.get("thing_id") or f.get("client_id"))
     channel = _str_or_none(f.get("channel_id") or f.get("chan_id"))
-    if entity == "policy":  # Mainflux policies.*: subject = the thing, object = the channel
+    if entity == "policy" and service == "things":  # Mainflux: subject = the thing, object = the channel
         thing = thing or _str_or_none(f.get("subject"))
         channel = channel or _str_or_none(f.get("object"))
     config = _str_or_none(f.get("config_id"))

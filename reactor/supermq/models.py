@@ -15,8 +15,14 @@ def _null_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _null_is_no_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
 #: Metadata: Mainflux serves ``"metadata": null`` for a channel created without any.
 Metadata = Annotated[dict[str, Any], BeforeValidator(_null_is_empty)]
+#: Lists: Go marshals an empty slice that was never made as ``null`` (a config without channels).
+Channels = Annotated[list["ConfigChannel"], BeforeValidator(_null_is_no_list)]
 
 
 class Tokens(_Model):
@@ -36,7 +42,7 @@ class Config(_Model):
 
     thing_id: str
     thing_key: str = ""
-    channels: list[ConfigChannel] = []
+    channels: Channels = []
     external_id: str = ""
     external_key: str = ""
     content: str = ""
@@ -67,7 +73,7 @@ class DeviceConfig(_Model):
 
     thing_id: str
     thing_key: str = ""
-    channels: list[ConfigChannel] = []
+    channels: Channels = []
     content: str = ""
     client_cert: str = ""
     client_key: str = ""
@@ -78,7 +84,7 @@ class ConfigsPage(_Model):
     total: int = 0
     offset: int = 0
     limit: int = 10
-    configs: list[Config] = []
+    configs: Annotated[list[Config], BeforeValidator(_null_is_no_list)] = []
 
 
 class ConfigCerts(_Model):
@@ -96,7 +102,7 @@ class Credentials(_Model):
 class Thing(_Model):
     id: str
     name: str = ""
-    tags: list[str] = []
+    tags: Annotated[list[str], BeforeValidator(_null_is_no_list)] = []
     credentials: Credentials = Field(default_factory=Credentials)
     metadata: Metadata = {}
     status: str = ""
@@ -123,7 +129,7 @@ class SerialsPage(_Model):
     total: int = 0
     offset: int = 0
     limit: int = 10
-    certs: list[Cert] = []
+    certs: Annotated[list[Cert], BeforeValidator(_null_is_no_list)] = []
 
 
 class Revocation(_Model):

