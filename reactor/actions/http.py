@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from reactor.actions.base import Action, ActionContext, Params
 from reactor.errors import PermanentError
-from reactor.supermq.client import Http, raise_for, send
+from reactor.supermq.http import Http, raise_for, send
 
 
 class HttpParams(Params):

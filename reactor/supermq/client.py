@@ -1,271 +1,25 @@
-"""An async client for SuperMQ's HTTP APIs: httpx requests and responses on our HTTP/1.1 transport.
+"""An async client for SuperMQ's HTTP APIs: one method per operation the actions need.
 
-Errors are translated here, at the boundary: a transport error or timeout, HTTP 429 (with its
-Retry-After) and 5xx become ``RetryableError``; any other 4xx becomes ``PermanentError``; both
-carry the status and SuperMQ's ``{"error","message"}`` text. A 401 on a user call refreshes the
-token once and repeats the call once.
-
-Requests go straight to an httpx transport (``Http``), not through ``httpx.AsyncClient``: the
-client's cookie jar, auth and redirect machinery cost about 100 µs a request here and the reactor
-needs none of them (it sends its own ``Authorization``, SuperMQ does not redirect). The transport is
-``Http1Transport`` (see transport.py for why and the figures) or, with ``supermq.transport =
-"httpx"`` or a ``supermq.proxy``, httpx's own.
+The HTTP plumbing and error translation are in ``http.py``, the user token in ``tokens.py``, the
+era's paths and bodies in ``profile.py``. A refused token is renewed once and the call repeated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
 
-from reactor.errors import ActionError, PermanentError, RetryableError
+from reactor.errors import ActionError, PermanentError
 from reactor.events.echoes import Echoes
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
+from reactor.supermq.http import JSON_HEADERS, Http, build_http, join, parse, raise_for, send
 from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile, profile_for
-from reactor.supermq.transport import Http1Transport
-
-_JSON = {"Content-Type": "application/json"}
-_AGENT = {"User-Agent": "supermq-reactor"}
-_AGENT_RAW = (b"User-Agent", _AGENT["User-Agent"].encode())
-M = TypeVar("M", bound=BaseModel)
-
-
-def _join_parsed(base: httpx.URL, path: str, query: str | None) -> httpx.URL:
-    """``base`` + an escaped path (+ query) through httpx's parser: the reference join."""
-    raw = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + path.encode("ascii")
-    return base.copy_with(raw_path=raw + (b"?" + query.encode("ascii") if query else b""))
-
-
-def _join_fast(base: httpx.URL, path: str, query: str | None) -> httpx.URL:
-    """The same URL without parsing the whole of it again (a third of httpx.Request's cost):
-    the base's parsed parts with another path and query. It leans on httpx's ``_uri_reference``;
-    ``join`` checks it against ``_join_parsed`` at import and falls back if httpx changes."""
-    url = httpx.URL.__new__(httpx.URL)
-    ref = base._uri_reference
-    url._uri_reference = ref._replace(path=ref.path.rstrip("/") + path, query=query, fragment=None)
-    return url
-
-
-def _pick_join() -> Any:
-    base = httpx.URL("https://user@example.com:8443/prefix/?x=1")
-    for path, query in (("/things/a%2Fb", None), ("/configs", "offset=0&limit=10")):
-        try:
-            same = _join_fast(base, path, query) == _join_parsed(base, path, query)
-        except (AttributeError, TypeError, ValueError):
-            same = False
-        if not same:
-            return _join_parsed
-    return _join_fast
-
-
-#: ``join(base, path, query)``: a service's base URL + an escaped path and query.
-join = _pick_join()
-
-
-class Http:
-    """httpx requests sent straight to an httpx transport, each read whole and closed."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport, timeout_s: float) -> None:
-        self.transport = transport
-        self._timeout = httpx.Timeout(timeout_s).as_dict()
-
-    async def request(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        *,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> httpx.Response:
-        if params is None and json is None and isinstance(url, httpx.URL):
-            request = self._framed(method, url, content, headers)
-        else:
-            request = httpx.Request(
-                method,
-                url,
-                content=content,
-                headers={**_AGENT, **headers} if headers else _AGENT,
-                params=params,
-                json=json,
-                extensions={"timeout": self._timeout},
-            )
-        response = await self.transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-
-    def _framed(
-        self, method: str, url: httpx.URL, content: bytes | None, headers: Mapping[str, str] | None
-    ) -> httpx.Request:
-        """The request in httpx's ``stream=`` form, where httpx adds no header: Host and
-        Content-Length are set here as ``content=`` would set them (half the cost of building
-        the request; a test holds both forms equal)."""
-        body = content or b""
-        raw = [(b"Host", url.netloc)]
-        if not body and method in ("POST", "PUT", "PATCH"):
-            raw.append((b"Content-Length", b"0"))
-        raw.append(_AGENT_RAW)
-        if headers:
-            raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        if body:
-            raw.append((b"Content-Length", b"%d" % len(body)))
-        return httpx.Request(
-            method, url, headers=raw, stream=httpx.ByteStream(body), extensions={"timeout": self._timeout}
-        )
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
-
-
-def build_http(settings: SuperMQSettings) -> Http:
-    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout."""
-    verify: ssl.SSLContext | bool = settings.verify_tls
-    if settings.verify_tls and settings.ca_bundle:
-        verify = ssl.create_default_context(cafile=settings.ca_bundle)
-    transport: httpx.AsyncBaseTransport
-    if settings.transport == "httpx" or settings.proxy:
-        limits = httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-        )
-        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=settings.proxy or None)
-    else:
-        transport = Http1Transport(
-            verify=verify, max_connections=settings.max_connections, keepalive_s=settings.keepalive_s
-        )
-    return Http(transport, settings.timeout_s)
-
-
-def _message(response: httpx.Response) -> str:
-    """SuperMQ's error body ``{"error","message"}`` as one line, or the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
-    if isinstance(body, dict):
-        parts = [str(body[k]) for k in ("error", "message") if body.get(k)]
-        if parts:
-            return ": ".join(parts)
-    return response.text[:200]
-
-
-def token_refused(response: httpx.Response) -> bool:
-    """The user token was refused: 401, or Mainflux's 500 for an expired token (its services ask
-    users over gRPC and pass on ``rpc error: code = Unauthenticated ... "exp" not satisfied`` as
-    an internal error: internal/api/common.go EncodeError has no case for it; seen on the real
-    deployment of 59bcb72f52c0)."""
-    status = response.status_code
-    return status == 401 or (status == 500 and b"code = Unauthenticated" in response.content)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
-
-
-async def send(http: Http, method: str, url: str | httpx.URL, what: str, **kwargs: Any) -> httpx.Response:
-    """One HTTP call; a transport error or timeout becomes ``RetryableError`` (the status is checked by
-    ``raise_for``). Every HTTP call of the reactor goes through here."""
-    try:
-        return await http.request(method, url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
-        raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def parse(model: type[M], response: httpx.Response, what: str) -> M:
-    """The answer as a typed model; an unexpected shape is a ``PermanentError``."""
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise PermanentError(
-            f"{what}: unexpected answer from SuperMQ: {exc.errors()[0]['msg']}", status=response.status_code
-        ) from exc
-
-
-def raise_for(response: httpx.Response, what: str) -> None:
-    """Translate a non-2xx answer into the error taxonomy."""
-    status = response.status_code
-    if status < 300:
-        return
-    text = f"{what}: HTTP {status}: {_message(response)}"
-    if status == 429:
-        raise RetryableError(text, status=status, retry_after_s=_retry_after(response))
-    if status >= 500:
-        raise RetryableError(text, status=status, retry_after_s=_retry_after(response))
-    raise PermanentError(text, status=status)
-
-
-class TokenProvider:
-    """A user token: static, or issued by logging in and refreshed on 401."""
-
-    def __init__(self, settings: SuperMQSettings, http: Http, profile: ThingsProfile) -> None:
-        self._s = settings
-        self._http = http
-        self._profile = profile
-        self._users = httpx.URL(settings.users_url)
-        self._access = settings.token.get_secret_value()
-        self._refresh = ""
-        self._lock = asyncio.Lock()
-
-    async def token(self) -> str:
-        if not self._access:
-            async with self._lock:
-                if not self._access:
-                    await self._login()
-        return self._access
-
-    async def renew(self, stale: str) -> str:
-        """A new token after ``stale`` was refused: refresh if possible, else log in again."""
-        async with self._lock:
-            if self._access and self._access != stale:
-                return self._access  # another call renewed it already
-            if self._refresh and await self._refresh_once():
-                return self._access
-            await self._login()
-            return self._access
-
-    async def _login(self) -> None:
-        if not self._s.identity:
-            raise PermanentError(
-                "SuperMQ refused the token and no identity/secret is configured to log in", status=401
-            )
-        body: dict[str, str] = {"identity": self._s.identity, "secret": self._s.secret.get_secret_value()}
-        if self._s.domain_id:
-            body["domain_id"] = self._s.domain_id
-        tokens = await self._post_tokens(self._profile.token_issue(), body, {})
-        self._access, self._refresh = tokens.access_token, tokens.refresh_token
-
-    async def _refresh_once(self) -> bool:
-        headers = {"Authorization": f"Bearer {self._refresh}"}
-        body = {"domain_id": self._s.domain_id} if self._s.domain_id else {}
-        try:
-            tokens = await self._post_tokens(self._profile.token_refresh(), body, headers)
-        except PermanentError:
-            return False
-        self._access, self._refresh = tokens.access_token, tokens.refresh_token or self._refresh
-        return True
-
-    async def _post_tokens(
-        self, ep: Endpoint, body: dict[str, str], headers: dict[str, str]
-    ) -> models.Tokens:
-        url = join(self._users, ep.path, None)
-        response = await send(self._http, ep.method, url, "users token", json=body, headers=headers)
-        raise_for(response, "users token")
-        return parse(models.Tokens, response, "users token")
+from reactor.supermq.tokens import TokenProvider, token_refused
 
 
 class SuperMQClient:
@@ -348,7 +102,7 @@ class SuperMQClient:
         query = str(httpx.QueryParams(params)) if params else None
         url = join(self._bases[ep.service], ep.path, query)
         content = None if body is None else json.dumps(body).encode()
-        headers = dict(_JSON) if content is not None else {}
+        headers = dict(JSON_HEADERS) if content is not None else {}
         expect = ep.echo and self.echoes is not None
         if expect:
             self.echoes.expect(ep.echo, device, echoes)  # type: ignore[union-attr]

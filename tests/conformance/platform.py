@@ -3,13 +3,14 @@ real state back (never through the reactor's client, so the reactor cannot vouch
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from tests.conformance.deployment import ADMIN_EMAIL, ADMIN_SECRET, Deployment
+from tests.conformance.deployment import ACCESS_TTL_S, ADMIN_EMAIL, ADMIN_SECRET, Deployment
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Platform:
         self.d = deployment
         self.http = httpx.Client(timeout=10)
         self._token = ""
+        self._issued = 0.0
 
     def close(self) -> None:
         self.http.close()
@@ -38,10 +40,12 @@ class Platform:
             json={"identity": ADMIN_EMAIL, "secret": ADMIN_SECRET},
         )
         answer.raise_for_status()
-        self._token = answer.json()["access_token"]
+        self._token, self._issued = answer.json()["access_token"], time.monotonic()
         return self._token
 
     def call(self, method: str, service: str, path: str, **kwargs: Any) -> httpx.Response:
+        if time.monotonic() - self._issued > ACCESS_TTL_S - 1:
+            self._token = ""  # expired: Mainflux does not always say so with a 401
         for _ in range(2):
             headers = {"Authorization": f"Bearer {self._token or self.login()}", **kwargs.pop("headers", {})}
             answer = self.http.request(method, f"{self.d.url(service)}{path}", headers=headers, **kwargs)

@@ -60,3 +60,34 @@ async def test_static_token_without_credentials(sim: Simulator) -> None:
             await client.list_configs()
     finally:
         await client.aclose()
+
+
+def _jwt(iat: float, exp: float) -> str:
+    import base64  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    claims = base64.urlsafe_b64encode(json.dumps({"iat": iat, "exp": exp}).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzUxMiJ9.{claims}.sig"
+
+
+def test_a_jwt_is_renewed_ahead_of_its_expiry_on_the_issuers_clock() -> None:
+    from reactor.supermq.tokens import renew_at  # noqa: PLC0415
+
+    # 900 s lifetime, issued by a server whose clock is an hour ahead: renew 30 s before the end
+    assert renew_at(_jwt(1_000_000 + 3600, 1_000_900 + 3600), now=50.0) == 50.0 + 900 - 30
+    assert renew_at(_jwt(100, 106), now=0.0) == 6 - 0.6  # short tokens: a tenth of their lifetime
+    assert renew_at("not-a-jwt", now=0.0) is None
+    assert renew_at("a.bm90IGpzb24.c", now=0.0) is None
+
+
+def test_mainflux_refusals_of_an_expired_token_are_recognised() -> None:
+    import httpx  # noqa: PLC0415
+
+    from reactor.supermq.tokens import token_refused  # noqa: PLC0415
+
+    expired = b'{"error":"rpc error: code = Unauthenticated desc = failed to perform authentication"}'
+    assert token_refused(httpx.Response(401))
+    assert token_refused(httpx.Response(403, content=expired))
+    assert token_refused(httpx.Response(500, content=expired))
+    assert not token_refused(httpx.Response(500, content=b""))
+    assert not token_refused(httpx.Response(403, content=b'{"error":"not yours"}'))

@@ -18,7 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from reactor.settings import SuperMQSettings
 from reactor.supermq import transport as tr
-from reactor.supermq.client import Http, SuperMQClient, _join_fast, _join_parsed, build_http
+from reactor.supermq.client import SuperMQClient
+from reactor.supermq.http import Http, _join_fast, _join_parsed, build_http
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.transport import Http1Transport
 from tests.certs.corpus import issue

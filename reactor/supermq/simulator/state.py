@@ -185,7 +185,9 @@ class State:
         return {
             "thing_id": config.thing_id,
             "thing_key": thing.key if thing else "",
-            "channels": [self.config_channel(self.channels[c]) for c in config.channels if c in self.channels],
+            "channels": [
+                self.config_channel(self.channels[c]) for c in config.channels if c in self.channels
+            ],
             "external_id": config.external_id,
             "external_key": config.external_key,
             "content": config.content,
