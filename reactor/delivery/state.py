@@ -33,6 +33,15 @@ def step_key(rule: str, action_id: str) -> str:
     return f"{rule}/{action_id}"
 
 
+def encode_result(result: Any) -> str:
+    """A step's result as JSON text (ASCII); never raises: what cannot be encoded (a cycle,
+    nesting past Python's limit) is recorded as its type, so the step still counts as done."""
+    try:
+        return json.dumps(result, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps({"unserialisable": type(result).__name__})
+
+
 class StateStore(ABC):
     """Completed steps by event key (``stream/entry_id``)."""
 
@@ -85,7 +94,7 @@ class SQLiteStateStore(StateStore):
         now = time.time()
         self._db.execute(
             "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)",
-            (event_key, step_key(rule, action_id), json.dumps(result, default=str), now),
+            (event_key, step_key(rule, action_id), encode_result(result), now),
         )
         self._writes += 1
         if self._writes % self._PRUNE_EVERY == 0:
@@ -109,7 +118,7 @@ class RedisStateStore(StateStore):
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
         key = f"{self._prefix}:{event_key}"
-        value = json.dumps(result, default=str)
+        value = encode_result(result)
 
         async def write() -> Any:
             async with self._client.pipeline(transaction=True) as pipe:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
-from reactor.ops.redact import MASK, redact, redact_text
+from reactor.ops.redact import MASK, redact, redact_text, utf8_safe
 
 #: One encoder for every row (json.dumps with arguments builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
@@ -87,12 +87,12 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
         for step in [*rule.steps, *rule.fallback]:
             result = "skipped" if step.skipped else "success" if step.ok else "failed"
             rows.append(
-                AuditRow(
+                AuditRow(  # every text encodable as UTF-8, whatever the event held (lone surrogates)
                     at,
-                    event.stream,
-                    event.entry_id,
-                    event.device or "",
-                    event.operation,
+                    utf8_safe(event.stream),
+                    utf8_safe(event.entry_id),
+                    utf8_safe(event.device or ""),
+                    utf8_safe(event.operation),
                     rule.rule,
                     step.action_id,
                     step.type,

@@ -9,13 +9,14 @@ from typing import Any, TextIO
 
 import structlog
 
-from reactor.ops.redact import redact
+from reactor.ops.redact import redact, utf8_safe
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
 
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return {k: redact(v, k) for k, v in event_dict.items()}
+    """Every value masked and encodable as UTF-8 (``redact`` never raises on content)."""
+    return {utf8_safe(str(k)): redact(v, str(k)) for k, v in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:

@@ -87,6 +87,10 @@ def _settings(tmp_path: Path, sim: Simulator, unique: str, **worker: Any) -> Set
     return settings.model_copy(update={"supermq": sim.settings()})
 
 
+def _id(entry_id: bytes | str) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
 @contextlib.asynccontextmanager
 async def _running(settings: Settings) -> AsyncIterator[list[Outcome]]:
     outcomes: list[Outcome] = []
@@ -130,7 +134,7 @@ async def test_hostile_entries_are_dead_lettered_and_the_reactor_goes_on(
         {"data": '{"operation":"config.update","thing_id":"\\ud800","metadata":{}}'},  # lone surrogate
         {"operation": "x" * 65_536, "thing_id": "t"},
     ]
-    ids = [await raw_redis.xadd(stream, fields) for fields in hostile]
+    ids = [_id(await raw_redis.xadd(stream, fields)) for fields in hostile]
     await raw_redis.xadd(stream, {"operation": "config.create", "thing_id": "after"})
     async with _running(settings) as outcomes:
         await _until(lambda: len(outcomes) == len(hostile) + 1, "every entry settled")
@@ -139,20 +143,20 @@ async def test_hostile_entries_are_dead_lettered_and_the_reactor_goes_on(
         r.fields["entry_id"]: r.fields
         for r in await DeadLetters(redis_client, settings.redis.dlq_stream).records()
     }
-    reasons = [records[i.decode()]["reason"] for i in ids]
+    reasons = [records[i]["reason"] for i in ids]
     assert reasons == ["malformed"] * 5 + ["action_failed", "action_failed", "malformed"]
-    first = json.loads(records[ids[0].decode()]["event"])
+    first = json.loads(records[ids[0]]["event"])
     assert base64.b64decode(first["_b64"]["thing_id"]) == b"t\xff"  # raw bytes kept
-    assert (
-        json.loads(records[ids[2].decode()]["event"])["_b64"]["data"] == base64.b64encode(PROTO_BLOB).decode()
-    )
-    assert "field 'thing_id' is not UTF-8 text" in records[ids[0].decode()]["error"]
-    assert "nested deeper than events.max_depth" in records[ids[3].decode()]["error"]
-    assert "\\ud800" in records[ids[6].decode()]["error"]  # escaped, not a UnicodeEncodeError
+    assert json.loads(records[ids[2]]["event"])["_b64"]["data"] == base64.b64encode(PROTO_BLOB).decode()
+    assert "field 'thing_id' is not UTF-8 text" in records[ids[0]]["error"]
+    assert "nested deeper than events.max_depth" in records[ids[3]]["error"]
+    assert "\\ud800" in records[ids[6]]["error"]  # escaped, not a UnicodeEncodeError
     for i in ids[3:6]:
-        assert "s3cret-key" not in records[i.decode()]["event"]  # masked, however deep the document
+        assert "s3cret-key" not in records[i]["event"]  # masked, however deep the document
     last = outcomes[-1]
-    assert last.event is not None and last.event.thing_id == "after" and last.dead_letter is None
+    assert last.event is not None
+    assert last.event.thing_id == "after"
+    assert last.dead_letter is None
 
 
 async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_read_again(
@@ -163,8 +167,10 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
     settings = _settings(tmp_path, sim, unique, max_deliveries=3)
     stream = settings.redis.streams[0]
     await redis_client.xgroup_create(stream, "g", id="0", mkstream=True)
-    killer = await raw_redis.xadd(stream, {"operation": "config.create", "thing_id": b"k\xff"})
-    fine = await raw_redis.xadd(stream, {"operation": "config.create", "thing_id": "poisoned-by-crashes"})
+    killer = _id(await raw_redis.xadd(stream, {"operation": "config.create", "thing_id": b"k\xff"}))
+    fine = _id(
+        await raw_redis.xadd(stream, {"operation": "config.create", "thing_id": "poisoned-by-crashes"})
+    )
     await raw_redis.xreadgroup("g", "c1", {stream: ">"})  # delivery 1: the process died with both
     for _ in range(2):  # deliveries 2 and 3: two restarts that died again
         await raw_redis.xreadgroup("g", "c1", {stream: "0"})
@@ -177,9 +183,9 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
         r.fields["entry_id"]: r.fields
         for r in await DeadLetters(redis_client, settings.redis.dlq_stream).records()
     }
-    assert "delivered 4 times (max_deliveries 3)" in records[killer.decode()]["error"]
-    assert base64.b64decode(json.loads(records[killer.decode()]["event"])["_b64"]["thing_id"]) == b"k\xff"
-    assert json.loads(records[fine.decode()]["event"])["thing_id"] == "poisoned-by-crashes"
+    assert "delivered 4 times (max_deliveries 3)" in records[killer]["error"]
+    assert base64.b64decode(json.loads(records[killer]["event"])["_b64"]["thing_id"]) == b"k\xff"
+    assert json.loads(records[fine]["event"])["thing_id"] == "poisoned-by-crashes"
 
 
 async def test_reclaimed_entries_are_read_as_bytes_too(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,12 @@ def test_a_lone_surrogate_decodes_and_stays_a_value() -> None:
 
 
 def test_the_raw_view_keeps_bytes_that_are_not_text_as_base64_and_replay_restores_them() -> None:
-    payload = {"operation": "config.create", "thing_id": b"t\xff", b"k\xfe": b"v", "data_ok": b"fine"}
+    payload: dict[Any, Any] = {
+        "operation": "config.create",
+        "thing_id": b"t\xff",
+        b"k\xfe": b"v",
+        "data_ok": b"fine",
+    }
     view = raw_view(payload)
     assert view["operation"] == "config.create"
     assert view["data_ok"] == "fine"
