@@ -130,7 +130,7 @@ class Reactor:
             client.echoes = Echoes()
         metrics = Metrics()
         registry = build_registry(settings, logger, client, metrics)
-        holder = RuleHolder(settings.rules.dir, registry, logger)
+        holder = RuleHolder(settings.rules.dir, registry, logger, bounds_from=settings.rules)
         state = state if state is not None else build_state_store(settings)
         executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state, client.echoes)
         audit = build_audit(settings) if settings.ops.audit else None
@@ -240,7 +240,7 @@ def install_signal_handlers(stop: asyncio.Event, holder: RuleHolder) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, holder.reload)
+    loop.add_signal_handler(signal.SIGHUP, holder.request_reload)  # compiled off the loop
 
 
 async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBoundLogger) -> int:

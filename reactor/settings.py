@@ -124,10 +124,20 @@ class EventsSettings(_Section):
 
 
 class RulesSettings(_Section):
-    """Where the rules live."""
+    """Where the rules live, and the bounds on evaluating them (reactor/rules/bounds.py)."""
 
     dir: Path = Path("rules")
     reload_interval_s: float = Field(default=2.0, ge=0)
+    #: Evaluation time the conditions and templates of one event may take in all (not the actions).
+    eval_timeout_s: float = Field(default=0.5, gt=0, le=60)
+    #: Characters or items of any one string or list a rule may build.
+    max_value_size: int = Field(default=1_000_000, gt=0)
+    #: Characters or items a rule may build in all while one event is evaluated.
+    max_event_output: int = Field(default=16_000_000, gt=0)
+    #: ``{% for %}`` iterations per event.
+    max_loop_iterations: int = Field(default=100_000, gt=0)
+    #: Bits of an integer a rule may compute (``2 ** 4096`` is the largest power of two).
+    max_int_bits: int = Field(default=4096, ge=64)
 
 
 class WorkerSettings(_Section):

@@ -19,6 +19,7 @@ from reactor.errors import ActionError, PermanentError
 from reactor.events.echoes import Echoes
 from reactor.events.model import Event
 from reactor.ops.redact import redact_text
+from reactor.rules import bounds
 from reactor.rules.model import CompiledAction, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
 
@@ -69,16 +70,32 @@ class Executor:
         self._policies: dict[RetrySpec | None, RetryPolicy] = {None: retry}
 
     async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
-        """Run the matching rules; on a redelivery, skip the steps that completed before."""
+        """Run the matching rules; on a redelivery, skip the steps that completed before.
+
+        Evaluating the event's conditions and templates shares one budget (``rules.eval_timeout_s``
+        and the size bounds); a rule whose conditions go past it fails the event, named."""
+        if bounds.should_pace():  # other events' evaluations held the loop: let it poll first
+            await bounds.pace()
+        token = bounds.start_event()
+        try:
+            return await self._execute(event, redelivered)
+        finally:
+            bounds.end_event(token)
+
+    async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         ctx: dict[str, Any] = {"event": event}
-        matched = self._rules().match(event, ctx)
+        matched, exceeded = self._rules().select(event, ctx)
         if self._echoes is not None and self._echoes.take(event.operation, event.device):
             matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
-        if not matched:
-            return []
-        key = f"{event.stream}/{event.entry_id}"
-        done = await self._state.completed(key) if redelivered and self._state is not None else {}
-        return [await self._run_rule(rule, event, key, done, redelivered) for rule in matched]
+            exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
+        outcomes = []
+        if matched:
+            key = f"{event.stream}/{event.entry_id}"
+            done = await self._state.completed(key) if redelivered and self._state is not None else {}
+            outcomes = [await self._run_rule(rule, event, key, done, redelivered) for rule in matched]
+        if exceeded is not None:
+            outcomes.append(_exceeded(*exceeded))
+        return outcomes
 
     async def _run_rule(
         self, rule: Rule, event: Event, key: str, done: Steps, redelivered: bool
@@ -164,6 +181,13 @@ class Executor:
             params=params,
             secret_params=secret,
         )
+
+
+def _exceeded(rule: Rule, reason: str) -> RuleOutcome:
+    """A rule whose conditions went past an evaluation bound: failed for good, like a 4xx."""
+    error = f"conditions went past an evaluation bound: {reason}"
+    step = StepOutcome("when", "condition", ok=False, attempts=1, duration_s=0.0, error=error)
+    return RuleOutcome(rule.name, failed=step)
 
 
 async def _guarded(action: CompiledAction, params: Any, actx: ActionContext) -> Any:

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from reactor.actions.base import ActionRegistry
 from reactor.delivery.replay import deliveries_from_file
-from reactor.errors import DecodeError, RuleSetError
+from reactor.errors import ConfigError, DecodeError, RuleSetError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
 from reactor.rules.dryrun import dry_run, print_report
@@ -64,7 +64,7 @@ def dry_run_command(
         return EXIT_ERROR
     try:
         events = read_events(event_file, stream, decoder)
-    except (OSError, ValueError, DecodeError) as exc:
+    except (OSError, ValueError, DecodeError, ConfigError) as exc:
         print(f"error: {event_file}: {exc}", file=out)
         return EXIT_ERROR
     status = EXIT_OK

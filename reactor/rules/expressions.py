@@ -8,6 +8,10 @@ Python bytecode once at load. We add StackStorm-like operators as tests and filt
 - A *condition* is one Jinja expression (``event.state == 1 and event.content.mode is defined``).
 - A *template* is a string; when it is exactly one ``{{ expr }}`` the value keeps its type
   (number, list, dict, null), otherwise it renders as text.
+
+Evaluation is bounded in time and size (``reactor.rules.bounds``): the sandbox's hooks (calls,
+intercepted operators, filters) and the loops and outputs of templates (rewritten at compile time)
+check the event's budget; going past it raises ``BoundExceeded``, never a failed condition.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ import dataclasses
 import operator
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes, pass_context
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.events.model import NS_PER_S, Event
+from reactor.rules import bounds
+from reactor.rules.bounds import BoundExceeded, RegexError, Section
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -38,14 +45,15 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "gteq": operator.ge,
 }
 Compare = tuple[Callable[[Any, Any], Any], Any]
+_N = TypeVar("_N", bound=nodes.Node)
 
 
-def _shortcut(source: str) -> tuple[tuple[str, ...] | None, Compare | None]:
+def _shortcut(node: nodes.Expr) -> tuple[tuple[str, ...] | None, Compare | None]:
     """``a.b.c`` (a path) or ``a.b.c <op> <literal>`` (a comparison), read from Jinja's own parse
     tree; anything else runs the compiled template. Jinja compiles both to plain attribute steps
     through the sandbox's ``getattr`` and Python's comparison operators, which is what
-    ``Expression._run`` does for them without creating a template context."""
-    node = Parser(_ENV, source, state="variable").parse_expression()
+    ``Expression._run`` does for them without creating a template context (nor a budget: a path
+    and a comparison with a literal cannot loop or build anything)."""
     compare = None
     if isinstance(node, nodes.Compare) and len(node.ops) == 1:
         operand = node.ops[0]
@@ -131,17 +139,12 @@ def days_until(value: Any) -> float:
     return seconds_until(value) / _DAY_S
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
-
-
 def _matching(value: Any, pattern: str) -> bool:
-    return isinstance(value, str) and _regex(pattern).search(value) is not None
+    return isinstance(value, str) and bounds.regex(pattern).search(value) is not None
 
 
 def _imatching(value: Any, pattern: str) -> bool:
-    return isinstance(value, str) and _regex(pattern, re.I).search(value) is not None
+    return isinstance(value, str) and bounds.regex(pattern, fold=True).search(value) is not None
 
 
 def _text_test(fn: Callable[[str, str], bool], fold: bool) -> Callable[[Any, Any], bool]:
@@ -194,8 +197,24 @@ _TESTS: dict[str, Callable[..., Any]] = {
 }
 
 
+@pass_context
+def _loop_filter(context: Context, iterable: Any) -> Any:
+    return bounds.bounded_loop(iterable)
+
+
+@pass_context
+def _emit_filter(context: Context, value: Any) -> str:
+    return bounds.produced(value if type(value) is str else str(value))  # type: ignore[no-any-return]
+
+
+#: Filters the compiler inserts (``_bounded``); context filters, so never folded at load.
+_LOOP, _EMIT = "reactor_bounded_loop", "reactor_bounded_output"
+
+
 class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, with our tests, filters and ``any``/``all`` over lists."""
+    """The sandbox, with our tests, filters and ``any``/``all`` over lists, and bounds."""
+
+    intercepted_binops = bounds.INTERCEPTED_BINOPS
 
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -209,7 +228,22 @@ class _Env(ImmutableSandboxedEnvironment):
             to_datetime=_to_datetime,
             certinfo=lambda pem: dict(certinfo(str(pem))),
         )
+        self.filters = {name: bounds.guard_filter(name, fn) for name, fn in self.filters.items()}
+        self.filters.update({_LOOP: _loop_filter, _EMIT: _emit_filter})
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """``*``, ``**``, ``+``, ``%``: refused before they build something too big."""
+        bounds.check_binop(operator, left, right)
+        return bounds.produced(self.binop_table[operator](left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Every call (methods, macros, ``loop()``): the clock, a ``str`` method's size, the result's size."""
+        bounds.check_time()
+        target = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
+        if isinstance(getattr(target, "__self__", None), str):
+            bounds.check_str_method(target, args, kwargs)
+        return bounds.produced(super().call(__context, __obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """An Event's id that the event does not carry is undefined (strict), not None.
@@ -252,18 +286,97 @@ def _check_defined(value: Any) -> Any:
     return value
 
 
+#: What Python's parser and compiler (and Jinja's, recursive) raise on a source nested too deeply.
+_TOO_COMPLEX = (RecursionError, SyntaxError, MemoryError)
+_SHOWN = 120
+
+
+def _shown(source: str) -> str:
+    """The source for a message: whole when short, its start when not (a message is one line)."""
+    return source if len(source) <= _SHOWN else f"{source[:_SHOWN]}… ({len(source):,} characters)"
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    """What ``Environment.compile_expression`` parses, kept for the shortcut and the checks."""
+    parser = Parser(_ENV, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+    return expr
+
+
+def _find(tree: nodes.Node, kind: type[_N]) -> Iterator[_N]:
+    """``tree`` itself (when of that kind) and every node of that kind under it."""
+    if isinstance(tree, kind):
+        yield tree
+    yield from tree.find_all(kind)
+
+
+def _is_const(*items: nodes.Node) -> bool:
+    return all(isinstance(i, nodes.Const) for i in items)
+
+
+def _check_patterns(tree: nodes.Node) -> None:
+    """Literal regexes are compiled at load, so a pattern RE2 refuses is an error of the rule file."""
+    for test in _find(tree, nodes.Test):
+        if test.name in ("matching", "imatching") and test.args and isinstance(test.args[0], nodes.Const):
+            bounds.regex(str(test.args[0].value), fold=test.name == "imatching")
+    for flt in _find(tree, nodes.Filter):
+        args = flt.args
+        if flt.name in ("any", "all") and len(args) >= 2 and _is_const(args[0], args[1]):
+            test = args[0].value  # type: ignore[attr-defined]
+            if test in ("matching", "imatching"):
+                bounds.regex(str(args[1].value), fold=test == "imatching")  # type: ignore[attr-defined]
+
+
+_CONTAINERS = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
+
+
+def _counted(node: nodes.Expr) -> nodes.Expr:
+    return nodes.Filter(node, _EMIT, [], [], None, None, lineno=node.lineno)
+
+
+def _bounded(tree: nodes.Template) -> nodes.Template:
+    """The template with every ``{% for %}`` iterating through the loop bound, and every output
+    inside a loop, macro or block (what the renderer does not see piece by piece) counted."""
+    for loop in list(tree.find_all(nodes.For)):
+        loop.iter = nodes.Filter(loop.iter, _LOOP, [], [], None, None, lineno=loop.lineno)
+    seen: set[int] = set()
+    for container in list(tree.find_all(_CONTAINERS)):
+        for output in container.find_all(nodes.Output):
+            if id(output) not in seen:
+                seen.add(id(output))
+                output.nodes = [_counted(n) for n in output.nodes]
+    tree.set_environment(_ENV)
+    return tree
+
+
+def _compile_expression(source: str) -> tuple[Any, nodes.Expr]:
+    node = _parse_expression(source)
+    _check_patterns(node)
+    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
+    tree = nodes.Template(body, lineno=1)
+    tree.set_environment(_ENV)
+    return _ENV.from_string(tree), node
+
+
 class Expression:
-    """A compiled expression: ``evaluate(ctx)`` returns its value, or raises ``ExpressionError``."""
+    """A compiled expression: ``evaluate(ctx)`` returns its value, or raises ``ExpressionError``
+    (``BoundExceeded`` when it went past the evaluation bounds)."""
 
     __slots__ = ("_compare", "_path", "_template", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
-            self._template = _ENV.compile_expression(source, undefined_to_none=False)._template
+            self._template, node = _compile_expression(source)
+            self._path, self._compare = _shortcut(node)
         except TemplateSyntaxError as exc:
-            raise ExpressionError(f"invalid expression {source!r}: {exc.message}") from None
-        self._path, self._compare = _shortcut(source)
+            raise ExpressionError(f"invalid expression {_shown(source)!r}: {exc.message}") from None
+        except RegexError as exc:
+            raise ExpressionError(f"{_shown(source)!r}: {exc}") from None
+        except _TOO_COMPLEX:
+            raise ExpressionError(f"invalid expression {_shown(source)!r}: nested too deeply") from None
 
     def _lookup(self, ctx: Mapping[str, Any], path: tuple[str, ...]) -> Any:
         """What the compiled template does for ``a.b.c`` (the sandbox's getattr on each step),
@@ -286,20 +399,48 @@ class Expression:
         # What jinja2's TemplateExpression.__call__ does, with a shared context: the variables are
         # not copied into a fresh dict with the globals on every call (half the cost per condition).
         variables = ctx if "now" in ctx else {**_ENV.globals, **ctx}
-        context = self._template.new_context(variables, shared=True)  # type: ignore[arg-type]
-        for _ in self._template.root_render_func(context):
-            pass
-        return context.vars["result"]
+        with Section():
+            context = self._template.new_context(variables, shared=True)
+            for _ in self._template.root_render_func(context):
+                pass
+            return context.vars["result"]
 
     def evaluate(self, ctx: Mapping[str, Any]) -> Any:
         try:
             return _check_defined(self._run(ctx))
         except UndefinedError as exc:
-            raise ExpressionError(f"{self.source!r}: {exc.message}") from None
-        except SecurityError as exc:
-            raise ExpressionError(f"{self.source!r}: not allowed in the sandbox: {exc}") from None
-        except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError, KeyError) as exc:
-            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from None
+            raise ExpressionError(f"{_shown(self.source)!r}: {exc.message}") from None
+        except BoundExceeded as exc:
+            raise BoundExceeded(f"{_shown(self.source)!r}: {exc}") from None
+        except MemoryError:
+            raise BoundExceeded(f"{_shown(self.source)!r}: out of memory") from None
+        except _EVAL_ERRORS as exc:
+            raise ExpressionError(_failed(self.source, exc)) from None
+
+
+#: What a sandboxed evaluation may raise for a bad value or a forbidden step (all: the expression
+#: fails, the reason is reported); RecursionError: a macro calling itself without end.
+_EVAL_ERRORS = (
+    TemplateError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RecursionError,
+)
+
+
+def _failed(source: str, exc: Exception) -> str:
+    shown = _shown(source)
+    if isinstance(exc, SecurityError):
+        return f"{shown!r}: not allowed in the sandbox: {exc}"
+    if isinstance(exc, RecursionError):
+        return f"{shown!r}: recursion too deep (a macro calling itself without end?)"
+    if isinstance(exc, RegexError):
+        return f"{shown!r}: {exc}"
+    return f"{shown!r}: {type(exc).__name__}: {exc}"
 
 
 class Template:
@@ -338,6 +479,31 @@ def _compile_value(value: Any) -> Callable[[Mapping[str, Any]], Any]:
     return lambda ctx: value
 
 
+def _compile_template(text: str) -> Any:
+    try:
+        tree = _ENV.parse(text)
+        _check_patterns(tree)
+        return _ENV.from_string(_bounded(tree))
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"invalid template {_shown(text)!r}: {exc.message}") from None
+    except RegexError as exc:
+        raise ExpressionError(f"{_shown(text)!r}: {exc}") from None
+    except _TOO_COMPLEX:
+        raise ExpressionError(f"invalid template {_shown(text)!r}: nested too deeply") from None
+
+
+def _render_bounded(template: Any, ctx: Mapping[str, Any]) -> str:
+    """``template.render(**ctx)``, each piece counted as it comes: the text never outgrows the bounds."""
+    with Section():
+        pieces = []
+        size = 0
+        for piece in template.root_render_func(template.new_context(dict(ctx))):
+            size += len(piece)
+            bounds.check_size(size, "a rendered template")
+            pieces.append(bounds.produced(piece))
+        return "".join(pieces)
+
+
 def _compile_string(text: str) -> Callable[[Mapping[str, Any]], Any]:
     if "{{" not in text and "{%" not in text:
         return lambda ctx: text
@@ -345,19 +511,18 @@ def _compile_string(text: str) -> Callable[[Mapping[str, Any]], Any]:
     if single:
         expr = Expression(single.group("expr").strip())
         return expr.evaluate
-    try:
-        template = _ENV.from_string(text)
-    except TemplateSyntaxError as exc:
-        raise ExpressionError(f"invalid template {text!r}: {exc.message}") from None
+    template = _compile_template(text)
 
     def render(ctx: Mapping[str, Any]) -> str:
         try:
-            return template.render(**ctx)
+            return _render_bounded(template, ctx)
         except UndefinedError as exc:
-            raise ExpressionError(f"{text!r}: {exc.message}") from None
-        except SecurityError as exc:
-            raise ExpressionError(f"{text!r}: not allowed in the sandbox: {exc}") from None
-        except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-            raise ExpressionError(f"{text!r}: {type(exc).__name__}: {exc}") from None
+            raise ExpressionError(f"{_shown(text)!r}: {exc.message}") from None
+        except BoundExceeded as exc:
+            raise BoundExceeded(f"{_shown(text)!r}: {exc}") from None
+        except MemoryError:
+            raise BoundExceeded(f"{_shown(text)!r}: out of memory") from None
+        except _EVAL_ERRORS as exc:
+            raise ExpressionError(_failed(text, exc)) from None
 
     return render

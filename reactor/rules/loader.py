@@ -7,7 +7,9 @@ rule set at all, so a broken directory never replaces a working one.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +60,7 @@ def load_rules(directory: Path, registry: ActionRegistry) -> RuleSet:
         raise RuleSetError([RuleError("rules directory not found", file=str(directory))])
     rules: list[Rule] = []
     errors: list[RuleError] = []
-    files = sorted(directory.rglob("*.toml"))
+    files = sorted(p for p in directory.rglob("*.toml") if not p.is_dir())  # a directory's files are found
     for path in files:
         file_rules, file_errors = load_file(path, registry)
         rules.extend(file_rules)
@@ -80,17 +82,32 @@ def load_rules(directory: Path, registry: ActionRegistry) -> RuleSet:
     return RuleSet(tuple(rules), tuple(str(p) for p in files))
 
 
+def read_rule_file(path: Path) -> str:
+    """The text of a regular file; ``OSError`` for anything else. Opened without blocking, so a
+    FIFO (or a device) named ``*.toml`` is refused at once instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "special"
+            raise OSError(f"not a regular file ({kind}); only regular files are read")
+        return file.read().decode("utf-8")
+
+
 def load_file(path: Path, registry: ActionRegistry) -> tuple[list[Rule], list[RuleError]]:
     """The rules of one file, and the errors found in it."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_rule_file(path)
         document = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleError(f"cannot read: {exc}", file=name)]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return [], [RuleError(f"cannot read: {reason}", file=name)]
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_LINE.search(str(exc))
         return [], [RuleError(f"invalid TOML: {exc}", file=name, line=int(match.group(1)) if match else None)]
+    except RecursionError:
+        return [], [RuleError("invalid TOML: arrays or tables nested too deeply", file=name)]
     unknown = sorted(set(document) - {"rule"})
     errors = [
         RuleError(f"unknown top-level key {k!r} (rules are [[rule]] tables)", file=name) for k in unknown
@@ -105,6 +122,9 @@ def load_file(path: Path, registry: ActionRegistry) -> tuple[list[Rule], list[Ru
             rules.append(_compile_rule(raw, registry, name, index, lines))
         except RuleError as exc:
             errors.append(exc)
+        except RecursionError:
+            rule = str(raw.get("name", f"#{index + 1}")) if isinstance(raw, dict) else f"#{index + 1}"
+            errors.append(RuleError("nested too deeply", file=name, line=lines.rule(index), rule=rule))
     return rules, errors
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reactor.actions.base import Action, Params
 from reactor.errors import PermanentError
+from reactor.rules.bounds import BoundExceeded
 from reactor.rules.expressions import Expression, ExpressionError, Template
 
 
@@ -165,6 +166,8 @@ class CompiledAction:
             values = {k: t.render(ctx) for k, t in self.params.items()}
         except ExpressionError as exc:
             raise PermanentError(f"parameter template failed: {exc}") from exc
+        except BoundExceeded as exc:
+            raise PermanentError(f"parameter template went past an evaluation bound: {exc}") from exc
         try:
             return self.impl.params_model.model_validate(values)
         except ValueError as exc:
@@ -176,6 +179,8 @@ class CompiledAction:
         for key, template in self.params.items():
             try:
                 out[key] = template.render(ctx)
+            except BoundExceeded as exc:
+                out[key] = f"<error: went past an evaluation bound: {exc}>"
             except ExpressionError as exc:
                 depends = "results." in str(template.source) and not ctx.get("results")
                 out[key] = f"<at run time: {template.source}>" if depends else f"<error: {exc}>"
@@ -207,5 +212,6 @@ class Rule:
     own_events: bool = False
 
     def failure(self, ctx: Mapping[str, Any]) -> str | None:
-        """None when the rule's conditions hold for ``ctx``, else the first reason they do not."""
+        """None when the rule's conditions hold for ``ctx``, else the first reason they do not;
+        ``BoundExceeded`` when evaluating them went past a bound (neither holds nor fails)."""
         return None if self.condition is None else self.condition.failure(ctx)

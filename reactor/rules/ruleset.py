@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from reactor.events.catalogue import canonical_operation
 from reactor.events.echoes import is_read
 from reactor.events.model import Event
+from reactor.rules.bounds import BoundExceeded
 from reactor.rules.model import Rule
 
 _CACHE_LIMIT = 65_536
@@ -66,13 +68,32 @@ class RuleSet:
 
     @staticmethod
     def _listens(rule: Rule, event: Event) -> bool:
-        if not _listens_to(rule.on, event.operation, event.raw_operation):
+        # The published name counts too (``bootstrap.thing.bootstrap``), unless the event's
+        # content changed its meaning (``thing.remove`` with status enabled is an enable).
+        same = canonical_operation(event.raw_operation, event.service) == event.operation
+        names = (event.operation, event.raw_operation) if same else (event.operation,)
+        if not _listens_to(rule.on, *names):
             return False
         return not rule.streams or _matches_any(rule.streams, event.stream)
 
     def match(self, event: Event, ctx: Mapping[str, Any]) -> list[Rule]:
-        """The rules whose conditions hold for the event."""
-        return [r for r in self.candidates(event) if r.failure(ctx) is None]
+        """The rules whose conditions hold for the event (``BoundExceeded`` if one went past a bound)."""
+        matched, exceeded = self.select(event, ctx)
+        if exceeded is not None:
+            raise BoundExceeded(exceeded[1])
+        return matched
+
+    def select(self, event: Event, ctx: Mapping[str, Any]) -> tuple[list[Rule], tuple[Rule, str] | None]:
+        """The rules whose conditions hold, and the rule whose conditions went past the evaluation
+        bounds, with the reason (the event fails: the rules after that one are not evaluated)."""
+        matched = []
+        for rule in self.candidates(event):
+            try:
+                if rule.failure(ctx) is None:
+                    matched.append(rule)
+            except BoundExceeded as exc:
+                return matched, (rule, str(exc))
+        return matched, None
 
     def explain(self, event: Event, ctx: Mapping[str, Any]) -> list[Verdict]:
         """A verdict for every rule: not listening, condition failed (and why), or matched."""
@@ -88,5 +109,12 @@ class RuleSet:
                 )
                 verdicts.append(Verdict(rule, candidate=False, reason=reason))
             else:
-                verdicts.append(Verdict(rule, candidate=True, reason=rule.failure(ctx)))
+                verdicts.append(Verdict(rule, candidate=True, reason=_failure(rule, ctx)))
         return verdicts
+
+
+def _failure(rule: Rule, ctx: Mapping[str, Any]) -> str | None:
+    try:
+        return rule.failure(ctx)
+    except BoundExceeded as exc:
+        return f"FAILS the event: went past an evaluation bound: {exc}"

@@ -1,0 +1,424 @@
+"""Bounds on evaluating rules: whatever a condition or template says, it ends soon and stays small.
+
+Rules run on the event loop, so a rule that loops, recurses or builds a huge value would freeze the
+daemon (no ack, no signal handling). Every evaluation therefore runs under a :class:`Budget`:
+
+- **time**: the conditions and templates of one event share ``eval_timeout_s`` of evaluation time
+  (time spent awaiting actions is not counted); the sandbox checks it on every call, loop
+  iteration, filter and arithmetic operator it intercepts;
+- **size**: no operator, call, filter or template builds a string or collection longer than
+  ``max_value_size`` (checked *before* the work where the size can be known: ``'a' * n``,
+  ``x ** n``, ``s.ljust(n)``, ``'%099999999d'``), and all of them together build at most
+  ``max_event_output`` characters/items per event;
+- **loops**: ``{% for %}`` iterations per event are capped at ``max_loop_iterations``.
+
+A rule past a bound raises :class:`BoundExceeded`, which is not a failed condition (that would make
+the rule silently not match) but a failure of the rule for that event: the executor dead-letters the
+event naming the rule. Regexes run on RE2 (linear time in the input, whatever the pattern).
+
+The limits are process-wide (one sandbox per process), set from ``[rules]`` settings by
+:func:`configure`. The budget of the event being evaluated lives in a context variable: each lane
+task evaluates its own event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+
+if TYPE_CHECKING:
+    from reactor.settings import RulesSettings
+
+_monotonic = time.monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds (see ``[rules]`` in config.example.toml)."""
+
+    eval_timeout_s: float = 0.5
+    max_value_size: int = 1_000_000
+    max_event_output: int = 16_000_000
+    max_loop_iterations: int = 100_000
+    max_int_bits: int = 4096
+
+    @classmethod
+    def from_settings(cls, settings: RulesSettings) -> Limits:
+        return cls(
+            eval_timeout_s=settings.eval_timeout_s,
+            max_value_size=settings.max_value_size,
+            max_event_output=settings.max_event_output,
+            max_loop_iterations=settings.max_loop_iterations,
+            max_int_bits=settings.max_int_bits,
+        )
+
+
+_limits = Limits()
+
+
+def configure(limits: Limits) -> Limits:
+    """Set the process-wide limits; returns the previous ones."""
+    global _limits  # one sandbox per process, configured once from settings
+    previous, _limits = _limits, limits
+    return previous
+
+
+def limits() -> Limits:
+    return _limits
+
+
+class BoundExceeded(Exception):  # noqa: N818 - reads as what happened: "bound exceeded"
+    """A rule went past a bound (time, size, loop iterations) while evaluating one event."""
+
+
+class Budget:
+    """What one event may still spend: evaluation time, loop iterations, characters built."""
+
+    __slots__ = ("deadline", "depth", "iterations", "left_s", "output", "started")
+
+    def __init__(self) -> None:
+        self.left_s = _limits.eval_timeout_s
+        self.iterations = _limits.max_loop_iterations
+        self.output = _limits.max_event_output
+        self.deadline = float("inf")
+        self.started = 0.0
+        self.depth = 0
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("reactor_rule_budget", default=None)
+
+
+def start_event() -> Token[Budget | None]:
+    """A fresh budget for the event about to be evaluated (``end_event`` with the token after)."""
+    return _BUDGET.set(Budget())
+
+
+def end_event(token: Token[Budget | None]) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        _round.held += _limits.eval_timeout_s - budget.left_s
+    _BUDGET.reset(token)
+
+
+# ---- pacing: one event's bound holds the loop, never one per concurrent event ----------------------
+
+#: Evaluation time (all events) after which the loop polls (I/O, timers, signals) before the next.
+PACE_S = 0.05
+
+
+class _Round:
+    """Evaluation time since the loop last polled, shared by every lane task (one loop per process)."""
+
+    __slots__ = ("held", "reset_pending")
+
+    def __init__(self) -> None:
+        self.held = 0.0
+        self.reset_pending = False
+
+    def reset(self) -> None:
+        self.held, self.reset_pending = 0.0, False
+
+
+_round = _Round()
+
+
+def should_pace() -> bool:
+    """Whether events evaluated since the loop last polled took more than ``PACE_S``."""
+    return _round.held > PACE_S
+
+
+async def pace() -> None:
+    """Wait for the loop's next round (I/O polled, timers and signal handlers run) when evaluations
+    held it more than ``PACE_S``: lane tasks ready at once would otherwise each take their full
+    ``eval_timeout_s`` before the loop polls again."""
+    while _round.held > PACE_S:
+        if not _round.reset_pending:
+            _round.reset_pending = True
+            asyncio.get_running_loop().call_soon(_round.reset)  # runs after the loop polled
+        await asyncio.sleep(0)
+
+
+class Section:
+    """``with Section():`` around one evaluation: the clock of the event's budget runs inside.
+
+    Outside an event (a dry run, a test) the section has a budget of its own. Re-entrant."""
+
+    __slots__ = ("_budget", "_token")
+
+    def __enter__(self) -> Budget:
+        budget = _BUDGET.get()
+        self._token = None
+        if budget is None:
+            budget = Budget()
+            self._token = _BUDGET.set(budget)
+        if budget.depth == 0:
+            budget.started = _monotonic()
+            budget.deadline = budget.started + budget.left_s
+        budget.depth += 1
+        self._budget = budget
+        return budget
+
+    def __exit__(self, *exc: object) -> None:
+        budget = self._budget
+        budget.depth -= 1
+        if budget.depth == 0:
+            budget.left_s -= _monotonic() - budget.started
+            budget.deadline = float("inf")
+        if self._token is not None:
+            _BUDGET.reset(self._token)
+
+
+# ---- checks (called from the sandbox's hooks) ---------------------------------------------------
+
+
+def check_time() -> None:
+    budget = _BUDGET.get()
+    if budget is not None and _monotonic() > budget.deadline:
+        raise BoundExceeded(f"evaluation took longer than {_limits.eval_timeout_s:g}s (rules.eval_timeout_s)")
+
+
+def _too_big(size: int, what: str) -> BoundExceeded:
+    limit = _limits.max_value_size
+    return BoundExceeded(f"{what} of {size:,} items exceeds rules.max_value_size ({limit:,})")
+
+
+def check_size(size: int, what: str = "a value") -> None:
+    if size > _limits.max_value_size:
+        raise _too_big(size, what)
+
+
+def produced(value: Any) -> Any:
+    """Count a value just built against the event's budget; the value itself when within bounds."""
+    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+        size = len(value)
+        if size > _limits.max_value_size:
+            raise _too_big(size, "a value")
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.output -= size
+            if budget.output < 0:
+                raise BoundExceeded(
+                    f"built more than {_limits.max_event_output:,} items in all (rules.max_event_output)"
+                )
+    elif isinstance(value, int) and value.bit_length() > _limits.max_int_bits:
+        raise BoundExceeded(f"an integer of more than {_limits.max_int_bits} bits (rules.max_int_bits)")
+    return value
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, Sized) else 1
+
+
+def _bits(value: Any) -> int:
+    return abs(int(value)).bit_length() if isinstance(value, int) else 0
+
+
+def _check_bits(bits: int) -> None:
+    if bits > _limits.max_int_bits:
+        limit = _limits.max_int_bits
+        raise BoundExceeded(f"an integer of ~{bits:,} bits exceeds rules.max_int_bits ({limit})")
+
+
+def _check_mul(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int):
+        _check_bits(_bits(left) + _bits(right))
+    elif isinstance(right, int) and isinstance(left, Sized):
+        check_size(len(left) * max(right, 0), "a repeated sequence")
+    elif isinstance(left, int) and isinstance(right, Sized):
+        check_size(len(right) * max(left, 0), "a repeated sequence")
+
+
+def _check_pow(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        _check_bits(left.bit_length() * min(right, 1 << 62))
+
+
+def _check_add(left: Any, right: Any) -> None:
+    if isinstance(left, Sized) and isinstance(right, Sized):
+        check_size(len(left) + len(right), "a concatenation")
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*?(?::([^{}]*))?\}")
+_DIGITS = re.compile(r"\d+")
+
+
+def _check_spec_widths(widths: Iterable[str]) -> None:
+    for width in widths:
+        if width == "*" or "{" in width:
+            raise BoundExceeded("a format width taken from an argument is not allowed in rules")
+        for digits in _DIGITS.findall(width):
+            check_size(int(digits) if len(digits) < 19 else 1 << 62, "a formatted field")
+
+
+def check_percent_format(fmt: str) -> None:
+    """``'%0999999999d' % x``: the widths and precisions of a ``%`` format."""
+    if "%" in fmt:
+        _check_spec_widths(w for m in _PERCENT_SPEC.finditer(fmt) for w in m.groups() if w)
+
+
+def check_brace_format(fmt: str) -> None:
+    """``'{:>999999999}'.format(x)``: the widths of a ``str.format`` format (nested fields refused)."""
+    if "{" not in fmt:
+        return
+    if re.search(r"\{[^{}]*:[^{}]*\{", fmt):
+        raise BoundExceeded("a format width taken from an argument is not allowed in rules")
+    _check_spec_widths(m.group(1) for m in _BRACE_SPEC.finditer(fmt) if m.group(1))
+
+
+def _check_mod(left: Any, right: Any) -> None:
+    if isinstance(left, str):
+        check_percent_format(left)
+
+
+_BINOP_CHECKS: dict[str, Callable[[Any, Any], None]] = {
+    "*": _check_mul,
+    "**": _check_pow,
+    "+": _check_add,
+    "%": _check_mod,
+}
+#: The operators the sandbox intercepts (and so never folds at load: ``[..] * 10**8`` is not built
+#: when the rule is compiled).
+INTERCEPTED_BINOPS = frozenset(_BINOP_CHECKS)
+
+
+def check_binop(operator: str, left: Any, right: Any) -> None:
+    """Before ``left <operator> right`` runs: would the result be too big?"""
+    check_time()
+    _BINOP_CHECKS[operator](left, right)
+
+
+def _ints(args: Iterable[Any]) -> int:
+    return max((abs(a) for a in args if isinstance(a, int) and not isinstance(a, bool)), default=0)
+
+
+def check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Before a ``str`` method runs: ``s.ljust(n)``, ``sep.join(items)``, ``s.replace(a, b)``, formats."""
+    owner = method.__self__
+    name = method.__name__
+    if name in ("format", "format_map"):
+        check_brace_format(owner)
+        return
+    if name == "join" and args and isinstance(args[0], Sized):
+        check_size(len(owner) * len(args[0]), "a joined string")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[1], str):
+        check_size((len(owner) + 1) * len(args[1]) + len(owner), "a replaced string")
+    check_size(_ints(args) + _ints(kwargs.values()), f"a str.{name} result")
+
+
+# ---- filters --------------------------------------------------------------------------------------
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _check_indent(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = _arg(args, kwargs, 0, "width", 4)
+    per_line = width if isinstance(width, int) else _length(width)
+    lines = value.count("\n") + 1 if isinstance(value, str) else 1
+    check_size(lines * per_line + _length(value), "an indented string")
+
+
+def _check_replace(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    new = _arg(args, kwargs, 1, "new", "")
+    check_size((_length(value) + 1) * _length(new) + _length(value), "a replaced string")
+
+
+def _check_join(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    check_size(_length(value) * _length(_arg(args, kwargs, 0, "d", "")), "a joined string")
+
+
+def _check_wordwrap(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    wrap = _arg(args, kwargs, 2, "wrapstring", None)
+    check_size(_length(value) * (1 + (_length(wrap) if wrap else 1)), "a wrapped string")
+
+
+def _check_format(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if isinstance(value, str):
+        check_percent_format(value)
+
+
+def _check_int_args(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    check_size(_ints(args) + _ints(kwargs.values()), "a filter result")
+
+
+#: Built-in filters whose arguments set the size of what they build.
+_FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any]], None]] = {
+    "center": _check_int_args,
+    "batch": _check_int_args,
+    "slice": _check_int_args,
+    "truncate": _check_int_args,
+    "tojson": _check_int_args,
+    "urlize": _check_int_args,
+    "indent": _check_indent,
+    "replace": _check_replace,
+    "join": _check_join,
+    "wordwrap": _check_wordwrap,
+    "format": _check_format,
+}
+
+
+def guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` checked: the time before, the arguments (when they set a size), the size of the result."""
+    check = _FILTER_CHECKS.get(name)
+    skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1  # (context,) value, *args
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        check_time()
+        if check is not None and len(args) >= skip:
+            check(args[skip - 1], args[skip:], kwargs)
+        return produced(fn(*args, **kwargs))
+
+    guarded.__name__ = getattr(fn, "__name__", name)
+    if hasattr(fn, "jinja_pass_arg"):
+        guarded.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+    return guarded
+
+
+def bounded_loop(iterable: Iterable[Any]) -> Iterator[Any]:
+    """What a ``{% for %}`` iterates: the items, while the event has iterations and time left."""
+    budget = _BUDGET.get()
+    if budget is None:
+        yield from iterable
+        return
+    for item in iterable:
+        budget.iterations -= 1
+        if budget.iterations < 0:
+            raise BoundExceeded(
+                f"more than {_limits.max_loop_iterations:,} loop iterations (rules.max_loop_iterations)"
+            )
+        if _monotonic() > budget.deadline:
+            check_time()
+        yield item
+
+
+# ---- regexes ---------------------------------------------------------------------------------------
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # an invalid pattern is reported as an error of the rule, not on stderr
+_RE2_FOLD = re2.Options()
+_RE2_FOLD.log_errors = False
+_RE2_FOLD.case_sensitive = False
+
+
+class RegexError(ValueError):
+    """A pattern RE2 does not take (invalid, or a Perl-only construct like backreferences)."""
+
+
+@lru_cache(maxsize=1024)
+def regex(pattern: str, fold: bool = False) -> Any:
+    """The compiled RE2 pattern (linear-time matching, whatever the pattern and the input)."""
+    try:
+        return re2.compile(pattern, _RE2_FOLD if fold else _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise RegexError(f"invalid regex {pattern!r}: {detail}") from None
