@@ -119,7 +119,7 @@ class EventsSettings(_Section):
     max_entry_bytes: int = Field(default=1_048_576, gt=0)
     #: JSON nested deeper than this (objects and arrays, in any field) is malformed.
     max_depth: int = Field(default=32, gt=0, le=128)
-    #: An operation or field name longer than this is malformed (SuperMQ's are under 64).
+    #: An operation name, field name or id longer than this is malformed (SuperMQ's are under 64).
     max_name_chars: int = Field(default=256, gt=0, le=65_536)
 
 

@@ -100,6 +100,9 @@ class Decoder:
         op = catalogue.canonical_operation(raw_op, name.service)
         op = catalogue.refine_operation(op, fields.get("status"))
         ids = _entity_ids(op, name.service, fields)
+        for key, value in ids.items():  # ids key lanes and caches: bounded like names
+            if value is not None:
+                _check_name(f"the {key}", value, self._limits.max_name_chars)
         return Event(
             source=source,
             stream=stream,

@@ -1,8 +1,10 @@
 """Prometheus metrics, on a registry of the reactor's own (no process-global state).
 
-Labels are bounded: streams, operations, rule and action names, action types, reasons and
-outcomes — never device ids, entry ids or parameter values (no secrets, no cardinality blow-up).
-An HTTP error from SuperMQ is a failed action, never a success.
+Labels are bounded by configuration, never by input: an operation outside the catalogue is
+``other``; streams (configured on Redis, subjects or routing keys on NATS and RabbitMQ) are the
+first ``MAX_STREAM_LABELS`` seen, the rest ``other``; rule and action names come from the rules,
+reasons, types and outcomes are fixed words. Never device ids, entry ids or parameter values (no
+secrets, no cardinality blow-up). An HTTP error from SuperMQ is a failed action, never a success.
 """
 
 from __future__ import annotations
@@ -13,10 +15,34 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from reactor.delivery.worker import Outcome
+from reactor.events.catalogue import CANONICAL_OPERATIONS
+from reactor.ops.redact import utf8_safe
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _DAY_BUCKETS = (0, 1, 3, 7, 14, 30, 60, 90, 180, 365, 730)
+#: Distinct stream label values kept; later streams are counted as ``other``.
+MAX_STREAM_LABELS = 64
+OTHER = "other"
+
+
+class BoundedLabel:
+    """The values of one label: ``known`` ones as they are, up to ``limit`` others as first seen,
+    then ``other``."""
+
+    def __init__(self, limit: int, known: frozenset[str] = frozenset()) -> None:
+        self._known = known
+        self._seen: set[str] = set()
+        self._limit = limit
+
+    def __call__(self, value: str) -> str:
+        if value in self._known or value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        value = utf8_safe(value)  # the exposition is UTF-8: no lone surrogates
+        self._seen.add(value)
+        return value
 
 
 class Metrics:
@@ -24,6 +50,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._operation = BoundedLabel(0, CANONICAL_OPERATIONS)
+        self._stream = BoundedLabel(MAX_STREAM_LABELS)
         r = self.registry
         self.events = Counter(
             "reactor_events_total",
@@ -94,11 +122,11 @@ class Metrics:
     def observe(self, outcome: Outcome) -> None:
         """Count one settled event (an observer of the worker)."""
         event = outcome.event
-        stream = outcome.delivery.stream
+        stream = self._stream(outcome.delivery.stream)
         if event is None:
             self.malformed.labels(stream).inc()
         else:
-            self.events.labels(stream, event.operation).inc()
+            self.events.labels(stream, self._operation(event.operation)).inc()
             self.latency.observe(max(time.time_ns() - event.occurred_at_ns, 0) / 1e9)
         for rule in outcome.rules:
             self.rule_matched.labels(rule.rule).inc()
@@ -116,7 +144,8 @@ class Metrics:
 
     def set_backlog(self, group: str, rows: Iterable[tuple[str, int | None, int]]) -> None:
         """Per stream: (stream, lag or None when Redis cannot tell, pending)."""
-        for stream, lag, pending in rows:
+        for name, lag, pending in rows:
+            stream = self._stream(name)
             if lag is not None:
                 self.lag.labels(stream, group).set(lag)
             self.pending.labels(stream, group).set(pending)
