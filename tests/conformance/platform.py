@@ -66,7 +66,10 @@ class Platform:
         return body
 
     def channel(self, name: str, metadata: dict[str, Any] | None = None) -> str:
-        body: dict[str, Any] = {"name": name} | ({"metadata": metadata} if metadata is not None else {})
+        """A channel (named uniquely: Mainflux refuses a second channel of one owner by a name, 409)."""
+        body: dict[str, Any] = {"name": f"{name}-{uuid.uuid4().hex[:6]}"} | (
+            {"metadata": metadata} if metadata is not None else {}
+        )
         channel_id: str = self.ok("POST", "things", "/channels", json=body).json()["id"]
         return channel_id
 

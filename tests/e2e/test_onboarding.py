@@ -69,6 +69,7 @@ async def test_onboarding_flow(redis_client: aioredis.Redis, sim: Simulator, uni
                     "thing_id": thing.id,
                     "external_id": "FF-41",
                     "success": True,
+                    "channels": [ctrl.id, data.id],  # a successful bootstrap carries the config
                     "occurred_at": 1693339161600369325,
                 }
             )

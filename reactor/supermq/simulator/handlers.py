@@ -182,12 +182,14 @@ class BootstrapApi(_Api):
         )
         self.state.effect("config.certs", config.thing_id, client_cert=config.client_cert)
         return web.json_response(
-            {
-                "thing_id": config.thing_id,
-                "client_cert": config.client_cert,
-                "client_key": config.client_key,
-                "ca_cert": config.ca_cert,
-            }
+            self.state.omit_empty(
+                {
+                    "thing_id": config.thing_id,
+                    "client_cert": config.client_cert,
+                    "client_key": config.client_key,
+                    "ca_cert": config.ca_cert,
+                }
+            )
         )
 
     async def connections(self, request: web.Request) -> web.Response:
@@ -232,15 +234,17 @@ class BootstrapApi(_Api):
             return error(403, "failed to perform authorization over the entity")
         view = self.state.config_view(config)
         return web.json_response(
-            {
-                "thing_id": view["thing_id"],
-                "thing_key": view["thing_key"],
-                "channels": view["channels"],
-                "content": config.content,
-                "client_cert": config.client_cert,
-                "client_key": config.client_key,
-                "ca_cert": config.ca_cert,
-            }
+            self.state.omit_empty(
+                {
+                    "thing_id": view["thing_id"],
+                    "thing_key": view["thing_key"],
+                    "channels": view["channels"],
+                    "content": config.content,
+                    "client_cert": config.client_cert,
+                    "client_key": config.client_key,
+                    "ca_cert": config.ca_cert,
+                }
+            )
         )
 
     def routes(self) -> list[web.RouteDef]:
@@ -266,7 +270,11 @@ class ThingsApi(_Api):
 
     async def view(self, request: web.Request) -> web.Response:
         thing = self.state.things.get(request.match_info["thingID"])
-        return error(404, "entity not found") if thing is None else web.json_response(thing.view())
+        return (
+            error(404, "entity not found")
+            if thing is None
+            else web.json_response(self.state.thing_view(thing))
+        )
 
     async def enable(self, request: web.Request) -> web.Response:
         return self._set_status(request, enable=True)
@@ -280,10 +288,12 @@ class ThingsApi(_Api):
             return error(404, "entity not found")
         thing.status = "enabled" if enable else "disabled"
         self.state.effect("thing.enable" if enable else "thing.disable", thing.id)
-        return web.json_response(thing.view())
+        return web.json_response(self.state.thing_view(thing, with_secret=False))
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await _body(request)
+        if self.state.mainflux:
+            return self._policies(body, connect=True)
         thing_id, channel_id = str(body.get("thing_id", "")), str(body.get("channel_id", ""))
         if thing_id not in self.state.things or channel_id not in self.state.channels:
             return error(404, "entity not found")
@@ -293,15 +303,48 @@ class ThingsApi(_Api):
 
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await _body(request)
+        if self.state.mainflux:
+            return self._policies(body, connect=False)
         thing_id, channel_id = str(body.get("thing_id", "")), str(body.get("channel_id", ""))
         if thing_id not in self.state.things or channel_id not in self.state.channels:
             return error(404, "entity not found")
         self.state.disconnect(thing_id, channel_id)
         return web.Response(status=204)
 
+    def _policies(self, body: dict[str, Any], *, connect: bool) -> web.Response:
+        """Mainflux's /connect and /disconnect (things/policies/api/http): subjects x objects;
+        a repeated connect is an upsert (200); a missing list is a 400 "empty list provided"; an
+        unknown channel fails the policy's foreign key (500)."""
+        subjects, objects = body.get("subjects"), body.get("objects")
+        if not isinstance(subjects, list) or not isinstance(objects, list) or not subjects or not objects:
+            return error(400, "empty list provided", "something went wrong with the request")
+        pairs = [(str(t), str(c)) for t in subjects for c in objects]
+        if any(t not in self.state.things or c not in self.state.channels for t, c in pairs):
+            return error(500, "violates foreign key constraint", "failed to create entity in the db")
+        for thing_id, channel_id in pairs:
+            (self.state.connect if connect else self.state.disconnect)(thing_id, channel_id)
+        if not connect:
+            return web.Response(status=204)
+        actions = body.get("actions") or ["m_write", "m_read"]
+        policies = [
+            {
+                "owner_id": self.state.owner,
+                "subject": t,
+                "object": c,
+                "actions": actions,
+                "created_at": "2023-10-05T10:00:00Z",
+            }
+            for t, c in pairs
+        ]
+        return web.json_response({"limit": 0, "offset": 0, "total": 0, "policies": policies})
+
     async def channel(self, request: web.Request) -> web.Response:
         found = self.state.channels.get(request.match_info["chanID"])
-        return error(404, "entity not found") if found is None else web.json_response(found.view())
+        return (
+            error(404, "entity not found")
+            if found is None
+            else web.json_response(self.state.channel_view(found))
+        )
 
     def routes(self) -> list[web.RouteDef]:
         auth = self._auth

@@ -6,6 +6,7 @@ restarts). Used by ``reactor simulate-supermq``, ``reactor demo`` and the tests.
 from __future__ import annotations
 
 import asyncio
+import uuid
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -170,7 +171,14 @@ _VERSIONS = {"mainflux": "0.13.0", "things": "0.14.0"}
 
 
 def _health(service: str, profile: str) -> Handler:
-    body = {"status": "pass", "version": _VERSIONS[profile], "description": f"{service} service"}
+    body = {  # health.go: what every service of both eras answers
+        "status": "pass",
+        "version": _VERSIONS[profile],
+        "commit": "simulator",
+        "description": f"{service} service",
+        "build_time": "2023-10-05_10:00:00",
+        "instance_id": str(uuid.uuid4()),
+    }
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response(body)

@@ -101,6 +101,7 @@ class State:
     ) -> None:
         #: The era it plays: "things" (Magistrala v0.14.0) or "mainflux" (Mainflux 59bcb72f52c0).
         self.profile = profile
+        self.owner = new_id()  # the admin's user id, as Mainflux names owners
         self.identity = identity
         self.secret = secret
         self.access_tokens: set[str] = set()
@@ -171,6 +172,35 @@ class State:
         return cert
 
     # ---- views --------------------------------------------------------------------------------
+
+    # ---- the era's views ----------------------------------------------------------------------
+
+    @property
+    def mainflux(self) -> bool:
+        return self.profile == "mainflux"
+
+    def thing_view(self, thing: Thing, *, with_secret: bool = True) -> dict[str, Any]:
+        """A thing as the things service answers. Mainflux (things/clients/api/responses.go)
+        leaves empty fields out (``omitempty``): no identity for a thing made without one, no
+        metadata when empty, and enable/disable answer without the secret."""
+        view = thing.view()
+        if not self.mainflux:
+            return view
+        view.pop("tags")
+        if not thing.metadata:
+            view.pop("metadata")
+        view["credentials"] = {"secret": thing.key} if with_secret else {}
+        return view
+
+    def channel_view(self, channel: Channel) -> dict[str, Any]:
+        view = channel.view()
+        return view | {"owner_id": self.owner} if self.mainflux else view
+
+    def omit_empty(self, view: dict[str, Any]) -> dict[str, Any]:
+        """Mainflux's bootstrap answers drop empty certificate fields (``omitempty``)."""
+        if not self.mainflux:
+            return view
+        return {k: v for k, v in view.items() if v != "" or k not in ("client_cert", "client_key", "ca_cert")}
 
     def config_channel(self, channel: Channel) -> dict[str, Any]:
         """A channel inside a config view: id, name, metadata (bootstrap/api/responses.go
