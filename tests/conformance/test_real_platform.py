@@ -138,9 +138,10 @@ async def test_thing_disable_is_a_removal_and_enable_is_not(
     assert [r.rule for r in removed.rules] == ["thing-removed"]
     assert (enabled.event.raw_operation, enabled.rules) == ("thing.remove", [])  # type: ignore[union-attr]
     assert all(o.dead_letter is None for o in [removed, enabled, *handlers])
-    empty = [o for o in handlers if o.event is not None and not o.event.get("config_id")]
+    empty = [o.event for o in handlers if o.event is not None and not o.event.get("config_id")]
     assert empty
-    assert all(o.event.device is None and o.rules == [] for o in empty)
+    assert all(e.device is None for e in empty)
+    assert all(o.rules == [] for o in handlers)
 
 
 def _ca(tmp_path: Path) -> tuple[LocalCA, Path]:

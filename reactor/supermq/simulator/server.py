@@ -6,8 +6,8 @@ restarts). Used by ``reactor simulate-supermq``, ``reactor demo`` and the tests.
 from __future__ import annotations
 
 import asyncio
-import uuid
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
