@@ -28,32 +28,55 @@ class TextEvent:
 
 
 def _unescape(text: str) -> str:
-    """Undo redis-cli's quoting: ``\\"``, ``\\\\``, ``\\n``, ``\\xHH``."""
-    out: list[str] = []
+    """Undo redis-cli's quoting: ``\\"``, ``\\\\``, ``\\n``, ``\\xHH``. redis-cli writes every byte
+    outside printable ASCII as ``\\xHH``, so the bytes are gathered and decoded as UTF-8 at the
+    end (``caf\\xc3\\xa9`` is ``café``; bytes that are not UTF-8 become U+FFFD)."""
+    out = bytearray()
     i = 0
     while i < len(text):
         ch = text[i]
         if ch != "\\" or i + 1 == len(text):
-            out.append(ch)
+            out += ch.encode("utf-8")
             i += 1
             continue
         nxt = text[i + 1]
         if nxt == "x" and i + 3 < len(text) + 1:
-            out.append(chr(int(text[i + 2 : i + 4], 16)))
+            try:
+                out.append(int(text[i + 2 : i + 4], 16))
+            except ValueError:
+                out += text[i : i + 4].encode("utf-8")
             i += 4
             continue
-        out.append(_ESCAPES.get(nxt, nxt))
+        out += _ESCAPES.get(nxt, nxt).encode("utf-8")
         i += 2
-    return "".join(out)
+    return out.decode("utf-8", errors="replace")
+
+
+def _quoted_form(text: str) -> bool:
+    """redis-cli's terminal form (``1) "..."``, also ``--no-raw``) rather than its plain form, which
+    it prints when its output is a pipe or a file: one value a line, unquoted."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    rest = first[_MARKERS.match(first).end() :]  # type: ignore[union-attr]  # the pattern matches empty
+    return rest.startswith('"')
 
 
 def parse_redis_cli(text: str) -> list[TextEvent]:
     """Entries of ``redis-cli XRANGE``/``XREAD`` output: an entry id, then field/value pairs.
 
-    The list numbering redis-cli prints is ignored (the catalogue's examples number it
-    inconsistently) and may be left out; only the quoted strings and their order count. Without
-    a leading entry id, the pairs form one entry with an empty id.
+    Both of redis-cli's forms are read: the quoted one (a terminal, or ``--no-raw``), whose list
+    numbering is ignored (the catalogue's examples number it inconsistently) and may be left out,
+    and the plain one (a pipe or a file: one value a line; a value holding a line break cannot be
+    told apart there). Without a leading entry id, the pairs form one entry with an empty id.
     """
+    lines = text.splitlines()
+    if _quoted_form(text):
+        values = [(n, v) for n, line in enumerate(lines, 1) if line.strip() for v in _quoted_strings(line, n)]
+    else:
+        values = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    return _entries(values)
+
+
+def _entries(strings: list[tuple[int, str]]) -> list[TextEvent]:
     events: list[TextEvent] = []
     entry_id: str | None = None
     values: list[str] = []
@@ -66,17 +89,14 @@ def parse_redis_cli(text: str) -> list[TextEvent]:
         pairs = dict(zip(values[::2], values[1::2], strict=True))
         events.append(TextEvent(entry_id, pairs))
 
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        for value in _quoted_strings(line, lineno):
-            if _ENTRY_ID.match(value) and len(values) % 2 == 0:
-                flush()
-                entry_id, values = value, []
-            elif entry_id is None:  # field/value pairs with no entry id
-                entry_id, values = "", [value]
-            else:
-                values.append(value)
+    for _, value in strings:
+        if _ENTRY_ID.match(value) and len(values) % 2 == 0:
+            flush()
+            entry_id, values = value, []
+        elif entry_id is None:  # field/value pairs with no entry id
+            entry_id, values = "", [value]
+        else:
+            values.append(value)
     flush()
     return events
 

@@ -139,6 +139,7 @@ def test_rotation_rule_matches_a_certificate_due_soon(tmp_path: Path) -> None:
                     "thing_id": "74f00d13-d370-42c0-b528-04fff995275c",
                     "external_id": "FF-41",
                     "success": True,
+                    "channels": ["0cbd957b-1f5e-4bb4-b4ac-06dd770a7f5d"],
                     "client_cert": pem,
                 }
             )
