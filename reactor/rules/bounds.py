@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+from re2 import _re2
 
 if TYPE_CHECKING:
     from reactor.settings import RulesSettings
@@ -405,20 +406,38 @@ def bounded_loop(iterable: Iterable[Any]) -> Iterator[Any]:
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # an invalid pattern is reported as an error of the rule, not on stderr
+_RE2_OPTIONS.never_capture = True  # conditions ask whether it matches, never for groups
 _RE2_FOLD = re2.Options()
 _RE2_FOLD.log_errors = False
+_RE2_FOLD.never_capture = True
 _RE2_FOLD.case_sensitive = False
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_NO_MATCH = (-1, -1)
 
 
 class RegexError(ValueError):
     """A pattern RE2 does not take (invalid, or a Perl-only construct like backreferences)."""
 
 
+class Pattern:
+    """A compiled RE2 pattern: matching is linear in the text, whatever the pattern.
+
+    RE2's own engine, called directly: ``re2.compile(..).search`` wraps it in match objects and
+    offset bookkeeping (four times the cost) that a yes/no condition does not need."""
+
+    __slots__ = ("_regexp",)
+
+    def __init__(self, pattern: str, fold: bool) -> None:
+        self._regexp = _re2.RE2(pattern.encode("utf-8", "surrogatepass"), _RE2_FOLD if fold else _RE2_OPTIONS)
+        if not self._regexp.ok():
+            raise RegexError(f"invalid regex {pattern!r}: {self._regexp.error().decode(errors='replace')}")
+
+    def search(self, text: str) -> bool:
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(self._regexp.Match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+
 @lru_cache(maxsize=1024)
-def regex(pattern: str, fold: bool = False) -> Any:
-    """The compiled RE2 pattern (linear-time matching, whatever the pattern and the input)."""
-    try:
-        return re2.compile(pattern, _RE2_FOLD if fold else _RE2_OPTIONS)
-    except re2.error as exc:
-        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise RegexError(f"invalid regex {pattern!r}: {detail}") from None
+def regex(pattern: str, fold: bool = False) -> Pattern:
+    """The compiled pattern (cached: patterns are mostly literals in rules)."""
+    return Pattern(pattern, fold)

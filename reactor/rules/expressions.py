@@ -33,7 +33,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.events.model import NS_PER_S, Event
 from reactor.rules import bounds
-from reactor.rules.bounds import BoundExceeded, RegexError, Section
+from reactor.rules.bounds import BoundExceeded, RegexError
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -140,11 +140,11 @@ def days_until(value: Any) -> float:
 
 
 def _matching(value: Any, pattern: str) -> bool:
-    return isinstance(value, str) and bounds.regex(pattern).search(value) is not None
+    return isinstance(value, str) and bounds.regex(str(pattern)).search(value)
 
 
 def _imatching(value: Any, pattern: str) -> bool:
-    return isinstance(value, str) and bounds.regex(pattern, fold=True).search(value) is not None
+    return isinstance(value, str) and bounds.regex(str(pattern), fold=True).search(value)
 
 
 def _text_test(fn: Callable[[str, str], bool], fold: bool) -> Callable[[Any, Any], bool]:
@@ -329,7 +329,8 @@ def _check_patterns(tree: nodes.Node) -> None:
                 bounds.regex(str(args[1].value), fold=test == "imatching")  # type: ignore[attr-defined]
 
 
-_CONTAINERS = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
+#: What buffers its output instead of yielding it to the renderer (which counts what it is given).
+_BUFFERS = (nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
 
 
 def _counted(node: nodes.Expr) -> nodes.Expr:
@@ -338,11 +339,11 @@ def _counted(node: nodes.Expr) -> nodes.Expr:
 
 def _bounded(tree: nodes.Template) -> nodes.Template:
     """The template with every ``{% for %}`` iterating through the loop bound, and every output
-    inside a loop, macro or block (what the renderer does not see piece by piece) counted."""
+    inside a macro or block (what the renderer does not see piece by piece) counted."""
     for loop in list(tree.find_all(nodes.For)):
         loop.iter = nodes.Filter(loop.iter, _LOOP, [], [], None, None, lineno=loop.lineno)
     seen: set[int] = set()
-    for container in list(tree.find_all(_CONTAINERS)):
+    for container in list(tree.find_all(_BUFFERS)):
         for output in container.find_all(nodes.Output):
             if id(output) not in seen:
                 seen.add(id(output))
@@ -399,11 +400,10 @@ class Expression:
         # What jinja2's TemplateExpression.__call__ does, with a shared context: the variables are
         # not copied into a fresh dict with the globals on every call (half the cost per condition).
         variables = ctx if "now" in ctx else {**_ENV.globals, **ctx}
-        with Section():
-            context = self._template.new_context(variables, shared=True)
-            for _ in self._template.root_render_func(context):
-                pass
-            return context.vars["result"]
+        context = self._template.new_context(variables, shared=True)
+        for _ in self._template.root_render_func(context):
+            pass
+        return context.vars["result"]
 
     def evaluate(self, ctx: Mapping[str, Any]) -> Any:
         try:
@@ -493,15 +493,15 @@ def _compile_template(text: str) -> Any:
 
 
 def _render_bounded(template: Any, ctx: Mapping[str, Any]) -> str:
-    """``template.render(**ctx)``, each piece counted as it comes: the text never outgrows the bounds."""
-    with Section():
-        pieces = []
-        size = 0
-        for piece in template.root_render_func(template.new_context(dict(ctx))):
-            size += len(piece)
+    """``template.render(**ctx)``, the pieces counted as they come: the text never outgrows the bounds."""
+    pieces = []
+    size, limit = 0, bounds.limits().max_value_size
+    for piece in template.root_render_func(template.new_context(dict(ctx))):
+        size += len(piece)
+        if size > limit:
             bounds.check_size(size, "a rendered template")
-            pieces.append(bounds.produced(piece))
-        return "".join(pieces)
+        pieces.append(piece)
+    return bounds.produced("".join(pieces))  # type: ignore[no-any-return]
 
 
 def _compile_string(text: str) -> Callable[[Mapping[str, Any]], Any]:

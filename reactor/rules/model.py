@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reactor.actions.base import Action, Params
 from reactor.errors import PermanentError
-from reactor.rules.bounds import BoundExceeded
+from reactor.rules.bounds import BoundExceeded, Section
 from reactor.rules.expressions import Expression, ExpressionError, Template
 
 
@@ -163,7 +163,8 @@ class CompiledAction:
         if self.static is not None:
             return self.static
         try:
-            values = {k: t.render(ctx) for k, t in self.params.items()}
+            with Section():  # the event's evaluation clock runs
+                values = {k: t.render(ctx) for k, t in self.params.items()}
         except ExpressionError as exc:
             raise PermanentError(f"parameter template failed: {exc}") from exc
         except BoundExceeded as exc:
@@ -178,7 +179,8 @@ class CompiledAction:
         out: dict[str, Any] = {}
         for key, template in self.params.items():
             try:
-                out[key] = template.render(ctx)
+                with Section():
+                    out[key] = template.render(ctx)
             except BoundExceeded as exc:
                 out[key] = f"<error: went past an evaluation bound: {exc}>"
             except ExpressionError as exc:

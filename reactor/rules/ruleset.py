@@ -17,7 +17,7 @@ from typing import Any
 from reactor.events.catalogue import canonical_operation
 from reactor.events.echoes import is_read
 from reactor.events.model import Event
-from reactor.rules.bounds import BoundExceeded
+from reactor.rules.bounds import BoundExceeded, Section
 from reactor.rules.model import Rule
 
 _CACHE_LIMIT = 65_536
@@ -87,30 +87,31 @@ class RuleSet:
         """The rules whose conditions hold, and the rule whose conditions went past the evaluation
         bounds, with the reason (the event fails: the rules after that one are not evaluated)."""
         matched = []
-        for rule in self.candidates(event):
-            try:
-                if rule.failure(ctx) is None:
-                    matched.append(rule)
-            except BoundExceeded as exc:
-                return matched, (rule, str(exc))
+        with Section():  # the event's evaluation clock runs
+            for rule in self.candidates(event):
+                try:
+                    if rule.failure(ctx) is None:
+                        matched.append(rule)
+                except BoundExceeded as exc:
+                    return matched, (rule, str(exc))
         return matched, None
 
     def explain(self, event: Event, ctx: Mapping[str, Any]) -> list[Verdict]:
         """A verdict for every rule: not listening, condition failed (and why), or matched."""
         listening = set(map(id, self.candidates(event)))
-        verdicts = []
-        for rule in self.rules:
-            if id(rule) not in listening:
-                reason = (
-                    "disabled"
-                    if not rule.on
-                    else f"listens to {list(rule.on)}"
-                    + (f" on streams {list(rule.streams)}" if rule.streams else "")
-                )
-                verdicts.append(Verdict(rule, candidate=False, reason=reason))
-            else:
-                verdicts.append(Verdict(rule, candidate=True, reason=_failure(rule, ctx)))
-        return verdicts
+        with Section():
+            return [self._verdict(rule, id(rule) in listening, ctx) for rule in self.rules]
+
+    @staticmethod
+    def _verdict(rule: Rule, listening: bool, ctx: Mapping[str, Any]) -> Verdict:
+        if listening:
+            return Verdict(rule, candidate=True, reason=_failure(rule, ctx))
+        reason = (
+            "disabled"
+            if not rule.on
+            else f"listens to {list(rule.on)}" + (f" on streams {list(rule.streams)}" if rule.streams else "")
+        )
+        return Verdict(rule, candidate=False, reason=reason)
 
 
 def _failure(rule: Rule, ctx: Mapping[str, Any]) -> str | None:
