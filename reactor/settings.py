@@ -61,6 +61,8 @@ class RedisSettings(_Section):
     #: Entries pending longer than this (another consumer died with them) are claimed (XAUTOCLAIM).
     reclaim_idle_ms: int = Field(default=60_000, gt=0)
     reclaim_interval_s: float = Field(default=5.0, gt=0)
+    #: Entries read but not yet settled hold at most this many bytes; reading waits beyond it.
+    max_unsettled_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     @field_validator("url")
     @classmethod

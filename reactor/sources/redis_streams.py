@@ -8,6 +8,10 @@
   decoded here field by field: a field that is not UTF-8 stays bytes, for the decoder to refuse
   as malformed with its raw bytes kept, instead of an exception inside the client's reply parser
   that no delivery count could ever stop.
+- Memory: entries read and not yet settled hold at most ``max_unsettled_bytes`` (their field
+  names and values); beyond it ``read`` waits for a settle, and a read's COUNT is what fits in
+  the room left at the largest entry size seen lately (decaying 10% a read). An entry larger
+  than the budget is read alone, when nothing else is unsettled.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
   process each time it was read is counted on every restart's re-read, and set aside.
@@ -19,6 +23,7 @@ Redis errors are translated to ``SourceError`` here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +49,10 @@ class RedisStreamsSource(Source):
         self._backlog: dict[str, str] = dict.fromkeys(settings.streams, "0")
         self._last_read: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str | None] = {}
+        self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
+        self._unsettled_bytes = 0
+        self._entry_bytes = 512.0  # the largest entry read lately, decaying
+        self._settled = asyncio.Event()
         self.maintain_interval_s = settings.reclaim_interval_s
 
     async def start(self) -> None:
@@ -62,6 +71,9 @@ class RedisStreamsSource(Source):
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
+        max_count = await self._within_budget(max_count, block_ms)
+        if not max_count:
+            return []
         backlog = self._backlog
         streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
         try:
@@ -72,6 +84,7 @@ class RedisStreamsSource(Source):
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
         batch = _deliveries(reply)
+        self._hold(batch)
         for d in batch:  # a reply lists each stream's entries in id order: the last one is the newest
             self._last_read[d.stream] = d.entry_id
         if not backlog:
@@ -83,6 +96,39 @@ class RedisStreamsSource(Source):
             else:
                 del backlog[stream]
         return await self._with_counts(batch) if batch else batch
+
+    async def _within_budget(self, max_count: int, block_ms: int) -> int:
+        """How many entries the next read may take (0: none yet, after waiting up to ``block_ms``
+        for a settle), so that unsettled entries stay within ``max_unsettled_bytes``."""
+        count = self._fits(max_count)
+        if not count:
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), max(block_ms, 10) / 1000)
+            count = self._fits(max_count)
+        return count
+
+    def _fits(self, max_count: int) -> int:
+        room = self._s.max_unsettled_bytes - self._unsettled_bytes
+        fits = min(max_count, max(int(room // self._entry_bytes), 0))
+        return fits or (0 if self._unsettled_bytes else 1)  # one entry larger than the budget: alone
+
+    def _hold(self, batch: Sequence[Delivery]) -> None:
+        """Count what ``batch`` holds until it is settled (an entry read again counts once)."""
+        if not batch:
+            return
+        sizes = [_size(d.payload) for d in batch]
+        for d, size in zip(batch, sizes, strict=True):
+            key = (d.stream, d.entry_id)
+            if key not in self._unsettled:
+                self._unsettled[key] = size
+                self._unsettled_bytes += size
+        self._entry_bytes = max(float(max(sizes)), 0.9 * self._entry_bytes, 64.0)
+
+    def _release(self, done: Sequence[Delivery]) -> None:
+        for d in done:
+            self._unsettled_bytes -= self._unsettled.pop((d.stream, d.entry_id), 0)
+        self._settled.set()
 
     async def _xreadgroup(self, streams: dict[str, str], count: int, block_ms: int | None) -> Any:
         """XREADGROUP with the reply's bytes left undecoded (redis-py's xreadgroup would decode them)."""
@@ -135,6 +181,7 @@ class RedisStreamsSource(Source):
         except RedisError as exc:
             self._rescan()
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
+        self._release(done)
 
     async def maintain(self) -> list[Delivery]:
         """Renew our liveness lease; claim the pending entries of consumers whose lease expired.
@@ -152,6 +199,7 @@ class RedisStreamsSource(Source):
                 claimed += await self._claim_from_gone(stream)
         except RedisError as exc:
             raise SourceError(f"reclaim: {exc}") from exc
+        self._hold(claimed)
         return await self._with_counts(claimed) if claimed else []
 
     def _lease(self, consumer: str) -> str:
@@ -304,6 +352,13 @@ def _deliveries(reply: Any) -> list[Delivery]:
         for entry_id, fields in entries:
             out.append(Delivery(stream, _text(entry_id), _fields(fields)))
     return out
+
+
+def _size(payload: Any) -> int:
+    """Bytes of an entry's field names and values (as read: text or bytes)."""
+    if isinstance(payload, dict):
+        return sum(map(len, payload)) + sum(map(len, payload.values()))
+    return len(payload)
 
 
 def _text(value: Any) -> str:

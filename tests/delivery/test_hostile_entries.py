@@ -216,3 +216,49 @@ async def test_reclaimed_entries_are_read_as_bytes_too(
         assert claimed.deliveries >= 2
     finally:
         await source.close()
+
+
+async def test_unsettled_entries_stay_within_max_unsettled_bytes(
+    raw_redis: aioredis.Redis, unique: str
+) -> None:
+    """Reading waits while what was read and not settled holds max_unsettled_bytes; the next
+    read's COUNT is what fits at the largest entry size seen."""
+    settings = load_settings(
+        None,
+        redis={
+            "url": REDIS_URL,
+            "streams": [f"h{unique}.things"],
+            "group": "g",
+            "consumer": "c1",
+            "start_id": "0",
+            "max_unsettled_bytes": 3 << 20,
+        },
+    ).redis
+    stream = settings.streams[0]
+    await raw_redis.xadd(stream, {"operation": "thing.create", "id": "t0", "blob": b"x" * (1 << 20)})
+    source = RedisStreamsSource(settings)
+    await source.start()
+    try:
+        first = await source.read(100, 10)  # the backlog read (id 0): nothing pending yet
+        first += await source.read(100, 10)
+        assert len(first) == 1
+        for n in range(1, 9):
+            await raw_redis.xadd(
+                stream, {"operation": "thing.create", "id": f"t{n}", "blob": b"x" * (1 << 20)}
+            )
+        second = await source.read(100, 10)
+        assert len(second) == 1  # 2 MiB of room left, entries of a little more than 1 MiB
+        assert await source.read(100, 10) == []  # no room for another: waits for a settle, reads none
+        await source.settle([*first, *second], [])
+        third = await source.read(100, 10)
+        assert len(third) == 2
+        await source.settle(third, [])
+        big = load_settings(None, redis={**settings.model_dump(), "max_unsettled_bytes": 1000}).redis
+        alone = RedisStreamsSource(big)  # a budget smaller than one entry: one at a time
+        await alone.start()
+        try:
+            assert len(await alone.read(100, 10)) + len(await alone.read(100, 10)) == 1
+        finally:
+            await alone.close()
+    finally:
+        await source.close()
