@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from reactor.actions.base import ActionRegistry
 from reactor.errors import RuleError, RuleSetError
 from reactor.rules.expressions import ExpressionError, Template
-from reactor.rules.model import CompiledAction, Rule, RuleSpec, compile_condition
+from reactor.rules.model import AllCondition, CompiledAction, Condition, Rule, RuleSpec, compile_condition
 from reactor.rules.ruleset import RuleSet
 
 _RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
@@ -118,64 +118,116 @@ def load_file(path: Path, registry: ActionRegistry) -> tuple[list[Rule], list[Ru
     lines = _Lines.scan(text)
     rules: list[Rule] = []
     for index, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict):
+            errors.append(RuleError("a rule must be a table: [[rule]]", file=name, line=lines.rule(index)))
+            continue
         try:
-            rules.append(_compile_rule(raw, registry, name, index, lines))
-        except RuleError as exc:
-            errors.append(exc)
+            rule, problems = _compile_rule(raw, registry, name, index, lines)
         except RecursionError:
-            rule = str(raw.get("name", f"#{index + 1}")) if isinstance(raw, dict) else f"#{index + 1}"
-            errors.append(RuleError("nested too deeply", file=name, line=lines.rule(index), rule=rule))
+            rule_name = str(raw.get("name", f"#{index + 1}"))
+            errors.append(RuleError("nested too deeply", file=name, line=lines.rule(index), rule=rule_name))
+            continue
+        errors.extend(problems)
+        if rule is not None:
+            rules.append(rule)
     return rules, errors
+
+
+class _Errors:
+    """The errors of one rule, each naming the file, a line and the rule."""
+
+    def __init__(self, file: str, line: int | None, rule: str) -> None:
+        self.file, self.line, self.rule = file, line, rule
+        self.found: list[RuleError] = []
+
+    def add(self, detail: str, line: int | None = None) -> None:
+        at = self.line if line is None else line
+        self.found.append(RuleError(detail, file=self.file, line=at, rule=self.rule))
+
+
+def _tables(value: Any) -> list[dict[str, Any]]:
+    """What a table array that failed validation still holds that can be checked."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _compile_rule(
     raw: dict[str, Any], registry: ActionRegistry, file: str, index: int, lines: _Lines
-) -> Rule:
-    line = lines.rule(index)
-    rule_name = str(raw.get("name", f"#{index + 1}"))
+) -> tuple[Rule | None, list[RuleError]]:
+    """The rule, or every error found in it: the schema, each condition, each action."""
+    errors = _Errors(file, lines.rule(index), str(raw.get("name", f"#{index + 1}")))
+    spec = None
     try:
         spec = RuleSpec.model_validate(raw)
+        errors.rule = spec.name
     except ValidationError as exc:
-        raise RuleError(_validation_message(exc), file=file, line=line, rule=rule_name) from None
-    try:
-        condition = compile_condition(spec.when) if spec.when else None
-    except ExpressionError as exc:
-        raise RuleError(f"when: {exc}", file=file, line=line, rule=spec.name) from None
-
-    def actions(kind: str, items: list[dict[str, Any]]) -> tuple[CompiledAction, ...]:
-        compiled = []
-        for i, item in enumerate(items):
-            at = lines.action(index, kind, i)
-            try:
-                compiled.append(_compile_action(item, registry, f"{kind}[{i}]", at))
-            except (RuleError, ExpressionError) as exc:
-                detail = exc.detail if isinstance(exc, RuleError) else str(exc)
-                raise RuleError(f"{kind}[{i}]: {detail}", file=file, line=at, rule=spec.name) from None
-        _check_unique_ids(compiled, kind)
-        return tuple(compiled)
-
-    try:
-        compiled_actions = actions("actions", spec.actions)
-        compiled_failure = actions("on_failure", spec.on_failure)
-    except ValueError as exc:
-        raise RuleError(str(exc), file=file, line=line, rule=spec.name) from None
-    return (
-        Rule(
-            name=spec.name,
-            description=spec.description,
-            on=tuple(spec.on),
-            streams=tuple(spec.streams),
-            condition=condition,
-            actions=compiled_actions,
-            on_failure=compiled_failure,
-            retry=spec.retry,
-            file=file,
-            line=line,
-            own_events=spec.own_events,
-        )
-        if spec.enabled
-        else _disabled(spec, file, line, compiled_actions)
+        for message in _validation_messages(exc):
+            errors.add(message)
+    when = spec.when if spec else raw.get("when", [])
+    condition = _compile_when(when if isinstance(when, list) else [], errors)
+    actions = _compile_actions(
+        "actions", spec.actions if spec else _tables(raw.get("actions")), registry, index, lines, errors
     )
+    on_failure = _compile_actions(
+        "on_failure",
+        spec.on_failure if spec else _tables(raw.get("on_failure")),
+        registry,
+        index,
+        lines,
+        errors,
+    )
+    if spec is None or errors.found:
+        return None, errors.found
+    if not spec.enabled:
+        return _disabled(spec, file, errors.line, actions), []
+    rule = Rule(
+        name=spec.name,
+        description=spec.description,
+        on=tuple(spec.on),
+        streams=tuple(spec.streams),
+        condition=condition,
+        actions=actions,
+        on_failure=on_failure,
+        retry=spec.retry,
+        file=file,
+        line=errors.line,
+        own_events=spec.own_events,
+    )
+    return rule, []
+
+
+def _compile_when(items: list[Any], errors: _Errors) -> Condition | None:
+    """Every condition of ``when`` compiled, or an error for each that does not."""
+    compiled = []
+    for item in items:
+        try:
+            compiled.append(compile_condition(item))
+        except ExpressionError as exc:
+            errors.add(f"when: {exc}")
+    return AllCondition(compiled) if compiled else None
+
+
+def _compile_actions(
+    kind: str,
+    items: list[dict[str, Any]],
+    registry: ActionRegistry,
+    index: int,
+    lines: _Lines,
+    errors: _Errors,
+) -> tuple[CompiledAction, ...]:
+    compiled = []
+    for i, item in enumerate(items):
+        at = lines.action(index, kind, i)
+        action, problems = _compile_action(item, registry, f"{kind}[{i}]", at)
+        for problem in problems:
+            errors.add(f"{kind}[{i}]: {problem}", at)
+        if action is not None:
+            compiled.append(action)
+    seen: set[str] = set()
+    for action in compiled:
+        if action.id in seen:
+            errors.add(f"{kind}: duplicate action id {action.id!r}")
+        seen.add(action.id)
+    return tuple(compiled)
 
 
 def _disabled(spec: RuleSpec, file: str, line: int | None, actions: tuple[CompiledAction, ...]) -> Rule:
@@ -183,52 +235,56 @@ def _disabled(spec: RuleSpec, file: str, line: int | None, actions: tuple[Compil
     return Rule(spec.name, spec.description, (), (), None, actions, (), spec.retry, file, line)
 
 
-def _check_unique_ids(actions: list[CompiledAction], kind: str) -> None:
-    seen: set[str] = set()
-    for action in actions:
-        if action.id in seen:
-            raise ValueError(f"{kind}: duplicate action id {action.id!r}")
-        seen.add(action.id)
-
-
 def _compile_action(
     raw: dict[str, Any], registry: ActionRegistry, default_id: str, line: int | None
-) -> CompiledAction:
+) -> tuple[CompiledAction | None, list[str]]:
+    """The action, or every problem found in it (parameters unknown, missing, invalid)."""
     params = dict(raw)
     type_name = params.pop("type", None)
     action_id = str(params.pop("id", default_id))
     if not isinstance(type_name, str):
-        raise RuleError("missing 'type'")
+        return None, ["missing 'type'"]
     impl = registry.get(type_name)
     if impl is None:
-        raise RuleError(f"unknown action type {type_name!r} (known: {', '.join(registry.names())})")
+        return None, [f"unknown action type {type_name!r} (known: {', '.join(registry.names())})"]
     model_fields = impl.params_model.model_fields
+    problems = []
     unknown = sorted(set(params) - set(model_fields))
     if unknown:
-        raise RuleError(f"{type_name}: unknown parameter(s) {', '.join(unknown)}")
+        problems.append(f"{type_name}: unknown parameter(s) {', '.join(unknown)}")
     missing = sorted(n for n, f in model_fields.items() if f.is_required() and n not in params)
     if missing:
-        raise RuleError(f"{type_name}: missing parameter(s) {', '.join(missing)}")
-    templates = {k: Template(v) for k, v in params.items()}
-    for key, template in templates.items():
-        if template.is_static:  # literal values are checked now; templated ones when rendered
+        problems.append(f"{type_name}: missing parameter(s) {', '.join(missing)}")
+    templates = {}
+    for key, value in params.items():
+        try:
+            templates[key] = Template(value)
+        except ExpressionError as exc:
+            problems.append(str(exc))
+            continue
+        if key in model_fields and templates[key].is_static:  # literals now; templated ones when rendered
             try:
-                TypeAdapter(cast(Any, model_fields[key].annotation)).validate_python(template.source)
+                TypeAdapter(cast(Any, model_fields[key].annotation)).validate_python(value)
             except ValidationError as exc:
-                raise RuleError(f"{type_name}: parameter {key!r}: {exc.errors()[0]['msg']}") from None
+                problems.append(f"{type_name}: parameter {key!r}: {exc.errors()[0]['msg']}")
+    if problems:
+        return None, problems
     static = None
     if all(t.is_static for t in templates.values()):  # the same every event: validated once, here
         try:
             static = impl.params_model.model_validate({k: t.source for k, t in templates.items()})
         except ValidationError as exc:
-            raise RuleError(f"{type_name}: {_validation_message(exc)}") from None
-    return CompiledAction(id=action_id, type=type_name, impl=impl, params=templates, line=line, static=static)
+            return None, [f"{type_name}: {m}" for m in _validation_messages(exc)]
+    return CompiledAction(
+        id=action_id, type=type_name, impl=impl, params=templates, line=line, static=static
+    ), []
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
+def _validation_messages(exc: ValidationError) -> list[str]:
+    """One message per error pydantic found, naming the key."""
+    messages = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
+        messages.append(f"{key}: {msg}")
+    return messages

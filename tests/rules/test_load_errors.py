@@ -149,3 +149,48 @@ def test_disabled_rules_are_validated_but_never_match(tmp_path: Path) -> None:
         rules_from(
             tmp_path, '[[rule]]\nname = "x"\nenabled = false\non = ["a"]\n[[rule.actions]]\ntype = "zap"\n'
         )
+
+
+EVERYTHING_WRONG = """
+[[rule]]
+name = "r2"
+on = ["x"]
+colour = "red"
+when = ["event.state ==", "event.ok", { any = ["((("] }]
+
+[[rule.actions]]
+type = "zap"
+
+[[rule.actions]]
+type = "log"
+url = 1
+
+[[rule.actions]]
+type = "log"
+message = "{{ x"
+
+[[rule.on_failure]]
+type = "noop"
+id = "f"
+[[rule.on_failure]]
+type = "noop"
+id = "f"
+"""
+
+
+def test_every_error_of_a_rule_is_reported_not_the_first(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, EVERYTHING_WRONG)
+    where = f"{tmp_path}/rules/r.toml"
+    expected = [
+        f"{where}:10: rule 'r2': colour: unknown key",
+        f"{where}:10: rule 'r2': when: invalid expression 'event.state =='",
+        f"{where}:10: rule 'r2': when: invalid expression '((('",
+        f"{where}:16: rule 'r2': actions[0]: unknown action type 'zap'",
+        f"{where}:19: rule 'r2': actions[1]: log: unknown parameter(s) url",
+        f"{where}:19: rule 'r2': actions[1]: log: missing parameter(s) message",
+        f"{where}:23: rule 'r2': actions[2]: invalid template '{{{{ x'",
+        f"{where}:10: rule 'r2': on_failure: duplicate action id 'f'",
+    ]
+    assert len(errors) == len(expected), "\n".join(errors)
+    for error, start in zip(errors, expected, strict=True):
+        assert error.startswith(start), (error, start)

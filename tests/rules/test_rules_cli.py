@@ -152,3 +152,37 @@ def test_rotation_rule_matches_a_certificate_due_soon(tmp_path: Path) -> None:
     code, text = run(tmp_path / "fresh.json", expect=["push-config-on-bootstrap"])
     assert code == EXIT_OK, text
     assert "(event.client_cert | certinfo).days_left < 30' is False" in text
+
+
+HOSTILE_RULES = """
+[[rule]]
+name = "recurse"
+on = ["config.create"]
+[[rule.actions]]
+type = "log"
+message = "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
+
+[[rule]]
+name = "hog"
+on = ["config.create"]
+when = ["([0] * 999999) | map('string') | map('center', 3) | map('trim') | list | length > 0"]
+[[rule.actions]]
+type = "noop"
+"""
+
+
+def test_a_recursing_macro_or_a_hog_is_one_line_in_the_dry_run(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text(HOSTILE_RULES)
+    event_file = tmp_path / "e.json"
+    event_file.write_text('{"operation": "config.create", "thing_id": "t"}')
+    code, text = run(event_file, rules=rules)
+    assert "Traceback" not in text
+    assert code == EXIT_OK, text
+    (recurse,) = [line for line in text.splitlines() if "would run" in line]
+    assert "<error: " in recurse
+    assert "recursion too deep" in recurse
+    (hog,) = [line for line in text.splitlines() if "hog" in line]
+    assert "FAILS the event: went past an evaluation bound" in hog
+    assert "rules.eval_timeout_s" in hog
