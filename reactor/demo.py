@@ -244,11 +244,16 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
     report = Report(out, labels)
     async with Simulator() as sim:
         seed(sim.state)
-        settings = settings.model_copy(update={"supermq": sim.settings()})
+        # profile "auto", as an operator would start: the reactor reads the simulator's /health
+        settings = settings.model_copy(update={"supermq": sim.settings(profile="auto")})
         reactor = Reactor.build(settings, source, get_logger("reactor.demo"), observers=[report])
+        profile = await reactor.client.resolve_profile()
         print(
             f"reactor demo: {len(events)} SuperMQ events through {len(reactor.rules)} rules "
-            f"from {settings.rules.dir}/, actions against the SuperMQ simulator on 127.0.0.1\n",
+            f"from {settings.rules.dir}/, actions against the SuperMQ simulator on 127.0.0.1\n"
+            f"  the simulator plays profile {sim.state.profile!r} (Magistrala v0.14.0, checked "
+            f"against its OpenAPI specs);\n  the reactor (supermq.profile = \"auto\") chose "
+            f"{profile.name!r}: {reactor.client.profile_reason}\n",
             file=out,
         )
         await reactor.run(asyncio.Event())

@@ -21,6 +21,9 @@ async def test_demo_reports_every_event_and_settles_all() -> None:
     events = scenario()
     for n in range(1, len(events) + 1):
         assert f"\n#{n} " in text
+    # The profile it plays and how the reactor chose it.
+    assert "the simulator plays profile 'things'" in text
+    assert "chose 'things': bootstrap service reports version 0.14.0 (Magistrala v0.14-v0.15)" in text
     # Era aliases are resolved and shown.
     assert "thing.bootstrap (published as bootstrap.thing.bootstrap)" in text
     assert "channel.remove_handler (published as group.remove_handler)" in text
