@@ -19,6 +19,7 @@ from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
 from reactor.actions.things import things_actions
+from reactor.backoff import Backoff, StoppedError, until_stopped
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import sweep
 from reactor.delivery.executor import Executor
@@ -34,12 +35,14 @@ from reactor.ops.server import OpsServer
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
+from reactor.signals import early_stop_signal
 from reactor.sources.base import Source
 from reactor.sources.memory import MemorySource
 from reactor.sources.nats_jetstream import NatsJetStreamSource
 from reactor.sources.rabbitmq import RabbitMQSource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
+from reactor.supervise import Supervisor, TaskFailedError, describe
 
 
 def build_registry(
@@ -148,19 +151,23 @@ class Reactor:
         return cls(settings, source, holder, worker, client, state, metrics, audit)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` (or a finite source's end), reloading rules on change."""
+        """Consume until ``stop`` (or a finite source's end), reloading rules on change.
+
+        ``TaskFailedError`` when a task of the worker died of an unexpected exception (logged as
+        ``reactor.task_failed``); the rules watcher is restarted instead."""
         if not await self._start_source(stop):
             return
         await self._log_profile()
         watcher_stop = asyncio.Event()
+        watcher = Supervisor(watcher_stop, self.worker.logger)
         interval = self.settings.rules.reload_interval_s
-        watcher = asyncio.create_task(self.holder.watch(watcher_stop, interval)) if interval > 0 else None
+        if interval > 0:
+            watcher.spawn("rules-watcher", lambda: self.holder.watch(watcher_stop, interval), restart=True)
         try:
             await self.worker.run(stop)
         finally:
             watcher_stop.set()
-            if watcher is not None:
-                await watcher
+            await watcher.join()
             await self.source.close()
             await self.client.aclose()
             await self.state.close()
@@ -179,8 +186,13 @@ class Reactor:
         await logger.ainfo("supermq.profile", profile=profile.name, reason=self.client.profile_reason)
 
     async def ready(self) -> dict[str, bool]:
-        """What /readyz reports: the event store answers, a rule set is in force."""
-        return {"source": await self.source.ready(), "rules": self.holder.loaded}
+        """What /readyz reports: the event store answers, a rule set is in force, and no processed
+        event has waited longer than ``worker.max_unsettled_s`` to be settled (acked)."""
+        return {
+            "source": await self.source.ready(),
+            "rules": self.holder.loaded,
+            "settling": self.worker.unsettled_s() <= self.settings.worker.max_unsettled_s,
+        }
 
     async def watch_backlog(self, stop: asyncio.Event) -> None:
         """Keep the lag, pending, dead-letter and rules gauges current, until ``stop``."""
@@ -197,19 +209,19 @@ class Reactor:
                 await asyncio.wait_for(stop.wait(), self.settings.ops.backlog_interval_s)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
-        """Connect to the event store, waiting out an outage (with backoff) until ``stop``."""
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                await self.source.start()
-                return True
-            except SourceError as exc:
-                logger = self.worker.logger
-                await logger.awarning("source.start_failed", error=str(exc), retry_in_s=backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
-        return False
+        """Connect to the event store, waiting out an outage (with backoff) until ``stop``; a
+        connection attempt in progress is given up on ``stop`` too."""
+        logger = self.worker.logger
+
+        async def failed(exc: BaseException, retry_in_s: float) -> None:
+            await logger.awarning("source.start_failed", error=str(exc), retry_in_s=retry_in_s)
+
+        recoverable: tuple[type[Exception], ...] = (SourceError, *self.source.recoverable)
+        try:
+            await Backoff(stop).retry(lambda: until_stopped(self.source.start(), stop), recoverable, failed)
+        except StoppedError:
+            return False
+        return True
 
 
 def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
@@ -236,10 +248,15 @@ def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
 
 
 def install_signal_handlers(stop: asyncio.Event, holder: RuleHolder) -> None:
-    """SIGINT/SIGTERM set ``stop`` (finish the batch in hand, settle it, exit); SIGHUP reloads rules."""
+    """SIGINT/SIGTERM set ``stop`` (finish the batch in hand, settle it, exit); SIGHUP reloads rules.
+
+    A SIGINT/SIGTERM that came while the process was still starting (see ``reactor.signals``)
+    sets ``stop`` at once."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if early_stop_signal() is not None:
+        stop.set()
     loop.add_signal_handler(signal.SIGHUP, holder.request_reload)  # compiled off the loop
 
 
@@ -256,8 +273,9 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
             await ops.start()
         except OSError as exc:
             raise ConfigError(f"ops.listen {settings.ops.listen}: {exc.strerror or exc}") from exc
-    gauges = asyncio.create_task(reactor.watch_backlog(stop))
-    sweeps = asyncio.create_task(scheduled_sweeps(reactor, stop, logger))
+    tasks = Supervisor(stop, logger)
+    tasks.spawn("gauges", lambda: reactor.watch_backlog(stop), restart=True)
+    tasks.spawn("sweeps", lambda: scheduled_sweeps(reactor, stop, logger), restart=True)
     await logger.ainfo(
         "reactor.started",
         source=settings.source,
@@ -266,16 +284,32 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         consumer=settings.redis.consumer,
         rules=len(reactor.rules),
     )
+    failure = await _run_supervised(reactor, stop, tasks)
+    if ops is not None:
+        await ops.stop()
+    counters = asdict(reactor.worker.counters)
+    if failure is not None:
+        await logger.aerror(
+            "reactor.stopped", failed_task=failure.task, error=describe(failure.error), **counters
+        )
+        return 1
+    await logger.ainfo("reactor.stopped", **counters)
+    return 0
+
+
+async def _run_supervised(reactor: Reactor, stop: asyncio.Event, tasks: Supervisor) -> TaskFailedError | None:
+    """Run until ``stop``; the failure that stopped the daemon, if one did."""
     try:
         await reactor.run(stop)
+    except TaskFailedError as exc:
+        return exc
+    except Exception as exc:  # outside the worker's tasks: the wiring itself
+        tasks.fail("reactor", exc)
+        return tasks.failure
     finally:
         stop.set()
-        await gauges
-        await sweeps
-        if ops is not None:
-            await ops.stop()
-    await logger.ainfo("reactor.stopped", **asdict(reactor.worker.counters))
-    return 0
+        await tasks.join()
+    return None
 
 
 async def scheduled_sweeps(

@@ -25,6 +25,7 @@ from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
+from reactor.signals import restore_stop_signals
 from reactor.supermq.client import SuperMQClient
 
 _SINCE = "ISO time, or a duration ago: 30m, 2h, 1d"
@@ -220,6 +221,8 @@ _QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command != "run":
+        restore_stop_signals()  # only the daemon stops cleanly on a signal that came while starting
     if args.command == "demo":
         return _demo(args)
     if args.command == "simulate-supermq":

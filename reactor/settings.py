@@ -150,6 +150,8 @@ class WorkerSettings(_Section):
     settle_interval_ms: float = Field(default=5.0, ge=0)
     max_deliveries: int = Field(default=10, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
+    #: /readyz fails while a processed event has waited longer than this to be settled (acked).
+    max_unsettled_s: float = Field(default=30.0, gt=0)
 
 
 class StateSettings(_Section):

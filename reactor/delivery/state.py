@@ -13,7 +13,6 @@ closed from here; the shipped actions are idempotent where SuperMQ allows (merge
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from reactor.backoff import Backoff
 from reactor.errors import SourceError
 
 Steps = dict[str, Any]
@@ -129,17 +129,18 @@ class RedisStateStore(StateStore):
         await self._retrying(write)
 
     async def _retrying(self, fn: Any, attempts: int = 50) -> Any:
-        """A step that completed must be recorded: retry through a short Redis outage."""
-        delay = 0.05
-        for attempt in range(attempts):
+        """A step that completed must be recorded: retry through a short Redis outage (then a
+        ``SourceError``, which the worker waits out, honouring stop)."""
+        backoff = Backoff(initial_s=0.05, max_s=1.0)
+        for _ in range(attempts - 1):
             try:
                 return await fn()
-            except RedisError as exc:
-                if attempt == attempts - 1:
-                    raise SourceError(f"state store: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        raise AssertionError("unreachable")
+            except RedisError:
+                await backoff.wait()
+        try:
+            return await fn()
+        except RedisError as exc:
+            raise SourceError(f"state store: {exc}") from exc
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
 
+from reactor.backoff import Backoff, StoppedError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
@@ -27,14 +30,11 @@ from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.supervise import Supervisor
 
-_MAX_BACKOFF_S = 5.0
 _BLOCKER_POLL_S = 0.02
 T = TypeVar("T")
-
-
-class _AbandonedError(Exception):
-    """A source call given up because the worker is stopping."""
+OnError = Callable[[BaseException, float], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -69,6 +69,8 @@ class _Item:
     blockers: set[str] = field(default_factory=set)
     submitted: bool = False
     processed: asyncio.Event = field(default_factory=asyncio.Event)
+    lane: Hashable = None
+    finished_at: float = 0.0  # time.monotonic() when processed, waiting to be settled
 
 
 class Worker:
@@ -108,6 +110,11 @@ class Worker:
         self._settled: dict[str, set[str]] = {}
         self._poll_round = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._recoverable: tuple[type[Exception], ...] = (SourceError, *source.recoverable)
+        self._stop = asyncio.Event()  # the daemon's, once running; never set for process()
+        self._tasks = Supervisor(self._stop, logger)
+        self._abandoned: set[Hashable] = set()  # lanes given up on stop (their items stay unsettled)
+        self._settling_since: float | None = None
         self.counters = Counters()
 
     @property
@@ -117,35 +124,51 @@ class Worker:
     # ---- the loop -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read and process until ``stop`` is set (or a finite source ends); then drain and settle."""
+        """Read and process until ``stop`` is set (or a finite source ends); then drain and settle.
+
+        The settler, the upkeep, the blocker poller and every lane are supervised: one that dies
+        of an unexpected exception stops the worker, which then raises ``TaskFailedError``."""
+        self._stop = stop
+        self._tasks = tasks = Supervisor(stop, self.logger)
         settle_stop = asyncio.Event()
-        settler = asyncio.create_task(self._settle_loop(settle_stop))
-        upkeep = asyncio.create_task(self._upkeep(stop))
+        tasks.spawn("settler", lambda: self._settle_loop(settle_stop))
+        upkeep = tasks.spawn("upkeep", lambda: self._upkeep(stop), restart=True)
         try:
             await self._read_loop(stop)
+        except StoppedError:
+            pass
+        except Exception as exc:
+            tasks.fail("reader", exc)
         finally:
             upkeep.cancel()
             await self._drain()
             settle_stop.set()
             self._settle_wakeup.set()
-            await settler
+            await tasks.join()
+        tasks.raise_failure()
+
+    def _warn(self, event: str, **fields: object) -> OnError:
+        """A retry's report: one warning line per failed attempt, with the coming delay."""
+
+        async def warn(exc: BaseException, retry_in_s: float) -> None:
+            await self.logger.awarning(event, error=str(exc), retry_in_s=retry_in_s, **fields)
+
+        return warn
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff(stop)
         while not stop.is_set():
             room = self._settings.max_in_flight - self.in_flight
             if room <= 0:
                 self._room.clear()
                 await _wait_either(self._room, stop)
                 continue
-            try:
-                batch = await self._source.read(min(self._batch_size, room), self._block_ms)
-            except SourceError as exc:
-                await self.logger.awarning("source.read_failed", error=str(exc), retry_in_s=backoff)
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            backoff = 0.1
+            count = min(self._batch_size, room)
+            batch = await backoff.retry(
+                functools.partial(self._source.read, count, self._block_ms),
+                self._recoverable,
+                self._warn("source.read_failed"),
+            )
             if batch:
                 await self.dispatch(batch)
             elif self._source.exhausted:
@@ -159,13 +182,16 @@ class Worker:
         while not stop.is_set():
             try:
                 reclaimed = await self._source.maintain()
-            except SourceError as exc:
+            except self._recoverable as exc:
                 await self.logger.awarning("source.maintain_failed", error=str(exc))
                 reclaimed = []
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
                 await self.logger.ainfo("source.reclaimed", entries=len(fresh))
-                await self.dispatch(fresh)
+                try:
+                    await self.dispatch(fresh)
+                except StoppedError:
+                    return
             await _sleep_or_stop(stop, self._source.maintain_interval_s)
 
     async def _drain(self) -> None:
@@ -177,13 +203,14 @@ class Worker:
             self._lanes.cancel()
         unfinished = [i.outcome.delivery for i in self._in_flight.values() if not i.processed.is_set()]
         if unfinished:
-            with contextlib.suppress(SourceError):
+            with contextlib.suppress(*self._recoverable):
                 await self._source.release(unfinished)
 
     # ---- dispatch -----------------------------------------------------------------------------
 
     async def dispatch(self, batch: Sequence[Delivery]) -> list[_Item]:
-        """Decode a batch and hand every event to its device's lane."""
+        """Decode a batch and hand every event to its device's lane (``StoppedError``: stopped
+        while the order check waited out an outage; the batch stays unsettled)."""
         items = []
         for delivery in batch:
             key = (delivery.stream, delivery.entry_id)
@@ -196,7 +223,9 @@ class Worker:
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
             blockers = await self._retrying(
-                lambda: self._source.earlier_pending(deliveries, self._device_of), "source.order_check_failed"
+                lambda: self._source.earlier_pending(deliveries, self._device_of),
+                "source.order_check_failed",
+                self._stop,
             )
             for item in decoded:
                 item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
@@ -206,25 +235,14 @@ class Worker:
                 continue
             event = item.outcome.event
             assert event is not None
-            lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
+            item.lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
             item.submitted = True
-            self._lanes.submit(lane, entry_order(event.entry_id), item)
+            self._lanes.submit(item.lane, entry_order(event.entry_id), item)
         return items
 
-    async def _retrying(
-        self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event | None = None
-    ) -> T:
-        """A source call, retried with backoff through an outage; ``_AbandonedError`` once ``stop`` is set."""
-        backoff = 0.1
-        while True:
-            try:
-                return await call()
-            except SourceError as exc:
-                if stop is not None and stop.is_set():
-                    raise _AbandonedError from exc
-                await self.logger.awarning(failed, error=str(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+    async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
+        """A source call, retried with backoff through an outage; ``StoppedError`` once ``stop`` is set."""
+        return await Backoff(stop).retry(call, self._recoverable, self._warn(failed))
 
     async def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
         """Process one batch to its settled outcomes (for tests, benchmarks and replay)."""
@@ -289,7 +307,7 @@ class Worker:
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll_blockers())
+            self._poller = self._tasks.spawn("blocker-poller", self._poll_blockers)
 
     async def _poll_blockers(self) -> None:
         """One round every _BLOCKER_POLL_S: which blockers are still pending, per stream."""
@@ -300,7 +318,7 @@ class Worker:
             for stream, ids in wanted.items():
                 try:
                     settled[stream] = ids - await self._source.still_pending(stream, ids)
-                except SourceError:
+                except self._recoverable:
                     settled[stream] = set()  # unknown is not settled: keep waiting
             self._settled = settled
             done, self._poll_round = self._poll_round, asyncio.Event()
@@ -309,37 +327,59 @@ class Worker:
     # ---- processing ---------------------------------------------------------------------------
 
     async def _run_item(self, item: _Item) -> None:
+        """A lane's step. An exception escaping it is a bug here: the worker stops with it (the
+        event stays unsettled, its lane is given up)."""
+        try:
+            await self._process(item)
+        except Exception as exc:
+            self._abandoned.add(item.lane)
+            self._tasks.fail("lane", exc)
+
+    async def _process(self, item: _Item) -> None:
+        """One event through the rules, to be settled; left unsettled when stopped during a state
+        store outage (and so is every later item of its lane: the device's order holds)."""
+        if item.lane in self._abandoned:
+            return
         outcome = item.outcome
         event = outcome.event
         assert event is not None
-        redelivered = outcome.delivery.deliveries > 1
-        backoff = 0.1
-        while True:
-            try:
-                outcome.rules = await self._executor.execute(event, redelivered=redelivered)
-                outcome.dead_letter = dead_letter_for(event, outcome.rules)
-                break
-            except SourceError as exc:  # the state store, not the event: wait for it, in order
-                await self.logger.awarning(
-                    "state.unavailable", error=str(exc), entry_id=event.entry_id, retry_in_s=backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                redelivered = True  # what was recorded is skipped on the next try
-            except Exception as exc:  # a bug in the reactor: the event is kept, with the reason
-                outcome.dead_letter = DeadLetter(
-                    event.stream,
-                    event.entry_id,
-                    "internal_error",
-                    f"{type(exc).__name__}: {exc}",
-                    event.raw,
-                    attempts=outcome.delivery.deliveries,
-                    secrets=event.secrets,
-                )
-                break
+        try:
+            outcome.rules = await self._execute(event, outcome.delivery.deliveries > 1)
+            outcome.dead_letter = dead_letter_for(event, outcome.rules)
+        except StoppedError:
+            self._abandoned.add(item.lane)
+            return
+        except Exception as exc:  # a bug in the reactor: the event is kept, with the reason
+            outcome.dead_letter = DeadLetter(
+                event.stream,
+                event.entry_id,
+                "internal_error",
+                f"{type(exc).__name__}: {exc}",
+                event.raw,
+                attempts=outcome.delivery.deliveries,
+                secrets=event.secrets,
+            )
         self._finish(item)
 
+    async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
+        try:
+            return await self._executor.execute(event, redelivered=redelivered)
+        except SourceError as exc:  # the state store, not the event: wait for it, in order
+            return await self._execute_once_state_is_back(event, exc)
+
+    async def _execute_once_state_is_back(self, event: Event, first: SourceError) -> list[RuleOutcome]:
+        """Again until the state store answers (``StoppedError`` on stop); what was recorded is
+        skipped on the next try."""
+        backoff = Backoff(self._stop)
+        warn = self._warn("state.unavailable", entry_id=event.entry_id)
+        await warn(first, backoff.delay_s)
+        await backoff.wait()
+        return await backoff.retry(
+            lambda: self._executor.execute(event, redelivered=True), (SourceError,), warn
+        )
+
     def _finish(self, item: _Item) -> None:
+        item.finished_at = time.monotonic()
         item.processed.set()
         self._finished.append(item)
         if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
@@ -360,18 +400,23 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settle_wakeup.wait(), interval or None)
 
+    def unsettled_s(self) -> float:
+        """How long the oldest processed event has waited to be settled (0 when none waits)."""
+        oldest = self._settling_since
+        if oldest is None and self._finished:
+            oldest = self._finished[0].finished_at
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
     async def _flush(self, stop: asyncio.Event | None) -> None:
         items, self._finished = self._finished, []
         if not items:
             return
-        done = [i.outcome.delivery for i in items]
-        dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
+        self._settling_since = items[0].finished_at
         try:
-            await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
-        except _AbandonedError as exc:
-            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
-            for d in done:  # left pending: redelivered on the next start
-                self._in_flight.pop((d.stream, d.entry_id), None)
+            settled = await self._settle(items, stop or self._stop)
+        finally:
+            self._settling_since = None
+        if not settled:
             return
         for item in items:
             self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
@@ -385,6 +430,19 @@ class Worker:
                 await self.logger.aerror(
                     "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
                 )
+
+    async def _settle(self, items: list[_Item], stop: asyncio.Event) -> bool:
+        """Dead-letter records and acks, through an outage; False when given up on stop."""
+        done = [i.outcome.delivery for i in items]
+        dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
+        try:
+            await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
+        except StoppedError as exc:
+            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
+            for d in done:  # left pending: redelivered on the next start
+                self._in_flight.pop((d.stream, d.entry_id), None)
+            return False
+        return True
 
     def _observe(self, outcome: Outcome) -> None:
         """Tell the observers (logs, metrics); one that fails is logged, never kills the settler."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from reactor.delivery.deadletter import DeadLetter
 
@@ -39,6 +39,12 @@ class Source(ABC):
 
     #: The backend's name, recorded as ``Event.source``.
     name: str = "source"
+
+    #: The client library's exceptions that mean the event store failed (a lost connection, a
+    #: closed channel, a refused command): the source raises them as ``SourceError`` and the
+    #: worker waits them out with backoff (also one that slipped through untranslated). Anything
+    #: else escaping a source is a bug, and stops the daemon with a non-zero exit.
+    recoverable: ClassVar[tuple[type[Exception], ...]] = ()
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect and prepare (consumer groups, queues)."""

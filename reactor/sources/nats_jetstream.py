@@ -10,6 +10,7 @@ per consumer, or Redis Streams for order across processes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
@@ -35,10 +36,12 @@ from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source
 
 _DAY_S = 86_400
+_FIRST_CONNECT_S = 5.0
 
 
 class NatsJetStreamSource(Source):
     name = "nats"
+    recoverable = (NatsError, OSError)
 
     def __init__(self, settings: NatsSettings) -> None:
         self._s = settings
@@ -49,7 +52,7 @@ class NatsJetStreamSource(Source):
 
     async def start(self) -> None:
         try:
-            self._nc = await nats.connect(self._s.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+            self._nc = await self._connect()
             self._js = self._nc.jetstream()
             await self._ensure_streams()
             config = ConsumerConfig(
@@ -63,8 +66,27 @@ class NatsJetStreamSource(Source):
             self._sub = await self._js.pull_subscribe(
                 self._s.filter_subject, durable=self._s.durable, stream=self._s.stream, config=config
             )
-        except (NatsError, OSError) as exc:
+        except self.recoverable as exc:
             raise SourceError(f"nats {self._s.url}: {exc}") from exc
+
+    async def _connect(self) -> Any:
+        """A connection that reconnects for ever once made; the first one is given
+        ``_FIRST_CONNECT_S`` (nats-py would try for ever, deaf to a stop, printing tracebacks)."""
+        errors: list[str] = []
+
+        async def noted(exc: Exception) -> None:  # instead of nats-py's traceback on stderr
+            errors.append(str(exc) or type(exc).__name__)
+
+        connecting = nats.connect(
+            self._s.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=noted
+        )
+        try:
+            return await asyncio.wait_for(connecting, _FIRST_CONNECT_S)
+        except TimeoutError:
+            last = errors[-1] if errors else "no answer"
+            raise SourceError(
+                f"nats {self._s.url}: not reachable within {_FIRST_CONNECT_S:g} s ({last})"
+            ) from None
 
     async def _ensure_streams(self) -> None:
         wanted = [(self._s.stream, self._s.subjects), (self._s.dlq_stream, [self._s.dlq_subject])]
@@ -91,7 +113,7 @@ class NatsJetStreamSource(Source):
             messages = await self._sub.fetch(batch=max_count, timeout=max(block_ms, 1) / 1000)
         except (NatsTimeout, TimeoutError):  # nothing arrived in time (either library's timeout)
             return []
-        except (NatsError, OSError) as exc:
+        except self.recoverable as exc:
             raise SourceError(f"nats fetch: {exc}") from exc
         out = []
         for msg in messages:
@@ -109,7 +131,7 @@ class NatsJetStreamSource(Source):
                 msg = self._messages.pop(delivery.entry_id, None)
                 if msg is not None:
                     await msg.ack_sync()
-        except (NatsError, OSError) as exc:
+        except self.recoverable as exc:
             raise SourceError(f"nats settle: {exc}") from exc
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
@@ -118,7 +140,7 @@ class NatsJetStreamSource(Source):
             if msg is not None:
                 try:
                     await msg.nak()
-                except (NatsError, OSError):
+                except self.recoverable:
                     continue  # it comes back after ack_wait anyway
 
     async def ready(self) -> bool:

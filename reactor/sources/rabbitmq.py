@@ -14,7 +14,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPException
+from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
@@ -24,6 +24,8 @@ from reactor.sources.base import Delivery, Source
 
 class RabbitMQSource(Source):
     name = "rabbitmq"
+    #: aiormq's ChannelInvalidStateError (a RuntimeError) is a closed channel, not a bug.
+    recoverable = (AMQPException, ChannelInvalidStateError, OSError)
 
     def __init__(self, settings: RabbitSettings) -> None:
         self._s = settings
@@ -46,7 +48,7 @@ class RabbitMQSource(Source):
                 await queue.bind(exchange, routing_key=key)
             await self._channel.declare_queue(self._s.dlq_queue, durable=True)
             await queue.consume(self._inbox.put, no_ack=False)
-        except (AMQPException, OSError) as exc:
+        except self.recoverable as exc:
             raise SourceError(f"rabbitmq {self._s.url.split('@')[-1]}: {exc}") from exc
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
@@ -68,6 +70,10 @@ class RabbitMQSource(Source):
         return Delivery(stream, entry_id, bytes(message.body), 2 if message.redelivered else 1)
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+        """The dead-letter records, then the acks. A message whose ack fails came on a channel
+        that is gone: the broker has put it back in the queue (it requeues whatever a closed
+        channel left unacked), so it comes again as a redelivery; retrying the ack could only
+        fail again, on every later settle too."""
         try:
             for record in dead:
                 body = json.dumps(record.to_fields()).encode()
@@ -77,12 +83,13 @@ class RabbitMQSource(Source):
                     ),
                     routing_key=self._s.dlq_queue,
                 )
-            for delivery in done:
-                message = self._messages.pop(delivery.entry_id, None)
-                if message is not None:
-                    await message.ack()
-        except (AMQPException, OSError) as exc:
+        except self.recoverable as exc:
             raise SourceError(f"rabbitmq settle: {exc}") from exc
+        for delivery in done:
+            message = self._messages.pop(delivery.entry_id, None)
+            if message is not None:
+                with contextlib.suppress(*self.recoverable):
+                    await message.ack()
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
@@ -90,7 +97,7 @@ class RabbitMQSource(Source):
             if message is not None:
                 try:
                     await message.nack(requeue=True)
-                except (AMQPException, OSError):
+                except self.recoverable:
                     continue
 
     async def ready(self) -> bool:

@@ -42,6 +42,7 @@ class RedisStreamsSource(Source):
     """Consumes ``settings.streams`` as ``settings.consumer`` in ``settings.group``."""
 
     name = "redis"
+    recoverable = (RedisError, OSError)
 
     def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
         self._s = settings

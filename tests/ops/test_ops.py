@@ -120,7 +120,7 @@ async def _run_known(redis_client: aioredis.Redis, settings: Settings, sim: Simu
     await server.stop()
     assert health.status_code == 200
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "checks": {"source": True, "rules": True}}
+    assert ready.json() == {"ready": True, "checks": {"source": True, "rules": True, "settling": True}}
     return reactor, text
 
 
@@ -168,7 +168,7 @@ async def test_readyz_follows_redis(tmp_path: Path, sim: Simulator, unique: str)
             private.kill()
             down = await http.get(url)
             assert down.status_code == 503
-            assert down.json()["checks"] == {"source": False, "rules": True}
+            assert down.json()["checks"] == {"source": False, "rules": True, "settling": True}
             assert (await http.get(f"http://127.0.0.1:{ops.port}/healthz")).status_code == 200  # still alive
             await asyncio.to_thread(private.start)
             async with asyncio.timeout(10):
