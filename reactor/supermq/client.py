@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from reactor.errors import ActionError, PermanentError
+from reactor.errors import ActionError, PermanentError, RetryableError
 from reactor.events.echoes import Echoes
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
@@ -216,7 +216,14 @@ class SuperMQClient:
     async def set_thing_enabled(self, thing_id: str, enabled: bool) -> models.Thing:
         what = f"{'enable' if enabled else 'disable'} thing {thing_id}"
         ep = (await self._p()).thing_status(thing_id, enabled)
-        return parse(models.Thing, await self._send(ep, what, device=thing_id), what)
+        try:
+            return parse(models.Thing, await self._send(ep, what, device=thing_id), what)
+        except RetryableError as exc:
+            # Already so: Magistrala v0.14.0 answers 500 "status already assigned"
+            # (things/service.go changeClientStatus); that is done, not a fault to retry.
+            if exc.status == 500 and "status already assigned" in str(exc):
+                return await self.view_thing(thing_id)
+            raise
 
     async def connect(self, thing_id: str, channel_ids: list[str], *, connect: bool = True) -> list[str]:
         """Connect (or disconnect) a thing and channels, in as many calls as the era needs; returns

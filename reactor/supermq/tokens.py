@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from reactor.errors import PermanentError
+from reactor.errors import ActionError, PermanentError
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
 from reactor.supermq.http import Http, join, parse, raise_for, send
@@ -103,7 +103,11 @@ class TokenProvider:
         body = {"domain_id": self._s.domain_id} if self._s.domain_id else {}
         try:
             tokens = await self._post_tokens(self._profile.token_refresh(), body, headers)
-        except PermanentError:
+        except ActionError as exc:
+            if exc.status is None:
+                raise  # the users service did not answer: try again later, not a new login
+            # Refused, in whatever words: Magistrala v0.14.0 answers an expired refresh token with
+            # 500 (auth/api/grpc/server.go encodeError has no case for it), Mainflux with 401.
             return False
         self._keep(tokens)
         return True
