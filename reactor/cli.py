@@ -27,6 +27,7 @@ from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
 from reactor.signals import restore_stop_signals
 from reactor.supermq.client import SuperMQClient
+from reactor.supervise import TaskFailedError
 
 _SINCE = "ISO time, or a duration ago: 30m, 2h, 1d"
 _RULES_DIR = "rules directory (default: settings rules.dir)"
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RuleError, SourceError) as exc:
         print(f"reactor: {exc}", file=sys.stderr)
         return 2
+    except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
+        print(f"reactor: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `reactor dlq list | head`: the reader has what it wanted

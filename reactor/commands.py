@@ -280,14 +280,9 @@ async def backfill_command(
     settings = settings.model_copy(update={"redis": redis_settings})
     client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
     reactor = Reactor.build(settings, RedisStreamsSource(redis_settings), logger)
-    stop = asyncio.Event()
-    run = asyncio.create_task(reactor.run(stop))
     try:
-        await asyncio.sleep(0.2)  # the group exists once the source has started
-        await wait_caught_up(client, redis_settings.streams, args.group, stop, bar())
+        await _run_until_caught_up(reactor, client, args.group)
     finally:
-        stop.set()
-        await run
         await client.aclose()
     c = reactor.worker.counters
     print(
@@ -295,6 +290,20 @@ async def backfill_command(
         f"{c.actions_ok} action(s) ok, {c.actions_failed} failed, {c.dead_lettered} dead-lettered"
     )
     return 0
+
+
+async def _run_until_caught_up(reactor: Reactor, client: aioredis.Redis, group: str) -> None:
+    """Run the reactor until its group has caught up (or the run ends: its failure is raised)."""
+    stop = asyncio.Event()
+    run = asyncio.create_task(reactor.run(stop))
+    waiting = asyncio.create_task(wait_caught_up(client, reactor.settings.redis.streams, group, stop, bar()))
+    await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    waiting.cancel()
+    await asyncio.wait({waiting})
+    await run
+    if not waiting.cancelled():
+        waiting.result()  # the event store failed while we watched the group
 
 
 async def simulate_command(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ beginning of the streams, run until it has caught up, to rebuild what the rules 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from reactor.errors import ConfigError, DecodeError, SourceError
 from reactor.events.decode import Decoder
@@ -122,18 +123,36 @@ async def wait_caught_up(
     progress: Progress | None = None,
     poll_s: float = 0.2,
 ) -> None:
-    """Until every stream's group has no lag and nothing pending (then ``stop`` is set)."""
+    """Until ``group`` exists on every stream (the source creates it, however long its start takes)
+    and has no lag and nothing pending; then ``stop`` is set. Returns early if ``stop`` is set."""
     while not stop.is_set():
-        remaining, total = 0, 0
-        for stream in streams:
-            info = next((g for g in await client.xinfo_groups(stream) if str(g["name"]) == group), None)
-            length = int(await client.xlen(stream))
-            total += length
-            if info is not None:
-                remaining += int(info.get("lag") or 0) + int(info["pending"])
-        if progress is not None:
+        remaining, total = await _behind(client, streams, group)
+        if progress is not None and remaining is not None:
             progress(total - remaining, total)
         if remaining == 0:
             stop.set()
             return
-        await asyncio.sleep(poll_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_s)
+
+
+async def _behind(client: aioredis.Redis, streams: Sequence[str], group: str) -> tuple[int | None, int]:
+    """Entries ``group`` has still to read or settle (None while it is not on every stream yet),
+    and the streams' total length."""
+    remaining, total = 0, 0
+    for stream in streams:
+        try:
+            groups = await client.xinfo_groups(stream)
+            length = int(await client.xlen(stream))
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return None, total  # the stream is created with the group
+            raise SourceError(f"XINFO GROUPS {stream}: {exc}") from exc
+        except RedisError as exc:
+            raise SourceError(f"XINFO GROUPS {stream}: {exc}") from exc
+        info = next((g for g in groups if str(g["name"]) == group), None)
+        if info is None:
+            return None, total
+        total += length
+        remaining += int(info.get("lag") or 0) + int(info["pending"])
+    return remaining, total
