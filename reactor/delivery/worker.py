@@ -289,6 +289,10 @@ class Worker:
         """
         stream = item.outcome.delivery.stream
         while item.blockers:
+            if self._stop.is_set():  # no point waiting: it stays unsettled, and so does its lane
+                self._abandoned.add(item.lane)
+                item.blockers = set()
+                return False
             # A blocker that is now ours (reclaimed) and in its lane: the lane's order rules from here.
             item.blockers = {b for b in item.blockers if not self._submitted_here(stream, b)}
             if earlier_arrived():

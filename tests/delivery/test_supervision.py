@@ -204,6 +204,34 @@ async def test_sigterm_while_the_state_store_is_down_stops_before_the_grace_peri
     assert [d.entry_id for d in await source.read(10, 0)] == ["1-0", "2-0", "3-0"]  # released, in order
 
 
+class _HeldElsewhere(MemorySource):
+    """Another consumer holds an earlier entry of every device, and never settles it."""
+
+    async def earlier_pending(
+        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        return {d.entry_id: {"0-1"} for d in deliveries}
+
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        return set(entry_ids)
+
+
+async def test_sigterm_while_an_event_waits_for_another_consumer_stops_before_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    source = _HeldElsewhere(finite=False)
+    source.add("s.bootstrap", EVENT)
+    built = Reactor.build(_settings(tmp_path, grace_s=30), source, get_logger("test"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(built.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    async with asyncio.timeout(3):
+        await task
+    assert source.acked == []
+    assert [d.entry_id for d in await source.read(10, 0)] == ["1-0"]  # released
+
+
 async def test_sigterm_while_nats_cannot_be_reached_at_start_stops_promptly(tmp_path: Path) -> None:
     """nats-py's first connect retries for ever; the start gives up on stop all the same."""
     settings = _settings(tmp_path)
