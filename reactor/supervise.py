@@ -4,8 +4,8 @@ A task that ends with an exception nobody expected (a bug, a library error no so
 recoverable) is logged as ``reactor.task_failed`` with the task's name, the error and its stack.
 Then either the task is restarted after a backoff (``restart=True``: the rules watcher, the
 gauges, the sweeps, whose next round starts afresh), or ``stop`` is set and the failure is
-raised by ``raise_failure`` (the reader, the settler, a lane: the daemon stops with a non-zero
-exit, and what it had not settled comes back on the next start).
+raised by ``raise_failure`` (the reader, the settler, the upkeep, a lane: the daemon stops with
+a non-zero exit, and what it had not settled comes back on the next start).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class Worker:
         self._tasks = tasks = Supervisor(stop, self.logger)
         settle_stop = asyncio.Event()
         tasks.spawn("settler", lambda: self._settle_loop(settle_stop))
-        upkeep = tasks.spawn("upkeep", lambda: self._upkeep(stop), restart=True)
+        upkeep = tasks.spawn("upkeep", lambda: self._upkeep(stop))  # it holds our liveness lease
         try:
             await self._read_loop(stop)
         except StoppedError:

@@ -112,6 +112,18 @@ async def test_a_dead_settler_stops_the_worker_with_the_failure(tmp_path: Path) 
     assert source.acked == []  # nothing acked: it comes back on the next start
 
 
+class _BrokenUpkeep(MemorySource):
+    async def maintain(self) -> list[Delivery]:
+        raise KeyError("consumers")  # a reply of an unexpected shape
+
+
+async def test_a_dead_upkeep_stops_the_worker_with_the_failure(tmp_path: Path) -> None:
+    built = Reactor.build(_settings(tmp_path), _BrokenUpkeep(finite=False), get_logger("test"))
+    with pytest.raises(TaskFailedError, match="upkeep"):
+        async with asyncio.timeout(5):
+            await built.run(asyncio.Event())
+
+
 async def test_the_daemon_exits_non_zero_with_one_clear_log_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: io.StringIO
 ) -> None:
