@@ -10,11 +10,13 @@ Two guards, both on by default:
 1. Read operations (``*.view``, ``*.list``, ``*.list_by_*``, ``*.view_*``, ``*.identify``,
    ``*.authorize``) are matched only by a rule that names them exactly: a glob like
    ``config.*`` never matches them. This holds across processes.
-2. Echoes: before each call the client notes the event it will cause (operation and device id,
-   from the profile's ``Endpoint.echo``); the first such event that arrives within ``ttl_s`` is
-   the reactor's own, and only rules with ``own_events = true`` see it. This guard is per
-   process: an echo consumed by another process of the same group is an ordinary event there
-   (guard 1 still applies).
+2. Echoes: before each call the client notes the event it will cause: operation and device id
+   (from the profile's ``Endpoint.echo``) and the values the call sets (the content it writes,
+   the state, the channels). The first event that arrives within ``ttl_s`` with that operation,
+   device and those values is the reactor's own, and only rules with ``own_events = true`` see
+   it; an operator's change with other values is never taken for one. This guard is per process:
+   an echo consumed by another process of the same group is an ordinary event there (guard 1
+   still applies).
 
 Memory is bounded: at most ``capacity`` expectations are held, the oldest dropped first.
 """
@@ -23,6 +25,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from reactor.events.normalise import normalise_fields
 
 _READ_ACTIONS = frozenset({"view", "list", "identify", "authorize"})
 
@@ -38,35 +44,38 @@ class Echoes:
 
     __slots__ = ("_capacity", "_pending", "_ttl_ns")
 
-    def __init__(self, ttl_s: float = 60.0, capacity: int = 10_000) -> None:
+    def __init__(self, ttl_s: float = 30.0, capacity: int = 10_000) -> None:
         self._ttl_ns = int(ttl_s * 1e9)
         self._capacity = capacity
-        self._pending: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], list[_Slot]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def expect(self, operation: str, device: str, count: int = 1) -> None:
-        """The next ``count`` events ``operation`` about ``device`` will be the reactor's own."""
+    def expect(
+        self, operation: str, device: str, count: int = 1, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        """The next ``count`` events ``operation`` about ``device`` carrying ``fields`` (as the
+        call sends them; decoded as events are) will be the reactor's own."""
         if not operation or count <= 0:
             return
         key = (operation, device)
-        deadline = time.monotonic_ns() + self._ttl_ns
+        slot = (time.monotonic_ns() + self._ttl_ns, normalise_fields(dict(fields)) if fields else {})
         slots = self._pending.pop(key, [])
-        slots.extend([deadline] * count)
+        slots.extend([slot] * count)
         self._pending[key] = slots
         while len(self._pending) > self._capacity:
             self._pending.popitem(last=False)
 
     def withdraw(self, operation: str, device: str, count: int = 1) -> None:
         """The call failed with an answer: the platform published nothing for it."""
-        slots = self._pending.get((operation, device))
+        slots = self._pending.get((operation, device)) if count > 0 else None
         if slots:
             del slots[-count:]
             if not slots:
                 del self._pending[(operation, device)]
 
-    def take(self, operation: str, device: str | None) -> bool:
+    def take(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
         """Whether this event is an expected echo (and, if so, consume the expectation)."""
         if not self._pending:
             return False
@@ -75,12 +84,23 @@ class Echoes:
         if not slots:
             return False
         now = time.monotonic_ns()
-        while slots and slots[0] < now:
-            slots.pop(0)
+        slots[:] = [s for s in slots if s[0] >= now]
+        found = next((i for i, (_, want) in enumerate(slots) if _carries(fields, want)), None)
+        if found is not None:
+            del slots[found]
         if not slots:
             del self._pending[key]
-            return False
-        slots.pop(0)
-        if not slots:
-            del self._pending[key]
-        return True
+        return found is not None
+
+
+_Slot = tuple[int, dict[str, Any]]
+
+
+def _same(have: Any, want: Any) -> bool:
+    if isinstance(have, list) and isinstance(want, list):  # channel lists: order is not kept
+        return sorted(map(str, have)) == sorted(map(str, want))
+    return bool(have == want)
+
+
+def _carries(fields: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    return all(k in fields and _same(fields[k], v) for k, v in want.items())

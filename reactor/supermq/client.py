@@ -97,6 +97,7 @@ class SuperMQClient:
         params: Mapping[str, Any] | None = None,
         device: str = "",
         echoes: int = 1,
+        echo_fields: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """One call with the user token (renewed once on 401), its echo expected first."""
         query = str(httpx.QueryParams(params)) if params else None
@@ -105,7 +106,7 @@ class SuperMQClient:
         headers = dict(JSON_HEADERS) if content is not None else {}
         expect = ep.echo and self.echoes is not None
         if expect:
-            self.echoes.expect(ep.echo, device, echoes)  # type: ignore[union-attr]
+            self.echoes.expect(ep.echo, device, echoes, echo_fields)  # type: ignore[union-attr]
         try:
             token = await self._tokens.token()
             headers["Authorization"] = f"Bearer {token}"
@@ -150,7 +151,7 @@ class SuperMQClient:
         url = join(self._bases[ep.service], ep.path, None)
         what = f"fetch the device config of external id {external_id}"
         if self.echoes is not None:
-            self.echoes.expect(ep.echo, thing_id or external_id)
+            self.echoes.expect(ep.echo, thing_id or external_id, fields={"success": True})
         response = await send(
             self._http, ep.method, url, what, headers={"Authorization": f"Thing {external_key}"}
         )
@@ -175,6 +176,7 @@ class SuperMQClient:
             f"update config {config_id}",
             body={"name": name, "content": content},
             device=config_id,
+            echo_fields={"content": content},
         )
 
     async def update_certs(
@@ -192,6 +194,7 @@ class SuperMQClient:
             f"update connections of config {config_id}",
             body={"channels": channels},
             device=config_id,
+            echo_fields={"channels": channels},
         )
 
     async def change_state(self, config_id: str, state: int) -> None:
@@ -200,6 +203,7 @@ class SuperMQClient:
             f"change state of config {config_id}",
             body={"state": state},
             device=config_id,
+            echo_fields={"state": state},
         )
 
     async def remove_config(self, config_id: str) -> None:

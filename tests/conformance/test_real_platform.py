@@ -94,6 +94,8 @@ async def test_own_views_do_not_feed_rules_but_an_operators_view_does(
     (rules / "watch.toml").write_text(
         '[[rule]]\nname = "glob"\non = ["config.*"]\n[[rule.actions]]\ntype = "log"\nmessage = "x"\n\n'
         '[[rule]]\nname = "exact"\non = ["config.list"]\n[[rule.actions]]\ntype = "log"\nmessage = "x"\n\n'
+        '[[rule]]\nname = "mine"\non = ["config.list"]\nown_events = true\n[[rule.actions]]\n'
+        'type = "log"\nmessage = "x"\n\n'
         '[[rule]]\nname = "viewer"\non = ["thing.change_state"]\n[[rule.actions]]\n'
         'type = "bootstrap.view_config"\nconfig_id = "{{ event.thing_id }}"\n'
     )
@@ -104,8 +106,8 @@ async def test_own_views_do_not_feed_rules_but_an_operators_view_does(
         [own] = await running.settled("config.list", device.thing_id)
         platform.config(device.thing_id)  # an operator's view
         views = await running.settled("config.list", device.thing_id, count=2)
-    assert own.rules == []  # the reactor's own view: neither the glob nor the exact rule
-    assert [r.rule for r in views[1].rules] == ["exact"]  # an operator's: only the exact name
+    assert [r.rule for r in own.rules] == ["mine"]  # the reactor's own view: only own_events rules
+    assert [r.rule for r in views[1].rules] == ["exact", "mine"]  # an operator's: exact names only
 
 
 async def test_channel_removal_leaves_configs_without_it(platform: Platform, run_reactor: RunReactor) -> None:

@@ -1,0 +1,67 @@
+"""The loop guard's bookkeeping: expected echoes of the reactor's own calls."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from reactor.events.echoes import Echoes, is_read
+
+
+def test_reads_are_told_apart() -> None:
+    assert all(
+        map(
+            is_read,
+            [
+                "config.list",
+                "config.view",
+                "thing.list_by_group",
+                "thing.view_perms",
+                "user.identify",
+                "policy.authorize",
+            ],
+        )
+    )
+    assert not any(map(is_read, ["config.create", "config.update", "thing.bootstrap", "policy.add"]))
+
+
+def test_an_expected_echo_is_taken_once_and_only_with_the_values_the_call_set() -> None:
+    echoes = Echoes()
+    echoes.expect("config.update", "t1", fields={"content": '{"a": 1}'})
+    assert not echoes.take("config.update", "t2", {"content": {"a": 1}})  # another device
+    assert not echoes.take("config.update", "t1", {"content": {"a": 2}})  # an operator's change
+    assert not echoes.take("config.update", "t1", {})  # an event without the value
+    assert echoes.take("config.update", "t1", {"content": {"a": 1}})  # decoded as events are
+    assert not echoes.take("config.update", "t1", {"content": {"a": 1}})  # once
+    assert len(echoes) == 0
+
+
+def test_channel_lists_match_in_any_order_and_counts_add_up() -> None:
+    echoes = Echoes()
+    echoes.expect("thing.update_connections", "t", fields={"channels": ["b", "a"]})
+    assert echoes.take("thing.update_connections", "t", {"channels": ["a", "b"]})
+    echoes.expect("policy.add", "t", count=2)
+    assert echoes.take("policy.add", "t", {}) and echoes.take("policy.add", "t", {})
+    assert not echoes.take("policy.add", "t", {})
+
+
+def test_withdrawn_and_expired_expectations_take_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    echoes = Echoes(ttl_s=5)
+    echoes.expect("thing.change_state", "t", fields={"state": 1})
+    echoes.withdraw("thing.change_state", "t")
+    assert not echoes.take("thing.change_state", "t", {"state": 1})
+    echoes.withdraw("thing.change_state", "t", count=0)  # nothing to withdraw: no error
+    echoes.expect("thing.change_state", "t", fields={"state": 1})
+    later = time.monotonic_ns() + 6 * 10**9
+    monkeypatch.setattr(time, "monotonic_ns", lambda: later)
+    assert not echoes.take("thing.change_state", "t", {"state": 1})
+    assert len(echoes) == 0
+
+
+def test_memory_is_bounded_by_capacity() -> None:
+    echoes = Echoes(capacity=100)
+    for i in range(1_000):
+        echoes.expect("config.list", f"t{i}")
+    assert len(echoes) == 100
+    assert echoes.take("config.list", "t999", {}) and not echoes.take("config.list", "t0", {})
