@@ -42,7 +42,8 @@ def test_channel_lists_match_in_any_order_and_counts_add_up() -> None:
     echoes.expect("thing.update_connections", "t", fields={"channels": ["b", "a"]})
     assert echoes.take("thing.update_connections", "t", {"channels": ["a", "b"]})
     echoes.expect("policy.add", "t", count=2)
-    assert echoes.take("policy.add", "t", {}) and echoes.take("policy.add", "t", {})
+    assert echoes.take("policy.add", "t", {})
+    assert echoes.take("policy.add", "t", {})
     assert not echoes.take("policy.add", "t", {})
 
 
@@ -64,4 +65,5 @@ def test_memory_is_bounded_by_capacity() -> None:
     for i in range(1_000):
         echoes.expect("config.list", f"t{i}")
     assert len(echoes) == 100
-    assert echoes.take("config.list", "t999", {}) and not echoes.take("config.list", "t0", {})
+    assert echoes.take("config.list", "t999", {})
+    assert not echoes.take("config.list", "t0", {})
