@@ -52,7 +52,7 @@ async def test_both_forms_of_xrange_output_read_back_exactly(
     redis_client: aioredis.Redis, unique: str, flags: tuple[str, ...]
 ) -> None:
     stream = f"cli{unique}.bootstrap"
-    first = await redis_client.xadd(stream, FIELDS)
+    first = await redis_client.xadd(stream, dict(FIELDS))  # type: ignore[arg-type]
     second = await redis_client.xadd(
         stream, {"operation": "thing.bootstrap", "external_id": "ext-1", "success": "0"}
     )
@@ -67,7 +67,7 @@ async def test_rules_test_takes_plain_redis_cli_output(
     redis_client: aioredis.Redis, unique: str, tmp_path: Path
 ) -> None:
     stream = f"cli{unique}.bootstrap"
-    await redis_client.xadd(stream, FIELDS)
+    await redis_client.xadd(stream, dict(FIELDS))  # type: ignore[arg-type]
     saved = tmp_path / "events.txt"
     saved.write_text(_redis_cli(stream), encoding="utf-8")  # as `redis-cli XRANGE ... > events.txt`
     result = reactor_cli("rules", "test", "--event", str(saved), "--stream", "mainflux.bootstrap")
