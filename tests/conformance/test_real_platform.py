@@ -12,8 +12,9 @@ from nats.aio.msg import Msg
 
 from reactor.certs.ca import LocalCA
 from tests.conformance.conftest import RunReactor, eventually
-from tests.conformance.deployment import ACCESS_TTL_S, Deployment
+from tests.conformance.deployment import ACCESS_TTL_S, ADMIN_EMAIL, ADMIN_SECRET, Deployment
 from tests.conformance.platform import Platform
+from tests.conftest import reactor_cli
 
 DAY = 86_400.0
 
@@ -263,3 +264,44 @@ async def test_repeated_connect_counts_as_done(platform: Platform, run_reactor: 
             await client.connect(device.thing_id, device.channels[:1], connect=False) == device.channels[:1]
         )
     assert platform.connected_channels(device.thing_id) == set(device.channels[1:])
+
+
+def test_certs_inspect_and_sweep_read_the_served_certificate(
+    platform: Platform, deployment: Deployment, tmp_path: Path
+) -> None:
+    ca, trust = _ca(tmp_path)
+    thing = platform.thing("inspected")
+    cert, key, _, _ = ca.issue(thing["credentials"]["secret"], thing["id"], 300 * DAY)
+    tag = thing["id"][:8]
+    platform.ok(
+        "POST",
+        "bootstrap",
+        "/things/configs",
+        json={
+            "thing_id": thing["id"],
+            "external_id": f"i-{tag}",
+            "external_key": f"k-{tag}",
+            "channels": [],
+            "content": "{}",
+            "client_cert": cert,
+            "client_key": key,
+            "ca_cert": ca.pem,
+        },
+    )
+    env = {
+        "REACTOR_SUPERMQ__PROFILE": "auto",
+        "REACTOR_SUPERMQ__USERS_URL": deployment.url("users"),
+        "REACTOR_SUPERMQ__THINGS_URL": deployment.url("things"),
+        "REACTOR_SUPERMQ__BOOTSTRAP_URL": deployment.url("bootstrap"),
+        "REACTOR_SUPERMQ__CERTS_URL": deployment.url("certs"),
+        "REACTOR_SUPERMQ__IDENTITY": ADMIN_EMAIL,
+        "REACTOR_SUPERMQ__SECRET": ADMIN_SECRET,
+        "REACTOR_CERTS__TRUST_DIR": str(trust),
+    }
+    inspected = reactor_cli("certs", "inspect", "--thing", thing["id"], env=env)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "verdict: OK" in inspected.stdout  # the view has no certificate: read the device's way
+    swept = reactor_cli("certs", "sweep", "--dry-run", env=env)
+    assert swept.returncode == 0, swept.stderr
+    ok = next(line for line in swept.stdout.splitlines() if line.strip().startswith("ok "))
+    assert int(ok.split()[-1]) >= 1, swept.stdout
