@@ -200,6 +200,7 @@ class Reactor:
         while not stop.is_set():
             m.rules_loaded.set(len(self.rules))
             m.rules_reload_ok.set(0 if self.holder.last_error else 1)
+            m.unsettled_s.set(self.worker.unsettled_s())
             with contextlib.suppress(SourceError):
                 m.set_backlog(self.settings.redis.group, await self.source.backlog())
                 count = await self.source.dead_letter_count()

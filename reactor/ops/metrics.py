@@ -105,6 +105,11 @@ class Metrics:
         self.dlq_length = Gauge(
             "reactor_dead_letter_stream_length", "Records in the dead-letter stream", registry=r
         )
+        self.unsettled_s = Gauge(
+            "reactor_unsettled_oldest_seconds",
+            "How long the oldest processed event has waited to be settled (acked)",
+            registry=r,
+        )
         self.rules_loaded = Gauge("reactor_rules_loaded", "Rules in force", registry=r)
         self.rules_reload_ok = Gauge(
             "reactor_rules_last_reload_success", "1 when the last reload was accepted", registry=r

@@ -173,9 +173,13 @@ async def test_a_rules_watcher_that_dies_is_restarted(
 
 async def test_readyz_reports_work_that_waits_too_long_to_be_settled(tmp_path: Path) -> None:
     source = _RefusedSettle(finite=False)
-    built = Reactor.build(_settings(tmp_path, max_unsettled_s=0.3), source, get_logger("test"))
+    settings = _settings(tmp_path, max_unsettled_s=0.3)
+    settings = settings.model_copy(
+        update={"ops": settings.ops.model_copy(update={"backlog_interval_s": 0.05})}
+    )
+    built = Reactor.build(settings, source, get_logger("test"))
     stop = asyncio.Event()
-    task = asyncio.create_task(built.run(stop))
+    tasks = [asyncio.create_task(built.run(stop)), asyncio.create_task(built.watch_backlog(stop))]
     await asyncio.sleep(0.1)
     assert (await built.ready())["settling"] is True  # nothing waits
     source.add("s.bootstrap", EVENT)
@@ -183,9 +187,14 @@ async def test_readyz_reports_work_that_waits_too_long_to_be_settled(tmp_path: P
         while (await built.ready())["settling"]:
             await asyncio.sleep(0.05)
     assert (await built.ready())["source"] is True  # the store answers; it just acks nothing
+    await asyncio.sleep(0.1)
+    gauge = [
+        line for line in built.metrics.render().decode().splitlines() if line.startswith("reactor_unsettled")
+    ]
+    assert float(gauge[0].split()[1]) > 0.3
     stop.set()
     async with asyncio.timeout(5):
-        await task
+        await asyncio.gather(*tasks)
 
 
 async def test_sigterm_while_the_order_check_waits_out_an_outage_stops_promptly(tmp_path: Path) -> None:
