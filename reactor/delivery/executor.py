@@ -22,6 +22,7 @@ from reactor.ops.redact import redact_text
 from reactor.rules import bounds
 from reactor.rules.model import CompiledAction, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
+from reactor.sources.base import delivery_key
 
 _MISSING = object()
 
@@ -90,7 +91,7 @@ class Executor:
             exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
         outcomes = []
         if matched:
-            key = f"{event.stream}/{event.entry_id}"
+            key = delivery_key(event.stream, event.entry_id)
             done = await self._state.completed(key) if redelivered and self._state is not None else {}
             outcomes = [await self._run_rule(rule, event, key, done, redelivered) for rule in matched]
         if exceeded is not None:

@@ -15,6 +15,15 @@ from typing import Any, ClassVar
 from reactor.delivery.deadletter import DeadLetter
 
 
+def delivery_key(stream: str, entry_id: str) -> str:
+    """The idempotency key of an entry's completed steps in the state store: ``stream/entry_id``.
+
+    Every source makes it the same for every delivery of one message (redeliveries, restarts,
+    other processes) and different between messages: Redis's entry id, JetStream's stream
+    sequence, and for RabbitMQ (which has no message id) a hash of the routing key and body."""
+    return f"{stream}/{entry_id}"
+
+
 def entry_order(entry_id: str) -> tuple[int, int]:
     """A stream entry id ``ms-seq`` as a sortable pair (anything else sorts first, in arrival order)."""
     ms, _, seq = entry_id.partition("-")
@@ -32,6 +41,11 @@ class Delivery:
     entry_id: str
     payload: Mapping[str, Any] | bytes
     deliveries: int = 1
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of this entry's steps (see ``delivery_key``)."""
+        return delivery_key(self.stream, self.entry_id)
 
 
 class Source(ABC):

@@ -2,12 +2,21 @@
 configured routing keys; manual acks after the outcome is settled, prefetch bounded; what is not
 acked goes back to the queue when the channel closes (a crash), marked redelivered. Dead-letter
 records go to a durable queue of their own. AMQP errors are translated to ``SourceError``.
+
+A message's entry id is a hash of its routing key and body (``body-<32 hex>``): AMQP gives a
+message no id of its own and SuperMQ sets no ``message_id``, and the id must be the same on every
+delivery of the message (after a crash, on another process) and differ between messages, as it
+keys the completed steps in the state store. SuperMQ's body carries ``occurred_at`` in
+nanoseconds, so two equal bodies on one routing key are one event published twice: they share
+their steps, and one settle acks every copy held. Within a process, messages run in arrival order
+(the id does not sort).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -32,8 +41,7 @@ class RabbitMQSource(Source):
         self._conn: Any = None
         self._channel: Any = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._messages: dict[str, AbstractIncomingMessage] = {}
-        self._seq = 0
+        self._messages: dict[str, list[AbstractIncomingMessage]] = {}  # by entry id: copies held
 
     async def start(self) -> None:
         try:
@@ -63,11 +71,12 @@ class RabbitMQSource(Source):
         return batch
 
     def _delivery(self, message: AbstractIncomingMessage) -> Delivery:
-        self._seq += 1
-        entry_id = f"{self._seq}-0"  # arrival order on our channel
-        self._messages[entry_id] = message
-        stream = (message.routing_key or "").removeprefix("events.")
-        return Delivery(stream, entry_id, bytes(message.body), 2 if message.redelivered else 1)
+        routing_key = message.routing_key or ""
+        body = bytes(message.body)
+        entry_id = message_id(routing_key, body)
+        self._messages.setdefault(entry_id, []).append(message)
+        stream = routing_key.removeprefix("events.")
+        return Delivery(stream, entry_id, body, 2 if message.redelivered else 1)
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         """The dead-letter records, then the acks. A message whose ack fails came on a channel
@@ -86,19 +95,15 @@ class RabbitMQSource(Source):
         except self.recoverable as exc:
             raise SourceError(f"rabbitmq settle: {exc}") from exc
         for delivery in done:
-            message = self._messages.pop(delivery.entry_id, None)
-            if message is not None:
+            for message in self._messages.pop(delivery.entry_id, ()):
                 with contextlib.suppress(*self.recoverable):
                     await message.ack()
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            message = self._messages.pop(delivery.entry_id, None)
-            if message is not None:
-                try:
+            for message in self._messages.pop(delivery.entry_id, ()):
+                with contextlib.suppress(*self.recoverable):
                     await message.nack(requeue=True)
-                except self.recoverable:
-                    continue
 
     async def ready(self) -> bool:
         return bool(self._conn is not None and not self._conn.is_closed)
@@ -108,3 +113,11 @@ class RabbitMQSource(Source):
             with contextlib.suppress(AMQPException, OSError):
                 await self._conn.close()
             self._conn = None
+
+
+def message_id(routing_key: str, body: bytes) -> str:
+    """A message's entry id: the same for every delivery of it, different between messages."""
+    key = routing_key.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(len(key).to_bytes(4, "big") + key, digest_size=16)
+    digest.update(body)
+    return f"body-{digest.hexdigest()}"

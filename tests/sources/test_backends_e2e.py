@@ -1,5 +1,7 @@
 """The same events, published the way SuperMQ publishes them to Redis, NATS JetStream and RabbitMQ,
-drive the same rules to the same effects; a NATS server killed and restarted mid-run loses nothing."""
+drive the same rules to the same effects; a message taken by a process that died is applied by
+the next one; a NATS server killed and restarted mid-run loses nothing. Completed steps go to a
+real state store (SQLite, as `reactor run` keeps them by default)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import nats
 import pytest
 
 from reactor.app import Reactor
-from reactor.delivery.state import MemoryStateStore
+from reactor.delivery.state import SQLiteStateStore, StateStore
 from reactor.delivery.worker import Outcome
 from reactor.events.protowire import wrap_payload
 from reactor.ops.logging import get_logger
-from reactor.settings import NatsSettings, load_settings
+from reactor.settings import NatsSettings, Settings, load_settings
 from reactor.sources.nats_jetstream import NatsJetStreamSource
 from reactor.supermq.simulator import Simulator
 from tests.servers import PrivateNats
@@ -39,6 +41,26 @@ async def backend(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[
     await chosen.setup()
     yield chosen
     await chosen.teardown()
+
+
+def _state(tmp_path: Path) -> StateStore:
+    return SQLiteStateStore(tmp_path / "state" / "steps.db", retention_s=3600)
+
+
+def _settings(rules: Path, sim: Simulator) -> Settings:
+    settings = load_settings(
+        None, rules={"dir": rules, "reload_interval_s": 0}, redis={"block_ms": 50}, ops={"audit": False}
+    )
+    return settings.model_copy(update={"supermq": sim.settings()})
+
+
+def _update(thing_id: str, seq: int) -> dict[str, str | int]:
+    return {
+        "operation": "config.update",
+        "thing_id": thing_id,
+        "seq": str(seq),
+        "occurred_at": 1697041066438195084,
+    }
 
 
 async def _run(reactor: Reactor, outcomes: list[Outcome], count: int, timeout_s: float = 30) -> None:
@@ -72,28 +94,61 @@ async def test_every_backend_drives_the_same_effects(backend: Backend, tmp_path:
             sim.state.add_config(thing, f"e-{thing.name}", "k", [], "{}")
         for seq in range(1, 5):
             for thing in things.values():
-                await backend.publish(
-                    backend.stream(),
-                    {
-                        "operation": "config.update",
-                        "thing_id": thing.id,
-                        "seq": str(seq),
-                        "occurred_at": 1697041066438195084,
-                    },
-                )
-        settings = load_settings(None, rules={"dir": rules, "reload_interval_s": 0}, redis={"block_ms": 50})
-        settings = settings.model_copy(update={"supermq": sim.settings()})
+                await backend.publish(backend.stream(), _update(thing.id, seq))
         outcomes: list[Outcome] = []
         reactor = Reactor.build(
-            settings,
+            _settings(rules, sim),
             backend.source(),
             get_logger("test"),
             observers=[outcomes.append],
-            state=MemoryStateStore(),
+            state=_state(tmp_path),
         )
         await _run(reactor, outcomes, 12)
         assert all(o.dead_letter is None for o in outcomes)
         assert _applied(sim) == {name: [1, 2, 3, 4] for name in things}  # the same, whatever the backend
+
+
+async def test_a_message_a_dead_process_took_is_applied_after_a_restart(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """One process applies A (its step recorded); a process that took B dies before applying it;
+    the next process gets B again and applies it. On RabbitMQ, B came back numbered as A had been
+    (entry ids counted per process), found A's step completed, and was acked with nothing applied."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text(RULE)
+    async with Simulator(validate=False) as sim:
+        a, b = (sim.state.add_thing(name) for name in ("a", "b"))
+        for thing in (a, b):
+            sim.state.add_config(thing, f"e-{thing.name}", "k", [], "{}")
+        await backend.publish(backend.stream(), _update(a.id, 1))
+        outcomes: list[Outcome] = []
+        first = Reactor.build(
+            _settings(rules, sim),
+            backend.source(),
+            get_logger("test"),
+            [outcomes.append],
+            state=_state(tmp_path),
+        )
+        await _run(first, outcomes, 1)
+        await backend.publish(backend.stream(), _update(b.id, 1))
+        dying = backend.source()
+        await dying.start()
+        async with asyncio.timeout(10):
+            while not await dying.read(1, 100):
+                pass
+        await dying.close()  # died holding B, before its action ran
+        outcomes.clear()
+        second = Reactor.build(
+            _settings(rules, sim),
+            backend.source(),
+            get_logger("test"),
+            [outcomes.append],
+            state=_state(tmp_path),
+        )
+        await _run(second, outcomes, 1)
+        assert outcomes[0].delivery.deliveries >= 2  # a redelivery: its completed steps were looked up
+        assert _applied(sim) == {"a": [1], "b": [1]}
 
 
 async def test_nats_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
@@ -129,7 +184,7 @@ async def test_nats_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) -
                 NatsJetStreamSource(nats_settings),
                 get_logger("test"),
                 observers=[outcomes.append],
-                state=MemoryStateStore(),
+                state=_state(tmp_path),
             )
             stop = asyncio.Event()
             task = asyncio.create_task(reactor.run(stop))
