@@ -388,10 +388,13 @@ def meant(name: str) -> str | None:
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    """One line for one error (``invalid setting in c.toml ...: redis.url: ...``), else a list."""
     where = f" in {config_file} or REACTOR_* environment" if config_file else " in REACTOR_* environment"
-    lines = [f"invalid settings{where}:"]
+    problems = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {msg}")
+    if len(problems) == 1:
+        return f"invalid setting{where}: {problems[0]}"
+    return "\n  ".join([f"invalid settings{where}:", *problems])

@@ -22,6 +22,7 @@ def _config(tmp_path: Path, text: str) -> str:
 def _one_clear_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     for name in names:
         assert name in result.stderr, result.stderr
     return result.stderr
