@@ -95,14 +95,21 @@ async def test_drop_channel_walks_every_config(sim: Simulator, client: SuperMQCl
 
 
 async def test_connect_then_activate_then_publish(sim: Simulator, client: SuperMQClient) -> None:
-    thing, ctrl = sim.state.add_thing("dev"), sim.state.add_channel("ctrl")
+    thing, ctrl, data = (
+        sim.state.add_thing("dev"),
+        sim.state.add_channel("ctrl"),
+        sim.state.add_channel("data"),
+    )
     sim.state.add_config(thing, "ext", "key", [ctrl.id], "{}")
     reg = registry(sim, client)
-    assert (await run(reg, "things.connect", thing_id=thing.id, channel_ids=[ctrl.id]))["changed"] == [
-        ctrl.id
+    # A channel outside the config (v0.14.0 refuses to activate a config whose thing is connected
+    # to one of its channels already: see test_v014).
+    assert (await run(reg, "things.connect", thing_id=thing.id, channel_ids=[data.id]))["changed"] == [
+        data.id
     ]
-    assert (await run(reg, "things.connect", thing_id=thing.id, channel_ids=[ctrl.id]))["changed"] == []
+    assert (await run(reg, "things.connect", thing_id=thing.id, channel_ids=[data.id]))["changed"] == []
     await run(reg, "bootstrap.change_state", config_id=thing.id, state=1)
+    assert (await run(reg, "things.connect", thing_id=thing.id, channel_ids=[ctrl.id]))["changed"] == []
     await run(reg, "message.publish", channel_id=ctrl.id, thing_key=thing.key, payload=[{"n": "reboot"}])
     assert sim.state.messages[0]["payload"] == b'[{"n": "reboot"}]'
     with pytest.raises(PermanentError) as info:
@@ -110,7 +117,7 @@ async def test_connect_then_activate_then_publish(sim: Simulator, client: SuperM
     assert info.value.status == 401
     await run(reg, "things.disable", thing_id=thing.id)
     assert sim.state.things[thing.id].status == "disabled"
-    await run(reg, "things.disconnect", thing_id=thing.id, channel_ids=[ctrl.id])
+    await run(reg, "things.disconnect", thing_id=thing.id, channel_ids=[ctrl.id, data.id])
     assert sim.state.connections == set()
 
 

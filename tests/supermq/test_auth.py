@@ -41,13 +41,15 @@ async def test_a_second_401_fails_for_good(sim: Simulator, client: SuperMQClient
     assert [e.path for e in sim.exchanges].count("/things/configs") == 3  # once before, then 401, 401
 
 
-async def test_wrong_secret_is_permanent(sim: Simulator) -> None:
-    client = SuperMQClient(sim.settings(secret="wrong"))
-    try:
-        with pytest.raises(PermanentError, match="users token: HTTP 401"):
-            await client.list_configs()
-    finally:
-        await client.aclose()
+async def test_wrong_secret_is_permanent_on_mainflux() -> None:
+    # Mainflux answers 401; Magistrala v0.14.0 answers 500 (test_v014), which is retried.
+    async with Simulator(profile="mainflux", validate=False) as sim:
+        client = SuperMQClient(sim.settings(secret="wrong"))
+        try:
+            with pytest.raises(PermanentError, match="users token: HTTP 401"):
+                await client.list_configs()
+        finally:
+            await client.aclose()
 
 
 async def test_static_token_without_credentials(sim: Simulator) -> None:
@@ -63,15 +65,15 @@ async def test_static_token_without_credentials(sim: Simulator) -> None:
 
 
 def _jwt(iat: float, exp: float) -> str:
-    import base64  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    import base64
+    import json
 
     claims = base64.urlsafe_b64encode(json.dumps({"iat": iat, "exp": exp}).encode()).rstrip(b"=").decode()
     return f"eyJhbGciOiJIUzUxMiJ9.{claims}.sig"
 
 
 def test_a_jwt_is_renewed_ahead_of_its_expiry_on_the_issuers_clock() -> None:
-    from reactor.supermq.tokens import renew_at  # noqa: PLC0415
+    from reactor.supermq.tokens import renew_at
 
     # 900 s lifetime, issued by a server whose clock is an hour ahead: renew 30 s before the end
     assert renew_at(_jwt(1_000_000 + 3600, 1_000_900 + 3600), now=50.0) == 50.0 + 900 - 30
@@ -81,9 +83,9 @@ def test_a_jwt_is_renewed_ahead_of_its_expiry_on_the_issuers_clock() -> None:
 
 
 def test_mainflux_refusals_of_an_expired_token_are_recognised() -> None:
-    import httpx  # noqa: PLC0415
+    import httpx
 
-    from reactor.supermq.tokens import token_refused  # noqa: PLC0415
+    from reactor.supermq.tokens import token_refused
 
     expired = b'{"error":"rpc error: code = Unauthenticated desc = failed to perform authentication"}'
     assert token_refused(httpx.Response(401))

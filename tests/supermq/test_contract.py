@@ -9,7 +9,7 @@ import httpx
 import pytest
 from multidict import CIMultiDict
 
-from reactor.errors import PermanentError
+from reactor.errors import PermanentError, RetryableError
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.simulator.contract import DEVIATIONS, REQUEST_DEVIATIONS, Contract
@@ -82,13 +82,78 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
     assert called == set(real), f"not exercised: {set(real) - called}"
     assert sim.contract is not None
     # Every exemption listed is one the code really makes (no stale entries), and vice versa.
-    not_here = {
-        ("users", "post", "/users/tokens/refresh", 201),
-        ("users", "post", "/users/tokens/issue", 401),
-        ("users", "post", "/users/tokens/refresh", 401),
-    }  # seen in test_auth and below
+    not_here = {("users", "post", "/users/tokens/refresh", 201)} | V014_REFUSALS  # seen below
+    assert not_here <= set(DEVIATIONS)
     assert sim.contract.deviations_seen == set(DEVIATIONS) - not_here
     assert sim.contract.request_deviations_seen == set(REQUEST_DEVIATIONS)
+
+
+#: Deviations only a refusal shows: Magistrala v0.14.0's code answers these statuses, its spec does
+#: not list them (DEVIATIONS names the source of each). The test below makes every one.
+V014_REFUSALS = {
+    ("users", "post", "/users/tokens/refresh", 401),
+    ("bootstrap", "post", "/things/configs", 409),
+    ("bootstrap", "post", "/things/configs", 503),
+    ("bootstrap", "put", "/things/state/{configId}", 503),
+    ("bootstrap", "put", "/things/configs/connections/{configId}", 503),
+    ("things", "get", "/things/{thingID}", 403),
+    ("things", "post", "/things/{thingID}/enable", 403),
+    ("things", "post", "/things/{thingID}/disable", 403),
+    ("things", "post", "/connect", 403),
+    ("things", "post", "/disconnect", 403),
+    ("things", "get", "/channels/{chanID}", 403),
+}
+
+
+async def test_v014_refusals_off_the_spec(sim: Simulator, client: SuperMQClient) -> None:
+    unknown = "00000000-0000-0000-0000-000000000000"
+    thing, ctrl, data = (
+        sim.state.add_thing("dev"),
+        sim.state.add_channel("ctrl"),
+        sim.state.add_channel("data"),
+    )
+    sim.state.add_config(thing, "ext", "key", [ctrl.id], "{}")
+    for call in (
+        client.view_thing(unknown),
+        client.set_thing_enabled(unknown, True),
+        client.set_thing_enabled(unknown, False),
+        client.view_channel(unknown),
+        client.connect(thing.id, [unknown]),
+        client.connect(thing.id, [unknown], connect=False),
+    ):
+        with pytest.raises(PermanentError, match="HTTP 403"):
+            await call
+    await client.connect(thing.id, [ctrl.id])
+    with pytest.raises(RetryableError, match="HTTP 503"):  # activation meets the pair: 409
+        await client.change_state(thing.id, 1)
+    await client.connect(thing.id, [ctrl.id], connect=False)
+    await client.change_state(thing.id, 1)
+    await client.connect(thing.id, [data.id])
+    with pytest.raises(RetryableError, match="HTTP 503"):  # adding data to an active config: 409
+        await client.update_connections(thing.id, [ctrl.id, data.id])
+    token = await client._tokens.token()
+    async with httpx.AsyncClient() as http:
+        for body, status in (
+            ({"external_id": "other", "external_key": "k", "thing_id": unknown}, 503),
+            ({"external_id": "ext", "external_key": "k"}, 409),
+        ):
+            answer = await http.post(
+                f"{sim.url('bootstrap')}/things/configs",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert answer.status_code == status
+        garbled = await http.post(
+            f"{sim.url('users')}/users/tokens/refresh", json={}, headers={"Authorization": "Bearer x.y.z"}
+        )
+        assert garbled.status_code == 401
+    assert sim.contract is not None
+    on_the_way = {
+        ("users", "post", "/users/tokens/issue", 201),
+        ("things", "post", "/connect", 201),
+        ("bootstrap", "put", "/things/state/{configId}", 200),
+    }
+    assert sim.contract.deviations_seen == V014_REFUSALS | on_the_way
 
 
 async def test_refresh_and_device_bootstrap_deviations(sim: Simulator, client: SuperMQClient) -> None:

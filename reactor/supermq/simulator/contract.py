@@ -59,18 +59,61 @@ DEVIATIONS: dict[tuple[str, str, str, int], str] = dict(
         _d(
             "users",
             "post",
-            "/users/tokens/issue",
-            401,
-            "users/api/transport.go encodeError answers 401 for bad credentials; the spec lists "
-            "200/404/422/500",
-        ),
-        _d(
-            "users",
-            "post",
             "/users/tokens/refresh",
             401,
-            "users/api/transport.go encodeError answers 401 for a spent refresh token; the spec lists "
-            "200/404/422/500",
+            "auth/jwt/tokenizer.go Parse: a token that is no JWT of auth's is errors.ErrAuthentication, "
+            "which internal/api/common.go EncodeError answers 401; the spec lists 200/404/422/500",
+        ),
+        _d(
+            "bootstrap",
+            "get",
+            "/things/configs/{configId}",
+            200,
+            "bootstrap/api/responses.go channelRes: a channel without metadata is stored as null "
+            '(bootstrap/postgres/configs.go toDBChannel) and served as "metadata": null; the spec\'s '
+            "channel metadata is an object",
+        ),
+        *(
+            _d(
+                "bootstrap",
+                method,
+                path,
+                503,
+                f"bootstrap/service.go {func}: a refusal from things is ErrThings, which "
+                f"bootstrap/api/transport.go encodeError answers 503; the spec does not list it",
+            )
+            for method, path, func in (
+                ("post", "/things/configs", "Add (an unknown thing id)"),
+                ("put", "/things/state/{configId}", "ChangeState (a pair connected already: 409)"),
+                ("put", "/things/configs/connections/{configId}", "UpdateConnections"),
+            )
+        ),
+        _d(
+            "bootstrap",
+            "post",
+            "/things/configs",
+            409,
+            "bootstrap/postgres/configs.go Save: a thing or external id with a config already breaks a "
+            "UNIQUE constraint (ErrConflict, 409); the spec lists 201/400/401/415/500",
+        ),
+        *(
+            _d(
+                "things",
+                method,
+                path,
+                403,
+                f"{source}: an id that does not exist has no permission in SpiceDB "
+                f"(errors.ErrAuthorization, 403 in internal/api/common.go EncodeError) before any "
+                f"lookup; the spec says 404",
+            )
+            for method, path, source in (
+                ("get", "/things/{thingID}", "things/service.go ViewClient"),
+                ("post", "/things/{thingID}/enable", "things/service.go changeClientStatus"),
+                ("post", "/things/{thingID}/disable", "things/service.go changeClientStatus"),
+                ("post", "/connect", "internal/groups/service.go Assign (a channel gone)"),
+                ("post", "/disconnect", "internal/groups/service.go Unassign (a channel gone)"),
+                ("get", "/channels/{chanID}", "internal/groups/service.go ViewGroup"),
+            )
         ),
         _d(
             "bootstrap",

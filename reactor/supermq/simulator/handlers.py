@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from reactor.durations import parse_go_duration
-from reactor.supermq.simulator.state import State
+from reactor.supermq.simulator.state import Config, State, Thing
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _EMPTY = b""
@@ -82,16 +82,40 @@ class UsersApi(_Api):
 
     async def issue(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        if body.get("identity") != self.state.identity or body.get("secret") != self.state.secret:
-            return error(401, "missing or invalid credentials provided", "authentication failed")
+        identity, secret = body.get("identity"), body.get("secret")
+        if self.state.mainflux:
+            if identity != self.state.identity or secret != self.state.secret:
+                return error(401, "missing or invalid credentials provided", "authentication failed")
+        elif (refused := self._login_refused(identity, secret)) is not None:
+            return refused
         return web.json_response(self.state.issue_tokens(), status=201)
 
+    def _login_refused(self, identity: Any, secret: Any) -> web.Response | None:
+        """v0.14.0 (users/api/clients.go: internal/api EncodeError; users/service.go IssueToken):
+        a missing field fails validation, which no case maps (500); an unknown identity is
+        ``repoerr.ErrNotFound`` (404); a wrong secret is ``errors.ErrLogin`` (500)."""
+        if not identity or not secret:
+            what = "missing identity" if not identity else "missing secret"
+            return error(500, what, "something went wrong with the request")
+        if identity != self.state.identity:
+            return error(404, "entity not found", "entity not found")
+        if secret != self.state.secret:
+            return error(500, "compare hash and password failed", "invalid user id or secret")
+        return None
+
     async def refresh(self, request: web.Request) -> web.Response:
+        """Mainflux: a refresh token is spent by its use. v0.14.0 (auth/service.go refreshKey) only
+        parses the JWT, so one can be reused until it expires; an expired one is ``ErrExpiry``,
+        which auth/api/grpc/server.go encodeError maps to no code (Internal), so users answers 500;
+        a garbled one is ``errors.ErrAuthentication`` (401)."""
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
+        if token in self.state.expired_refresh_tokens and not self.state.mainflux:
+            return error(500, "token is expired", "failed to retrieve key data")
         if token not in self.state.refresh_tokens:
             return error(401, "missing or invalid credentials provided", "authentication failed")
-        self.state.refresh_tokens.discard(token)
+        if self.state.mainflux:
+            self.state.refresh_tokens.discard(token)
         return web.json_response(self.state.issue_tokens(), status=201)
 
     def routes(self) -> list[web.RouteDef]:
@@ -111,17 +135,54 @@ def _config_or_404(state: State, request: web.Request) -> Any:
     return config
 
 
+def _things_failed() -> web.Response:
+    """bootstrap's ``ErrThings``, returned bare (bootstrap/service.go): 503, no inner error."""
+    return error(503, "", "failed to receive response from Things service")
+
+
 class BootstrapApi(_Api):
     """``/things/configs``, ``/things/state``, ``/things/bootstrap``."""
 
     async def add(self, request: web.Request) -> web.Response:
         body = await _body(request)
+        if not self.state.mainflux:
+            return self._add_v014(body)
         if not body.get("external_id") or not body.get("external_key"):
             return error(400, "malformed entity specification", "missing external id or key")
         thing = self.state.things.get(body.get("thing_id", "")) or self.state.add_thing(body.get("name", ""))
         channels = [str(c) for c in body.get("channels", [])]
         if any(c not in self.state.channels for c in channels):
             return error(503, "failed to fetch channels", "a channel does not exist")
+        return self._save(thing, body, channels)
+
+    def _add_v014(self, body: dict[str, Any]) -> web.Response:
+        """v0.14.0 (bootstrap/api/requests.go addReq.validate, bootstrap/service.go Add): a missing
+        external id is ``ErrMissingID`` (400), a missing external key ``ErrBearerKey`` (401); an
+        unknown channel fails ``connectionChannels`` as ``ErrMalformedEntity`` (400); an unknown
+        thing id fails ``bs.thing`` as ``ErrThings`` (503); a thing or external id that has a config
+        already breaks a UNIQUE constraint (``Save``: ``ErrConflict``, 409), and a thing created
+        for it is disabled again."""
+        if not body.get("external_id"):
+            return error(400, "missing entity id", "something went wrong with the request")
+        if not body.get("external_key"):
+            return error(401, "missing or invalid bearer entity key", "something went wrong with the request")
+        channels = [str(c) for c in body.get("channels", [])]
+        if not all(self.state.known_to_bootstrap(c) for c in channels):
+            return error(400, "malformed entity specification", "failed to check channels connections")
+        thing_id = str(body.get("thing_id", ""))
+        if thing_id and thing_id not in self.state.things:
+            return error(503, "failed to find thing", "failed to receive response from Things service")
+        thing = self.state.things[thing_id] if thing_id else self.state.add_thing()
+        taken = thing.id in self.state.configs or any(
+            c.external_id == body["external_id"] for c in self.state.configs.values()
+        )
+        if taken:
+            if not thing_id:
+                thing.status = "disabled"
+            return error(409, "entity already exists", "failed to add bootstrap configuration")
+        return self._save(thing, body, channels)
+
+    def _save(self, thing: Thing, body: dict[str, Any], channels: list[str]) -> web.Response:
         config = self.state.add_config(
             thing,
             body["external_id"],
@@ -153,7 +214,7 @@ class BootstrapApi(_Api):
             configs = [c for c in configs if request.query["name"].lower() in c.name.lower()]
         page = [self.state.config_view(c) for c in configs[offset : offset + limit]]
         for view in page:
-            view.pop("channels")  # "Configs from this list don't contain channels"
+            view.pop("channels", None)  # "Configs from this list don't contain channels"
         return web.json_response({"total": len(configs), "offset": offset, "limit": limit, "configs": page})
 
     async def view(self, request: web.Request) -> web.Response:
@@ -195,6 +256,8 @@ class BootstrapApi(_Api):
     async def connections(self, request: web.Request) -> web.Response:
         config = _config_or_404(self.state, request)
         channels = [str(c) for c in (await _body(request)).get("channels", [])]
+        if not self.state.mainflux:
+            return self._connections_v014(config, channels)
         if any(c not in self.state.channels for c in channels):
             return error(404, "entity not found", "a channel does not exist")
         if config.state == 1:
@@ -206,16 +269,64 @@ class BootstrapApi(_Api):
         self.state.effect("config.connections", config.thing_id, channels=channels)
         return web.Response(status=200)
 
+    def _connections_v014(self, config: Config, channels: list[str]) -> web.Response:
+        """v0.14.0 (bootstrap/service.go UpdateConnections): a channel bootstrap does not know yet
+        fails ``connectionChannels`` as ``ErrMalformedEntity`` (400); an active config disconnects
+        the removed channels, then connects the added ones, and any refusal but not-found is
+        ``ErrThings`` (503, what was done stays done); the store (bootstrap/postgres/configs.go
+        updateConnections) returns early on an empty list, so ``[]`` leaves the channels listed."""
+        if not all(self.state.known_to_bootstrap(c) for c in channels):
+            return error(400, "malformed entity specification", "failed to update connections")
+        if config.state == 1:
+            gone = [c for c in config.channels if c not in channels]
+            new = [c for c in channels if c not in config.channels]
+            if not self._disconnect_all(config.thing_id, gone) or not self._connect_all(config.thing_id, new):
+                return _things_failed()
+        if channels:
+            config.channels = channels
+            self.state.keep_channels(channels)
+            self.state.effect("config.connections", config.thing_id, channels=channels)
+        return web.Response(status=200)
+
+    def _connect_all(self, thing_id: str, channels: list[str]) -> bool:
+        """bootstrap's ``sdk.Connect`` per channel, which wants 201 (pkg/sdk/go/channels.go); the
+        first refusal stops it."""
+        return all(self.state.assign(thing_id, c) == 201 for c in channels)
+
+    def _disconnect_all(self, thing_id: str, channels: list[str]) -> bool:
+        """bootstrap's ``sdk.DisconnectThing`` per channel, which wants 204; not-found would be
+        skipped, but v0.14.0's things never answers it (a deleted channel is 403)."""
+        return all(self.state.unassign(thing_id, c) == 204 for c in channels)
+
     async def change_state(self, request: web.Request) -> web.Response:
         config = _config_or_404(self.state, request)
         new = (await _body(request)).get("state")
         if new not in (0, 1):
             return error(400, "malformed entity specification", "invalid state")
+        if not self.state.mainflux:
+            return self._change_state_v014(config, new)
         for channel in config.channels:
             if new == 1:
                 self.state.connect(config.thing_id, channel)
             else:
                 self.state.disconnect(config.thing_id, channel)
+        config.state = new
+        self.state.effect("config.state", config.thing_id, state=new)
+        return web.Response(status=200)
+
+    def _change_state_v014(self, config: Config, new: int) -> web.Response:
+        """v0.14.0 (bootstrap/service.go ChangeState): the same state is a no-op; activation
+        connects every channel and a refusal (409 for a pair connected already) is ``ErrThings``
+        (503), the state unchanged and the channels before it still connected; deactivation
+        disconnects, refusals but not-found likewise 503."""
+        if new == config.state:
+            return web.Response(status=200)
+        if new == 1:
+            done = self._connect_all(config.thing_id, config.channels)
+        else:
+            done = self._disconnect_all(config.thing_id, config.channels)
+        if not done:
+            return _things_failed()
         config.state = new
         self.state.effect("config.state", config.thing_id, state=new)
         return web.Response(status=200)
@@ -237,8 +348,8 @@ class BootstrapApi(_Api):
             self.state.omit_empty(
                 {
                     "thing_id": view["thing_id"],
-                    "thing_key": view["thing_key"],
-                    "channels": view["channels"],
+                    "thing_key": view.get("thing_key", ""),
+                    "channels": view.get("channels"),  # v0.14.0 bootstrapRes: null, not omitted
                     "content": config.content,
                     "client_cert": config.client_cert,
                     "client_key": config.client_key,
@@ -265,16 +376,36 @@ class BootstrapApi(_Api):
 # ---- things -----------------------------------------------------------------------------------
 
 
+_NO_PERMISSION = "failed to perform authorization over the entity"
+
+#: v0.14.0's refusals of a connect or disconnect (see ``State.assign``): (error, message).
+_REFUSED = {
+    400: ("malformed entity specification", "failed to add policies"),
+    403: (_NO_PERMISSION, _NO_PERMISSION),
+    409: ("entity already exists", "failed to add policies"),
+}
+
+
+def _missing_id() -> web.Response:
+    """v0.14.0 (things/api/http/requests.go connectChannelThingRequest.validate): a missing id is
+    ``errors.ErrCreateEntity`` under ``ErrValidation``, which internal/api EncodeError maps to 500."""
+    return error(500, "failed to create entity in the db", "something went wrong with the request")
+
+
 class ThingsApi(_Api):
     """Things, channels and connections."""
 
+    def _unknown(self) -> web.Response:
+        """An id that does not exist: Mainflux looks it up (404); v0.14.0 authorizes first, and
+        SpiceDB has no permission on it (things/service.go ViewClient, internal/groups/service.go
+        ViewGroup: ``ErrAuthorization``, 403)."""
+        if self.state.mainflux:
+            return error(404, "entity not found")
+        return error(403, _NO_PERMISSION)
+
     async def view(self, request: web.Request) -> web.Response:
         thing = self.state.things.get(request.match_info["thingID"])
-        return (
-            error(404, "entity not found")
-            if thing is None
-            else web.json_response(self.state.thing_view(thing))
-        )
+        return self._unknown() if thing is None else web.json_response(self.state.thing_view(thing))
 
     async def enable(self, request: web.Request) -> web.Response:
         return self._set_status(request, enable=True)
@@ -283,10 +414,17 @@ class ThingsApi(_Api):
         return self._set_status(request, enable=False)
 
     def _set_status(self, request: web.Request, *, enable: bool) -> web.Response:
+        """v0.14.0 (things/service.go changeClientStatus): a thing in that status already is
+        ``ErrStatusAlreadyAssigned`` under ``ErrEnableClient``/``ErrDisableClient``, which
+        internal/api EncodeError maps to no case (500)."""
         thing = self.state.things.get(request.match_info["thingID"])
         if thing is None:
-            return error(404, "entity not found")
-        thing.status = "enabled" if enable else "disabled"
+            return self._unknown()
+        status = "enabled" if enable else "disabled"
+        if thing.status == status and not self.state.mainflux:
+            verb = "enable" if enable else "disable"
+            return error(500, "status already assigned", f"failed to {verb} client")
+        thing.status = status
         self.state.effect("thing.enable" if enable else "thing.disable", thing.id)
         return web.json_response(self.state.thing_view(thing, with_secret=False))
 
@@ -295,21 +433,20 @@ class ThingsApi(_Api):
         if self.state.mainflux:
             return self._policies(body, connect=True)
         thing_id, channel_id = str(body.get("thing_id", "")), str(body.get("channel_id", ""))
-        if thing_id not in self.state.things or channel_id not in self.state.channels:
-            return error(404, "entity not found")
-        if not self.state.connect(thing_id, channel_id):
-            return error(409, "entity already exists")
-        return web.Response(status=201)
+        if not thing_id or not channel_id:
+            return _missing_id()
+        status = self.state.assign(thing_id, channel_id)
+        return web.Response(status=201) if status == 201 else error(status, *_REFUSED[status])
 
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await _body(request)
         if self.state.mainflux:
             return self._policies(body, connect=False)
         thing_id, channel_id = str(body.get("thing_id", "")), str(body.get("channel_id", ""))
-        if thing_id not in self.state.things or channel_id not in self.state.channels:
-            return error(404, "entity not found")
-        self.state.disconnect(thing_id, channel_id)
-        return web.Response(status=204)
+        if not thing_id or not channel_id:
+            return _missing_id()
+        status = self.state.unassign(thing_id, channel_id)
+        return web.Response(status=204) if status == 204 else error(status, *_REFUSED[status])
 
     def _policies(self, body: dict[str, Any], *, connect: bool) -> web.Response:
         """Mainflux's /connect and /disconnect (things/policies/api/http): subjects x objects;
@@ -340,11 +477,7 @@ class ThingsApi(_Api):
 
     async def channel(self, request: web.Request) -> web.Response:
         found = self.state.channels.get(request.match_info["chanID"])
-        return (
-            error(404, "entity not found")
-            if found is None
-            else web.json_response(self.state.channel_view(found))
-        )
+        return self._unknown() if found is None else web.json_response(self.state.channel_view(found))
 
     def routes(self) -> list[web.RouteDef]:
         auth = self._auth
@@ -365,14 +498,22 @@ class CertsApi(_Api):
     """``/certs`` and ``/serials`` (Vault PKI in SuperMQ; an in-memory CA here)."""
 
     async def issue(self, request: web.Request) -> web.Response:
+        """v0.14.0 validates first (certs/api/requests.go addCertsReq), then fetches the thing from
+        things (certs/service.go IssueCert), whose 403 for an unknown one is wrapped in
+        ``ErrFailedCertCreation``; certs/api/transport.go encodeError has no 403 or 404 case (500)."""
         body = await _body(request)
         thing_id = str(body.get("thing_id", ""))
-        if thing_id not in self.state.things:
+        known = thing_id in self.state.things
+        if not known and self.state.mainflux:
             return error(404, "entity not found", "thing not found")
+        if not thing_id:
+            return error(400, "missing entity id", "something went wrong with the request")
         try:
             ttl_s = parse_go_duration(str(body.get("ttl", "")))
         except ValueError as exc:
             return error(400, "malformed entity specification", str(exc))
+        if not known:
+            return error(500, "failed to create client certificate", "something went wrong with the request")
         cert = self.state.issue_cert(thing_id, ttl_s)
         self.state.effect("cert.issue", thing_id, serial=cert.serial)
         return web.json_response(
@@ -387,9 +528,14 @@ class CertsApi(_Api):
         )
 
     async def view(self, request: web.Request) -> web.Response:
+        """v0.14.0 (certs/service.go ViewCert): an unknown serial is ``repoerr.ErrNotFound``, which
+        certs' encodeError does not map (500); ``RevokeCert`` removes a revoked cert's row, so
+        viewing it gives the same."""
         cert = self.state.certs.get(request.match_info["certID"])
-        if cert is None:
+        if cert is None and self.state.mainflux:
             return error(404, "entity not found")
+        if cert is None or (cert.revoked and not self.state.mainflux):
+            return error(500, "entity not found", "entity not found")
         return web.json_response(
             {
                 "thing_id": cert.thing_id,
@@ -401,14 +547,20 @@ class CertsApi(_Api):
         )
 
     async def revoke(self, request: web.Request) -> web.Response:
+        """v0.14.0 (certs/service.go RevokeCert): the thing is fetched first (an unknown one: 500, as
+        for issue), then its certs are revoked; with none the loop does not run and the answer is
+        the zero ``time.Time`` (certs/api/responses.go revokeCertsRes)."""
         thing_id = request.match_info["certID"]  # the code treats it as a thing id (facts §4.3)
         mine = [c for c in self.state.certs.values() if c.thing_id == thing_id and not c.revoked]
-        if not mine:
+        if not self.state.mainflux and thing_id not in self.state.things:
+            return error(500, _NO_PERMISSION, "failed to revoke certificate")
+        if not mine and self.state.mainflux:
             return error(404, "entity not found")
         for cert in mine:
             cert.revoked = True
             self.state.effect("cert.revoke", thing_id, serial=cert.serial)
-        return web.json_response({"revocation_time": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        when = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if mine else "0001-01-01T00:00:00Z"
+        return web.json_response({"revocation_time": when})
 
     async def serials(self, request: web.Request) -> web.Response:
         thing_id = request.match_info["thingID"]

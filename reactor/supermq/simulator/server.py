@@ -166,8 +166,11 @@ async def _fault(plan: Planned) -> web.Response:
     return response
 
 
-#: What /health reports per profile: Mainflux 59bcb72f52c0 says 0.13.0 (its last tag).
-_VERSIONS = {"mainflux": "0.13.0", "things": "0.14.0"}
+#: What /health reports per profile: Mainflux 59bcb72f52c0 says 0.13.0 (its last tag); Magistrala
+#: v0.14.0 builds ``version`` from ``git describe --abbrev=0 --tags`` (Makefile), so with its "v".
+_VERSIONS = {"mainflux": "0.13.0", "things": "v0.14.0"}
+#: health.go at v0.14.0 answers ``application/health+json``.
+_HEALTH_TYPES = {"mainflux": "application/json", "things": "application/health+json"}
 
 
 def _health(service: str, profile: str) -> Handler:
@@ -181,6 +184,6 @@ def _health(service: str, profile: str) -> Handler:
     }
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response(body)
+        return web.json_response(body, content_type=_HEALTH_TYPES[profile])
 
     return health

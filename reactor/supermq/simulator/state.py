@@ -106,8 +106,14 @@ class State:
         self.secret = secret
         self.access_tokens: set[str] = set()
         self.refresh_tokens: set[str] = set()
+        #: Refresh tokens past their expiry: Magistrala v0.14.0 still recognises them (a signed JWT
+        #: whose ``exp`` has passed) and refuses them differently from a garbled token.
+        self.expired_refresh_tokens: set[str] = set()
         self.things: dict[str, Thing] = {}
         self.channels: dict[str, Channel] = {}
+        #: Bootstrap's own copy of the channels its configs name (bootstrap/postgres/configs.go
+        #: ``channels`` table): at v0.14.0 a config still lists a channel deleted from things.
+        self.bootstrap_channels: dict[str, Channel] = {}
         self.connections: set[tuple[str, str]] = set()
         self.configs: dict[str, Config] = {}
         self.certs: dict[str, Cert] = {}
@@ -119,14 +125,24 @@ class State:
     # ---- tokens -------------------------------------------------------------------------------
 
     def issue_tokens(self) -> dict[str, str]:
+        """A new pair. Magistrala v0.14.0 sends no ``access_type``: auth/service.go accessKey and
+        refreshKey return ``Token{AccessToken, RefreshToken}`` and users/api/responses.go tokenRes
+        leaves the empty field out (``omitempty``)."""
         access, refresh = f"sim-access-{secrets.token_hex(8)}", f"sim-refresh-{secrets.token_hex(8)}"
         self.access_tokens.add(access)
         self.refresh_tokens.add(refresh)
-        return {"access_token": access, "refresh_token": refresh, "access_type": "Bearer"}
+        tokens = {"access_token": access, "refresh_token": refresh}
+        return tokens | {"access_type": "Bearer"} if self.mainflux else tokens
 
     def expire_access_tokens(self) -> None:
         """Every access token stops working (refresh tokens still do)."""
         self.access_tokens.clear()
+
+    def expire_refresh_tokens(self) -> None:
+        """Every refresh token issued so far passes its expiry (``MG_AUTH_REFRESH_TOKEN_DURATION``,
+        24h in v0.14.0's docker/.env): a refresh with one is refused, not forgotten."""
+        self.expired_refresh_tokens |= self.refresh_tokens
+        self.refresh_tokens.clear()
 
     # ---- effects ------------------------------------------------------------------------------
 
@@ -161,7 +177,12 @@ class State:
     ) -> Config:
         config = Config(thing.id, external_id, external_key, name or thing.name, content, 0, list(channels))
         self.configs[thing.id] = config
+        self.keep_channels(channels)
         return config
+
+    def keep_channels(self, channel_ids: list[str]) -> None:
+        """Bootstrap stores the channels a config names (``insertChannels``)."""
+        self.bootstrap_channels |= {c: self.channels[c] for c in channel_ids if c in self.channels}
 
     def issue_cert(self, thing_id: str, ttl_s: float, *, valid_from_s: float = 0.0) -> Cert:
         """A real X.509 certificate from the simulator CA; CN = thing key, as SuperMQ's certs service does."""
@@ -171,8 +192,6 @@ class State:
         self.certs[serial] = cert
         return cert
 
-    # ---- views --------------------------------------------------------------------------------
-
     # ---- the era's views ----------------------------------------------------------------------
 
     @property
@@ -180,50 +199,69 @@ class State:
         return self.profile == "mainflux"
 
     def thing_view(self, thing: Thing, *, with_secret: bool = True) -> dict[str, Any]:
-        """A thing as the things service answers. Mainflux (things/clients/api/responses.go)
-        leaves empty fields out (``omitempty``): no identity for a thing made without one, no
-        metadata when empty, and enable/disable answer without the secret."""
+        """A thing as the things service answers. Both eras leave empty fields out (``omitempty``;
+        Mainflux things/clients/api/responses.go, Magistrala v0.14.0 pkg/clients/clients.go Client):
+        no metadata or tags when empty, and enable/disable answer without the secret (v0.14.0:
+        pkg/clients/postgres/clients.go ChangeStatus ``RETURNING`` no secret). Mainflux sends no tags
+        and no identity at all."""
         view = thing.view()
-        if not self.mainflux:
-            return view
-        view.pop("tags")
         if not thing.metadata:
             view.pop("metadata")
-        view["credentials"] = {"secret": thing.key} if with_secret else {}
+        if self.mainflux:
+            view.pop("tags")
+            view["credentials"] = {"secret": thing.key} if with_secret else {}
+            return view
+        if not thing.tags:
+            view.pop("tags")
+        if not with_secret:
+            view["credentials"] = {"identity": thing.name}
         return view
 
     def channel_view(self, channel: Channel) -> dict[str, Any]:
+        """A channel: Mainflux adds ``owner_id``; v0.14.0 (pkg/groups/groups.go Group) leaves empty
+        metadata out (``omitempty``)."""
         view = channel.view()
-        return view | {"owner_id": self.owner} if self.mainflux else view
+        if self.mainflux:
+            return view | {"owner_id": self.owner}
+        if not channel.metadata:
+            view.pop("metadata")
+        return view
 
     def omit_empty(self, view: dict[str, Any]) -> dict[str, Any]:
-        """Mainflux's bootstrap answers drop empty certificate fields (``omitempty``)."""
-        if not self.mainflux:
-            return view
-        return {k: v for k, v in view.items() if v != "" or k not in ("client_cert", "client_key", "ca_cert")}
+        """Bootstrap answers drop empty certificate fields (``omitempty``): Mainflux's, and v0.14.0's
+        bootstrap answer (bootstrap/reader.go bootstrapRes) and PATCH certs answer
+        (bootstrap/api/responses.go updateConfigRes), which drop an empty ``content`` too."""
+        empty = ("client_cert", "client_key", "ca_cert") + (() if self.mainflux else ("content",))
+        return {k: v for k, v in view.items() if v != "" or k not in empty}
 
     def config_channel(self, channel: Channel) -> dict[str, Any]:
         """A channel inside a config view: id, name, metadata (bootstrap/api/responses.go
-        channelRes). Mainflux serves ``null`` for a channel created without metadata."""
-        metadata = channel.metadata or (None if self.profile == "mainflux" else {})
-        return {"id": channel.id, "name": channel.name, "metadata": metadata}
+        channelRes). Both eras serve ``null`` for a channel without metadata: v0.14.0's things
+        leaves it out, bootstrap stores ``json.Marshal(nil map)`` (bootstrap/postgres/configs.go
+        toDBChannel) and serves the nil map back in an ``interface{}``, which ``omitempty`` keeps."""
+        return {"id": channel.id, "name": channel.name, "metadata": channel.metadata or None}
 
     def config_view(self, config: Config) -> dict[str, Any]:
         """``GET /things/configs/{id}``: the view never fills ``client_cert``/``ca_cert`` (bootstrap/
-        api/endpoint.go viewEndpoint, at Mainflux 59bcb72f52c0 and Magistrala v0.14.0 alike)."""
+        api/endpoint.go viewEndpoint, at Mainflux 59bcb72f52c0 and Magistrala v0.14.0 alike). At
+        v0.14.0 (bootstrap/api/responses.go viewRes) every field but ``external_id`` and ``state`` is
+        ``omitempty``, so a config without channels has no ``channels`` key."""
         thing = self.things.get(config.thing_id)
-        return {
+        known = self.channels if self.mainflux else self.channels | self.bootstrap_channels
+        view: dict[str, Any] = {
             "thing_id": config.thing_id,
             "thing_key": thing.key if thing else "",
-            "channels": [
-                self.config_channel(self.channels[c]) for c in config.channels if c in self.channels
-            ],
+            "channels": [self.config_channel(known[c]) for c in config.channels if c in known],
             "external_id": config.external_id,
             "external_key": config.external_key,
             "content": config.content,
             "name": config.name,
             "state": config.state,
         }
+        if self.mainflux:
+            return view
+        keep = ("external_id", "state")
+        return {k: v for k, v in view.items() if k in keep or v not in ("", [])}
 
     def connect(self, thing_id: str, channel_id: str) -> bool:
         pair = (thing_id, channel_id)
@@ -237,3 +275,32 @@ class State:
         if (thing_id, channel_id) in self.connections:
             self.connections.discard((thing_id, channel_id))
             self.effect("disconnect", thing_id, channel=channel_id)
+
+    # ---- Magistrala v0.14.0's things service, as bootstrap and /connect meet it ---------------
+
+    def assign(self, thing_id: str, channel_id: str) -> int:
+        """Connect as v0.14.0 answers it (internal/groups/service.go Assign): the channel is
+        authorized first (unknown or deleted: no permission, 403), then SpiceDB writes the policy,
+        whose precondition needs the thing (auth/spicedb/policies.go channelThingPreCondition
+        ``MUST_MATCH``: FailedPrecondition, 400) and which a repeated connect finds existing
+        (``OPERATION_CREATE``: AlreadyExists, 409); else 201."""
+        if channel_id not in self.channels:
+            return 403
+        if thing_id not in self.things:
+            return 400
+        return 201 if self.connect(thing_id, channel_id) else 409
+
+    def unassign(self, thing_id: str, channel_id: str) -> int:
+        """Disconnect as v0.14.0 answers it (internal/groups/service.go Unassign): 403 for an
+        unknown or deleted channel; deleting a policy that does not exist (an unknown thing, a pair
+        not connected) is a no-op (``OPERATION_DELETE``), 204."""
+        if channel_id not in self.channels:
+            return 403
+        self.disconnect(thing_id, channel_id)
+        return 204
+
+    def known_to_bootstrap(self, channel_id: str) -> bool:
+        """A channel bootstrap can name: in things, or already in bootstrap's own ``channels``
+        table (bootstrap/postgres/configs.go ListExisting), which keeps a deleted channel until
+        its event consumer removes it."""
+        return channel_id in self.channels or channel_id in self.bootstrap_channels
