@@ -108,7 +108,7 @@ class Executor:
         if policy is None:  # once per distinct retry table, not per event
             policy = self._policies[rule.retry] = self._retry.overridden(rule.retry)
         for action in rule.actions:
-            previous = done.get(step_key(rule.name, action.id), _MISSING)
+            previous = done.get(step_key(rule.name, action.step), _MISSING)
             if previous is not _MISSING:
                 outcome.steps.append(
                     StepOutcome(
@@ -129,7 +129,7 @@ class Executor:
                 outcome.failed = step
                 break
             if self._state is not None and action.impl.has_effect:
-                await self._state.record(key, rule.name, action.id, step.result)
+                await self._state.record(key, rule.name, action.step, step.result)
             results[action.id] = step.result
         if outcome.failed is not None and rule.on_failure:
             ctx["error"] = {

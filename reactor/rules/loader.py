@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +20,15 @@ from pydantic import TypeAdapter, ValidationError
 from reactor.actions.base import ActionRegistry
 from reactor.errors import RuleError, RuleSetError
 from reactor.rules.expressions import ExpressionError, Template
-from reactor.rules.model import AllCondition, CompiledAction, Condition, Rule, RuleSpec, compile_condition
+from reactor.rules.model import (
+    AllCondition,
+    CompiledAction,
+    Condition,
+    Rule,
+    RuleSpec,
+    compile_condition,
+    step_identity,
+)
 from reactor.rules.ruleset import RuleSet
 
 _RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
@@ -227,7 +235,17 @@ def _compile_actions(
         if action.id in seen:
             errors.add(f"{kind}: duplicate action id {action.id!r}")
         seen.add(action.id)
-    return tuple(compiled)
+    return _distinct_steps(compiled)
+
+
+def _distinct_steps(actions: list[CompiledAction]) -> tuple[CompiledAction, ...]:
+    """Identical actions of one rule (same type and parameters, no id) as steps ``#2``, ``#3``…"""
+    occurrences: dict[str, int] = {}
+    out = []
+    for action in actions:
+        n = occurrences[action.step] = occurrences.get(action.step, 0) + 1
+        out.append(action if n == 1 else replace(action, step=f"{action.step}#{n}"))
+    return tuple(out)
 
 
 def _disabled(spec: RuleSpec, file: str, line: int | None, actions: tuple[CompiledAction, ...]) -> Rule:
@@ -241,7 +259,8 @@ def _compile_action(
     """The action, or every problem found in it (parameters unknown, missing, invalid)."""
     params = dict(raw)
     type_name = params.pop("type", None)
-    action_id = str(params.pop("id", default_id))
+    given_id = params.pop("id", None)
+    action_id = default_id if given_id is None else str(given_id)
     if not isinstance(type_name, str):
         return None, ["missing 'type'"]
     impl = registry.get(type_name)
@@ -275,8 +294,9 @@ def _compile_action(
             static = impl.params_model.model_validate({k: t.source for k, t in templates.items()})
         except ValidationError as exc:
             return None, [f"{type_name}: {m}" for m in _validation_messages(exc)]
+    step = step_identity(None if given_id is None else action_id, type_name, params)
     return CompiledAction(
-        id=action_id, type=type_name, impl=impl, params=templates, line=line, static=static
+        id=action_id, type=type_name, impl=impl, params=templates, line=line, static=static, step=step
     ), []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +150,13 @@ def compile_condition(node: str | dict[str, Any] | list[Any]) -> Condition:
 
 @dataclass(frozen=True, slots=True)
 class CompiledAction:
-    """One action of a rule, its parameters compiled to templates."""
+    """One action of a rule, its parameters compiled to templates.
+
+    ``id`` names it (``results.<id>``, logs, dead-letter records; ``actions[i]`` by default);
+    ``step`` is what the state store records it under: its id when one is given, else its type,
+    with a digest of its type and parameter templates, so a recorded step means this action
+    whatever its position and stops counting once the action is changed (see ``step_identity``).
+    """
 
     id: str
     type: str
@@ -157,6 +165,12 @@ class CompiledAction:
     line: int | None
     #: The parameters when none is templated: validated at load, the same (frozen) every event.
     static: Params | None = None
+    step: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.step:  # built by hand, not by the loader: named by its id
+            source = {k: t.source for k, t in self.params.items()}
+            object.__setattr__(self, "step", step_identity(self.id, self.type, source))
 
     def render(self, ctx: Mapping[str, Any]) -> Params:
         """Rendered and validated parameters; ``PermanentError`` when that fails (it would every time)."""
@@ -187,6 +201,18 @@ class CompiledAction:
                 depends = "results." in str(template.source) and not ctx.get("results")
                 out[key] = f"<at run time: {template.source}>" if depends else f"<error: {exc}>"
         return out
+
+
+def step_identity(given_id: str | None, type_name: str, params: Mapping[str, Any]) -> str:
+    """The state-store name of an action: ``<id or type>:<digest of type and parameters>``.
+
+    Positions are not part of it: a reload that inserts or moves actions leaves every recorded
+    step meaning the action it was recorded for; an edited action (type or any parameter
+    template) is another step, so its old record does not count for it. Identical actions of one
+    rule are told apart by ``#n`` (their order among themselves) where the rule is compiled."""
+    text = json.dumps({"type": type_name, "params": params}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{given_id if given_id is not None else type_name}:{digest}"
 
 
 def _first_error(exc: ValueError) -> str:
