@@ -258,79 +258,86 @@ class Deployment:
         }
 
     def _env(self, service: str) -> dict[str, str]:
-        p, es = self.ports, self.events_url
+        """The service's environment, as Mainflux's docker-compose sets it, on our ports."""
         common = {"MF_SEND_TELEMETRY": "false", "MF_JAEGER_URL": f"http://127.0.0.1:{free_port()}/api/traces"}
-        src = self.build.source
-        env: dict[str, str]
-        if service == "users":
-            env = {
-                "MF_USERS_LOG_LEVEL": "debug",
-                "MF_USERS_SECRET_KEY": "conformance-secret-key",
-                "MF_USERS_ADMIN_EMAIL": ADMIN_EMAIL,
-                "MF_USERS_ADMIN_PASSWORD": ADMIN_SECRET,
-                "MF_USERS_ACCESS_TOKEN_DURATION": f"{ACCESS_TTL_S}s",
-                "MF_USERS_HTTP_HOST": "127.0.0.1",
-                "MF_USERS_HTTP_PORT": str(p["users"]),
-                "MF_USERS_GRPC_HOST": "127.0.0.1",
-                "MF_USERS_GRPC_PORT": str(p["users_grpc"]),
-                "MF_USERS_ES_URL": es,
-                "MF_EMAIL_HOST": "127.0.0.1",
-                "MF_EMAIL_PORT": str(free_port()),
-                "MF_EMAIL_TEMPLATE": str(src / "docker" / "templates" / "users.tmpl"),
-                **self._db("MF_USERS_DB_", "users"),
-            }
-        elif service == "things":
-            env = {
-                "MF_THINGS_LOG_LEVEL": "debug",
-                "MF_THINGS_HTTP_HOST": "127.0.0.1",
-                "MF_THINGS_HTTP_PORT": str(p["things"]),
-                "MF_THINGS_AUTH_GRPC_HOST": "127.0.0.1",
-                "MF_THINGS_AUTH_GRPC_PORT": str(p["things_grpc"]),
-                "MF_THINGS_ES_URL": es,
-                "MF_THINGS_CACHE_URL": f"127.0.0.1:{p['redis']}",
-                "MF_THINGS_CACHE_DB": "0",
-                "MF_AUTH_GRPC_URL": f"127.0.0.1:{p['users_grpc']}",
-                "MF_AUTH_GRPC_TIMEOUT": "1s",
-                **self._db("MF_THINGS_DB_", "things"),
-            }
-        elif service == "bootstrap":
-            env = {
-                "MF_BOOTSTRAP_LOG_LEVEL": "debug",
-                "MF_BOOTSTRAP_EVENT_CONSUMER": "bootstrap",
-                "MF_BOOTSTRAP_HTTP_HOST": "127.0.0.1",
-                "MF_BOOTSTRAP_HTTP_PORT": str(p["bootstrap"]),
-                "MF_BOOTSTRAP_ES_URL": es,
-                "MF_THINGS_URL": self.url("things"),
-                "MF_AUTH_GRPC_URL": f"127.0.0.1:{p['users_grpc']}",
-                "MF_AUTH_GRPC_TIMEOUT": "1s",
-                **self._db("MF_BOOTSTRAP_DB_", "bootstrap"),
-            }
-        elif service == "http":
-            env = {
-                "MF_HTTP_ADAPTER_LOG_LEVEL": "debug",
-                "MF_HTTP_ADAPTER_HOST": "127.0.0.1",
-                "MF_HTTP_ADAPTER_PORT": str(p["http"]),
-                "MF_BROKER_URL": self.nats_url,
-                "MF_THINGS_AUTH_GRPC_URL": f"127.0.0.1:{p['things_grpc']}",
-                "MF_THINGS_AUTH_GRPC_TIMEOUT": "1s",
-            }
-        else:  # certs: no Vault here, so issuing answers 500; listing and viewing work
-            ssl = src / "docker" / "ssl" / "certs"
-            env = {
-                "MF_CERTS_LOG_LEVEL": "debug",
-                "MF_CERTS_HTTP_HOST": "127.0.0.1",
-                "MF_CERTS_HTTP_PORT": str(p["certs"]),
-                "MF_CERTS_VAULT_HOST": f"http://127.0.0.1:{free_port()}",
-                "MF_VAULT_TOKEN": "none",
-                "MF_THINGS_URL": self.url("things"),
-                "MF_SDK_CERTS_URL": self.url("certs"),
-                "MF_AUTH_GRPC_URL": f"127.0.0.1:{p['users_grpc']}",
-                "MF_AUTH_GRPC_TIMEOUT": "1s",
-                "MF_CERTS_SIGN_CA_PATH": str(ssl / "ca.crt"),
-                "MF_CERTS_SIGN_CA_KEY_PATH": str(ssl / "ca.key"),
-                **self._db("MF_CERTS_DB_", "certs"),
-            }
-        return {**os.environ, **common, **env}
+        own: dict[str, str] = getattr(self, f"_env_{service}")()
+        return {**os.environ, **common, **own}
+
+    def _auth(self) -> dict[str, str]:
+        return {"MF_AUTH_GRPC_URL": f"127.0.0.1:{self.ports['users_grpc']}", "MF_AUTH_GRPC_TIMEOUT": "1s"}
+
+    def _env_users(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            "MF_USERS_LOG_LEVEL": "debug",
+            "MF_USERS_SECRET_KEY": "conformance-secret-key",
+            "MF_USERS_ADMIN_EMAIL": ADMIN_EMAIL,
+            "MF_USERS_ADMIN_PASSWORD": ADMIN_SECRET,
+            "MF_USERS_ACCESS_TOKEN_DURATION": f"{ACCESS_TTL_S}s",
+            "MF_USERS_HTTP_HOST": "127.0.0.1",
+            "MF_USERS_HTTP_PORT": str(p["users"]),
+            "MF_USERS_GRPC_HOST": "127.0.0.1",
+            "MF_USERS_GRPC_PORT": str(p["users_grpc"]),
+            "MF_USERS_ES_URL": self.events_url,
+            "MF_EMAIL_HOST": "127.0.0.1",
+            "MF_EMAIL_PORT": str(free_port()),
+            "MF_EMAIL_TEMPLATE": str(self.build.source / "docker" / "templates" / "users.tmpl"),
+            **self._db("MF_USERS_DB_", "users"),
+        }
+
+    def _env_things(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            "MF_THINGS_LOG_LEVEL": "debug",
+            "MF_THINGS_HTTP_HOST": "127.0.0.1",
+            "MF_THINGS_HTTP_PORT": str(p["things"]),
+            "MF_THINGS_AUTH_GRPC_HOST": "127.0.0.1",
+            "MF_THINGS_AUTH_GRPC_PORT": str(p["things_grpc"]),
+            "MF_THINGS_ES_URL": self.events_url,
+            "MF_THINGS_CACHE_URL": f"127.0.0.1:{p['redis']}",
+            "MF_THINGS_CACHE_DB": "0",
+            **self._auth(),
+            **self._db("MF_THINGS_DB_", "things"),
+        }
+
+    def _env_bootstrap(self) -> dict[str, str]:
+        return {
+            "MF_BOOTSTRAP_LOG_LEVEL": "debug",
+            "MF_BOOTSTRAP_EVENT_CONSUMER": "bootstrap",
+            "MF_BOOTSTRAP_HTTP_HOST": "127.0.0.1",
+            "MF_BOOTSTRAP_HTTP_PORT": str(self.ports["bootstrap"]),
+            "MF_BOOTSTRAP_ES_URL": self.events_url,
+            "MF_THINGS_URL": self.url("things"),
+            **self._auth(),
+            **self._db("MF_BOOTSTRAP_DB_", "bootstrap"),
+        }
+
+    def _env_http(self) -> dict[str, str]:
+        return {
+            "MF_HTTP_ADAPTER_LOG_LEVEL": "debug",
+            "MF_HTTP_ADAPTER_HOST": "127.0.0.1",
+            "MF_HTTP_ADAPTER_PORT": str(self.ports["http"]),
+            "MF_BROKER_URL": self.nats_url,
+            "MF_THINGS_AUTH_GRPC_URL": f"127.0.0.1:{self.ports['things_grpc']}",
+            "MF_THINGS_AUTH_GRPC_TIMEOUT": "1s",
+        }
+
+    def _env_certs(self) -> dict[str, str]:
+        """No Vault here, so issuing answers 500; listing and viewing work."""
+        ssl = self.build.source / "docker" / "ssl" / "certs"
+        return {
+            "MF_CERTS_LOG_LEVEL": "debug",
+            "MF_CERTS_HTTP_HOST": "127.0.0.1",
+            "MF_CERTS_HTTP_PORT": str(self.ports["certs"]),
+            "MF_CERTS_VAULT_HOST": f"http://127.0.0.1:{free_port()}",
+            "MF_VAULT_TOKEN": "none",
+            "MF_THINGS_URL": self.url("things"),
+            "MF_SDK_CERTS_URL": self.url("certs"),
+            "MF_CERTS_SIGN_CA_PATH": str(ssl / "ca.crt"),
+            "MF_CERTS_SIGN_CA_KEY_PATH": str(ssl / "ca.key"),
+            **self._auth(),
+            **self._db("MF_CERTS_DB_", "certs"),
+        }
 
     def _popen(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         out = (self.logs / f"{name}.log").open("wb")
