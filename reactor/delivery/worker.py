@@ -314,19 +314,32 @@ class Worker:
             self._poller = self._tasks.spawn("blocker-poller", self._poll_blockers)
 
     async def _poll_blockers(self) -> None:
-        """One round every _BLOCKER_POLL_S: which blockers are still pending, per stream."""
-        while self._blocked:
-            await asyncio.sleep(_BLOCKER_POLL_S)
-            wanted, self._blocked = self._blocked, {}
-            settled: dict[str, set[str]] = {}
-            for stream, ids in wanted.items():
-                try:
-                    settled[stream] = ids - await self._source.still_pending(stream, ids)
-                except self._recoverable:
-                    settled[stream] = set()  # unknown is not settled: keep waiting
-            self._settled = settled
-            done, self._poll_round = self._poll_round, asyncio.Event()
-            done.set()
+        """One round every _BLOCKER_POLL_S: which blockers are still pending, per stream.
+
+        However it ends (a bug here stops the worker), the waiters are woken to look again: none
+        waits for a round that will not come."""
+        try:
+            while self._blocked:
+                await asyncio.sleep(_BLOCKER_POLL_S)
+                wanted, self._blocked = self._blocked, {}
+                self._settled = {
+                    stream: await self._settled_of(stream, ids) for stream, ids in wanted.items()
+                }
+                self._end_round()
+        except BaseException:
+            self._settled = {}
+            self._end_round()
+            raise
+
+    async def _settled_of(self, stream: str, ids: set[str]) -> set[str]:
+        try:
+            return ids - await self._source.still_pending(stream, ids)
+        except self._recoverable:
+            return set()  # unknown is not settled: keep waiting
+
+    def _end_round(self) -> None:
+        done, self._poll_round = self._poll_round, asyncio.Event()
+        done.set()
 
     # ---- processing ---------------------------------------------------------------------------
 

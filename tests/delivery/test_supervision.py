@@ -81,6 +81,18 @@ class _OrderCheckDown(MemorySource):
         raise SourceError("Connection refused")
 
 
+class _HeldElsewhere(MemorySource):
+    """Another consumer holds an earlier entry of every device, and never settles it."""
+
+    async def earlier_pending(
+        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        return {d.entry_id: {"0-1"} for d in deliveries}
+
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        return set(entry_ids)
+
+
 class _StateDown(MemoryStateStore):
     async def completed(self, event_key: str) -> Any:
         raise SourceError("state store: Connection refused")
@@ -120,6 +132,37 @@ class _BrokenUpkeep(MemorySource):
 async def test_a_dead_upkeep_stops_the_worker_with_the_failure(tmp_path: Path) -> None:
     built = Reactor.build(_settings(tmp_path), _BrokenUpkeep(finite=False), get_logger("test"))
     with pytest.raises(TaskFailedError, match="upkeep"):
+        async with asyncio.timeout(5):
+            await built.run(asyncio.Event())
+
+
+async def test_a_dead_lane_stops_the_worker_with_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = MemorySource(finite=False)
+    source.add("s.bootstrap", EVENT)
+    built = Reactor.build(_settings(tmp_path), source, get_logger("test"))
+
+    def broken_finish(item: object) -> None:
+        raise AttributeError("a bug in the worker")
+
+    monkeypatch.setattr(built.worker, "_finish", broken_finish)
+    with pytest.raises(TaskFailedError, match="lane"):
+        async with asyncio.timeout(5):
+            await built.run(asyncio.Event())
+    assert source.acked == []
+
+
+class _BrokenStillPending(_HeldElsewhere):
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        raise TypeError("reply of an unexpected shape")
+
+
+async def test_a_dead_blocker_poller_stops_the_worker_with_the_failure(tmp_path: Path) -> None:
+    source = _BrokenStillPending(finite=False)
+    source.add("s.bootstrap", EVENT)
+    built = Reactor.build(_settings(tmp_path), source, get_logger("test"))
+    with pytest.raises(TaskFailedError, match="blocker-poller"):
         async with asyncio.timeout(5):
             await built.run(asyncio.Event())
 
@@ -225,18 +268,6 @@ async def test_sigterm_while_the_state_store_is_down_stops_before_the_grace_peri
     assert [d.entry_id for d in await source.read(10, 0)] == ["1-0", "2-0", "3-0"]  # released, in order
 
 
-class _HeldElsewhere(MemorySource):
-    """Another consumer holds an earlier entry of every device, and never settles it."""
-
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        return {d.entry_id: {"0-1"} for d in deliveries}
-
-    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
-        return set(entry_ids)
-
-
 async def test_sigterm_while_an_event_waits_for_another_consumer_stops_before_the_grace_period(
     tmp_path: Path,
 ) -> None:
@@ -266,7 +297,7 @@ async def test_sigterm_while_nats_cannot_be_reached_at_start_stops_promptly(tmp_
         await task
 
 
-@pytest.mark.parametrize("after_s", [0.2, 0.5, 1.0])  # from importing to loading rules
+@pytest.mark.parametrize("after_s", [0.5, 1.0, 1.5])  # importing, loading rules, starting
 async def test_sigterm_while_starting_exits_zero_with_a_log_line(tmp_path: Path, after_s: float) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
