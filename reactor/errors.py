@@ -11,6 +11,8 @@ failure and never on a library's type::
     ├── SourceError            the event store failed (connection lost, command refused)
     └── ActionError            an action that did not complete (names rule and action)
         ├── RetryableError     transient: transport error, timeout, 429, 5xx
+        │   └── AmbiguousError the request may have reached the server (no answer, connection
+        │                      lost after sending): repeated only by an action that may repeat
         └── PermanentError     retrying will not help: 4xx, bad parameters, missing field
 """
 
@@ -81,6 +83,14 @@ class ActionError(ReactorError):
 
 class RetryableError(ActionError):
     """Transient: a transport error, a timeout, HTTP 429 or 5xx. Worth another attempt."""
+
+
+class AmbiguousError(RetryableError):
+    """The request may have reached the server, which may have acted on it: no answer in time, or
+    the connection lost after sending. Retried only by an action whose repeat is harmless
+    (``Action.repeatable``); for the others the step fails as ``ambiguous``. A failure before the
+    request left (connection refused, connect timeout, no free connection) is a plain
+    ``RetryableError``."""
 
 
 class PermanentError(ActionError):

@@ -44,6 +44,14 @@ class Action(ABC):
     secret_params: ClassVar[frozenset[str]] = frozenset()
     #: Whether completing it changes the world (recorded so a redelivery does not repeat it).
     has_effect: ClassVar[bool] = True
+    #: Whether running it twice is harmless, so an ambiguous failure (``AmbiguousError``: the
+    #: request may have reached the server) may be retried. False for calls whose target cannot
+    #: tell a repeat: the step then fails as ``ambiguous`` instead of sending it again.
+    repeatable: ClassVar[bool] = True
+
+    def may_repeat(self, params: Any) -> bool:
+        """Whether these parameters may be sent again after an ambiguous failure."""
+        return self.repeatable
 
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> Any:

@@ -18,6 +18,7 @@ class Issue(Action):
 
     type_name = "certs.issue"
     params_model = IssueParams
+    repeatable = False  # each POST issues another certificate, valid until it expires
 
     def __init__(self, client: SuperMQClient, default_ttl: str) -> None:
         self._client = client

@@ -82,6 +82,7 @@ class RotateCert(Action):
 
     type_name = "certs.rotate"
     params_model = RotateParams
+    repeatable = False  # a repeat issues another certificate, and the first stays valid
 
     def __init__(
         self,

@@ -10,6 +10,8 @@ from reactor.actions.base import Action, ActionContext, Params
 from reactor.errors import PermanentError
 from reactor.supermq.http import Http, raise_for, send
 
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
 
 class HttpParams(Params):
     url: str
@@ -25,6 +27,11 @@ class HttpRequest(Action):
     type_name = "http.request"
     params_model = HttpParams
     secret_params = frozenset({"headers"})
+    repeatable = False
+
+    def may_repeat(self, params: HttpParams) -> bool:
+        """GET, PUT and DELETE are idempotent by HTTP's definition; POST and PATCH are not."""
+        return params.method in _IDEMPOTENT
 
     def __init__(self, http: Http, allowlist: list[str]) -> None:
         self._http = http

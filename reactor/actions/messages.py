@@ -22,6 +22,7 @@ class Publish(Action):
     type_name = "message.publish"
     params_model = PublishParams
     secret_params = frozenset({"thing_key"})
+    repeatable = False  # the device would get the message twice
 
     def __init__(self, client: SuperMQClient) -> None:
         self._client = client

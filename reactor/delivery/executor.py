@@ -15,7 +15,7 @@ from reactor.actions.base import ActionContext
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
-from reactor.errors import ActionError, PermanentError
+from reactor.errors import ActionError, AmbiguousError, PermanentError
 from reactor.events.echoes import Echoes
 from reactor.events.model import Event
 from reactor.ops.redact import redact_text
@@ -42,6 +42,8 @@ class StepOutcome:
     skipped: bool = False
     params: Any = None
     secret_params: frozenset[str] = frozenset()
+    #: Failed with the request perhaps acted on, and not sent again (the action is not repeatable).
+    ambiguous: bool = False
 
 
 @dataclass(slots=True)
@@ -157,20 +159,27 @@ class Executor:
         )
         secret = action.impl.secret_params
         params = None
+        repeatable = True
         try:
             params = action.render(ctx)
-            result, attempts = await policy.call(lambda: _guarded(action, params, actx))
+            repeatable = action.impl.may_repeat(params)
+            result, attempts = await policy.call(
+                lambda: _guarded(action, params, actx), repeatable=repeatable
+            )
         except ActionError as exc:
+            ambiguous = not repeatable and isinstance(exc, AmbiguousError)
+            error = f"{exc}; not sent again ({action.type} cannot tell a repeat)" if ambiguous else str(exc)
             return StepOutcome(
                 action.id,
                 action.type,
                 ok=False,
                 attempts=exc.attempts,
                 duration_s=time.perf_counter() - started,
-                error=str(exc),
+                error=error,
                 status=exc.status,
                 params=params,
                 secret_params=secret,
+                ambiguous=ambiguous,
             )
         return StepOutcome(
             action.id,
@@ -213,7 +222,7 @@ def dead_letter_for(event: Event, outcomes: list[RuleOutcome]) -> DeadLetter | N
     return DeadLetter(
         stream=event.stream,
         entry_id=event.entry_id,
-        reason="action_failed",
+        reason="ambiguous" if step.ambiguous else "action_failed",
         error=redact_text(f"{step.error}{extra}", event.secrets),
         secrets=event.secrets,
         event=event.raw,

@@ -1,6 +1,7 @@
 """The one retry policy, over tenacity: exponential backoff with jitter, bounded by attempts and
 total time, retrying only ``RetryableError`` (transport errors, timeouts, 429, 5xx) and waiting at
-least the server's ``Retry-After`` when it gave one. ``PermanentError`` is never retried.
+least the server's ``Retry-After`` when it gave one. ``PermanentError`` is never retried, nor an
+``AmbiguousError`` (the request may have reached the server) of a call that is not repeatable.
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ from typing import TypeVar
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    retry_base,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential_jitter,
 )
 
-from reactor.errors import ActionError, RetryableError
+from reactor.errors import ActionError, AmbiguousError, RetryableError
 from reactor.rules.model import RetrySpec
 from reactor.settings import RetrySettings
 
 T = TypeVar("T")
+
+_RETRY_ANY: retry_base = retry_if_exception_type(RetryableError)
+_RETRY_UNAMBIGUOUS: retry_base = _RETRY_ANY & retry_if_not_exception_type(AmbiguousError)
+
+
+def worth_retrying(exc: ActionError, repeatable: bool) -> bool:
+    """A transient failure, and not one after which the server may have acted on a call that
+    cannot tell a repeat."""
+    return isinstance(exc, RetryableError) and (repeatable or not isinstance(exc, AmbiguousError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,28 +72,26 @@ class RetryPolicy:
 
         return wait
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    async def call(self, fn: Callable[[], Awaitable[T]], *, repeatable: bool = True) -> tuple[T, int]:
         """Run ``fn`` under the policy; return its result and the attempts it took.
 
-        On failure for good the last ``ActionError`` is raised with ``attempts`` set. The first
-        attempt runs directly: tenacity's machinery is only set up once a retry is due, which
-        keeps the per-event path lean (it dominated the profile when set up for every call).
+        ``repeatable``: whether ``fn`` may run again after an ``AmbiguousError``. On failure for
+        good the last ``ActionError`` is raised with ``attempts`` set. The first attempt runs
+        directly: tenacity's machinery is only set up once a retry is due, which keeps the
+        per-event path lean (it dominated the profile when set up for every call).
         """
         started = time.monotonic()
         try:
             return await fn(), 1
-        except RetryableError as exc:
-            if self.attempts <= 1:
+        except ActionError as exc:
+            if self.attempts <= 1 or not worth_retrying(exc, repeatable):
                 exc.attempts = 1
                 raise
-            first: RetryableError = exc
-        except ActionError as exc:
-            exc.attempts = 1
-            raise
-        return await self._retry(fn, first, time.monotonic() - started)
+            first = exc
+        return await self._retry(fn, first, time.monotonic() - started, repeatable)
 
     async def _retry(
-        self, fn: Callable[[], Awaitable[T]], first: RetryableError, spent_s: float
+        self, fn: Callable[[], Awaitable[T]], first: ActionError, spent_s: float, repeatable: bool
     ) -> tuple[T, int]:
         """Attempts 2..N under tenacity; attempt 1 (already made) is replayed as its failure."""
         replayed = False
@@ -94,7 +104,7 @@ class RetryPolicy:
             return await fn()
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RetryableError),
+            retry=_RETRY_ANY if repeatable else _RETRY_UNAMBIGUOUS,
             stop=stop_after_attempt(self.attempts) | stop_before_delay(max(self.max_total_s - spent_s, 0.0)),
             wait=self._wait(),
             reraise=True,

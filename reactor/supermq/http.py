@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from reactor.errors import PermanentError, RetryableError
+from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
 from reactor.supermq.transport import Http1Transport
 
@@ -160,15 +160,39 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+#: Failures before the request left: nothing reached the server.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+#: Methods that change nothing: their failure is never ambiguous.
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def send(http: Http, method: str, url: str | httpx.URL, what: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call; a transport error or timeout becomes ``RetryableError`` (the status is checked by
-    ``raise_for``). Every HTTP call of the reactor goes through here."""
+    ``raise_for``), ``AmbiguousError`` when a request that changes something may have reached the
+    server (no answer in time, the connection lost after sending). Every HTTP call of the reactor
+    goes through here."""
     try:
         return await http.request(method, url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
-        raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        raise _transport_error(exc, method, what) from exc
+
+
+def _transport_error(exc: httpx.HTTPError, method: str, what: str) -> RetryableError:
+    text = (
+        f"timed out ({type(exc).__name__})"
+        if isinstance(exc, httpx.TimeoutException)
+        else f"{type(exc).__name__}: {exc}"
+    )
+    if method in _SAFE or isinstance(exc, _NOT_SENT):
+        return RetryableError(f"{what}: {text}")
+    return AmbiguousError(f"{what}: {text}; the request may have reached the server")
 
 
 def parse(model: type[M], response: httpx.Response, what: str) -> M:
