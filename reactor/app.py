@@ -155,6 +155,7 @@ class Reactor:
 
         ``TaskFailedError`` when a task of the worker died of an unexpected exception (logged as
         ``reactor.task_failed``); the rules watcher is restarted instead."""
+        self.state.stop = stop  # the state store's own retries give up on it too
         if not await self._start_source(stop):
             return
         await self._log_profile()

@@ -13,6 +13,8 @@ closed from here; the shipped actions are idempotent where SuperMQ allows (merge
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -23,7 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from reactor.backoff import Backoff
+from reactor.backoff import Backoff, StoppedError
 from reactor.errors import SourceError
 
 Steps = dict[str, Any]
@@ -44,6 +46,9 @@ def encode_result(result: Any) -> str:
 
 class StateStore(ABC):
     """Completed steps by event key (``stream/entry_id``)."""
+
+    #: The daemon's stop (set by ``Reactor.run``): a backend's own retries give up on it.
+    stop: asyncio.Event | None = None
 
     @abstractmethod
     async def completed(self, event_key: str) -> Steps:
@@ -129,18 +134,18 @@ class RedisStateStore(StateStore):
         await self._retrying(write)
 
     async def _retrying(self, fn: Any, attempts: int = 50) -> Any:
-        """A step that completed must be recorded: retry through a short Redis outage (then a
-        ``SourceError``, which the worker waits out, honouring stop)."""
-        backoff = Backoff(initial_s=0.05, max_s=1.0)
-        for _ in range(attempts - 1):
+        """A step that completed must be recorded: retry through a short Redis outage, then (or
+        at once on stop) a ``SourceError``, which the worker waits out, honouring stop."""
+        backoff = Backoff(self.stop, initial_s=0.05, max_s=1.0)
+        for attempt in range(1, attempts + 1):
             try:
                 return await fn()
-            except RedisError:
-                await backoff.wait()
-        try:
-            return await fn()
-        except RedisError as exc:
-            raise SourceError(f"state store: {exc}") from exc
+            except RedisError as exc:
+                if attempt == attempts or backoff.stopped:
+                    raise SourceError(f"state store: {exc}") from exc
+                with contextlib.suppress(StoppedError):
+                    await backoff.wait()
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await self._client.aclose()

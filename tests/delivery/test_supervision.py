@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import structlog
 
 import reactor.app
 from reactor.app import Reactor, run_daemon
 from reactor.delivery.deadletter import DeadLetter
-from reactor.delivery.state import MemoryStateStore
+from reactor.delivery.state import MemoryStateStore, RedisStateStore
 from reactor.errors import SourceError
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import NatsSettings, Settings, load_settings
@@ -354,3 +355,21 @@ async def test_rabbitmq_acks_on_a_closed_channel_are_no_crash_and_the_message_co
         await again.close()
     finally:
         await backend.teardown()
+
+
+async def test_sigterm_while_the_redis_state_store_retries_stops_before_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    """RedisStateStore retries ~45 s itself before the worker's wait: that gives up on stop too."""
+    source = MemorySource(finite=False)
+    source.add_delivery(Delivery("s.bootstrap", "1-0", EVENT, deliveries=2))
+    down = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    state = RedisStateStore(down, 60.0)
+    built = Reactor.build(_settings(tmp_path, grace_s=30), source, get_logger("test"), state=state)
+    stop = asyncio.Event()
+    task = asyncio.create_task(built.run(stop))
+    await asyncio.sleep(1.0)  # retrying inside the store
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+    assert source.acked == []
