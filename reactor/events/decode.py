@@ -80,7 +80,7 @@ class Decoder:
 
     def _fields(self, payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
         if isinstance(payload, Mapping):
-            return _redis_fields(payload, self._limits.max_name_chars)
+            return _redis_fields(payload)
         return _body_fields(payload)
 
     def _build(
@@ -100,9 +100,9 @@ class Decoder:
         op = catalogue.canonical_operation(raw_op, name.service)
         op = catalogue.refine_operation(op, fields.get("status"))
         ids = _entity_ids(op, name.service, fields)
-        for key, value in ids.items():  # ids key lanes and caches: bounded like names
-            if value is not None:
-                _check_name(f"the {key}", value, self._limits.max_name_chars)
+        if max(map(len, filter(None, ids.values())), default=0) > self._limits.max_name_chars:
+            for key, value in ids.items():  # ids key lanes and caches: bounded like names
+                _check_name(f"the {key}", value or "", self._limits.max_name_chars)
         return Event(
             source=source,
             stream=stream,
@@ -122,7 +122,10 @@ class Decoder:
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:
     """``ValueError`` when the entry is larger than ``limit`` (str counts characters, near enough)."""
     if isinstance(payload, Mapping):
-        size = sum(_size(k) + _size(v) for k, v in payload.items())
+        try:
+            size = sum(map(len, payload)) + sum(map(len, payload.values()))
+        except TypeError:  # values that are not text (a replayed JSON line): count what is
+            size = sum(_size(k) + _size(v) for k, v in payload.items())
     else:
         size = len(payload)
     if size > limit:
@@ -133,20 +136,31 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | bytes | bytearray) else 0
 
 
+_CONTAINERS = frozenset({dict, list})
+_BYTES = (bytes, bytearray)
+
+
 def _check_shape(fields: dict[str, Any], limits: DecodeLimits) -> None:
     """``ValueError`` for a field name longer than ``max_name_chars`` or JSON deeper than ``max_depth``."""
-    for name in fields:
-        _check_name("a field name", name, limits.max_name_chars)
-    stack = [(v, 2) for v in fields.values() if isinstance(v, dict | list)]  # the fields are level 1
-    while stack:
-        value, depth = stack.pop()
+    if fields and max(map(len, fields)) > limits.max_name_chars:
+        _check_names("a field name", fields, limits.max_name_chars)
+    level = [v for v in fields.values() if type(v) is dict or type(v) is list]  # the fields are level 1
+    depth = 2
+    while level:  # one level at a time, no recursion (a list of lists a million deep is fine)
         if depth > limits.max_depth:
             raise ValueError(f"JSON nested deeper than events.max_depth ({limits.max_depth})")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        below: list[Any] = []
+        for value in level:
+            below += [c for c in (value.values() if type(value) is dict else value) if type(c) in _CONTAINERS]
+        level, depth = below, depth + 1
 
 
-def _redis_fields(entry: Mapping[str, Any], max_name_chars: int) -> dict[str, Any]:
+def _check_names(what: str, names: Iterable[str], max_chars: int) -> None:
+    for name in names:
+        _check_name(what, name, max_chars)
+
+
+def _redis_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
     data = entry.get("data")
     if data is not None and len(entry) == 1:
         if isinstance(data, bytes | bytearray):  # not UTF-8 (the source keeps such values as bytes)
@@ -154,18 +168,16 @@ def _redis_fields(entry: Mapping[str, Any], max_name_chars: int) -> dict[str, An
         return _json_object(data, "the 'data' field")
     out: dict[str, Any] = {}
     for key, value in entry.items():
-        name = _field_name(key, max_name_chars)
-        out[name] = _field_text(name, value) if isinstance(value, bytes | bytearray) else value
+        name = key if type(key) is str else _field_name(key)
+        out[name] = _field_text(name, value) if isinstance(value, _BYTES) else value
     return out
 
 
-def _field_name(key: Any, max_chars: int) -> str:
+def _field_name(key: Any) -> str:
     try:
-        name = _as_text(key)
+        return _as_text(key)
     except UnicodeDecodeError as exc:
         raise ValueError(f"a field name is not UTF-8 text ({_bad_byte(exc)})") from None
-    _check_name("a field name", name, max_chars)
-    return name
 
 
 def _check_name(what: str, name: str, max_chars: int) -> None:
