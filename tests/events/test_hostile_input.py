@@ -111,3 +111,12 @@ def test_the_raw_view_keeps_bytes_that_are_not_text_as_base64_and_replay_restore
     assert restored["thing_id"] == b"t\xff"
     assert restored["operation"] == "config.create"
     assert raw_view(PROTO_BLOB) == {"body_b64": base64.b64encode(PROTO_BLOB).decode()}
+
+
+def test_a_replayed_poison_record_is_a_redelivery_not_poison_again() -> None:
+    """A poison record's attempts (11) or an action's (up to 100) are not deliveries of the replay:
+    were they counted, the replay would be dead-lettered as poison again, every time."""
+    for reason, attempts in (("poison", "11"), ("action_failed", "40")):
+        event = json.dumps({"operation": "config.create", "thing_id": "t"})
+        fields = {"stream": STREAM, "entry_id": "1-0", "reason": reason, "attempts": attempts, "event": event}
+        assert Record("9-0", fields).delivery().deliveries == 2
