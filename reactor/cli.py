@@ -156,20 +156,22 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq", "replay"):
         overrides["rules"] = {"dir": rules_dir}
     settings = load_settings(args.config, **overrides)
-    _warn_unknown_variables()
+    if args.command != "run":  # the daemon logs them (see _dispatch)
+        for name in unknown_variables(os.environ):
+            print(
+                f"reactor: warning: {name} is not a setting and is ignored ({_hint(name)})", file=sys.stderr
+            )
     return settings
 
 
-def _warn_unknown_variables() -> None:
-    """A ``REACTOR_`` variable that names no setting is ignored: say so (a typo is the usual cause)."""
-    for name in unknown_variables(os.environ):
-        guess = meant(name)
-        hint = (
-            f"did you mean {guess}?"
-            if guess
-            else "settings are REACTOR_<SECTION>__<KEY>, e.g. REACTOR_REDIS__URL"
-        )
-        print(f"reactor: warning: {name} is not a setting and is ignored ({hint})", file=sys.stderr)
+def _hint(name: str) -> str:
+    """What a ``REACTOR_`` variable that names no setting probably meant (a typo, usually)."""
+    guess = meant(name)
+    return (
+        f"did you mean {guess}?"
+        if guess
+        else "settings are REACTOR_<SECTION>__<KEY>, e.g. REACTOR_REDIS__URL"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +239,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("ERROR", settings.log.format)
         return _QUIET[args.command](args, settings)
     configure_logging(settings.log.level, settings.log.format)
+    for name in unknown_variables(os.environ):
+        get_logger().warning("settings.unknown_variable", variable=name, ignored=True, hint=_hint(name))
     return asyncio.run(run_daemon(settings, get_logger()))
 
 

@@ -3,7 +3,9 @@ never a Python traceback; an unknown ``REACTOR_`` variable is warned about, not 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +63,34 @@ def test_an_unknown_reactor_variable_is_warned_about() -> None:
     quiet = reactor_cli("rules", "check", env={"REACTOR_LOG__LEVEL": "debug"})
     assert quiet.returncode == 0
     assert "warning" not in quiet.stderr
+
+
+def test_the_daemon_logs_an_unknown_reactor_variable(tmp_path: Path) -> None:
+    """``reactor run`` says it in its log (JSON lines), not as a bare line among them."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text('[[rule]]\nname = "n"\non = ["x.y"]\n[[rule.actions]]\ntype = "noop"\n')
+    config = _config(
+        tmp_path,
+        f'source = "memory"\n[rules]\ndir = "{rules}"\n[ops]\nlisten = ""\n[supermq]\nprofile = "things"\n',
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor", "--config", config, "run"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REACTOR_REDIS_URL": "redis://x"},
+    )
+    try:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert first["event"] == "settings.unknown_variable"
+    assert first["variable"] == "REACTOR_REDIS_URL"
+    assert "REACTOR_REDIS__URL" in first["hint"]
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize("since", ["99999999d", "9" * 400 + "d"])
