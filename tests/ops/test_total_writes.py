@@ -16,7 +16,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import RuleOutcome, StepOutcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.delivery.worker import Outcome
-from reactor.events.model import Event
+from reactor.events.model import Event, raw_view
 from reactor.ops.audit import SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging
 from reactor.ops.redact import MASK, redact
@@ -58,6 +58,14 @@ def test_dead_letter_records_are_total_and_masked() -> None:
         assert "s3cret-key" not in fields["event"]
         json.loads(fields["event"])
     assert "\\ud800" in DeadLetter("s", "1-0", "x", SURROGATE, {}).to_fields()["error"]
+
+
+def test_secret_fields_that_are_not_text_stay_masked_in_their_base64_form() -> None:
+    raw = raw_view(
+        {"operation": "config.create", "client_key": b"s3cr\xffet", b"thing_key\xfe": b"k3y-value"}
+    )
+    event = DeadLetter("s", "1-0", "malformed", "not UTF-8", raw).to_fields()["event"]
+    assert json.loads(event)["_b64"] == {"client_key": MASK, "thing_key\\xfe": MASK}
 
 
 def test_a_record_of_an_unserialisable_event_says_so() -> None:
