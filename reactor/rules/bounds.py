@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Collection, Iterable, Iterator, Sized
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from functools import lru_cache
@@ -214,6 +214,42 @@ def produced(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def text_size(value: Any, limit: int) -> int:
+    """About ``len(str(value))`` without building it (a list of a thousand references to one long
+    string is small, its text is not); the walk stops once past ``limit``."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, _CONTAINERS):
+            total += 2 + 2 * len(item)
+            stack.extend(item)
+        else:
+            total += 8
+    return total
+
+
+def check_text(value: Any, what: str = "a value as text") -> None:
+    """Before a container is turned into text (output, ``~``, ``|string``, ``|tojson``, ``join``)."""
+    if isinstance(value, _CONTAINERS):
+        check_size(text_size(value, _limits.max_value_size), what)
+
+
+def _joined(separator: Any, items: Any) -> int:
+    """The length of ``separator.join(items)``, about."""
+    if not isinstance(items, Collection):
+        return 0
+    return _length(separator) * len(items) + text_size(list(items), _limits.max_value_size)
+
+
 def _length(value: Any) -> int:
     return len(value) if isinstance(value, Sized) else 1
 
@@ -307,9 +343,11 @@ def check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any])
     name = method.__name__
     if name in ("format", "format_map"):
         check_brace_format(owner)
+        for arg in (*args, *kwargs.values()):
+            check_text(arg, "a formatted argument")
         return
-    if name == "join" and args and isinstance(args[0], Sized):
-        check_size(len(owner) * len(args[0]), "a joined string")
+    if name == "join" and args:
+        check_size(_joined(owner, args[0]), "a joined string")
     elif name == "replace" and len(args) >= 2 and isinstance(args[1], str):
         check_size((len(owner) + 1) * len(args[1]) + len(owner), "a replaced string")
     check_size(_ints(args) + _ints(kwargs.values()), f"a str.{name} result")
@@ -335,7 +373,17 @@ def _check_replace(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 
 def _check_join(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    check_size(_length(value) * _length(_arg(args, kwargs, 0, "d", "")), "a joined string")
+    check_size(_joined(_arg(args, kwargs, 0, "d", ""), value), "a joined string")
+
+
+def _check_as_text(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    check_text(value)
+    _check_int_args(value, args, kwargs)
+
+
+def _check_sum(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if not isinstance(_arg(args, kwargs, 1, "start", 0), int):  # summing lists or strings: concatenation
+        check_text(value, "a sum of sequences")
 
 
 def _check_wordwrap(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -346,6 +394,8 @@ def _check_wordwrap(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 def _check_format(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     if isinstance(value, str):
         check_percent_format(value)
+    for arg in (*args, *kwargs.values()):
+        check_text(arg, "a formatted argument")
 
 
 def _check_int_args(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -358,7 +408,12 @@ _FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
     "batch": _check_int_args,
     "slice": _check_int_args,
     "truncate": _check_int_args,
-    "tojson": _check_int_args,
+    "tojson": _check_as_text,
+    "string": _check_as_text,
+    "pprint": _check_as_text,
+    "xmlattr": _check_as_text,
+    "urlencode": _check_as_text,
+    "sum": _check_sum,
     "urlize": _check_int_args,
     "indent": _check_indent,
     "replace": _check_replace,

@@ -204,11 +204,24 @@ def _loop_filter(context: Context, iterable: Any) -> Any:
 
 @pass_context
 def _emit_filter(context: Context, value: Any) -> str:
-    return bounds.produced(value if type(value) is str else str(value))  # type: ignore[no-any-return]
+    if type(value) is not str:
+        bounds.check_text(value)
+        value = str(value)
+    return bounds.produced(value)  # type: ignore[no-any-return]
+
+
+@pass_context
+def _concat_filter(context: Context, parts: list[Any]) -> str:
+    """``a ~ b``: the parts' text sized before it is built."""
+    for part in parts:
+        bounds.check_text(part)
+    texts = [p if type(p) is str else str(p) for p in parts]
+    bounds.check_size(sum(map(len, texts)), "a concatenation")
+    return bounds.produced("".join(texts))  # type: ignore[no-any-return]
 
 
 #: Filters the compiler inserts (``_bounded``); context filters, so never folded at load.
-_LOOP, _EMIT = "reactor_bounded_loop", "reactor_bounded_output"
+_LOOP, _EMIT, _CONCAT = "reactor_bounded_loop", "reactor_bounded_output", "reactor_bounded_concat"
 
 
 class _Env(ImmutableSandboxedEnvironment):
@@ -229,7 +242,7 @@ class _Env(ImmutableSandboxedEnvironment):
             certinfo=lambda pem: dict(certinfo(str(pem))),
         )
         self.filters = {name: bounds.guard_filter(name, fn) for name, fn in self.filters.items()}
-        self.filters.update({_LOOP: _loop_filter, _EMIT: _emit_filter})
+        self.filters.update({_LOOP: _loop_filter, _EMIT: _emit_filter, _CONCAT: _concat_filter})
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -329,25 +342,40 @@ def _check_patterns(tree: nodes.Node) -> None:
                 bounds.regex(str(args[1].value), fold=test == "imatching")  # type: ignore[attr-defined]
 
 
+def _filtered(node: nodes.Expr, name: str) -> nodes.Expr:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
 #: What buffers its output instead of yielding it to the renderer (which counts what it is given).
 _BUFFERS = (nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
 
 
-def _counted(node: nodes.Expr) -> nodes.Expr:
-    return nodes.Filter(node, _EMIT, [], [], None, None, lineno=node.lineno)
+def _rewrite(node: nodes.Node, buffered: bool) -> nodes.Node:
+    """``node`` rewritten so that what the sandbox's hooks do not see is bounded too: each
+    ``{% for %}`` iterates through the loop bound, each ``~`` sizes its text first, and each output
+    sizes a value before it becomes text (inside a macro or block, literal text is counted too:
+    the renderer does not see those pieces)."""
+    inner = buffered or isinstance(node, _BUFFERS)
+    for name, value in node.iter_fields():
+        if isinstance(value, list):
+            setattr(node, name, [_rewrite(v, inner) if isinstance(v, nodes.Node) else v for v in value])
+        elif isinstance(value, nodes.Node):
+            setattr(node, name, _rewrite(value, inner))
+    if isinstance(node, nodes.For):
+        node.iter = _filtered(node.iter, _LOOP)  # type: ignore[arg-type]  # an Expr: what is iterated
+    elif isinstance(node, nodes.Concat):
+        return _filtered(nodes.List(node.nodes, lineno=node.lineno), _CONCAT)
+    elif isinstance(node, nodes.Output):
+        node.nodes = [
+            n if isinstance(n, nodes.TemplateData) and not buffered else _filtered(n, _EMIT)
+            for n in node.nodes
+        ]
+    return node
 
 
 def _bounded(tree: nodes.Template) -> nodes.Template:
-    """The template with every ``{% for %}`` iterating through the loop bound, and every output
-    inside a macro or block (what the renderer does not see piece by piece) counted."""
-    for loop in list(tree.find_all(nodes.For)):
-        loop.iter = nodes.Filter(loop.iter, _LOOP, [], [], None, None, lineno=loop.lineno)
-    seen: set[int] = set()
-    for container in list(tree.find_all(_BUFFERS)):
-        for output in container.find_all(nodes.Output):
-            if id(output) not in seen:
-                seen.add(id(output))
-                output.nodes = [_counted(n) for n in output.nodes]
+    """The tree rewritten by ``_rewrite``, ready to compile."""
+    _rewrite(tree, buffered=False)
     tree.set_environment(_ENV)
     return tree
 
@@ -356,9 +384,7 @@ def _compile_expression(source: str) -> tuple[Any, nodes.Expr]:
     node = _parse_expression(source)
     _check_patterns(node)
     body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
-    tree = nodes.Template(body, lineno=1)
-    tree.set_environment(_ENV)
-    return _ENV.from_string(tree), node
+    return _ENV.from_string(_bounded(nodes.Template(body, lineno=1))), node
 
 
 class Expression:

@@ -30,6 +30,7 @@ from tests.rules.helpers import event, rules_from
 EVIL_ID = "a" * 36 + "!"
 EVENT = event({"operation": "config.create", "thing_id": "t", "external_id": EVIL_ID})
 CTX: dict[str, Any] = {"event": EVENT, "results": {}}
+BIG = "('y' * 999999)"
 NESTED = "{% for i in [1] * 30000 %}{% for j in [1] * 30000 %}{% endfor %}{% endfor %}"
 #: 3 million guarded filter calls: several seconds of work without any bound on time.
 SLOW = "([0] * 999999) | map('string') | map('center', 3) | map('trim') | list | length > 0"
@@ -84,6 +85,14 @@ def test_a_pattern_re2_refuses_is_an_error_at_load() -> None:
         ("('\\n' * 100000) | indent(100000)", "max_value_size"),
         ("[1] | batch(1000000000, 0) | list", "max_value_size"),
         (SLOW, "eval_timeout_s"),
+        # a thousand references to one long string are a small list; their text is not
+        (f"{BIG} ~ {BIG}", "max_value_size"),
+        (f"([{BIG}] * 100) | join", "max_value_size"),
+        (f"''.join([{BIG}] * 100)", "max_value_size"),
+        (f"([{BIG}] * 100) | string", "max_value_size"),
+        (f"([{BIG}] * 100) | tojson", "max_value_size"),
+        (f"'{{}}'.format([{BIG}] * 100)", "max_value_size"),
+        ("([[1] * 999999] * 100) | sum(start=[])", "max_value_size"),
     ],
 )
 def test_hostile_expressions_stop_at_a_bound(source: str, bound: str) -> None:
@@ -106,6 +115,8 @@ def test_hostile_expressions_stop_at_a_bound(source: str, bound: str) -> None:
             "max_event_output",
         ),
         ("{% for i in 'a' * 90000 %}{{ event.external_id * 1000 }}{% endfor %}", "max_value_size"),
+        (f"{{% set s = {BIG} %}}{{{{ [s, s, s, s, s, s, s, s, s, s] }}}}", "max_value_size"),
+        (f"{{% set s = {BIG} %}}{{{{ s ~ s }}}}", "max_value_size"),
         (
             "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}x{% endmacro %}{{ f(40) }}",
             "eval_timeout_s",

@@ -152,7 +152,9 @@ async def test_compiling_a_thousand_rules_does_not_hold_the_loop(tmp_path: Path)
         await watcher
     assert len(holder.current()) == 1001
     assert took > 0.5  # compiling took a while ...
-    assert max(gaps) < 0.25, f"... and the loop was held {max(gaps):.2f}s of it"
+    held = max(gaps)  # a busy machine delays the loop too: a bound well under the compile time
+    assert held < 0.5, f"... and the loop was held {held:.2f}s of it"
+    assert held < took / 4, f"... and the loop was held {held:.2f}s of it"
 
 
 def test_a_replaced_rule_set_is_freed(tmp_path: Path) -> None:
