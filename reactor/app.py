@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 import structlog
+from prometheus_client import Gauge
 
 from reactor.actions.base import ActionRegistry
 from reactor.actions.bootstrap import bootstrap_actions
@@ -127,11 +128,22 @@ class Reactor:
         observers: Sequence[Observer] = (),
         client: SuperMQClient | None = None,
         state: StateStore | None = None,
+        *,
+        pause_on_login_failure: bool = False,
     ) -> Reactor:
+        """``pause_on_login_failure`` (the daemon): a failed SuperMQ login pauses consuming
+        until a probe login succeeds, instead of failing the events in hand."""
         client = client or SuperMQClient(settings.supermq)
         if client.echoes is None:
             client.echoes = Echoes()
+        client.auth.armed = pause_on_login_failure
         metrics = Metrics()
+        paused = Gauge(
+            "reactor_supermq_login_paused",
+            "1 while consuming is paused: SuperMQ does not take the reactor's login",
+            registry=metrics.registry,
+        )
+        paused.set_function(lambda: 1.0 if client.auth.open else 0.0)
         registry = build_registry(settings, logger, client, metrics)
         holder = RuleHolder(settings.rules.dir, registry, logger, bounds_from=settings.rules)
         state = state if state is not None else build_state_store(settings)
@@ -147,6 +159,7 @@ class Reactor:
             logger=logger,
             observers=[log_outcome(logger), metrics.observe, *observers],
             sinks=[audit.record] if audit is not None else [],
+            pause=client.auth,
         )
         return cls(settings, source, holder, worker, client, state, metrics, audit)
 
@@ -188,12 +201,16 @@ class Reactor:
 
     async def ready(self) -> dict[str, bool]:
         """What /readyz reports: the event store answers, a rule set is in force, and no processed
-        event has waited longer than ``worker.max_unsettled_s`` to be settled (acked)."""
-        return {
+        event has waited longer than ``worker.max_unsettled_s`` to be settled (acked); in the
+        daemon, consuming is not paused for SuperMQ's login."""
+        checks = {
             "source": await self.source.ready(),
             "rules": self.holder.loaded,
             "settling": self.worker.unsettled_s() <= self.settings.worker.max_unsettled_s,
         }
+        if self.client.auth.armed:  # the daemon: consuming pauses while SuperMQ refuses the login
+            checks["supermq_login"] = not self.client.auth.open
+        return checks
 
     async def watch_backlog(self, stop: asyncio.Event) -> None:
         """Keep the lag, pending, dead-letter and rules gauges current, until ``stop``."""
@@ -265,7 +282,7 @@ def install_signal_handlers(stop: asyncio.Event, holder: RuleHolder) -> None:
 async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBoundLogger) -> int:
     """``reactor run``: consume until SIGINT/SIGTERM."""
     stop = asyncio.Event()
-    reactor = Reactor.build(settings, build_source(settings), logger)
+    reactor = Reactor.build(settings, build_source(settings), logger, pause_on_login_failure=True)
     install_signal_handlers(stop, reactor.holder)
     ops = None
     if settings.ops.listen:

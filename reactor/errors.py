@@ -13,7 +13,9 @@ failure and never on a library's type::
         ├── RetryableError     transient: transport error, timeout, 429, 5xx
         │   └── AmbiguousError the request may have reached the server (no answer, connection
         │                      lost after sending): repeated only by an action that may repeat
-        └── PermanentError     retrying will not help: 4xx, bad parameters, missing field
+        ├── PermanentError     retrying will not help: 4xx, bad parameters, missing field
+        └── SuspendedError     not the event's fault: SuperMQ does not take the reactor's login
+                               (the breaker is open); the event waits, it is not dead-lettered
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class AmbiguousError(RetryableError):
 
 class PermanentError(ActionError):
     """Another attempt cannot succeed: HTTP 4xx other than 429, bad parameters, a missing field."""
+
+
+class SuspendedError(ActionError):
+    """The action cannot run for a reason outside its event: SuperMQ refuses the reactor's login
+    or does not answer it (``AuthBreaker`` open). The event is neither failed nor dead-lettered:
+    it waits, and consuming pauses, until a probe login succeeds."""
 
 
 class RuleSetError(RuleError):

@@ -15,7 +15,7 @@ from reactor.actions.base import ActionContext
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
-from reactor.errors import ActionError, AmbiguousError, PermanentError
+from reactor.errors import ActionError, AmbiguousError, PermanentError, SuspendedError
 from reactor.events.echoes import Echoes
 from reactor.events.model import Event
 from reactor.ops.redact import redact_text
@@ -166,6 +166,8 @@ class Executor:
             result, attempts = await policy.call(
                 lambda: _guarded(action, params, actx), repeatable=repeatable
             )
+        except SuspendedError:
+            raise  # not this event's failure: the worker holds it until SuperMQ takes the login
         except ActionError as exc:
             ambiguous = not repeatable and isinstance(exc, AmbiguousError)
             error = f"{exc}; not sent again ({action.type} cannot tell a repeat)" if ambiguous else str(exc)

@@ -17,7 +17,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -25,7 +25,7 @@ from reactor.backoff import Backoff, StoppedError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
-from reactor.errors import DecodeError, SourceError
+from reactor.errors import DecodeError, SourceError, SuspendedError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
 from reactor.settings import WorkerSettings
@@ -45,6 +45,19 @@ class Outcome:
     event: Event | None
     rules: list[RuleOutcome] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
+
+
+class Pause(Protocol):
+    """What pauses consuming while it is ``open`` (SuperMQ's login breaker)."""
+
+    @property
+    def open(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    async def resume(self, stop: asyncio.Event) -> None:
+        """Return once closed; ``StoppedError`` on ``stop``."""
 
 
 Observer = Callable[[Outcome], None]
@@ -88,8 +101,10 @@ class Worker:
         logger: structlog.typing.FilteringBoundLogger,
         observers: Sequence[Observer] = (),
         sinks: Sequence[Sink] = (),
+        pause: Pause | None = None,
     ) -> None:
         self._source = source
+        self._pause = pause
         self._decoder = decoder
         self._executor = executor
         self._settings = settings
@@ -158,6 +173,9 @@ class Worker:
     async def _read_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff(stop)
         while not stop.is_set():
+            if self._pause is not None and self._pause.open:
+                await self._paused(self._pause, stop)
+                continue
             room = self._settings.max_in_flight - self.in_flight
             if room <= 0:
                 self._room.clear()
@@ -176,6 +194,12 @@ class Worker:
                     return
                 self._room.clear()  # a finite source's end: wait for what is in flight to settle
                 await _wait_either(self._room, stop)
+
+    async def _paused(self, pause: Pause, stop: asyncio.Event) -> None:
+        """Read nothing until ``pause`` closes: the events in hand wait, pending, not dead-lettered."""
+        await self.logger.aerror("worker.paused", reason=pause.reason, in_flight=self.in_flight)
+        await pause.resume(stop)
+        await self.logger.ainfo("worker.resumed")
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Reclaim what dead consumers left, keep long-running entries ours, on the source's schedule."""
@@ -383,6 +407,11 @@ class Worker:
             return await self._executor.execute(event, redelivered=redelivered)
         except SourceError as exc:  # the state store, not the event: wait for it, in order
             return await self._execute_once_state_is_back(event, exc)
+        except SuspendedError:  # SuperMQ does not take the login: wait for it (StoppedError on stop)
+            if self._pause is None:
+                raise
+            await self._pause.resume(self._stop)
+            return await self._execute(event, True)
 
     async def _execute_once_state_is_back(self, event: Event, first: SourceError) -> list[RuleOutcome]:
         """Again until the state store answers (``StoppedError`` on stop); what was recorded is

@@ -19,7 +19,7 @@ from reactor.settings import SuperMQSettings
 from reactor.supermq import models
 from reactor.supermq.http import JSON_HEADERS, Http, build_http, join, parse, raise_for, send
 from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile, profile_for
-from reactor.supermq.tokens import TokenProvider, token_refused
+from reactor.supermq.tokens import AuthBreaker, TokenProvider, token_refused
 
 
 class SuperMQClient:
@@ -78,6 +78,11 @@ class SuperMQClient:
         return self._profile
 
     @property
+    def auth(self) -> AuthBreaker:
+        """The login breaker (armed by the daemon: it pauses consuming while SuperMQ refuses the login)."""
+        return self._tokens.breaker
+
+    @property
     def http(self) -> Http:
         """The pooled HTTP client (shared with the generic ``http.request`` action)."""
         return self._http
@@ -105,10 +110,10 @@ class SuperMQClient:
         content = None if body is None else json.dumps(body).encode()
         headers = dict(JSON_HEADERS) if content is not None else {}
         expect = ep.echo and self.echoes is not None
+        token = await self._tokens.token()  # no token, no call: no echo to expect
         if expect:
             self.echoes.expect(ep.echo, device, echoes, echo_fields)  # type: ignore[union-attr]
         try:
-            token = await self._tokens.token()
             headers["Authorization"] = f"Bearer {token}"
             response = await send(self._http, ep.method, url, what, content=content, headers=headers)
             if token_refused(response):

@@ -180,3 +180,23 @@ def test_actions_declare_whether_a_repeat_is_harmless(sim: Simulator) -> None:
     by_name: dict[str, Any] = {a.type_name: a for a in certs_actions(client, "1h")}
     assert by_name["certs.issue"].repeatable is False
     assert by_name["certs.revoke"].repeatable is True
+
+
+async def test_a_login_without_an_answer_is_not_ambiguous_for_the_call_after_it(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    thing = sim.state.add_thing("d")
+    rules = f"""
+[[rule]]
+name = "issue"
+on = ["config.create"]
+{RETRY}
+[[rule.actions]]
+type = "certs.issue"
+thing_id = "{thing.id}"
+ttl = "1h"
+"""
+    sim.faults.hang_next(1, 0.6, path_prefix="/users")  # the login, not the certs call
+    outcome = await _process(tmp_path, sim, rules)
+    assert outcome.dead_letter is None
+    assert len(sim.state.certs) == 1
