@@ -211,6 +211,15 @@ def _emit_filter(context: Context, value: Any) -> str:
 
 
 @pass_context
+def _text_filter(context: Context, value: Any) -> str:
+    """An output the renderer counts: only a value that is not text yet is sized first."""
+    if type(value) is str:
+        return value
+    bounds.check_text(value)
+    return str(value)
+
+
+@pass_context
 def _concat_filter(context: Context, parts: list[Any]) -> str:
     """``a ~ b``: the parts' text sized before it is built."""
     for part in parts:
@@ -221,7 +230,12 @@ def _concat_filter(context: Context, parts: list[Any]) -> str:
 
 
 #: Filters the compiler inserts (``_bounded``); context filters, so never folded at load.
-_LOOP, _EMIT, _CONCAT = "reactor_bounded_loop", "reactor_bounded_output", "reactor_bounded_concat"
+_LOOP, _EMIT, _TEXT, _CONCAT = (
+    "reactor_bounded_loop",
+    "reactor_bounded_output",
+    "reactor_bounded_text",
+    "reactor_bounded_concat",
+)
 
 
 class _Env(ImmutableSandboxedEnvironment):
@@ -242,7 +256,9 @@ class _Env(ImmutableSandboxedEnvironment):
             certinfo=lambda pem: dict(certinfo(str(pem))),
         )
         self.filters = {name: bounds.guard_filter(name, fn) for name, fn in self.filters.items()}
-        self.filters.update({_LOOP: _loop_filter, _EMIT: _emit_filter, _CONCAT: _concat_filter})
+        self.filters.update(
+            {_LOOP: _loop_filter, _EMIT: _emit_filter, _TEXT: _text_filter, _CONCAT: _concat_filter}
+        )
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -350,6 +366,14 @@ def _filtered(node: nodes.Expr, name: str) -> nodes.Expr:
 _BUFFERS = (nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
 
 
+def _output(node: nodes.Expr, buffered: bool) -> nodes.Expr:
+    """One piece of output: what reaches the renderer is counted there (text is sized first);
+    what a macro or block buffers is counted here, literal text included."""
+    if buffered:
+        return _filtered(node, _EMIT)
+    return node if isinstance(node, nodes.TemplateData) else _filtered(node, _TEXT)
+
+
 def _rewrite(node: nodes.Node, buffered: bool) -> nodes.Node:
     """``node`` rewritten so that what the sandbox's hooks do not see is bounded too: each
     ``{% for %}`` iterates through the loop bound, each ``~`` sizes its text first, and each output
@@ -366,10 +390,7 @@ def _rewrite(node: nodes.Node, buffered: bool) -> nodes.Node:
     elif isinstance(node, nodes.Concat):
         return _filtered(nodes.List(node.nodes, lineno=node.lineno), _CONCAT)
     elif isinstance(node, nodes.Output):
-        node.nodes = [
-            n if isinstance(n, nodes.TemplateData) and not buffered else _filtered(n, _EMIT)
-            for n in node.nodes
-        ]
+        node.nodes = [_output(n, buffered) for n in node.nodes]
     return node
 
 
