@@ -106,6 +106,8 @@ class RabbitSettings(_Section):
     routing_keys: list[str] = Field(default_factory=lambda: ["events.#"], min_length=1)
     prefetch: int = Field(default=200, gt=0)
     dlq_queue: str = "reactor.dlq"
+    #: "quorum": the broker counts deliveries, so poison messages are detected ("classic" cannot).
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     @field_validator("url")
     @classmethod

@@ -10,6 +10,11 @@ keys the completed steps in the state store. SuperMQ's body carries ``occurred_a
 nanoseconds, so two equal bodies on one routing key are one event published twice: they share
 their steps, and one settle acks every copy held. Within a process, messages run in arrival order
 (the id does not sort).
+
+Delivery counts: a quorum queue (``queue_type = "quorum"``) counts a message's deliveries
+(``x-delivery-count``), so one that killed the process ``max_deliveries`` times is dead-lettered
+as poison before it runs again. A classic queue only says "redelivered" (counted as 2): there,
+poison is never detected, and a publisher's own ``x-delivery-count`` header is not believed.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class RabbitMQSource(Source):
             exchange = await self._channel.declare_exchange(
                 self._s.exchange, aio_pika.ExchangeType.TOPIC, durable=True
             )
-            queue = await self._channel.declare_queue(self._s.queue, durable=True)
+            arguments = {"x-queue-type": "quorum"} if self._s.queue_type == "quorum" else None
+            queue = await self._channel.declare_queue(self._s.queue, durable=True, arguments=arguments)
             for key in self._s.routing_keys:
                 await queue.bind(exchange, routing_key=key)
             await self._channel.declare_queue(self._s.dlq_queue, durable=True)
@@ -76,7 +82,14 @@ class RabbitMQSource(Source):
         entry_id = message_id(routing_key, body)
         self._messages.setdefault(entry_id, []).append(message)
         stream = routing_key.removeprefix("events.")
-        return Delivery(stream, entry_id, body, 2 if message.redelivered else 1)
+        return Delivery(stream, entry_id, body, self._deliveries(message))
+
+    def _deliveries(self, message: AbstractIncomingMessage) -> int:
+        """This delivery's number: the broker's count on a quorum queue, else 1 or 2 (redelivered)."""
+        earlier = (message.headers or {}).get("x-delivery-count") if self._s.queue_type == "quorum" else None
+        if isinstance(earlier, int) and not isinstance(earlier, bool) and earlier >= 0:
+            return earlier + 1
+        return 2 if message.redelivered else 1
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         """The dead-letter records, then the acks. A message whose ack fails came on a channel
