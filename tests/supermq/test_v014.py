@@ -349,3 +349,64 @@ async def test_enable_and_disable_of_a_thing_already_so(sim: Simulator, client: 
     assert sim.state.things[thing.id].status == "disabled"
     statuses = [e.status for e in sim.exchanges if e.path.startswith(f"/things/{thing.id}/")]
     assert statuses == [500, 200, 500]
+
+
+# ---- smaller differences (audit item 11) ------------------------------------------------------
+
+
+async def test_config_listing_filters_and_limits() -> None:
+    async with Simulator(validate=False) as sim:  # limit=0 is below the spec's minimum
+        things = [sim.state.add_thing(f"d{i}") for i in range(3)]
+        for i, thing in enumerate(things):
+            sim.state.add_config(thing, f"ext-{i}", "k", [], "{}")
+        client = SuperMQClient(sim.settings(timeout_s=2.0))
+        try:
+            for query, total in (
+                ("external_id=ext-1", 1),
+                (f"thing_id={things[2].id}", 1),
+                (f"thing_key={things[0].key}", 1),
+                ("external_id=ext", 0),  # whole values only
+            ):
+                page = (await _raw(sim, client, "bootstrap", "GET", f"/things/configs?{query}")).json()
+                assert page["total"] == total, query
+            empty = await _raw(sim, client, "bootstrap", "GET", "/things/configs?limit=0")
+            assert (empty.status_code, empty.json()["configs"]) == (200, [])
+        finally:
+            await client.aclose()
+
+
+async def test_serials_are_bare_and_bad_queries_are_500() -> None:
+    async with Simulator(validate=False) as sim:
+        thing = sim.state.add_thing("dev")
+        cert = sim.state.issue_cert(thing.id, 3600)
+        client = SuperMQClient(sim.settings(timeout_s=2.0))
+        try:
+            page = (await client.list_serials(thing.id)).certs
+            assert [(c.cert_serial, c.thing_id) for c in page] == [(cert.serial, "")]
+            raw = await _raw(sim, client, "certs", "GET", f"/serials/{thing.id}")
+            assert raw.json()["certs"][0]["expiration"] == "0001-01-01T00:00:00Z"
+            for query, status in (("offset=x", 500), ("limit=-1", 500), ("limit=101", 400)):
+                answer = await _raw(sim, client, "certs", "GET", f"/serials/{thing.id}?{query}")
+                assert answer.status_code == status, query
+        finally:
+            await client.aclose()
+
+
+async def test_bodies_are_read_before_the_config_and_true_is_no_state() -> None:
+    async with Simulator(validate=False) as sim:
+        thing = sim.state.add_thing("dev")
+        sim.state.add_config(thing, "ext", "key", [], "{}")
+        client = SuperMQClient(sim.settings(timeout_s=2.0))
+        token = await client._tokens.token()
+        await client.aclose()
+        base, bearer = sim.url("bootstrap"), {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient() as http:
+            bad = await http.put(f"{base}/things/state/{UNKNOWN}", content=b"{", headers=bearer)
+            plain = await http.put(f"{base}/things/configs/{UNKNOWN}", content=b"{}", headers=bearer)
+            true = await http.put(f"{base}/things/state/{thing.id}", json={"state": True}, headers=bearer)
+            cert = await http.post(
+                f"{sim.url('certs')}/certs",
+                content=b'{"thing_id": "x", "ttl": "1h"}',
+                headers=bearer | {"Content-Type": "application/json; charset=utf-8"},
+            )
+    assert (bad.status_code, plain.status_code, true.status_code, cert.status_code) == (415, 415, 400, 415)

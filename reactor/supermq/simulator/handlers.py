@@ -200,29 +200,52 @@ class BootstrapApi(_Api):
         return web.Response(status=201, headers={"Location": f"/things/configs/{thing.id}"})
 
     async def list_configs(self, request: web.Request) -> web.Response:
+        """v0.14.0 (bootstrap/api/requests.go listReq.validate) refuses only ``limit > 100``;
+        its filters (bootstrap/api/transport.go) match ``external_id``, ``thing_id`` and
+        ``thing_key`` whole, as ``state``, and ``name`` in part."""
         try:
             offset = int(request.query.get("offset", "0"))
             limit = int(request.query.get("limit", "10"))
         except ValueError:
             return error(400, "malformed query parameters")
-        if limit > 100 or limit < 1 or offset < 0:
+        lowest = 1 if self.state.mainflux else 0
+        if limit > 100 or limit < lowest or offset < 0:
             return error(400, "malformed query parameters", "limit must be between 1 and 100")
         configs = sorted(self.state.configs.values(), key=lambda c: c.thing_id)
         if "state" in request.query:
             configs = [c for c in configs if str(c.state) == request.query["state"]]
         if "name" in request.query:
             configs = [c for c in configs if request.query["name"].lower() in c.name.lower()]
+        if not self.state.mainflux:
+            configs = [c for c in configs if self._matches(c, request.query)]
         page = [self.state.config_view(c) for c in configs[offset : offset + limit]]
         for view in page:
             view.pop("channels", None)  # "Configs from this list don't contain channels"
         return web.json_response({"total": len(configs), "offset": offset, "limit": limit, "configs": page})
 
+    def _matches(self, config: Config, query: Any) -> bool:
+        thing = self.state.things.get(config.thing_id)
+        fields = {
+            "external_id": config.external_id,
+            "thing_id": config.thing_id,
+            "thing_key": thing.key if thing else "",
+        }
+        return all(query[k] == v for k, v in fields.items() if k in query)
+
+    async def _config_and_body(self, request: web.Request) -> tuple[Config, dict[str, Any]]:
+        """The config named and the request body; v0.14.0 decodes the body first (a bad body is
+        415/400 even for an unknown config), Mainflux looks the config up first."""
+        if self.state.mainflux:
+            config = _config_or_404(self.state, request)
+            return config, await _body(request)
+        body = await _body(request)
+        return _config_or_404(self.state, request), body
+
     async def view(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.config_view(_config_or_404(self.state, request)))
 
     async def update(self, request: web.Request) -> web.Response:
-        config = _config_or_404(self.state, request)
-        body = await _body(request)
+        config, body = await self._config_and_body(request)
         config.name, config.content = body.get("name", ""), body.get("content", "")
         self.state.effect("config.update", config.thing_id, content=config.content)
         return web.Response(status=200)
@@ -234,8 +257,7 @@ class BootstrapApi(_Api):
         return web.Response(status=204)
 
     async def certs(self, request: web.Request) -> web.Response:
-        config = _config_or_404(self.state, request)
-        body = await _body(request)
+        config, body = await self._config_and_body(request)
         config.client_cert, config.client_key, config.ca_cert = (
             body.get("client_cert", ""),
             body.get("client_key", ""),
@@ -254,8 +276,8 @@ class BootstrapApi(_Api):
         )
 
     async def connections(self, request: web.Request) -> web.Response:
-        config = _config_or_404(self.state, request)
-        channels = [str(c) for c in (await _body(request)).get("channels", [])]
+        config, body = await self._config_and_body(request)
+        channels = [str(c) for c in body.get("channels", [])]
         if not self.state.mainflux:
             return self._connections_v014(config, channels)
         if any(c not in self.state.channels for c in channels):
@@ -299,9 +321,10 @@ class BootstrapApi(_Api):
         return all(self.state.unassign(thing_id, c) == 204 for c in channels)
 
     async def change_state(self, request: web.Request) -> web.Response:
-        config = _config_or_404(self.state, request)
-        new = (await _body(request)).get("state")
-        if new not in (0, 1):
+        config, body = await self._config_and_body(request)
+        new = body.get("state")
+        # JSON true is no state to v0.14.0 (json.Decode into an int fails), though True == 1 here
+        if new not in (0, 1) or (isinstance(new, bool) and not self.state.mainflux):
             return error(400, "malformed entity specification", "invalid state")
         if not self.state.mainflux:
             return self._change_state_v014(config, new)
@@ -494,6 +517,10 @@ class ThingsApi(_Api):
 # ---- certs ------------------------------------------------------------------------------------
 
 
+#: Go's zero ``time.Time`` as encoding/json writes it.
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
 class CertsApi(_Api):
     """``/certs`` and ``/serials`` (Vault PKI in SuperMQ; an in-memory CA here)."""
 
@@ -501,6 +528,8 @@ class CertsApi(_Api):
         """v0.14.0 validates first (certs/api/requests.go addCertsReq), then fetches the thing from
         things (certs/service.go IssueCert), whose 403 for an unknown one is wrapped in
         ``ErrFailedCertCreation``; certs/api/transport.go encodeError has no 403 or 404 case (500)."""
+        if request.headers.get("Content-Type") != "application/json" and not self.state.mainflux:
+            return error(415, "invalid content type", "something went wrong with the request")
         body = await _body(request)
         thing_id = str(body.get("thing_id", ""))
         known = thing_id in self.state.things
@@ -559,11 +588,13 @@ class CertsApi(_Api):
         for cert in mine:
             cert.revoked = True
             self.state.effect("cert.revoke", thing_id, serial=cert.serial)
-        when = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if mine else "0001-01-01T00:00:00Z"
+        when = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if mine else _ZERO_TIME
         return web.json_response({"revocation_time": when})
 
     async def serials(self, request: web.Request) -> web.Response:
         thing_id = request.match_info["thingID"]
+        if not self.state.mainflux:
+            return self._serials_v014(request, thing_id)
         offset = int(request.query.get("offset", "0"))
         limit = int(request.query.get("limit", "10"))
         mine = [c for c in self.state.certs.values() if c.thing_id == thing_id and not c.revoked]
@@ -571,6 +602,24 @@ class CertsApi(_Api):
             {"thing_id": c.thing_id, "cert_serial": c.serial, "expiration": c.expiration}
             for c in mine[offset : offset + limit]
         ]
+        return web.json_response({"total": len(mine), "offset": offset, "limit": limit, "certs": page})
+
+    def _serials_v014(self, request: web.Request, thing_id: str) -> web.Response:
+        """v0.14.0 (certs/api/transport.go decodeListCerts, requests.go listReq, endpoint.go
+        listSerials): a query that is no unsigned number is ``ErrInvalidQueryParams``, which certs'
+        encodeError does not map (500); ``limit > 100`` is ``ErrLimitSize`` (400); each item is a
+        ``certsRes`` with only ``cert_serial`` filled (the rest empty or the zero time)."""
+        try:
+            offset, limit = (int(request.query.get(k, d)) for k, d in (("offset", "0"), ("limit", "10")))
+        except ValueError:
+            offset = limit = -1
+        if min(offset, limit) < 0:
+            return error(500, "invalid query parameters", "something went wrong with the request")
+        if limit > 100:
+            return error(400, "limit exceeds maximum allowed size", "something went wrong with the request")
+        mine = [c for c in self.state.certs.values() if c.thing_id == thing_id and not c.revoked]
+        empty = {"thing_id": "", "client_cert": "", "client_key": "", "expiration": _ZERO_TIME}
+        page = [empty | {"cert_serial": c.serial} for c in mine[offset : offset + limit]]
         return web.json_response({"total": len(mine), "offset": offset, "limit": limit, "certs": page})
 
     def routes(self) -> list[web.RouteDef]:
