@@ -151,7 +151,7 @@ class Reactor:
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,
-            Decoder(settings.events.families),
+            Decoder.from_settings(settings.events),
             executor,
             settings.worker,
             batch_size=settings.redis.batch_size,

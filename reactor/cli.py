@@ -208,7 +208,7 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
         args.event,
         settings.rules.dir,
         registry,
-        Decoder(settings.events.families),
+        Decoder.from_settings(settings.events),
         sys.stdout,
         stream=args.stream,
         expect=args.expect,

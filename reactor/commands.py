@@ -239,7 +239,7 @@ async def replay_command(
     supermq = SuperMQClient(settings.supermq)
     if not args.apply:
         rules = load_rules(settings.rules.dir, build_registry(settings, logger, supermq))
-        summary = dry_run_all(deliveries, rules, Decoder(settings.events.families), bar())
+        summary = dry_run_all(deliveries, rules, Decoder.from_settings(settings.events), bar())
         await supermq.aclose()
         print_replay(summary, sys.stdout, applied=False)
         return 0

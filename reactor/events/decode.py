@@ -57,6 +57,11 @@ class Decoder:
         self._families = tuple(families)
         self._limits = limits or DecodeLimits()
 
+    @classmethod
+    def from_settings(cls, events: EventsSettings) -> Decoder:
+        """The decoder ``[events]`` configures: its stream families and its bounds."""
+        return cls(events.families, DecodeLimits.from_settings(events))
+
     def decode(
         self, payload: Mapping[str, Any] | bytes | str, *, source: str, stream: str, entry_id: str
     ) -> Event:
