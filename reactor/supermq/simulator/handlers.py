@@ -156,31 +156,39 @@ class BootstrapApi(_Api):
         return self._save(thing, body, channels)
 
     def _add_v014(self, body: dict[str, Any]) -> web.Response:
-        """v0.14.0 (bootstrap/api/requests.go addReq.validate, bootstrap/service.go Add): a missing
-        external id is ``ErrMissingID`` (400), a missing external key ``ErrBearerKey`` (401); an
-        unknown channel fails ``connectionChannels`` as ``ErrMalformedEntity`` (400); an unknown
-        thing id fails ``bs.thing`` as ``ErrThings`` (503); a thing or external id that has a config
-        already breaks a UNIQUE constraint (``Save``: ``ErrConflict``, 409), and a thing created
-        for it is disabled again."""
-        if not body.get("external_id"):
-            return error(400, "missing entity id", "something went wrong with the request")
-        if not body.get("external_key"):
-            return error(401, "missing or invalid bearer entity key", "something went wrong with the request")
+        """v0.14.0 (bootstrap/service.go Add): after the checks (``_add_refused``), a thing or
+        external id that has a config already breaks a UNIQUE constraint (bootstrap/postgres/
+        configs.go Save: ``ErrConflict``, 409), and a thing created for it is disabled again."""
+        refused = self._add_refused(body)
+        if refused is not None:
+            return refused
+        thing_id = str(body.get("thing_id", ""))
+        thing = self.state.things[thing_id] if thing_id else self.state.add_thing()
+        external_ids = {c.external_id for c in self.state.configs.values()}
+        if thing.id in self.state.configs or body["external_id"] in external_ids:
+            if not thing_id:
+                thing.status = "disabled"
+                self.state.effect("thing.disable", thing.id)
+            return error(409, "entity already exists", "failed to add bootstrap configuration")
         channels = [str(c) for c in body.get("channels", [])]
-        if not all(self.state.known_to_bootstrap(c) for c in channels):
+        return self._save(thing, body, channels)
+
+    def _add_refused(self, body: dict[str, Any]) -> web.Response | None:
+        """bootstrap/api/requests.go addReq.validate: a missing external id is ``ErrMissingID``
+        (400), a missing external key ``ErrBearerKey`` (401); then bootstrap/service.go Add: an
+        unknown channel fails ``connectionChannels`` as ``ErrMalformedEntity`` (400), an unknown
+        thing id fails ``bs.thing`` as ``ErrThings`` (503)."""
+        why = "something went wrong with the request"
+        if not body.get("external_id"):
+            return error(400, "missing entity id", why)
+        if not body.get("external_key"):
+            return error(401, "missing or invalid bearer entity key", why)
+        if not all(self.state.known_to_bootstrap(str(c)) for c in body.get("channels", [])):
             return error(400, "malformed entity specification", "failed to check channels connections")
         thing_id = str(body.get("thing_id", ""))
         if thing_id and thing_id not in self.state.things:
             return error(503, "failed to find thing", "failed to receive response from Things service")
-        thing = self.state.things[thing_id] if thing_id else self.state.add_thing()
-        taken = thing.id in self.state.configs or any(
-            c.external_id == body["external_id"] for c in self.state.configs.values()
-        )
-        if taken:
-            if not thing_id:
-                thing.status = "disabled"
-            return error(409, "entity already exists", "failed to add bootstrap configuration")
-        return self._save(thing, body, channels)
+        return None
 
     def _save(self, thing: Thing, body: dict[str, Any], channels: list[str]) -> web.Response:
         config = self.state.add_config(
