@@ -161,6 +161,8 @@ class Executor:
         params = None
         repeatable = True
         try:
+            if action.static is None and bounds.should_pace():  # evaluations held the loop: let it poll
+                await bounds.pace()
             params = action.render(ctx)
             repeatable = action.impl.may_repeat(params)
             result, attempts = await policy.call(

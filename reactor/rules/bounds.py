@@ -103,48 +103,66 @@ def start_event() -> Token[Budget | None]:
 
 
 def end_event(token: Token[Budget | None]) -> None:
-    budget = _BUDGET.get()
-    if budget is not None:
-        _round.held += _limits.eval_timeout_s - budget.left_s
     _BUDGET.reset(token)
 
 
-# ---- pacing: one event's bound holds the loop, never one per concurrent event ----------------------
+# ---- pacing: a rule at its bound holds the loop once, not once per concurrent event ---------------
 
-#: Evaluation time (all events) after which the loop polls (I/O, timers, signals) before the next.
+#: Evaluation time (all events) after which the loop polls (I/O, timers, signals) before the next;
+#: an evaluation longer than this (a rule at its bound) is followed by as long a rest.
 PACE_S = 0.05
+_AFTER_TIMERS_S = 1e-6
 
 
 class _Round:
-    """Evaluation time since the loop last polled, shared by every lane task (one loop per process)."""
+    """Evaluation time since the loop last polled, and until when the loop rests from evaluations
+    after a long one; shared by every lane task (one loop per process)."""
 
-    __slots__ = ("held", "reset_pending")
+    __slots__ = ("held", "reset_pending", "rest_until")
 
     def __init__(self) -> None:
         self.held = 0.0
         self.reset_pending = False
+        self.rest_until = 0.0
 
     def reset(self) -> None:
         self.held, self.reset_pending = 0.0, False
+
+    def add(self, elapsed: float, now: float) -> None:
+        self.held += elapsed
+        if elapsed > PACE_S:
+            self.rest_until = now + elapsed
 
 
 _round = _Round()
 
 
 def should_pace() -> bool:
-    """Whether events evaluated since the loop last polled took more than ``PACE_S``."""
-    return _round.held > PACE_S
+    """Whether evaluations since the loop last polled took more than ``PACE_S`` (the executor asks
+    before each evaluation that may take long: the conditions, an action's templates)."""
+    return _round.held > PACE_S or _round.rest_until > 0.0
 
 
 async def pace() -> None:
-    """Wait for the loop's next round (I/O polled, timers and signal handlers run) when evaluations
-    held it more than ``PACE_S``: lane tasks ready at once would otherwise each take their full
-    ``eval_timeout_s`` before the loop polls again."""
-    while _round.held > PACE_S:
+    """Wait before an evaluation while evaluations held the loop: for the loop's next round (I/O
+    polled, timers and signal handlers run) after ``PACE_S`` of them, and after one long evaluation
+    for as long again (lane tasks ready at once would otherwise each take a full
+    ``eval_timeout_s``, and an HTTP answer that needs a few rounds would wait a hog per round)."""
+    loop = asyncio.get_running_loop()
+    while True:
         if not _round.reset_pending:
             _round.reset_pending = True
-            asyncio.get_running_loop().call_soon(_round.reset)  # runs after the loop polled
-        await asyncio.sleep(0)
+            loop.call_soon(_round.reset)  # runs after the loop polled
+        rest = _round.rest_until - _monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
+            continue
+        _round.rest_until = 0.0
+        if _round.held <= PACE_S:
+            return
+        # A timer, not sleep(0): the next round runs I/O callbacks and the timers due before this
+        # one first (a timer that fell due during a long evaluation waits for one, not two).
+        await asyncio.sleep(_AFTER_TIMERS_S)
 
 
 class Section:
@@ -171,8 +189,11 @@ class Section:
         budget = self._budget
         budget.depth -= 1
         if budget.depth == 0:
-            budget.left_s -= _monotonic() - budget.started
+            now = _monotonic()
+            elapsed = now - budget.started
+            budget.left_s -= elapsed
             budget.deadline = float("inf")
+            _round.add(elapsed, now)
         if self._token is not None:
             _BUDGET.reset(self._token)
 
