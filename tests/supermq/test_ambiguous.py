@@ -200,3 +200,44 @@ ttl = "1h"
     outcome = await _process(tmp_path, sim, rules)
     assert outcome.dead_letter is None
     assert len(sim.state.certs) == 1
+
+
+@contextlib.asynccontextmanager
+async def _resetting_once() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A server that reads the first request whole and closes the connection without answering."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        seen.append(head.split(b" ", 1)[0])
+        if len(seen) > 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(("method", "sent", "reason"), [("POST", 1, "ambiguous"), ("PUT", 2, None)])
+async def test_a_connection_closed_after_sending_is_ambiguous(
+    tmp_path: Path, sim: Simulator, method: str, sent: int, reason: str | None
+) -> None:
+    async with _resetting_once() as (url, seen):
+        outcome = await _process(tmp_path, sim, HTTP.format(method=method, url=url))
+        assert (outcome.dead_letter.reason if outcome.dead_letter else None) == reason
+        assert seen == [method.encode()] * sent
