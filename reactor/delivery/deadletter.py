@@ -15,9 +15,10 @@ from reactor.ops.redact import redact, redact_text, utf8_safe
 class DeadLetter:
     """One event that ended in the dead-letter stream, and why.
 
-    ``reason`` is a fixed word (``malformed``, ``action_failed``, ``poison``, ``internal_error``
-    for a bug in the reactor itself); ``error`` the
-    message; ``rule`` / ``action`` / ``status`` / ``attempts`` say where and how it failed.
+    ``reason`` is a fixed word (``malformed``, ``action_failed``, ``ambiguous`` for a call that may
+    have reached the server and must not be sent twice, ``poison``, ``internal_error`` for a bug
+    in the reactor itself); ``error`` the message; ``rule`` / ``action`` / ``status`` /
+    ``attempts`` say where and how it failed.
     """
 
     stream: str
