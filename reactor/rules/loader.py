@@ -205,12 +205,10 @@ def _compile_rule(
 
 def _compile_when(items: list[Any], errors: _Errors) -> Condition | None:
     """Every condition of ``when`` compiled, or an error for each that does not."""
-    compiled = []
-    for item in items:
-        try:
-            compiled.append(compile_condition(item))
-        except ExpressionError as exc:
-            errors.add(f"when: {exc}")
+    problems: list[str] = []
+    compiled = [compile_condition(item, problems) for item in items]
+    for problem in problems:
+        errors.add(f"when: {problem}")
     return AllCondition(compiled) if compiled else None
 
 

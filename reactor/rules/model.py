@@ -129,20 +129,34 @@ class NotCondition(Condition):
         return f"not({self.item.describe()})"
 
 
-def compile_condition(node: str | dict[str, Any] | list[Any]) -> Condition:
-    """``"expr"`` | ``{all = [...]}`` | ``{any = [...]}`` | ``{not = node}`` | ``[...]`` (all)."""
+def compile_condition(node: str | dict[str, Any] | list[Any], errors: list[str] | None = None) -> Condition:
+    """``"expr"`` | ``{all = [...]}`` | ``{any = [...]}`` | ``{not = node}`` | ``[...]`` (all).
+
+    ``ExpressionError`` for the first part that does not compile; with ``errors``, every such part
+    is recorded there instead (and the condition returned is not to be used)."""
+    try:
+        return _compile_condition(node, errors)
+    except ExpressionError as exc:
+        if errors is None:
+            raise
+        errors.append(str(exc))
+        return AllCondition([])
+
+
+def _compile_condition(node: str | dict[str, Any] | list[Any], errors: list[str] | None) -> Condition:
     if isinstance(node, str):
         return ExprCondition(node)
     if isinstance(node, list):
-        return AllCondition([compile_condition(n) for n in node])
+        return AllCondition([compile_condition(n, errors) for n in node])
     if isinstance(node, dict) and len(node) == 1:
         ((key, value),) = node.items()
         if key in ("all", "any") and isinstance(value, list):
-            items = [compile_condition(n) for n in value]
+            items = [compile_condition(n, errors) for n in value]
             return AllCondition(items) if key == "all" else AnyCondition(items)
         if key == "not":
-            return NotCondition(compile_condition(value))
-    raise ExpressionError(f"a condition is a string, a list, or a table with one key all/any/not: {node!r}")
+            return NotCondition(compile_condition(value, errors))
+    shown = repr(node) if len(repr(node)) <= 200 else f"{repr(node)[:200]}…"
+    raise ExpressionError(f"a condition is a string, a list, or a table with one key all/any/not: {shown}")
 
 
 # ---- actions ----------------------------------------------------------------------------------

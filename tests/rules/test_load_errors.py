@@ -156,7 +156,7 @@ EVERYTHING_WRONG = """
 name = "r2"
 on = ["x"]
 colour = "red"
-when = ["event.state ==", "event.ok", { any = ["((("] }]
+when = ["event.state ==", "event.ok", { any = ["(((", { not = "event.x is matching('(?<=a)')" }] }]
 
 [[rule.actions]]
 type = "zap"
@@ -185,6 +185,7 @@ def test_every_error_of_a_rule_is_reported_not_the_first(tmp_path: Path) -> None
         f"{where}:10: rule 'r2': colour: unknown key",
         f"{where}:10: rule 'r2': when: invalid expression 'event.state =='",
         f"{where}:10: rule 'r2': when: invalid expression '((('",
+        f"{where}:10: rule 'r2': when: \"event.x is matching('(?<=a)')\": invalid regex",
         f"{where}:16: rule 'r2': actions[0]: unknown action type 'zap'",
         f"{where}:19: rule 'r2': actions[1]: log: unknown parameter(s) url",
         f"{where}:19: rule 'r2': actions[1]: log: missing parameter(s) message",
