@@ -22,7 +22,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes, pass_context
@@ -114,24 +113,12 @@ def seconds_until(value: Any) -> float:
     return -age_s(value)
 
 
-@lru_cache(maxsize=1024)
 def certinfo(pem: str) -> dict[str, Any]:
-    """A certificate's facts for conditions: not_after, days_left, issuer, subject, serial (untrusted)."""
-    from reactor.certs.pem import PemError, certificates  # noqa: PLC0415 - certs imports rules lazily
+    """A certificate's facts for conditions (``reactor.certs.info.certinfo``: bounded, keyed by
+    digest, ``days_left`` aged at every call): not_after, days_left, issuer, subject, serial."""
+    from reactor.certs.info import certinfo as facts  # noqa: PLC0415 - certs imports rules lazily
 
-    try:
-        cert = certificates(pem, "certificate")[0]
-    except PemError as exc:
-        return {"error": str(exc), "days_left": None}
-    not_after = cert.not_valid_after_utc
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "serial": f"{cert.serial_number:x}",
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": not_after.isoformat(),
-        "days_left": (not_after.timestamp() - time.time()) / _DAY_S,
-    }
+    return facts(pem)
 
 
 def days_until(value: Any) -> float:
@@ -450,7 +437,9 @@ class Expression:
         context = self._template.new_context(variables, shared=True)
         for _ in self._template.root_render_func(context):
             pass
-        return context.vars["result"]
+        result = context.vars["result"]
+        bounds.check_text(result, "a value")  # a typed parameter is sent as text (JSON) too
+        return result
 
     def evaluate(self, ctx: Mapping[str, Any]) -> Any:
         try:

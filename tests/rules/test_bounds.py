@@ -93,6 +93,7 @@ def test_a_pattern_re2_refuses_is_an_error_at_load() -> None:
         (f"([{BIG}] * 100) | tojson", "max_value_size"),
         (f"'{{}}'.format([{BIG}] * 100)", "max_value_size"),
         ("([[1] * 999999] * 100) | sum(start=[])", "max_value_size"),
+        (f"[{BIG}] * 100", "max_value_size"),  # a typed parameter: sent as JSON
     ],
 )
 def test_hostile_expressions_stop_at_a_bound(source: str, bound: str) -> None:
