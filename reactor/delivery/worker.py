@@ -385,7 +385,7 @@ class Worker:
         event = outcome.event
         assert event is not None
         try:
-            outcome.rules = await self._execute(event, outcome.delivery.deliveries > 1)
+            outcome.rules = await self._execute(event, self._source.maybe_acted_on(outcome.delivery))
             outcome.dead_letter = dead_letter_for(event, outcome.rules)
         except StoppedError:
             self._abandoned.add(item.lane)

@@ -90,6 +90,12 @@ class Source(ABC):
         """Periodic upkeep: return entries reclaimed from consumers that died."""
         return []
 
+    def maybe_acted_on(self, delivery: Delivery) -> bool:
+        """Whether this delivery may have been acted on before, by this process or another (its
+        completed steps are then looked up, just before it runs): a redelivery, and for a source
+        whose broker hands what a lost connection held to other consumers, what was held then."""
+        return delivery.deliveries > 1
+
     async def earlier_pending(
         self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
     ) -> dict[str, set[str]]:

@@ -47,10 +47,12 @@ class RabbitMQSource(Source):
         self._channel: Any = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._messages: dict[str, list[AbstractIncomingMessage]] = {}  # by entry id: copies held
+        self._held_at_reconnect: set[str] = set()  # requeued by the broker: maybe taken elsewhere
 
     async def start(self) -> None:
         try:
             self._conn = await aio_pika.connect_robust(self._s.url)
+            self._conn.reconnect_callbacks.add(self._reconnected)
             self._channel = await self._conn.channel()
             await self._channel.set_qos(prefetch_count=self._s.prefetch)
             exchange = await self._channel.declare_exchange(
@@ -108,12 +110,22 @@ class RabbitMQSource(Source):
         except self.recoverable as exc:
             raise SourceError(f"rabbitmq settle: {exc}") from exc
         for delivery in done:
+            self._held_at_reconnect.discard(delivery.entry_id)
             for message in self._messages.pop(delivery.entry_id, ()):
                 with contextlib.suppress(*self.recoverable):
                     await message.ack()
 
+    def _reconnected(self, *_: Any) -> None:
+        """What the lost channel held went back to the queue, maybe to another process: look its
+        completed steps up before acting on it here."""
+        self._held_at_reconnect.update(self._messages)
+
+    def maybe_acted_on(self, delivery: Delivery) -> bool:
+        return delivery.deliveries > 1 or delivery.entry_id in self._held_at_reconnect
+
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
+            self._held_at_reconnect.discard(delivery.entry_id)
             for message in self._messages.pop(delivery.entry_id, ()):
                 with contextlib.suppress(*self.recoverable):
                     await message.nack(requeue=True)

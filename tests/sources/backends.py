@@ -102,7 +102,7 @@ class RedisBackend(Backend):
         settings = RedisSettings(
             url=REDIS_URL,
             streams=[self.stream()],
-            group="g",
+            group=f"g{self.unique}",  # the liveness lease is per group and consumer name
             consumer=consumer,
             start_id="0",
             dlq_stream=f"c{self.unique}.dlq",

@@ -183,3 +183,34 @@ async def test_keys_are_distinct_between_messages_of_a_burst(backend: Backend) -
     assert all(d.key == f"{d.stream}/{d.entry_id}" for d in got)
     await source.settle(got, [])
     await source.close()
+
+
+async def test_a_live_consumer_keeps_what_it_holds(backend: Backend) -> None:
+    """A message held past the redelivery timeout (NATS's ack_wait, Redis's lease) by a consumer
+    whose upkeep runs is not handed to another one: the other would apply it a second time while
+    the holder still does (JetStream redelivered it after ack_wait, however alive the holder was)."""
+    if not backend.can_crash:
+        pytest.skip("an in-memory source has one consumer")
+    holder = backend.source("c1")
+    await holder.start()
+    await backend.publish(backend.stream(), event_json(1))
+    (taken,) = await read_all(holder, 1)
+    other = backend.source("c2")
+    await other.start()
+
+    async def upkeep() -> None:  # as the worker runs it (at most 0.1 s apart: the lease is 0.3 s here)
+        while True:
+            await holder.maintain()
+            await asyncio.sleep(min(holder.maintain_interval_s, 0.1))
+
+    keeping = asyncio.create_task(upkeep())
+    stolen: list[Delivery] = []
+    deadline = asyncio.get_running_loop().time() + 2.5  # past ack_wait (1 s) and the lease
+    while asyncio.get_running_loop().time() < deadline:
+        stolen += await other.read(10, 100)
+        stolen += await other.maintain()
+    keeping.cancel()
+    assert stolen == []
+    await holder.settle([taken], [])
+    await holder.close()
+    await other.close()

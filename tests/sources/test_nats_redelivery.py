@@ -1,0 +1,74 @@
+"""NATS JetStream on a private nats-server: what tells the worker to look a message's completed
+steps up although JetStream counts it delivered once. A server killed and restarted forgets acks
+and delivery counts it had not synced (acked messages came back delivered "once"), and hands
+what a lost connection held to any consumer, while the holder may still act on its copy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from reactor.settings import NatsSettings
+from reactor.sources.base import Delivery
+from reactor.sources.nats_jetstream import NatsJetStreamSource
+from tests.servers import PrivateNats
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[PrivateNats]:
+    private = PrivateNats(tmp_path / "nats")
+    private.start()
+    yield private
+    private.stop()
+
+
+async def _publish(url: str, count: int) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    for n in range(count):
+        await js.publish(
+            "events.supermq.bootstrap", json.dumps({"operation": "config.update", "n": n}).encode()
+        )
+    await nc.close()
+
+
+async def _read(source: NatsJetStreamSource, count: int) -> list[Delivery]:
+    got: list[Delivery] = []
+    async with asyncio.timeout(10):
+        while len(got) < count:
+            got += await source.read(count - len(got), 100)
+    return got
+
+
+async def test_what_a_lost_connection_held_is_looked_up(server: PrivateNats) -> None:
+    source = NatsJetStreamSource(NatsSettings(url=server.url, ack_wait_s=5.0))
+    await source.start()
+    await _publish(server.url, 2)
+    held = await _read(source, 2)
+    assert [source.maybe_acted_on(d) for d in held] == [False, False]  # fresh: no look-up
+    await asyncio.to_thread(server.restart, 0.3)
+    async with asyncio.timeout(10):
+        while not await source.ready():
+            await asyncio.sleep(0.05)
+    assert [source.maybe_acted_on(d) for d in held] == [True, True]
+    await source.settle(held, [])
+    await source.close()
+
+
+async def test_a_message_stored_long_before_its_first_delivery_counts_as_a_redelivery(
+    server: PrivateNats,
+) -> None:
+    source = NatsJetStreamSource(NatsSettings(url=server.url))
+    await source.start()
+    await _publish(server.url, 1)
+    await asyncio.sleep(1.2)  # past _FRESH_S: as when a restarted server hands out what it forgot was acked
+    (late,) = await _read(source, 1)
+    assert late.deliveries == 2
+    assert source.maybe_acted_on(late)
+    await source.settle([late], [])
+    await source.close()
