@@ -329,10 +329,13 @@ level = "WARNING"
     return path
 
 
+#: prctl(2), looked up here: the child, between fork and exec, only calls it (no loader lock).
+_PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the harness dies (no orphan keeps consuming)."""
-    prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
-    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 async def _spawn(config: Path, logs: Path, n: int) -> asyncio.subprocess.Process:
@@ -348,7 +351,7 @@ async def _spawn(config: Path, logs: Path, n: int) -> asyncio.subprocess.Process
             stdout=out,
             stderr=out,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
 
 
