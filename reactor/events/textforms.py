@@ -71,8 +71,9 @@ def parse_redis_cli(text: str) -> list[TextEvent]:
     lines = text.splitlines()
     if _quoted_form(text):
         values = [(n, v) for n, line in enumerate(lines, 1) if line.strip() for v in _quoted_strings(line, n)]
-    else:
-        values = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    else:  # an empty value is an empty line there: only the blank lines around the entries go
+        start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+        values = [(n, line) for n, line in enumerate(lines[start:], start + 1)]
     return _entries(values)
 
 
@@ -84,6 +85,8 @@ def _entries(strings: list[tuple[int, str]]) -> list[TextEvent]:
     def flush() -> None:
         if entry_id is None:
             return
+        while len(values) % 2 and values[-1] == "":
+            values.pop()  # the file's own line end after the last value (plain form)
         if len(values) % 2:
             raise ValueError(f"entry {entry_id}: odd number of field/value strings ({len(values)})")
         pairs = dict(zip(values[::2], values[1::2], strict=True))
