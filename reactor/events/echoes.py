@@ -18,7 +18,9 @@ Two guards, both on by default:
    an echo consumed by another process of the same group is an ordinary event there (guard 1
    still applies).
 
-Memory is bounded: at most ``capacity`` expectations are held, the oldest dropped first.
+Memory is bounded: at most ``capacity`` devices and ``per_key`` expectations each are held, the
+oldest dropped first. ``ttl_s`` counts from the call to the event's processing, so it covers a
+backlog of that long.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def is_read(operation: str) -> bool:
 class Echoes:
     """Expected echoes of the reactor's own calls: ``expect`` before a call, ``take`` per event."""
 
-    __slots__ = ("_capacity", "_pending", "_ttl_ns")
+    __slots__ = ("_capacity", "_pending", "_per_key", "_ttl_ns")
 
-    def __init__(self, ttl_s: float = 30.0, capacity: int = 10_000) -> None:
+    def __init__(self, ttl_s: float = 300.0, capacity: int = 10_000, per_key: int = 64) -> None:
         self._ttl_ns = int(ttl_s * 1e9)
         self._capacity = capacity
+        self._per_key = per_key
         self._pending: OrderedDict[tuple[str, str], list[_Slot]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -63,17 +66,28 @@ class Echoes:
         slot = (time.monotonic_ns() + self._ttl_ns, normalise_fields(dict(fields)) if fields else {})
         slots = self._pending.pop(key, [])
         slots.extend([slot] * count)
+        del slots[: -self._per_key]
         self._pending[key] = slots
         while len(self._pending) > self._capacity:
             self._pending.popitem(last=False)
 
-    def withdraw(self, operation: str, device: str, count: int = 1) -> None:
-        """The call failed with an answer: the platform published nothing for it."""
-        slots = self._pending.get((operation, device)) if count > 0 else None
-        if slots:
-            del slots[-count:]
-            if not slots:
-                del self._pending[(operation, device)]
+    def withdraw(
+        self, operation: str, device: str, count: int = 1, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        """The call failed with an answer: the platform published nothing for it (the newest
+        ``count`` expectations with these values go; another call's stay)."""
+        key = (operation, device)
+        slots = self._pending.get(key)
+        if not slots:
+            return
+        want = normalise_fields(dict(fields)) if fields else {}
+        for _ in range(count):
+            newest = next((i for i in range(len(slots) - 1, -1, -1) if slots[i][1] == want), None)
+            if newest is None:
+                break
+            del slots[newest]
+        if not slots:
+            del self._pending[key]
 
     def take(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
         """Whether this event is an expected echo (and, if so, consume the expectation)."""

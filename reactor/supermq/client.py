@@ -103,26 +103,28 @@ class SuperMQClient:
         device: str = "",
         echoes: int = 1,
         echo_fields: Mapping[str, Any] | None = None,
+        thing_key: str | None = None,
     ) -> httpx.Response:
-        """One call with the user token (renewed once on 401), its echo expected first."""
+        """One call, its echo expected first: with the user token (renewed once when refused),
+        or as a device with ``thing_key`` (``Authorization: Thing <key>``)."""
         query = str(httpx.QueryParams(params)) if params else None
         url = join(self._bases[ep.service], ep.path, query)
         content = None if body is None else json.dumps(body).encode()
         headers = dict(JSON_HEADERS) if content is not None else {}
-        expect = ep.echo and self.echoes is not None
-        token = await self._tokens.token()  # no token, no call: no echo to expect
-        if expect:
-            self.echoes.expect(ep.echo, device, echoes, echo_fields)  # type: ignore[union-attr]
+        token = await self._tokens.token() if thing_key is None else None  # no token, no call, no echo
+        headers["Authorization"] = f"Thing {thing_key}" if token is None else f"Bearer {token}"
+        guard = self.echoes if ep.echo else None
+        if guard is not None:
+            guard.expect(ep.echo, device, echoes, echo_fields)
         try:
-            headers["Authorization"] = f"Bearer {token}"
             response = await send(self._http, ep.method, url, what, content=content, headers=headers)
-            if token_refused(response):
+            if token is not None and token_refused(response):
                 headers["Authorization"] = f"Bearer {await self._tokens.renew(token)}"
                 response = await send(self._http, ep.method, url, what, content=content, headers=headers)
             raise_for(response, what)
         except ActionError as exc:
-            if expect and exc.status is not None:  # answered with an error: nothing was published
-                self.echoes.withdraw(ep.echo, device, echoes)  # type: ignore[union-attr]
+            if guard is not None and exc.status is not None:  # answered with an error: no such echo
+                guard.withdraw(ep.echo, device, echoes, echo_fields)
             raise
         return response
 
@@ -151,16 +153,12 @@ class SuperMQClient:
         self, external_id: str, external_key: str, *, thing_id: str = ""
     ) -> models.DeviceConfig:
         """The config as the device fetches it (with its certificate and key): the one place the
-        platform serves the certificates (``Authorization: Thing <external key>``)."""
+        platform serves the certificates (``Authorization: Thing <external key>``). Mainflux
+        publishes ``thing.bootstrap`` for it, the whole config and the device's key included."""
         ep = (await self._p()).device_config(external_id)
-        url = join(self._bases[ep.service], ep.path, None)
         what = f"fetch the device config of external id {external_id}"
-        if self.echoes is not None:
-            self.echoes.expect(ep.echo, thing_id or external_id, fields={"success": True})
-        response = await send(
-            self._http, ep.method, url, what, headers={"Authorization": f"Thing {external_key}"}
-        )
-        raise_for(response, what)
+        device, fields = thing_id or external_id, {"success": True}
+        response = await self._send(ep, what, device=device, echo_fields=fields, thing_key=external_key)
         return parse(models.DeviceConfig, response, what)
 
     async def served_config(self, config_id: str) -> models.Config:

@@ -133,7 +133,13 @@ class MainfluxProfile(ThingsProfile):
 
     name = "mainflux"
     view_echo = "config.list"  # View publishes configList with the whole config
-    status_echo = ""  # enable and disable publish thing.remove with a status (decoded as such)
+
+    def thing_status(self, thing_id: str, enable: bool) -> Endpoint:
+        """Enable and disable publish ``thing.remove`` with a status (things/clients/events/
+        streams.go), decoded as ``thing.enable`` / ``thing.remove``; a disable also makes the
+        bootstrap service delete the thing's config (its event consumer)."""
+        path = f"/things/{_seg(thing_id)}/{'enable' if enable else 'disable'}"
+        return Endpoint("things", "POST", path, "thing.enable" if enable else "thing.remove")
 
     def connections(self, thing_id: str, channel_ids: list[str], connect: bool) -> list[Call]:
         """things/policies/api/http/requests.go: subjects x objects in one call; the policy

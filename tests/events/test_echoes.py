@@ -50,7 +50,7 @@ def test_channel_lists_match_in_any_order_and_counts_add_up() -> None:
 def test_withdrawn_and_expired_expectations_take_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     echoes = Echoes(ttl_s=5)
     echoes.expect("thing.change_state", "t", fields={"state": 1})
-    echoes.withdraw("thing.change_state", "t")
+    echoes.withdraw("thing.change_state", "t", fields={"state": 1})
     assert not echoes.take("thing.change_state", "t", {"state": 1})
     echoes.withdraw("thing.change_state", "t", count=0)  # nothing to withdraw: no error
     echoes.expect("thing.change_state", "t", fields={"state": 1})
@@ -67,3 +67,22 @@ def test_memory_is_bounded_by_capacity() -> None:
     assert len(echoes) == 100
     assert echoes.take("config.list", "t999", {})
     assert not echoes.take("config.list", "t0", {})
+
+
+def test_withdraw_takes_back_only_that_calls_expectation() -> None:
+    echoes = Echoes()
+    echoes.expect("config.update", "t", fields={"content": "a"})
+    echoes.expect("config.update", "t", fields={"content": "b"})
+    echoes.withdraw("config.update", "t", fields={"content": "a"})  # the call that wrote "a" failed
+    assert not echoes.take("config.update", "t", {"content": "a"})
+    assert echoes.take("config.update", "t", {"content": "b"})
+
+
+def test_one_device_holds_a_bounded_number_of_expectations() -> None:
+    echoes = Echoes(per_key=8)
+    for _ in range(100_000):
+        echoes.expect("config.list", "t")
+    taken = 0
+    while echoes.take("config.list", "t", {}):
+        taken += 1
+    assert taken == 8

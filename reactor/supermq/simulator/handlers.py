@@ -452,7 +452,7 @@ class ThingsApi(_Api):
         if thing is None:
             return self._unknown()
         status = "enabled" if enable else "disabled"
-        if thing.status == status and not self.state.mainflux:
+        if thing.status == status:  # both eras: things/clients/service.go changeClientStatus
             verb = "enable" if enable else "disable"
             return error(500, "status already assigned", f"failed to {verb} client")
         thing.status = status
