@@ -174,8 +174,13 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
             f'supermq.profile = "auto": /health reports no version ({version!r}); set supermq.profile'
         ) from None
     what = f"{health.get('description') or 'service'} reports version {version}"
-    if (major, minor) <= (0, 13):
-        return "mainflux", f"{what} (Mainflux, before the Magistrala rename)"
+    if (major, minor) == (0, 13):  # the 2023 code stamps its last tag, 0.13.0
+        return "mainflux", f"{what} (Mainflux 0.13, as verified at 59bcb72f52c0)"
+    if (major, minor) < (0, 13):
+        raise ConfigError(
+            f"supermq.profile = \"auto\": {what}; Mainflux before 0.13 is not supported "
+            "(set supermq.profile to use one anyway)"
+        )
     if (major, minor) <= (0, 15):
         return "things", f"{what} (Magistrala v0.14-v0.15)"
     raise ConfigError(

@@ -50,18 +50,22 @@ def token_refused(response: httpx.Response) -> bool:
     return status == 401 or (status in (403, 500) and b"code = Unauthenticated" in response.content)
 
 
-def renew_at(token: str, now: float) -> float | None:
-    """When (on this machine's monotonic clock, given ``now``) to renew a JWT; None if it is not
-    one or carries no ``exp``."""
+def token_times(token: str, now: float, *, wall: float | None = None) -> tuple[float, float] | None:
+    """When to renew a JWT and when it expires, on this machine's monotonic clock (``now``); None
+    if it is not one or carries no ``exp``. A token just issued is measured on its issuer's clock
+    (``exp - iat`` from now); one given in the settings (``wall``: this machine's time now) by
+    what is left of it."""
     try:
         payload = token.split(".")[1]
         claims: Any = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         exp = float(claims["exp"])
-        iat = float(claims.get("iat", time.time()))
+        iat = float(claims.get("iat", exp))
     except (IndexError, KeyError, TypeError, ValueError):
         return None
     lifetime = max(exp - iat, 0.0)
-    return now + lifetime - min(lifetime * _MARGIN_SHARE, _MARGIN_MAX_S)
+    left = lifetime if wall is None else exp - wall
+    expires = now + left
+    return expires - min(lifetime * _MARGIN_SHARE, _MARGIN_MAX_S), expires
 
 
 def _shared(failure: ActionError) -> ActionError:
@@ -140,7 +144,10 @@ class TokenProvider:
         self._users = httpx.URL(settings.users_url)
         self._access = settings.token.get_secret_value()
         self._refresh = ""
-        self._renew_at = renew_at(self._access, time.monotonic()) if self._access else None
+        times = token_times(self._access, time.monotonic(), wall=time.time()) if self._access else None
+        self._renew_at: float | None
+        self._expires_at: float | None
+        self._renew_at, self._expires_at = times or (None, None)
         self._lock = asyncio.Lock()
         self._login_s = settings.timeout_s  # a whole renewal: refresh, else log in
         self._wait_s = settings.timeout_s * 1.5  # for another call's renewal
@@ -153,8 +160,14 @@ class TokenProvider:
             raise self.breaker.error()
         if not self._access:
             return await self.renew("")
-        if self._renew_at is not None and time.monotonic() >= self._renew_at and self._can_renew():
-            return await self.renew(self._access)
+        now = time.monotonic()
+        if self._renew_at is not None and now >= self._renew_at and self._can_renew():
+            try:
+                return await self.renew(self._access)
+            except ActionError:
+                if self._expires_at is not None and now < self._expires_at:
+                    return self._access  # renewing ahead failed: the token still serves until it ends
+                raise
         return self._access
 
     def _can_renew(self) -> bool:
@@ -162,7 +175,7 @@ class TokenProvider:
 
     def _keep(self, tokens: models.Tokens) -> None:
         self._access, self._refresh = tokens.access_token, tokens.refresh_token or self._refresh
-        self._renew_at = renew_at(self._access, time.monotonic())
+        self._renew_at, self._expires_at = token_times(self._access, time.monotonic()) or (None, None)
 
     async def renew(self, stale: str) -> str:
         """A new token after ``stale`` was refused (or ran out): refresh if possible, else log in

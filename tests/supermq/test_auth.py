@@ -6,6 +6,7 @@ import pytest
 
 from reactor.errors import PermanentError
 from reactor.supermq.client import SuperMQClient
+from reactor.supermq.profile import ThingsProfile
 from reactor.supermq.simulator import Simulator
 
 
@@ -73,13 +74,15 @@ def _jwt(iat: float, exp: float) -> str:
 
 
 def test_a_jwt_is_renewed_ahead_of_its_expiry_on_the_issuers_clock() -> None:
-    from reactor.supermq.tokens import renew_at
+    from reactor.supermq.tokens import token_times
 
     # 900 s lifetime, issued by a server whose clock is an hour ahead: renew 30 s before the end
-    assert renew_at(_jwt(1_000_000 + 3600, 1_000_900 + 3600), now=50.0) == 50.0 + 900 - 30
-    assert renew_at(_jwt(100, 106), now=0.0) == 6 - 0.6  # short tokens: a tenth of their lifetime
-    assert renew_at("not-a-jwt", now=0.0) is None
-    assert renew_at("a.bm90IGpzb24.c", now=0.0) is None
+    assert token_times(_jwt(1_000_000 + 3600, 1_000_900 + 3600), now=50.0) == (50.0 + 900 - 30, 950.0)
+    assert token_times(_jwt(100, 106), now=0.0) == (6 - 0.6, 6.0)  # short: a tenth of the lifetime
+    # A token from the settings, issued 800 s ago with 100 s left (by this machine's clock)
+    assert token_times(_jwt(1_000_000, 1_000_900), now=5.0, wall=1_000_800) == (5.0 + 100 - 30, 105.0)
+    assert token_times("not-a-jwt", now=0.0) is None
+    assert token_times("a.bm90IGpzb24.c", now=0.0) is None
 
 
 def test_mainflux_refusals_of_an_expired_token_are_recognised() -> None:
@@ -93,3 +96,43 @@ def test_mainflux_refusals_of_an_expired_token_are_recognised() -> None:
     assert token_refused(httpx.Response(500, content=expired))
     assert not token_refused(httpx.Response(500, content=b""))
     assert not token_refused(httpx.Response(403, content=b'{"error":"not yours"}'))
+
+
+async def test_a_failed_early_renewal_keeps_the_token_that_still_serves() -> None:
+    import time
+
+    from reactor.settings import SuperMQSettings
+    from reactor.supermq.http import build_http
+    from reactor.supermq.tokens import TokenProvider
+    from tests.servers import free_port
+
+    now = time.time()
+    token = _jwt(now - 880, now + 20)  # 20 s left of 900: due for renewal (30 s ahead)
+    settings = SuperMQSettings(
+        users_url=f"http://127.0.0.1:{free_port()}", token=token, identity="a@b.c", secret="x", timeout_s=1
+    )
+    http = build_http(settings)
+    try:
+        provider = TokenProvider(settings, http, ThingsProfile())
+        assert await provider.token() == token  # nobody answers the login: the old token still serves
+    finally:
+        await http.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "profile"),
+    [("0.13.0", "mainflux"), ("v0.14.0", "things"), ("0.15.1", "things")],
+)
+def test_auto_picks_the_profile_from_the_version(version: str, profile: str) -> None:
+    from reactor.supermq.profile import profile_for
+
+    assert profile_for({"version": version, "description": "bootstrap service"})[0] == profile
+
+
+@pytest.mark.parametrize("version", ["0.0.0", "0.12.1", "0.16.0", "v0.19.0", "", "dev"])
+def test_auto_refuses_what_it_does_not_speak(version: str) -> None:
+    from reactor.errors import ConfigError
+    from reactor.supermq.profile import profile_for
+
+    with pytest.raises(ConfigError, match='supermq.profile = "auto"'):
+        profile_for({"version": version})
