@@ -134,5 +134,5 @@ def test_auto_refuses_what_it_does_not_speak(version: str) -> None:
     from reactor.errors import ConfigError
     from reactor.supermq.profile import profile_for
 
-    with pytest.raises(ConfigError, match='supermq.profile = "auto"'):
+    with pytest.raises(ConfigError, match=r'supermq\.profile = "auto"'):
         profile_for({"version": version})
