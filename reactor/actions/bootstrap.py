@@ -125,6 +125,9 @@ class ViewConfig(_ConfigAction):
 
     type_name = "bootstrap.view_config"
     params_model = ConfigIdParams
+    #: A read: run again on a redelivery (fresher, and its thing and external keys are never
+    #: written to the state store).
+    has_effect = False
 
     async def run(self, params: ConfigIdParams, ctx: ActionContext) -> dict[str, Any]:
         config = await self._client.view_config(params.config_id)
