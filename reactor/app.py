@@ -23,6 +23,7 @@ from reactor.actions.things import things_actions
 from reactor.backoff import Backoff, StoppedError, until_stopped
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import sweep
+from reactor.delivery.echo_board import SHARED, RedisEchoBoard
 from reactor.delivery.executor import Executor
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
@@ -67,6 +68,15 @@ def build_registry(
             RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
         ]
     )
+
+
+def build_echoes(settings: Settings) -> Echoes:
+    """The loop guard; its shared operations also go through the Redis of a Redis-fed reactor,
+    so a sweep or another process's device reads are known to every daemon there."""
+    if settings.source != "redis":
+        return Echoes()
+    board = RedisEchoBoard(aioredis.Redis.from_url(settings.redis.url))
+    return Echoes(board=board, shared=SHARED)
 
 
 def build_state_store(settings: Settings) -> StateStore:
@@ -135,7 +145,7 @@ class Reactor:
         until a probe login succeeds, instead of failing the events in hand."""
         client = client or SuperMQClient(settings.supermq)
         if client.echoes is None:
-            client.echoes = Echoes()
+            client.echoes = build_echoes(settings)
         client.auth.armed = pause_on_login_failure
         metrics = Metrics()
         paused = Gauge(
@@ -184,6 +194,8 @@ class Reactor:
             await watcher.join()
             await self.source.close()
             await self.client.aclose()
+            if self.client.echoes is not None:
+                await self.client.echoes.close()
             await self.state.close()
             if self.audit is not None:
                 await self.audit.close()

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from reactor.actions.certs_lifecycle import RotateCert, device_identity
-from reactor.app import Reactor, build_audit, build_registry
+from reactor.app import Reactor, build_audit, build_echoes, build_registry
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import bar, print_summary, sweep
@@ -181,7 +181,9 @@ async def certs_command(
         )
         return 0
     policy = policy_from(settings.certs)
-    client = SuperMQClient(settings.supermq)
+    # Each certificate is read the device's way, which the platform publishes as thing.bootstrap:
+    # posted to the shared loop guard so that a daemon beside this command does not act on it.
+    client = SuperMQClient(settings.supermq, echoes=build_echoes(settings))
     try:
         if args.certs_command == "inspect":
             return await _inspect(args, settings, policy, client)
@@ -191,6 +193,7 @@ async def certs_command(
         return 1 if summary.failed else 0
     finally:
         await client.aclose()
+        await client.echoes.close()  # type: ignore[union-attr]
 
 
 async def _inspect(

@@ -88,7 +88,9 @@ class Executor:
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         ctx: dict[str, Any] = {"event": event}
         matched, exceeded = self._rules().select(event, ctx)
-        if self._echoes is not None and self._echoes.take(event.operation, event.device, event.fields):
+        if self._echoes is not None and await self._echoes.take_any(
+            event.operation, event.device, event.fields
+        ):
             matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
             exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
         outcomes = []

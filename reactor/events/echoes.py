@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from reactor.events.normalise import normalise_fields
 
@@ -41,12 +41,32 @@ def is_read(operation: str) -> bool:
     return action in _READ_ACTIONS or action.startswith(("view_", "list_"))
 
 
+class Board(Protocol):
+    """Expectations shared with other processes (``reactor.delivery.echo_board``)."""
+
+    async def post(self, operation: str, device: str) -> None: ...
+
+    async def take(self, operation: str, device: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class Echoes:
     """Expected echoes of the reactor's own calls: ``expect`` before a call, ``take`` per event."""
 
-    __slots__ = ("_capacity", "_pending", "_per_key", "_ttl_ns")
+    __slots__ = ("_capacity", "_pending", "_per_key", "_ttl_ns", "board", "shared")
 
-    def __init__(self, ttl_s: float = 300.0, capacity: int = 10_000, per_key: int = 64) -> None:
+    def __init__(
+        self,
+        ttl_s: float = 300.0,
+        capacity: int = 10_000,
+        per_key: int = 64,
+        board: Board | None = None,
+        shared: frozenset[str] = frozenset(),
+    ) -> None:
+        #: Where the expectations of the ``shared`` operations also go, for other processes.
+        self.board = board
+        self.shared = shared
         self._ttl_ns = int(ttl_s * 1e9)
         self._capacity = capacity
         self._per_key = per_key
@@ -88,6 +108,30 @@ class Echoes:
             del slots[newest]
         if not slots:
             del self._pending[key]
+
+    async def close(self) -> None:
+        if self.board is not None:
+            await self.board.close()
+
+    async def share(self, operation: str, device: str) -> None:
+        """Post the expectation for other processes too, when the operation is a shared one."""
+        if self.board is not None and operation in self.shared:
+            await self.board.post(operation, device)
+
+    async def unshare(self, operation: str, device: str) -> None:
+        """The call failed with an answer: take back what ``share`` posted."""
+        if self.board is not None and operation in self.shared:
+            await self.board.take(operation, device)
+
+    async def take_any(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
+        """``take`` in this process, else (for a shared operation) from the other processes'."""
+        if self.take(operation, device, fields):
+            if self.board is not None and operation in self.shared:
+                await self.board.take(operation, device or "")  # ours: not for another process
+            return True
+        if self.board is None or operation not in self.shared:
+            return False
+        return await self.board.take(operation, device or "")
 
     def take(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
         """Whether this event is an expected echo (and, if so, consume the expectation)."""

@@ -116,6 +116,7 @@ class SuperMQClient:
         guard = self.echoes if ep.echo else None
         if guard is not None:
             guard.expect(ep.echo, device, echoes, echo_fields)
+            await guard.share(ep.echo, device)
         try:
             response = await send(self._http, ep.method, url, what, content=content, headers=headers)
             if token is not None and token_refused(response):
@@ -125,6 +126,7 @@ class SuperMQClient:
         except ActionError as exc:
             if guard is not None and exc.status is not None:  # answered with an error: no such echo
                 guard.withdraw(ep.echo, device, echoes, echo_fields)
+                await guard.unshare(ep.echo, device)
             raise
         return response
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 
 import nats
@@ -266,8 +267,8 @@ async def test_repeated_connect_counts_as_done(platform: Platform, run_reactor: 
     assert platform.connected_channels(device.thing_id) == set(device.channels[1:])
 
 
-def test_certs_inspect_and_sweep_read_the_served_certificate(
-    platform: Platform, deployment: Deployment, tmp_path: Path
+async def test_certs_inspect_and_sweep_read_the_served_certificate(
+    platform: Platform, deployment: Deployment, run_reactor: RunReactor, tmp_path: Path
 ) -> None:
     ca, trust = _ca(tmp_path)
     thing = platform.thing("inspected")
@@ -281,7 +282,7 @@ def test_certs_inspect_and_sweep_read_the_served_certificate(
             "thing_id": thing["id"],
             "external_id": f"i-{tag}",
             "external_key": f"k-{tag}",
-            "channels": [],
+            "channels": [platform.channel("ins")],  # so the push rule would take a read for a bootstrap
             "content": "{}",
             "client_cert": cert,
             "client_key": key,
@@ -297,11 +298,23 @@ def test_certs_inspect_and_sweep_read_the_served_certificate(
         "REACTOR_SUPERMQ__IDENTITY": ADMIN_EMAIL,
         "REACTOR_SUPERMQ__SECRET": ADMIN_SECRET,
         "REACTOR_CERTS__TRUST_DIR": str(trust),
+        "REACTOR_REDIS__URL": deployment.events_url,  # the daemon's: where the loop guard is shared
     }
-    inspected = reactor_cli("certs", "inspect", "--thing", thing["id"], env=env)
+    async with run_reactor() as running:  # a daemon beside the commands
+        inspected, swept = await asyncio.to_thread(_inspect_and_sweep, thing["id"], env)
+        await running.settled("thing.bootstrap", thing["id"], count=2)  # one read each
+        await asyncio.sleep(1.0)
+        reads = running.of("thing.bootstrap")
+    assert all(o.rules == [] for o in reads), [r.rule for o in reads for r in o.rules]  # not a bootstrap
     assert inspected.returncode == 0, inspected.stderr
     assert "verdict: OK" in inspected.stdout  # the view has no certificate: read the device's way
-    swept = reactor_cli("certs", "sweep", "--dry-run", env=env)
     assert swept.returncode == 0, swept.stderr
     ok = next(line for line in swept.stdout.splitlines() if line.strip().startswith("ok "))
     assert int(ok.split()[-1]) >= 1, swept.stdout
+
+
+def _inspect_and_sweep(
+    thing_id: str, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    inspected = reactor_cli("certs", "inspect", "--thing", thing_id, env=env)
+    return inspected, reactor_cli("certs", "sweep", "--dry-run", env=env)

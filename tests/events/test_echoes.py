@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,30 @@ def test_one_device_holds_a_bounded_number_of_expectations() -> None:
     while echoes.take("config.list", "t", {}):
         taken += 1
     assert taken == 8
+
+
+async def test_shared_echoes_reach_another_process_once(redis_client: Any, unique: str) -> None:
+    import redis.asyncio as aioredis
+
+    from reactor.delivery.echo_board import SHARED, RedisEchoBoard
+    from tests.conftest import REDIS_URL
+
+    def process() -> Echoes:
+        return Echoes(board=RedisEchoBoard(aioredis.Redis.from_url(REDIS_URL)), shared=SHARED)
+
+    sweeper, daemon = process(), process()
+    device = f"t-{unique}"
+    try:
+        sweeper.expect("thing.bootstrap", device, fields={"success": True})
+        await sweeper.share("thing.bootstrap", device)
+        assert await daemon.take_any("thing.bootstrap", device, {"success": True})  # the sweep's read
+        assert not await daemon.take_any("thing.bootstrap", device, {"success": True})  # a device's own
+        await sweeper.share("thing.bootstrap", device)
+        await sweeper.unshare("thing.bootstrap", device)  # the read was refused: nothing published
+        assert not await daemon.take_any("thing.bootstrap", device, {"success": True})
+        daemon.expect("config.update", device)
+        await daemon.share("config.update", device)  # not a shared operation: stays in the process
+        assert not await sweeper.take_any("config.update", device, {})
+    finally:
+        await sweeper.close()
+        await daemon.close()
