@@ -252,7 +252,7 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
             f"reactor demo: {len(events)} SuperMQ events through {len(reactor.rules)} rules "
             f"from {settings.rules.dir}/, actions against the SuperMQ simulator on 127.0.0.1\n"
             f"  the simulator plays profile {sim.state.profile!r} (Magistrala v0.14.0, checked "
-            f"against its OpenAPI specs);\n  the reactor (supermq.profile = \"auto\") chose "
+            f'against its OpenAPI specs);\n  the reactor (supermq.profile = "auto") chose '
             f"{profile.name!r}: {reactor.client.profile_reason}\n",
             file=out,
         )

@@ -178,7 +178,7 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
         return "mainflux", f"{what} (Mainflux 0.13, as verified at 59bcb72f52c0)"
     if (major, minor) < (0, 13):
         raise ConfigError(
-            f"supermq.profile = \"auto\": {what}; Mainflux before 0.13 is not supported "
+            f'supermq.profile = "auto": {what}; Mainflux before 0.13 is not supported '
             "(set supermq.profile to use one anyway)"
         )
     if (major, minor) <= (0, 15):
