@@ -119,7 +119,9 @@ def _quoted_strings(line: str, lineno: int) -> list[str]:
 
 
 def parse_json_messages(text: str) -> list[TextEvent]:
-    """JSON events: one object, JSON lines, or ``Subject: ...`` headers each followed by a JSON body."""
+    """JSON events: one object, JSON lines, or ``Subject: ...`` headers each followed by a JSON body.
+    A line that is not a JSON object is kept as it is (the decoder then says why it is no event),
+    so one bad line does not hide the events after it."""
     events: list[TextEvent] = []
     decoder = json.JSONDecoder()
     subject = ""
@@ -135,10 +137,16 @@ def parse_json_messages(text: str) -> list[TextEvent]:
             subject = text[pos + len("Subject:") : end].split(maxsplit=1)[0]
             pos = end
             continue
-        obj, end = decoder.raw_decode(text, pos)
-        if not isinstance(obj, dict):
-            raise ValueError(f"offset {pos}: JSON value is not an object")
-        events.append(TextEvent("", json.dumps(obj), subject))
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            obj, end = None, pos
+        if not isinstance(obj, dict):  # not an event: kept as its line, for the decoder to report
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            events.append(TextEvent("", text[pos:end], subject))
+        else:
+            events.append(TextEvent("", json.dumps(obj), subject))
         pos = end
     return events
 

@@ -36,12 +36,16 @@ def check_command(directory: Path, registry: ActionRegistry, out: TextIO) -> int
     return EXIT_OK
 
 
-def read_events(path: Path, stream: str, decoder: Decoder) -> list[Event]:
-    """Events from a JSON or redis-cli file; a JSON ``Subject:`` header names the stream."""
-    return [
-        decoder.decode(d.payload, source="file", stream=d.stream, entry_id=d.entry_id)
-        for d in deliveries_from_file(path, stream)
-    ]
+def read_events(path: Path, stream: str, decoder: Decoder) -> list[Event | DecodeError]:
+    """Events from a JSON or redis-cli file (a JSON ``Subject:`` header names the stream); an
+    entry that is no event is its ``DecodeError``, in its place."""
+    out: list[Event | DecodeError] = []
+    for d in deliveries_from_file(path, stream):
+        try:
+            out.append(decoder.decode(d.payload, source="file", stream=d.stream, entry_id=d.entry_id))
+        except DecodeError as exc:
+            out.append(exc)
+    return out
 
 
 def dry_run_command(
@@ -57,7 +61,8 @@ def dry_run_command(
     """Dry-run each event of ``event_file`` through the rules.
 
     Exit 0 when every event matches at least one rule (or exactly the ``expect``ed rules), 1 when
-    one does not, 2 when the rules or the event file cannot be read.
+    one does not or is malformed (reported in its place; the others still run), 2 when the rules
+    or the event file cannot be read.
     """
     rules = _load(directory, registry, out)
     if rules is None:
@@ -69,6 +74,10 @@ def dry_run_command(
         return EXIT_ERROR
     status = EXIT_OK
     for event in events:
+        if isinstance(event, DecodeError):  # reported, and the events after it still run
+            print(f"event {event}\n  MALFORMED: not an event; the daemon would dead-letter it", file=out)
+            status = EXIT_MISMATCH
+            continue
         reports = dry_run(rules, event)
         print_report(event, reports, out)
         matched = [r.rule for r in reports if r.matched]

@@ -92,7 +92,8 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert run(unmatched, expect=[])[0] == EXIT_OK
     broken = tmp_path / "b.json"
     broken.write_text('{"operation": ')
-    assert run(broken)[0] == EXIT_ERROR
+    code, text = run(broken)  # a malformed event is reported (the file is read): a mismatch
+    assert (code, "MALFORMED" in text) == (EXIT_MISMATCH, True)
     assert run(tmp_path / "missing.json")[0] == EXIT_ERROR
     bad_rules = tmp_path / "rules"
     bad_rules.mkdir()
@@ -186,3 +187,18 @@ def test_a_recursing_macro_or_a_hog_is_one_line_in_the_dry_run(tmp_path: Path) -
     (hog,) = [line for line in text.splitlines() if "hog" in line]
     assert "FAILS the event: went past an evaluation bound" in hog
     assert "rules.eval_timeout_s" in hog
+
+
+def test_a_malformed_event_is_reported_and_the_file_goes_on(tmp_path: Path) -> None:
+    events = tmp_path / "mixed.jsonl"
+    events.write_text(
+        '{"operation":"config.create","thing_id":"a","external_id":"e","channels":["c"]}\n'
+        '{"operation": 5 nope\n'
+        "[1, 2]\n"
+        '{"operation":"thing.bootstrap","thing_id":"b","external_id":"e","success":true,"channels":["c"]}\n'
+    )
+    code, text = run(events)
+    assert code == EXIT_MISMATCH, text
+    assert text.count("MALFORMED") == 2
+    assert "MATCH onboard-new-config" in text
+    assert "MATCH push-config-on-bootstrap" in text
