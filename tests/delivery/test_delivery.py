@@ -23,13 +23,14 @@ from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
 from reactor.ops.logging import get_logger
-from reactor.settings import Settings, load_settings
+from reactor.settings import Settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO
+from tests.delivery.helpers import redis_settings
 
 PUSH = """
 [[rule]]
@@ -51,25 +52,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def _settings(tmp_path: Path, sim: Simulator, unique: str, rules: str, **overrides: Any) -> Settings:
-    directory = tmp_path / "rules"
-    directory.mkdir(exist_ok=True)
-    (directory / "r.toml").write_text(rules)
-    settings = load_settings(
-        None,
-        redis={
-            "url": REDIS_URL,
-            "streams": [f"t{unique}.bootstrap"],
-            "group": "g",
-            "consumer": "c1",
-            "start_id": "0",
-            "block_ms": 50,
-            "dlq_stream": f"t{unique}.dlq",
-        },
-        events={"families": [f"t{unique}"]},
-        rules={"dir": directory, "reload_interval_s": 0},
-        **overrides,
-    )
-    return settings.model_copy(update={"supermq": sim.settings()})
+    return redis_settings(tmp_path, sim, unique, rules, **overrides)
 
 
 def _seqs(sim: Simulator, thing_id: str) -> list[int]:

@@ -25,6 +25,7 @@ from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
+from tests.delivery.helpers import redis_settings
 
 RULES = """
 [[rule]]
@@ -64,27 +65,16 @@ async def raw_redis(redis_client: aioredis.Redis) -> AsyncIterator[aioredis.Redi
 
 
 def _settings(tmp_path: Path, sim: Simulator, unique: str, **worker: Any) -> Settings:
-    rules = tmp_path / "rules"
-    rules.mkdir(exist_ok=True)
-    (rules / "r.toml").write_text(RULES)
-    settings = load_settings(
-        None,
-        redis={
-            "url": REDIS_URL,
-            "streams": [f"h{unique}.bootstrap"],
-            "group": "g",
-            "consumer": "c1",
-            "start_id": "0",
-            "block_ms": 50,
-            "dlq_stream": f"h{unique}.dlq",
-        },
-        events={"families": [f"h{unique}"]},
-        rules={"dir": rules, "reload_interval_s": 0},
+    return redis_settings(
+        tmp_path,
+        sim,
+        unique,
+        RULES,
+        family="h",
         ops={"audit": True},
         state={"path": tmp_path / "state.sqlite3"},
         worker=worker,
     )
-    return settings.model_copy(update={"supermq": sim.settings()})
 
 
 def _id(entry_id: bytes | str) -> str:

@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 from reactor.app import Reactor
 from reactor.delivery.worker import Outcome
 from reactor.ops.logging import get_logger
-from reactor.settings import Settings, load_settings
+from reactor.settings import Settings
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
-from tests.conftest import REDIS_URL
+from tests.delivery.helpers import redis_settings
 
 ACTIVATE = """
 [[rule]]
@@ -42,24 +42,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def _settings(tmp_path: Path, sim: Simulator, unique: str, **supermq: Any) -> Settings:
-    directory = tmp_path / "rules"
-    directory.mkdir(exist_ok=True)
-    (directory / "r.toml").write_text(ACTIVATE)
-    settings = load_settings(
-        None,
-        redis={
-            "url": REDIS_URL,
-            "streams": [f"t{unique}.bootstrap"],
-            "group": "g",
-            "consumer": "c1",
-            "start_id": "0",
-            "block_ms": 50,
-            "dlq_stream": f"t{unique}.dlq",
-        },
-        events={"families": [f"t{unique}"]},
-        rules={"dir": directory, "reload_interval_s": 0},
-    )
-    return settings.model_copy(update={"supermq": sim.settings(timeout_s=0.3, **supermq)})
+    return redis_settings(tmp_path, sim, unique, ACTIVATE, supermq={"timeout_s": 0.3, **supermq})
 
 
 @contextlib.asynccontextmanager
