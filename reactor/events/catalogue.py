@@ -2,7 +2,8 @@
 
 Canonical names are the things-era names of the event catalogue (``thing.*``, ``channel.*``,
 ``config.*``, ``policy.*``), because that is what the bootstrap flow speaks. Every other spelling
-SuperMQ has published is an alias (see ``../shared/reference/supermq-facts.md`` §5):
+SuperMQ has published is an alias (from the services' ``events/streams.go`` across the tags of
+absmach/supermq and absmach/mainflux):
 
 - ``thing.state_change`` (until 2023-06) and ``thing.change_state`` → ``thing.change_state``;
 - ``bootstrap.``-prefixed names (Magistrala v0.15+, SuperMQ HEAD) → the name without the prefix;

@@ -1,6 +1,6 @@
 """Decoders: every encoding SuperMQ has used → one ``Event``.
 
-Encodings (``../shared/reference/supermq-facts.md`` §1):
+Encodings (absmach/supermq ``pkg/events/{redis,nats,rabbitmq}/publisher.go`` across its tags):
 - Redis flat fields: every event key a stream field, values strings (eras A/B);
 - Redis single ``data`` field holding the JSON of all fields (Magistrala v0.15+);
 - bare JSON bytes (as the docs show NATS and RabbitMQ);
