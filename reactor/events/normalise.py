@@ -1,9 +1,9 @@
 """Field-level quirk normalisers: every era's spelling of a value becomes one Python type.
 
 Sources: each service's ``events/streams.go`` / ``events.go`` in absmach/supermq and
-absmach/mainflux across their tags (``Encode()`` of every event type). Each function takes the value as published and
-returns the normalised value, or raises ``ValueError`` with a short reason that the decoder
-wraps into a ``DecodeError`` naming the field.
+absmach/mainflux across their tags (``Encode()`` of every event type). Each function takes the
+value as published and returns the normalised value, or raises ``ValueError`` with a short reason
+that the decoder wraps into a ``DecodeError`` naming the field.
 """
 
 from __future__ import annotations
