@@ -102,6 +102,7 @@ V014_REFUSALS = {
     ("things", "post", "/connect", 403),
     ("things", "post", "/disconnect", 403),
     ("things", "get", "/channels/{chanID}", 403),
+    ("http", "post", "/channels/{id}/messages", 502),
 }
 
 
@@ -147,6 +148,12 @@ async def test_v014_refusals_off_the_spec(sim: Simulator, client: SuperMQClient)
             f"{sim.url('users')}/users/tokens/refresh", json={}, headers={"Authorization": "Bearer x.y.z"}
         )
         assert garbled.status_code == 401
+        unauthenticated = await http.post(
+            f"{sim.url('http')}/channels/{ctrl.id}/messages",
+            content=b"[]",
+            headers={"Content-Type": "application/senml+json"},
+        )
+        assert unauthenticated.status_code == 502  # mproxy in front of the adapter
     assert sim.contract is not None
     on_the_way = {
         ("users", "post", "/users/tokens/issue", 201),

@@ -411,3 +411,25 @@ async def test_bodies_are_read_before_the_config_and_true_is_no_state() -> None:
                 headers=bearer | {"Content-Type": "application/json; charset=utf-8"},
             )
     assert (bad.status_code, plain.status_code, true.status_code, cert.status_code) == (415, 415, 400, 415)
+
+
+# ---- http adapter: mproxy v0.4.2 in front (pkg/http/http.go Handler) ----------------------------
+
+
+async def test_publish_refusals_are_400_and_no_authorization_is_502(sim: Simulator) -> None:
+    thing, other = sim.state.add_thing("dev"), sim.state.add_thing("other")
+    ctrl = sim.state.add_channel("ctrl")
+    sim.state.connect(thing.id, ctrl.id)
+    url = f"{sim.url('http')}/channels/{{}}/messages"
+    async with httpx.AsyncClient() as http:
+
+        async def status(channel: str, auth: str | None) -> int:
+            headers = {"Content-Type": "application/senml+json"} | ({"Authorization": auth} if auth else {})
+            return (await http.post(url.format(channel), content=b"[]", headers=headers)).status_code
+
+        assert await status(ctrl.id, f"Thing {thing.key}") == 202
+        assert await status(ctrl.id, thing.key) == 202  # a key without the prefix is used as is
+        assert await status(UNKNOWN, f"Thing {thing.key}") == 400  # unknown channel
+        assert await status(ctrl.id, "Thing wrong") == 400  # wrong key
+        assert await status(ctrl.id, f"Thing {other.key}") == 400  # not connected
+        assert await status(ctrl.id, None) == 502

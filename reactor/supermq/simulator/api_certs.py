@@ -134,13 +134,18 @@ class HttpApi(_Api):
 
     async def publish(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["id"]
-        if channel_id not in self.state.channels:
-            return error(404, "entity not found")
         header = request.headers.get("Authorization", "")
-        key = header[6:] if header.startswith("Thing ") else ""
+        if self.state.mainflux:
+            if channel_id not in self.state.channels:
+                return error(404, "entity not found")
+        elif not header:  # v0.14.0 serves 8008 through mproxy v0.4.2 (pkg/http/http.go Handler)
+            return error(502, "missing authentication")
+        key = header[6:] if header.startswith("Thing ") else header
         thing = next((t for t in self.state.things.values() if t.key == key), None)
         if thing is None or (thing.id, channel_id) not in self.state.connections:
-            return error(401, "missing or invalid credentials provided")
+            # mproxy answers any Publish error (unknown channel, wrong key, not connected) 400
+            status = 401 if self.state.mainflux else 400
+            return error(status, "failed to perform authorization over the entity")
         payload = await request.read()
         self.state.messages.append(
             {
