@@ -15,6 +15,10 @@ from redis.exceptions import RedisError
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "reference"
+# The simulator's OpenAPI checks read the real specs where CI lays them out (a user's clone has
+# none: the checks are then off). Set here, so subprocesses the tests start see it too.
+if (SHARED / "openapi" / "magistrala-v0.14.0").is_dir():
+    os.environ.setdefault("REACTOR_OPENAPI_DIR", str(SHARED / "openapi" / "magistrala-v0.14.0"))
 REDIS_URL = os.environ.get("REACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -14,7 +14,8 @@ from tests.conftest import SHARED
 
 @pytest.fixture(scope="session")
 def contract_dir() -> None:
-    if not default_openapi_dir().is_dir():
+    directory = default_openapi_dir()
+    if directory is None or not directory.is_dir():
         pytest.fail(
             f"the OpenAPI specs are missing from {SHARED / 'openapi'}: the contract cannot be checked"
         )
