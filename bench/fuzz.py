@@ -317,22 +317,7 @@ class FuzzReport:
 class _Quiet(PrivateRedis):
     """A private redis-server without persistence (the fuzz is not about durability)."""
 
-    def command(self) -> list[str]:
-        return [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--appendonly",
-            "no",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-        ]
+    persistent = False
 
 
 class Daemon:

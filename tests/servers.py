@@ -114,10 +114,12 @@ class _PrivateServer:
 
 
 class PrivateRedis(_PrivateServer):
-    """``redis-server`` with an append-only file fsynced on every write."""
+    """``redis-server`` with an append-only file fsynced on every write (``persistent = False``:
+    none, for runs that are not about durability)."""
 
     binary_name = "redis-server"
     scheme = "redis"
+    persistent = True
 
     @property
     def url(self) -> str:
@@ -132,10 +134,11 @@ class PrivateRedis(_PrivateServer):
             "127.0.0.1",
             "--dir",
             str(self.directory),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
+            *(
+                ("--appendonly", "yes", "--appendfsync", "always")
+                if self.persistent
+                else ("--appendonly", "no")
+            ),
             "--save",
             "",
             "--daemonize",

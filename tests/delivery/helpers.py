@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from reactor.app import Reactor
+from reactor.delivery.worker import Outcome
+from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
+from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
 
@@ -41,3 +48,30 @@ def redis_settings(
         **sections,
     )
     return settings.model_copy(update={"supermq": sim.settings(**(supermq or {}))})
+
+
+@contextlib.asynccontextmanager
+async def running_reactor(
+    settings: Settings, **build: Any
+) -> AsyncIterator[tuple[Reactor, list[Outcome], asyncio.Event]]:
+    """A reactor on the test's Redis streams, running while the block runs: it, its settled
+    outcomes and its stop event. ``build`` goes to ``Reactor.build`` (a state store,
+    pause_on_login_failure). Leaving the block stops it (within 5 s) and re-raises what killed it."""
+    outcomes: list[Outcome] = []
+    reactor = Reactor.build(
+        settings, RedisStreamsSource(settings.redis), get_logger("test"), observers=[outcomes.append], **build
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    try:
+        yield reactor, outcomes, stop
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 15) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.02)

@@ -26,11 +26,10 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
-from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO
-from tests.delivery.helpers import redis_settings
+from tests.delivery.helpers import redis_settings, running_reactor, until
 
 PUSH = """
 [[rule]]
@@ -66,27 +65,11 @@ def _seqs(sim: Simulator, thing_id: str) -> list[int]:
 @contextlib.asynccontextmanager
 async def _running(settings: Settings, state: MemoryStateStore | None = None) -> AsyncIterator[list[Outcome]]:
     """A reactor on the test's Redis stream, running while the block runs; its settled outcomes."""
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings,
-        RedisStreamsSource(settings.redis),
-        get_logger("test"),
-        observers=[outcomes.append],
-        state=state,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    try:
+    async with running_reactor(settings, state=state) as (_, outcomes, _stop):
         yield outcomes
-    finally:
-        stop.set()
-        await task
 
 
-async def _until(predicate: Any, timeout_s: float = 15) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
+_until = until
 
 
 async def test_lanes_keep_order_per_key_and_run_keys_concurrently() -> None:

@@ -16,16 +16,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from reactor.app import Reactor
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
-from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
-from tests.delivery.helpers import redis_settings
+from tests.delivery.helpers import redis_settings, running_reactor
 
 RULES = """
 [[rule]]
@@ -83,21 +81,8 @@ def _id(entry_id: bytes | str) -> str:
 
 @contextlib.asynccontextmanager
 async def _running(settings: Settings) -> AsyncIterator[list[Outcome]]:
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings,
-        RedisStreamsSource(settings.redis),
-        get_logger("test"),
-        observers=[outcomes.append],
-        state=MemoryStateStore(),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    try:
-        yield outcomes
-    finally:
-        stop.set()
-        await task  # raises if the reactor died
+    async with running_reactor(settings, state=MemoryStateStore()) as (_, outcomes, _stop):
+        yield outcomes  # leaving re-raises what killed the reactor
 
 
 async def _until(predicate: Any, task_hint: str, timeout_s: float = 10) -> None:

@@ -16,11 +16,9 @@ import redis.asyncio as aioredis
 
 from reactor.app import Reactor
 from reactor.delivery.worker import Outcome
-from reactor.ops.logging import get_logger
 from reactor.settings import Settings
-from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
-from tests.delivery.helpers import redis_settings
+from tests.delivery.helpers import redis_settings, running_reactor, until
 
 ACTIVATE = """
 [[rule]]
@@ -48,28 +46,11 @@ def _settings(tmp_path: Path, sim: Simulator, unique: str, **supermq: Any) -> Se
 @contextlib.asynccontextmanager
 async def _daemon(settings: Settings) -> AsyncIterator[tuple[Reactor, list[Outcome], asyncio.Event]]:
     """The daemon's reactor (it pauses on a failed login) running while the block runs."""
-    outcomes: list[Outcome] = []
-    reactor = Reactor.build(
-        settings,
-        RedisStreamsSource(settings.redis),
-        get_logger("test"),
-        observers=[outcomes.append],
-        pause_on_login_failure=True,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(reactor.run(stop))
-    try:
-        yield reactor, outcomes, stop
-    finally:
-        stop.set()
-        async with asyncio.timeout(5):  # a paused daemon stops at once too
-            await task
+    async with running_reactor(settings, pause_on_login_failure=True) as running:
+        yield running
 
 
-async def _until(predicate: Any, timeout_s: float = 15) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
+_until = until
 
 
 async def _configs(sim: Simulator, redis_client: aioredis.Redis, stream: str, n: int) -> list[str]:
