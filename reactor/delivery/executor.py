@@ -88,9 +88,7 @@ class Executor:
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         ctx: dict[str, Any] = {"event": event}
         matched, exceeded = self._rules().select(event, ctx)
-        if self._echoes is not None and await self._echoes.take_any(
-            event.operation, event.device, event.fields
-        ):
+        if self._echoes is not None and await self._own(self._echoes, event):
             matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
             exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
         outcomes = []
@@ -101,6 +99,15 @@ class Executor:
         if exceeded is not None:
             outcomes.append(_exceeded(*exceeded))
         return outcomes
+
+    @staticmethod
+    async def _own(echoes: Echoes, event: Event) -> bool:
+        """Whether the reactor's own call caused this event (a dict lookup; Redis only for the
+        rare operations that other processes' calls cause too)."""
+        own = echoes.take(event.operation, event.device, event.fields)
+        if echoes.shares(event.operation):
+            own = await echoes.take_shared(event.operation, event.device, own)
+        return own
 
     async def _run_rule(
         self, rule: Rule, event: Event, key: str, done: Steps, redelivered: bool

@@ -123,15 +123,16 @@ class Echoes:
         if self.board is not None and operation in self.shared:
             await self.board.take(operation, device)
 
-    async def take_any(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
-        """``take`` in this process, else (for a shared operation) from the other processes'."""
-        if self.take(operation, device, fields):
-            if self.board is not None and operation in self.shared:
-                await self.board.take(operation, device or "")  # ours: not for another process
-            return True
-        if self.board is None or operation not in self.shared:
-            return False
-        return await self.board.take(operation, device or "")
+    def shares(self, operation: str) -> bool:
+        """Whether events of ``operation`` may be another process's echoes (device reads)."""
+        return self.board is not None and operation in self.shared
+
+    async def take_shared(self, operation: str, device: str | None, taken_here: bool) -> bool:
+        """For a shared operation, after ``take``: ours is taken off the board too (it is not
+        another process's); else the board says whether another process expected it."""
+        assert self.board is not None
+        taken_there = await self.board.take(operation, device or "")
+        return taken_here or taken_there
 
     def take(self, operation: str, device: str | None, fields: Mapping[str, Any]) -> bool:
         """Whether this event is an expected echo (and, if so, consume the expectation)."""

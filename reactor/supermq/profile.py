@@ -157,7 +157,6 @@ class MainfluxProfile(ThingsProfile):
         return False  # a repeated connect is an upsert: 200 (things/policies/postgres/policies.go)
 
 
-Profile = ThingsProfile
 PROFILES: dict[str, type[ThingsProfile]] = {"things": ThingsProfile, "mainflux": MainfluxProfile}
 
 

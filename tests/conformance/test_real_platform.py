@@ -252,7 +252,7 @@ async def test_an_expired_token_is_refreshed(
 
 async def test_profile_auto_reads_health(run_reactor: RunReactor) -> None:
     async with run_reactor(supermq={"profile": "auto"}) as running:
-        await eventually(lambda: running.reactor.client._profile is not None, 10, "the profile chosen")
+        await eventually(lambda: bool(running.reactor.client.profile_reason), 10, "the profile chosen")
     assert running.reactor.client.profile.name == "mainflux"
     assert "version 0.13.0" in running.reactor.client.profile_reason
 
