@@ -217,7 +217,7 @@ def print_world(sim: Simulator, out: TextIO) -> None:
             file=out,
         )
     print(f"  {len(state.effects)} effects: " + ", ".join(e.kind for e in state.effects), file=out)
-    if sim.contract is not None and sim.contract.enabled:
+    if sim.contract is not None:
         print(f"  OpenAPI violations: {len(sim.contract.violations)}", file=out)
 
 

@@ -322,8 +322,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 _PREFIX = "REACTOR_"
-#: ``REACTOR_`` variables that are not settings: the simulator's OpenAPI directory, the test suite's.
-_NOT_SETTINGS = ("REACTOR_OPENAPI_DIR", "REACTOR_TEST_")
+#: ``REACTOR_`` variables that are not settings: the test suite's.
+_NOT_SETTINGS = ("REACTOR_TEST_",)
 
 
 def _setting(name: str) -> tuple[bool, Any]:
