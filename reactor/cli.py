@@ -19,7 +19,6 @@ from reactor.commands import (
     replay_command,
     simulate_command,
 )
-from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
@@ -195,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from reactor.demo import run_demo  # noqa: PLC0415 - needs the simulator, an optional extra
+
     settings = _settings(args, source="memory")
     configure_logging("ERROR", "console")
     return asyncio.run(run_demo(settings, sys.stdout))
