@@ -19,7 +19,7 @@ from reactor.commands import (
     replay_command,
     simulate_command,
 )
-from reactor.errors import ConfigError, RuleError, SourceError
+from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.rules.cli import check_command, dry_run_command
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
         sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError we handle
-    except (ConfigError, RuleError, SourceError) as exc:
+    except (ConfigError, RuleError, SourceError, StateStoreError) as exc:
         print(f"reactor: {exc}", file=sys.stderr)
         return 2
     except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
