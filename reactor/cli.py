@@ -216,7 +216,7 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-_QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+_OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "rules": _rules,
     "dlq": lambda args, settings: asyncio.run(dlq_command(args, settings, get_logger())),
     "certs": lambda args, settings: asyncio.run(certs_command(args, settings, get_logger())),
@@ -236,9 +236,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("ERROR", "console")
         return asyncio.run(simulate_command(args))
     settings = _settings(args)
-    if args.command in _QUIET:  # commands for people: only errors in the log
+    if args.command in _OPERATOR_COMMANDS:  # commands for people: only errors in the log
         configure_logging("ERROR", settings.log.format)
-        return _QUIET[args.command](args, settings)
+        return _OPERATOR_COMMANDS[args.command](args, settings)
     configure_logging(settings.log.level, settings.log.format)
     for name in unknown_variables(os.environ):
         get_logger().warning("settings.unknown_variable", variable=name, ignored=True, hint=_hint(name))
