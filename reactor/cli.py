@@ -19,8 +19,7 @@ from reactor.commands import (
     replay_command,
     simulate_command,
 )
-from reactor.demo import run_demo
-from reactor.errors import ConfigError, RuleError, SourceError
+from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.rules.cli import check_command, dry_run_command
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
         sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError we handle
-    except (ConfigError, RuleError, SourceError) as exc:
+    except (ConfigError, RuleError, SourceError, StateStoreError) as exc:
         print(f"reactor: {exc}", file=sys.stderr)
         return 2
     except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
@@ -195,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from reactor.demo import run_demo  # noqa: PLC0415 - needs the simulator, an optional extra
+
     settings = _settings(args, source="memory")
     configure_logging("ERROR", "console")
     return asyncio.run(run_demo(settings, sys.stdout))
@@ -215,7 +216,7 @@ def _rules(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-_QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+_OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "rules": _rules,
     "dlq": lambda args, settings: asyncio.run(dlq_command(args, settings, get_logger())),
     "certs": lambda args, settings: asyncio.run(certs_command(args, settings, get_logger())),
@@ -235,9 +236,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("ERROR", "console")
         return asyncio.run(simulate_command(args))
     settings = _settings(args)
-    if args.command in _QUIET:  # commands for people: only errors in the log
+    if args.command in _OPERATOR_COMMANDS:  # commands for people: only errors in the log
         configure_logging("ERROR", settings.log.format)
-        return _QUIET[args.command](args, settings)
+        return _OPERATOR_COMMANDS[args.command](args, settings)
     configure_logging(settings.log.level, settings.log.format)
     for name in unknown_variables(os.environ):
         get_logger().warning("settings.unknown_variable", variable=name, ignored=True, hint=_hint(name))

@@ -37,7 +37,6 @@ from reactor.delivery.replay import (
     wait_caught_up,
 )
 from reactor.delivery.state import StateStore
-from reactor.demo import seed
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
@@ -47,7 +46,6 @@ from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
-from reactor.supermq.simulator import DEFAULT_PORTS, Simulator
 
 
 async def open_dead_letters(settings: Settings) -> DeadLetterStore:
@@ -311,6 +309,9 @@ async def _run_until_caught_up(reactor: Reactor, client: aioredis.Redis, group: 
 
 async def simulate_command(args: argparse.Namespace) -> int:
     """``reactor simulate-supermq``: SuperMQ's APIs on loopback until SIGINT/SIGTERM."""
+    from reactor.supermq.simulator import DEFAULT_PORTS, Simulator  # noqa: PLC0415 - an optional extra
+    from reactor.supermq.simulator.seed import seed  # noqa: PLC0415
+
     ports = {
         service: args.port_base + offset if args.port_base else port
         for offset, (service, port) in enumerate(DEFAULT_PORTS.items())

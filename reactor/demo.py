@@ -23,12 +23,8 @@ from reactor.ops.redact import redact
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
 from reactor.supermq.simulator import Simulator
-from reactor.supermq.simulator.state import State
+from reactor.supermq.simulator.seed import CHANNEL, CHANNEL_2, EXTERNAL_ID, THING, seed
 
-THING = "74f00d13-d370-42c0-b528-04fff995275c"
-CHANNEL = "90aae157-d47f-4d71-9a68-b000c0025ae8"
-CHANNEL_2 = "925461e6-edfb-4755-9242-8a57199b90a5"
-EXTERNAL_ID = "FF-41-EF-BC-90-BC"
 # A stand-in, not a key: the demo shows that a private key in an event never reaches the output.
 DEMO_KEY = "-----BEGIN PRIVATE KEY-----MIIEdemoNotARealKey-----END PRIVATE KEY-----"
 
@@ -187,21 +183,6 @@ def _describe_result(result: Any) -> str:
     return json.dumps(redact(result), default=str)
 
 
-def seed(state: State) -> None:
-    """What SuperMQ holds before the scenario: the device's thing, its channels, its config."""
-    thing = state.add_thing("demo", thing_id=THING)
-    state.add_channel("control", channel_id=CHANNEL)
-    state.add_channel("data", channel_id=CHANNEL_2)
-    state.add_config(
-        thing,
-        EXTERNAL_ID,
-        "demo-external-key",
-        [CHANNEL, CHANNEL_2],
-        '{"device_id": "12345", "secure_connection": true}',
-        "demo",
-    )
-
-
 def print_world(sim: Simulator, out: TextIO) -> None:
     """What the actions changed in SuperMQ."""
     state = sim.state
@@ -217,7 +198,7 @@ def print_world(sim: Simulator, out: TextIO) -> None:
             file=out,
         )
     print(f"  {len(state.effects)} effects: " + ", ".join(e.kind for e in state.effects), file=out)
-    if sim.contract is not None and sim.contract.enabled:
+    if sim.contract is not None:
         print(f"  OpenAPI violations: {len(sim.contract.violations)}", file=out)
 
 

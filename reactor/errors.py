@@ -9,6 +9,7 @@ failure and never on a library's type::
     ├── RuleError              a rule file or rule that cannot be loaded (names file, line, rule)
     ├── DecodeError            an event that cannot be turned into an Event (names stream, entry id)
     ├── SourceError            the event store failed (connection lost, command refused)
+    ├── StateStoreError        the state store of completed steps did not answer
     └── ActionError            an action that did not complete (names rule and action)
         ├── RetryableError     transient: transport error, timeout, 429, 5xx
         │   └── AmbiguousError the request may have reached the server (no answer, connection
@@ -61,6 +62,10 @@ class DecodeError(ReactorError):
 
 class SourceError(ReactorError):
     """The event store failed: a connection lost or a command refused."""
+
+
+class StateStoreError(ReactorError):
+    """The state store of completed steps did not answer (after its own retries, or on stop)."""
 
 
 class ActionError(ReactorError):

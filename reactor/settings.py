@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from reactor.certs.validate import renew_threshold_s
 from reactor.errors import ConfigError
 from reactor.events.catalogue import DEFAULT_FAMILIES
 
@@ -58,7 +59,8 @@ class RedisSettings(_Section):
     block_ms: int = Field(default=1000, ge=0)
     dlq_stream: str = Field(default="reactor.dlq", min_length=1)
     dlq_maxlen: int = Field(default=1_000_000, gt=0)
-    #: Entries pending longer than this (another consumer died with them) are claimed (XAUTOCLAIM).
+    #: A consumer's liveness lease lasts this long; the entries pending this long of a consumer
+    #: whose lease lapsed (it died) are claimed with XCLAIM.
     reclaim_idle_ms: int = Field(default=60_000, gt=0)
     reclaim_interval_s: float = Field(default=5.0, gt=0)
     #: Entries read but not yet settled hold at most this many bytes; reading waits beyond it.
@@ -233,8 +235,6 @@ class CertsSettings(_Section):
     @field_validator("renew_before")
     @classmethod
     def _renew(cls, value: str) -> str:
-        from reactor.certs.validate import renew_threshold_s  # noqa: PLC0415 - avoid an import cycle at load
-
         renew_threshold_s(value, 86400.0)
         return value
 
@@ -322,8 +322,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 _PREFIX = "REACTOR_"
-#: ``REACTOR_`` variables that are not settings: the simulator's OpenAPI directory, the test suite's.
-_NOT_SETTINGS = ("REACTOR_OPENAPI_DIR", "REACTOR_TEST_")
+#: ``REACTOR_`` variables that are not settings: the test suite's.
+_NOT_SETTINGS = ("REACTOR_TEST_",)
 
 
 def _setting(name: str) -> tuple[bool, Any]:

@@ -14,12 +14,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "reference"
-# The simulator's OpenAPI checks read the real specs where CI lays them out (a user's clone has
-# none: the checks are then off). Set here, so subprocesses the tests start see it too.
-if (SHARED / "openapi" / "magistrala-v0.14.0").is_dir():
-    os.environ.setdefault("REACTOR_OPENAPI_DIR", str(SHARED / "openapi" / "magistrala-v0.14.0"))
+#: The reference material CI lays out beside the checkout (a user's clone has none). The project
+#: carries what its tests need; tests only cross-check its own copies against this, where it is.
+SHARED = REPO.parent / "shared"
+
+
 REDIS_URL = os.environ.get("REACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def shared(*parts: str) -> Path:
+    """A path in the reference beside the checkout; when it is not there the test skips, or
+    fails under CI (whose first run has the reference; .ci/run's clone runs without CI)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        missing(f"{path} is not here: the cross-check against the reference needs it")
+    return path
 
 
 def reactor_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,12 +44,15 @@ def reactor_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-def missing_server(what: str) -> None:
-    """Fail under CI (a missing server is a broken CI machine), skip with a reason locally."""
-    message = f"{what} is not reachable; start it with scripts/ensure-services"
+def missing(message: str) -> None:
+    """Fail under CI (a missing server or reference is a broken CI machine), skip locally."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def missing_server(what: str) -> None:
+    missing(f"{what} is not reachable; start it with scripts/ensure-services")
 
 
 @pytest.fixture

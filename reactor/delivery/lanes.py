@@ -5,8 +5,7 @@ A lane is a heap ordered by entry id. Lanes with work wait in a ready queue; a p
 ``concurrency`` runner tasks takes a lane, runs its first item, and puts the lane back if it has
 more. A lane is either queued, held by one runner, or held by a waiter, never two at once: that
 is the per-device order. Runners live as long as there is ready work, so the steady state
-creates no task per event and parks none on a semaphore (with 1,000 events in flight and 64
-running, parked tasks cost more than the lanes themselves).
+creates no task per event and parks none on a semaphore (bench/README.md, "Profiling history").
 
 An item may carry *blockers*: earlier entries of the same device that another consumer holds.
 Its lane is handed to a waiter task (the rare case) so the runner stays free; the item runs

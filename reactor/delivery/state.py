@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reactor.backoff import Backoff, StoppedError
-from reactor.errors import SourceError
+from reactor.errors import StateStoreError
 
 Steps = dict[str, Any]
 
@@ -135,14 +135,14 @@ class RedisStateStore(StateStore):
 
     async def _retrying(self, fn: Any, attempts: int = 50) -> Any:
         """A step that completed must be recorded: retry through a short Redis outage, then (or
-        at once on stop) a ``SourceError``, which the worker waits out, honouring stop."""
+        at once on stop) a ``StateStoreError``, which the worker waits out, honouring stop."""
         backoff = Backoff(self.stop, initial_s=0.05, max_s=1.0)
         for attempt in range(1, attempts + 1):
             try:
                 return await fn()
             except RedisError as exc:
                 if attempt == attempts or backoff.stopped:
-                    raise SourceError(f"state store: {exc}") from exc
+                    raise StateStoreError(f"state store: {exc}") from exc
                 with contextlib.suppress(StoppedError):
                     await backoff.wait()
         raise AssertionError("unreachable")

@@ -25,7 +25,7 @@ from reactor.backoff import Backoff, StoppedError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
-from reactor.errors import DecodeError, SourceError, SuspendedError
+from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
 from reactor.settings import WorkerSettings
@@ -405,7 +405,7 @@ class Worker:
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         try:
             return await self._executor.execute(event, redelivered=redelivered)
-        except SourceError as exc:  # the state store, not the event: wait for it, in order
+        except StateStoreError as exc:  # the state store, not the event: wait for it, in order
             return await self._execute_once_state_is_back(event, exc)
         except SuspendedError:  # SuperMQ does not take the login: wait for it (StoppedError on stop)
             if self._pause is None:
@@ -413,7 +413,7 @@ class Worker:
             await self._pause.resume(self._stop)
             return await self._execute(event, True)
 
-    async def _execute_once_state_is_back(self, event: Event, first: SourceError) -> list[RuleOutcome]:
+    async def _execute_once_state_is_back(self, event: Event, first: StateStoreError) -> list[RuleOutcome]:
         """Again until the state store answers (``StoppedError`` on stop); what was recorded is
         skipped on the next try."""
         backoff = Backoff(self._stop)
@@ -421,7 +421,7 @@ class Worker:
         await warn(first, backoff.delay_s)
         await backoff.wait()
         return await backoff.retry(
-            lambda: self._executor.execute(event, redelivered=True), (SourceError,), warn
+            lambda: self._executor.execute(event, redelivered=True), (StateStoreError,), warn
         )
 
     def _finish(self, item: _Item) -> None:

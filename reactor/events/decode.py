@@ -30,7 +30,7 @@ from reactor.ops.redact import secret_values
 if TYPE_CHECKING:
     from reactor.settings import EventsSettings
 
-_MS_PER_NS = 1_000_000
+_NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +251,7 @@ def _occurred_at_ns(fields: dict[str, Any], entry_id: str) -> int:
             raise ValueError(f"field 'timestamp': {exc}") from None
     millis, dash, _ = entry_id.partition("-")
     if dash and millis.isdigit():  # a Redis entry id starts with the server's milliseconds
-        return int(millis) * _MS_PER_NS
+        return int(millis) * _NS_PER_MS
     return time.time_ns()
 
 

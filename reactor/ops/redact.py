@@ -1,6 +1,6 @@
 """The one redaction layer: secrets masked by key name and by value before anything is written.
 
-Applied to log events, dead-letter entries, dry-run output and (later) the audit trail. By key:
+Applied to log events, dead-letter entries, dry-run output and the audit trail. By key:
 any key that names a secret (``client_key``, ``thing_key``, ``external_key``, ``secret``,
 ``password``, ``token``, ``authorization``, ...). By value: PEM private keys (also the one-line
 and escaped-newline forms SuperMQ events carry), JWTs and bearer credentials, wherever they sit.

@@ -40,10 +40,10 @@ def dry_run(rules: RuleSet, event: Event) -> list[RuleReport]:
     """A report for every rule, in load order."""
     ctx: dict[str, Any] = {"event": event, "results": {}}
     reports = []
-    for verdict in rules.explain(event, ctx):
-        matched = verdict.candidate and verdict.reason is None
-        planned = [_plan(a, ctx) for a in verdict.rule.actions] if matched else []
-        reports.append(RuleReport(verdict.rule.name, matched, verdict.reason, planned))
+    for why in rules.explain(event, ctx):
+        matched = why.candidate and why.reason is None
+        planned = [_plan(a, ctx) for a in why.rule.actions] if matched else []
+        reports.append(RuleReport(why.rule.name, matched, why.reason, planned))
     return reports
 
 

@@ -36,7 +36,7 @@ def _listens_to(patterns: tuple[str, ...], *names: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Explanation:
     """Why a rule did or did not match an event (for the dry run)."""
 
     rule: Rule
@@ -96,22 +96,22 @@ class RuleSet:
                     return matched, (rule, str(exc))
         return matched, None
 
-    def explain(self, event: Event, ctx: Mapping[str, Any]) -> list[Verdict]:
-        """A verdict for every rule: not listening, condition failed (and why), or matched."""
+    def explain(self, event: Event, ctx: Mapping[str, Any]) -> list[Explanation]:
+        """An explanation for every rule: not listening, condition failed (and why), or matched."""
         listening = set(map(id, self.candidates(event)))
         with Section():
-            return [self._verdict(rule, id(rule) in listening, ctx) for rule in self.rules]
+            return [self._explain(rule, id(rule) in listening, ctx) for rule in self.rules]
 
     @staticmethod
-    def _verdict(rule: Rule, listening: bool, ctx: Mapping[str, Any]) -> Verdict:
+    def _explain(rule: Rule, listening: bool, ctx: Mapping[str, Any]) -> Explanation:
         if listening:
-            return Verdict(rule, candidate=True, reason=_failure(rule, ctx))
+            return Explanation(rule, candidate=True, reason=_failure(rule, ctx))
         reason = (
             "disabled"
             if not rule.on
             else f"listens to {list(rule.on)}" + (f" on streams {list(rule.streams)}" if rule.streams else "")
         )
-        return Verdict(rule, candidate=False, reason=reason)
+        return Explanation(rule, candidate=False, reason=reason)
 
 
 def _failure(rule: Rule, ctx: Mapping[str, Any]) -> str | None:

@@ -5,10 +5,10 @@ Retry-After) and 5xx become ``RetryableError``; any other 4xx becomes ``Permanen
 carry the status and SuperMQ's ``{"error","message"}`` text.
 
 Requests go straight to an httpx transport (``Http``), not through ``httpx.AsyncClient``: the
-client's cookie jar, auth and redirect machinery cost about 100 µs a request here and the reactor
-needs none of them (it sends its own ``Authorization``, SuperMQ does not redirect). The transport is
-``Http1Transport`` (see transport.py for why and the figures) or, with ``supermq.transport =
-"httpx"`` or a ``supermq.proxy``, httpx's own.
+client's cookie jar, auth and redirect machinery cost time on every request (bench/README.md,
+"Profiling history") and the reactor needs none of them (it sends its own ``Authorization``,
+SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why) or,
+with ``supermq.transport = "httpx"`` or a ``supermq.proxy``, httpx's own.
 """
 
 from __future__ import annotations

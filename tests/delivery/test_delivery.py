@@ -21,7 +21,7 @@ from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
-from reactor.errors import SourceError
+from reactor.errors import StateStoreError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings
 from reactor.sources.base import Delivery
@@ -302,7 +302,7 @@ class _FlakyState(MemoryStateStore):
             raise RuntimeError("a bug in the state store")
         if self.down > 0:
             self.down -= 1
-            raise SourceError("state store: connection refused")
+            raise StateStoreError("state store: connection refused")
         await super().record(event_key, rule, action_id, result)
 
 

@@ -21,7 +21,7 @@ import reactor.app
 from reactor.app import Reactor, run_daemon
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.state import MemoryStateStore, RedisStateStore
-from reactor.errors import SourceError
+from reactor.errors import SourceError, StateStoreError
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import NatsSettings, Settings, load_settings
 from reactor.sources.base import Delivery
@@ -96,10 +96,10 @@ class _HeldElsewhere(MemorySource):
 
 class _StateDown(MemoryStateStore):
     async def completed(self, event_key: str) -> Any:
-        raise SourceError("state store: Connection refused")
+        raise StateStoreError("state store: Connection refused")
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
-        raise SourceError("state store: Connection refused")
+        raise StateStoreError("state store: Connection refused")
 
 
 @pytest.fixture

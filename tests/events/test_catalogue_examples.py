@@ -1,10 +1,14 @@
-"""Every example event of SuperMQ's event catalogue, parsed from the file, normalises into an Event."""
+"""Every example event of SuperMQ's event catalogue, parsed from the file, normalises into an Event.
+
+The examples are the project's fixture (fixtures/supermq-events-examples.md); where the catalogue
+itself is beside the checkout, they are checked to be its examples, every one."""
 
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +17,9 @@ from reactor.events.decode import Decoder
 from reactor.events.model import Event
 from reactor.events.protowire import wrap_payload
 from reactor.events.textforms import parse_json_messages, parse_redis_cli
-from tests.conftest import SHARED
+from tests.conftest import shared
 
-CATALOGUE = SHARED / "supermq-events.md"
+CATALOGUE = Path(__file__).parent / "fixtures" / "supermq-events-examples.md"
 _SECTION = re.compile(r"^## (\w+)", re.M)
 _BLOCK = re.compile(r"```(redis|json)\n(.*?)```", re.S)
 _SERVICE_STREAM = {
@@ -39,9 +43,16 @@ class Example:
         return f"{self.kind}@{self.line}"
 
 
+def _blocks(text: str) -> list[tuple[str, str, str]]:
+    """(service section, kind, body) of every fenced example block, in order."""
+    sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(text)]
+    return [
+        ([name for start, name in sections if start < b.start()][-1], b.group(1), b.group(2))
+        for b in _BLOCK.finditer(text)
+    ]
+
+
 def _examples() -> list[Example]:
-    if not CATALOGUE.is_file():
-        return []
     text = CATALOGUE.read_text(encoding="utf-8")
     sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(text)]
     out = []
@@ -68,9 +79,12 @@ def _examples() -> list[Example]:
 EXAMPLES = _examples()
 
 
-def test_the_catalogue_is_there_and_has_every_form() -> None:
-    if not EXAMPLES:
-        pytest.fail(f"{CATALOGUE} not found: the shared reference is part of the checkout's sibling folder")
+def test_the_fixture_holds_every_example_of_the_catalogue() -> None:
+    catalogue = shared("reference", "supermq-events.md").read_text(encoding="utf-8")
+    assert _blocks(CATALOGUE.read_text(encoding="utf-8")) == _blocks(catalogue)
+
+
+def test_the_catalogue_has_every_form() -> None:
     text = CATALOGUE.read_text(encoding="utf-8")
     kinds = [e.kind for e in EXAMPLES]
     # Every fenced block was read: at least one event per block of each kind.

@@ -1,8 +1,9 @@
 """Checking requests and responses against SuperMQ's OpenAPI specs, with openapi-core.
 
-The specs are read from ``REACTOR_OPENAPI_DIR`` (Magistrala v0.14.0's ``api/openapi`` documents);
-without it the checks are off (``Contract.enabled`` is False). The test suite points it at the
-reference copy its CI has.
+The documents are the package's own (``openapi/<service>.yml``): the operations the client calls,
+as Magistrala v0.14.0's OpenAPI documents state them (paths, methods, parameters, security, status
+codes, schemas), so the checks are on wherever the simulator runs. The test suite holds each of
+them to the real document where it has one (tests/supermq/test_openapi_documents.py).
 Where SuperMQ's code answers differently from its spec, the simulator follows the code; each such
 place is listed in ``DEVIATIONS`` with its source, and only that (operation, status) pair is
 exempt from response validation. Every other request and response must validate.
@@ -10,7 +11,6 @@ exempt from response validation. Every other request and response must validate.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -187,10 +187,8 @@ REQUEST_DEVIATIONS: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
 }
 
 
-def default_openapi_dir() -> Path | None:
-    """``REACTOR_OPENAPI_DIR``, or None: the package carries no specs of its own."""
-    env = os.environ.get("REACTOR_OPENAPI_DIR")
-    return Path(env) if env else None
+#: The package's OpenAPI documents, one per service.
+OPENAPI_DIR = Path(__file__).resolve().parent / "openapi"
 
 
 @dataclass(frozen=True)
@@ -237,13 +235,12 @@ class _Response:
 class Contract:
     """One OpenAPI document per service; validates exchanges and records violations."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory or default_openapi_dir()
-        self.enabled = self.directory is not None and self.directory.is_dir()
+    def __init__(self, directory: Path = OPENAPI_DIR) -> None:
+        self.directory = directory
         self.violations: list[Violation] = []
         self.deviations_seen: set[tuple[str, str, str, int]] = set()
         self.request_deviations_seen: set[tuple[str, str, str]] = set()
-        self._specs = _load_all(self.directory) if self.directory is not None and self.enabled else {}
+        self._specs = _load_all(directory)
 
     def check(
         self,
@@ -312,29 +309,7 @@ def _load_all(directory: Path) -> dict[str, OpenAPI]:
 def _load(path: Path) -> OpenAPI:
     spec: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     spec["servers"] = [{"url": "/"}]  # match any host: the simulator listens on free ports
-    # users.yml's /domains/{domainID}/users refers to auth.yml, which the reference set does
-    # not include; a path that refers to a missing file is left out (we serve none of them).
-    spec["paths"] = {
-        name: item
-        for name, item in spec["paths"].items()
-        if all((path.parent / ref).is_file() for ref in _external_refs(item))
-    }
     return OpenAPI.from_dict(spec, base_uri=path.resolve().as_uri())
-
-
-def _external_refs(node: Any) -> set[str]:
-    """Files named by ``$ref: "file.yml#/..."`` anywhere under ``node``."""
-    refs: set[str] = set()
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            refs.add(ref.split("#", 1)[0])
-        for value in node.values():
-            refs |= _external_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            refs |= _external_refs(value)
-    return refs
 
 
 def _describe(exc: Exception) -> str:
