@@ -41,6 +41,7 @@ from reactor.demo import seed
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
+from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
 from reactor.ops.status import gather, print_status
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
@@ -83,14 +84,21 @@ async def _dlq(
 ) -> int:
     since = parse_since(args.since) if getattr(args, "since", None) else None
     if args.dlq_command == "list":
-        print_records(await dead.records(rule=args.rule, since_ns=since, limit=args.limit), sys.stdout)
+        records = await dead.records(rule=args.rule, since_ns=since, limit=args.limit)
+        if args.json:
+            dump(records_document(records), sys.stdout)
+        else:
+            print_records(records, sys.stdout)
         return 0
     if args.dlq_command == "show":
         found = await dead.records(ids=[args.id])
         if not found:
             print(f"no dead-letter record {args.id}", file=sys.stderr)
             return 1
-        print_record(found[0], sys.stdout)
+        if args.json:
+            dump(record_document(found[0]), sys.stdout, indent=None)
+        else:
+            print_record(found[0], sys.stdout)
         return 0
     if args.dlq_command == "purge":
         if not args.ids and not args.all:
@@ -147,7 +155,10 @@ async def ops_command(
                 since_ns=parse_since(args.since) if args.since else None,
                 limit=args.limit,
             )
-            print_history(rows, sys.stdout)
+            if args.json:
+                dump(history_document(rows), sys.stdout)
+            else:
+                print_history(rows, sys.stdout)
             return 0
         client = (
             aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
@@ -206,6 +217,9 @@ async def _inspect(
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
     else:
         verdict = validate(read_named_file(args.file, "certs inspect"), policy, key_pem=key)
+    if args.json:
+        dump(verdict_document(verdict), sys.stdout)
+        return 0 if verdict.verdict == "ok" else 1
     print(f"verdict: {verdict.verdict.upper()}")
     for name in (
         "subject",
