@@ -20,6 +20,7 @@ from reactor.commands import (
     simulate_command,
 )
 from reactor.demo import run_demo
+from reactor.doctor import doctor_command
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
@@ -103,6 +104,7 @@ _QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "status": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
     "replay": lambda args, settings: asyncio.run(replay_command(args, settings, get_logger())),
     "backfill": lambda args, settings: asyncio.run(backfill_command(args, settings, get_logger())),
+    "doctor": lambda args, settings: asyncio.run(doctor_command(args, settings, get_logger())),
     "history": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
 }
 

@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         _rules_commands,
         _certs_commands,
         _ops_commands,
+        _doctor_command,
         _dlq_commands,
         _replay_commands,
         _simulator_command,

@@ -56,6 +56,7 @@ def test_the_walk_covers_every_verb() -> None:
     verbs = {" ".join(p) for p in _verbs(build_parser())}
     assert {
         "run",
+        "doctor",
         "status",
         "history",
         "dlq list",
@@ -79,7 +80,9 @@ def test_help_of_each_verb(path: tuple[str, ...], capsys: pytest.CaptureFixture[
             assert option in text
 
 
-@pytest.mark.parametrize("path", [("run",), ("status",), ("dlq",), ("rules", "test"), ("certs", "inspect")])
+@pytest.mark.parametrize(
+    "path", [("run",), ("status",), ("doctor",), ("dlq",), ("rules", "test"), ("certs", "inspect")]
+)
 def test_main_verbs_show_examples(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([*path, "--help"])

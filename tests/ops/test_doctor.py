@@ -1,0 +1,186 @@
+"""``reactor doctor`` on a healthy setup (the simulator, real Redis) and on each failure it names,
+each with its fix."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from reactor.app import build_registry
+from reactor.doctor import Check, diagnose, print_checks
+from reactor.ops.logging import get_logger
+from reactor.settings import Settings, load_settings
+from reactor.supermq.client import SuperMQClient
+from reactor.supermq.simulator import Simulator
+from tests.certs.corpus import Corpus
+from tests.conftest import REDIS_URL
+from tests.servers import free_port
+
+RULES = """
+[[rule]]
+name = "activate"
+on = ["config.create"]
+[[rule.actions]]
+type = "bootstrap.change_state"
+config_id = "{{ event.thing_id }}"
+state = 1
+"""
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(validate=False) as simulator:
+        yield simulator
+
+
+def _settings(tmp_path: Path, sim: Simulator, unique: str, **overrides: Any) -> Settings:
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "r.toml").write_text(RULES)
+    trust = tmp_path / "trust"
+    trust.mkdir(exist_ok=True)
+    (trust / "ca.pem").write_text(Corpus().root.pem)
+    settings = load_settings(
+        None,
+        redis={
+            "url": overrides.pop("redis_url", REDIS_URL),
+            "streams": [f"d{unique}.bootstrap"],
+            "group": "g",
+        },
+        rules={"dir": rules},
+        certs={"trust_dir": trust},
+        state={"backend": "sqlite", "path": tmp_path / "state.sqlite3"},
+    )
+    return settings.model_copy(update={"supermq": sim.settings(profile="auto", **overrides)})
+
+
+async def _doctor(settings: Settings, environ: dict[str, str] | None = None) -> tuple[int, list[Check], str]:
+    registry = build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
+    checks = await diagnose(settings, registry, None, environ or {})
+    out = io.StringIO()
+    code = print_checks(checks, out)
+    return code, checks, out.getvalue()
+
+
+def _failed(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if not c.ok]
+
+
+async def test_healthy(tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis) -> None:
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    await redis_client.xadd(settings.redis.streams[0], {"operation": "config.create", "thing_id": "t"})
+    code, checks, text = await _doctor(settings)
+    assert _failed(checks) == [], text
+    assert code == 0
+    names = [c.name for c in checks]
+    # in order: config, event store, platform, rules, trust, state
+    assert [c.section for c in checks] == sorted(
+        (c.section for c in checks),
+        key=["config", "event store", "platform", "rules", "trust", "state"].index,
+    )
+    assert f"stream d{unique}.bootstrap" in names
+    assert "group g: lag 1, pending 0" in text
+    assert {"users service", "bootstrap service", "profile", "credentials log in", "token refreshes"} <= set(
+        names
+    )
+    assert "ThingsProfile" in text  # detected from /health
+    listens = next(c for c in checks if c.name == "operations nothing listens to")
+    assert "config.create" not in listens.detail
+    assert "config.remove" in listens.detail
+    assert sim.state.secret not in text
+    assert "check(s) passed" in text
+    assert not (tmp_path / "state.sqlite3").exists()  # doctor creates nothing
+    doc = io.StringIO()
+    assert print_checks(checks, doc, as_json=True) == 0
+    assert json.loads(doc.getvalue())["ok"] is True
+
+
+async def test_redis_down(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    settings = _settings(tmp_path, sim, unique, redis_url=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    failed = _failed(checks)
+    assert [c.name for c in failed] == [
+        "reachable"
+    ]  # the rest still checked; streams not (they depend on it)
+    assert failed[0].section == "event store"
+    assert "start the event store, or point redis.url (REACTOR_REDIS__URL) at it" in text
+    assert "hunter2" not in text
+    assert "redis://:***@127.0.0.1" in text
+
+
+async def test_group_missing(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    code, checks, text = await _doctor(_settings(tmp_path, sim, unique))
+    assert code == 1
+    assert [c.name for c in _failed(checks)] == [f"stream d{unique}.bootstrap"]
+    assert "run `reactor run` once (it creates the group)" in text
+
+
+async def test_wrong_credentials(
+    tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis
+) -> None:
+    settings = _settings(tmp_path, sim, unique, secret="not-the-secret")
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    assert [c.name for c in _failed(checks)] == ["credentials log in"]
+    assert "refused with 500: invalid user id or secret" in text  # v0.14.0's answer, as is
+    assert "fix: check supermq.identity and supermq.secret" in text
+    assert "not-the-secret" not in text
+
+
+async def test_platform_down(
+    tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis
+) -> None:
+    settings = _settings(tmp_path, sim, unique, users_url=f"http://127.0.0.1:{free_port()}")
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    assert [c.name for c in _failed(checks)] == ["users service"]  # no login tried without it
+    assert "fix: start SuperMQ's users service, or set supermq.users_url" in text
+
+
+async def test_bad_rule(tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis) -> None:
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    (settings.rules.dir / "bad.toml").write_text(
+        '[[rule]]\nname = "x"\non = ["config.create"]\n[[rule.actions]]\ntype = "nope"\n'
+    )
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    (failed,) = _failed(checks)
+    assert failed.section == "rules"
+    assert "bad.toml" in failed.detail
+    assert f"fix: fix each error at its file:line (reactor rules check {settings.rules.dir})" in text
+
+
+async def test_empty_trust_dir(
+    tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis
+) -> None:
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    (settings.certs.trust_dir / "ca.pem").unlink()
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    (failed,) = _failed(checks)
+    assert failed.section == "trust"
+    assert "0 anchor(s)" in failed.detail
+    assert "for development: reactor certs dev-ca" in text
+
+
+async def test_unknown_variable(
+    tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis
+) -> None:
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    code, checks, text = await _doctor(settings, {"REACTOR_REDIS_URL": "redis://x"})
+    assert code == 1
+    assert [c.name for c in _failed(checks)] == ["environment REACTOR_REDIS_URL"]
+    assert "fix: rename it to REACTOR_REDIS__URL" in text
