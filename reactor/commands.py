@@ -16,7 +16,7 @@ from reactor.actions.certs_lifecycle import RotateCert, device_identity
 from reactor.app import Reactor, build_audit, build_echoes, build_registry
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
-from reactor.certs.sweep import bar, print_summary, sweep
+from reactor.certs.sweep import print_summary, sweep
 from reactor.certs.validate import Policy, validate
 from reactor.delivery.dlq import (
     DeadLetters,
@@ -41,6 +41,7 @@ from reactor.demo import seed
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
+from reactor.ops.console import progress
 from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
 from reactor.ops.status import gather, print_status
 from reactor.rules.loader import load_rules
@@ -199,7 +200,9 @@ async def certs_command(
         if args.certs_command == "inspect":
             return await _inspect(args, settings, policy, client)
         rotator = RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, None)
-        summary = await sweep(client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=bar())
+        summary = await sweep(
+            client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=progress("certs sweep")
+        )
         print_summary(summary, sys.stdout, dry_run=args.dry_run)
         return 1 if summary.failed else 0
     finally:
@@ -256,7 +259,7 @@ async def replay_command(
     supermq = SuperMQClient(settings.supermq)
     if not args.apply:
         rules = load_rules(settings.rules.dir, build_registry(settings, logger, supermq))
-        summary = dry_run_all(deliveries, rules, Decoder.from_settings(settings.events), bar())
+        summary = dry_run_all(deliveries, rules, Decoder.from_settings(settings.events), progress("replay"))
         await supermq.aclose()
         print_replay(summary, sys.stdout, applied=False)
         return 0
@@ -278,7 +281,7 @@ async def replay_command(
 
 
 def _progress_observer(total: int) -> Any:
-    show = bar()
+    show = progress("replay --apply")
     done = 0
 
     def observe(_: Any) -> None:
@@ -313,7 +316,9 @@ async def _run_until_caught_up(reactor: Reactor, client: aioredis.Redis, group: 
     """Run the reactor until its group has caught up (or the run ends: its failure is raised)."""
     stop = asyncio.Event()
     run = asyncio.create_task(reactor.run(stop))
-    waiting = asyncio.create_task(wait_caught_up(client, reactor.settings.redis.streams, group, stop, bar()))
+    waiting = asyncio.create_task(
+        wait_caught_up(client, reactor.settings.redis.streams, group, stop, progress(f"backfill {group}"))
+    )
     await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     waiting.cancel()

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import redis.asyncio as aioredis
 from cryptography import x509
+from rich.markup import escape
 
 from reactor.actions.base import ActionRegistry
 from reactor.app import build_registry, build_state_store
@@ -31,6 +32,7 @@ from reactor.certs.policy import policy_from
 from reactor.errors import ActionError, ReactorError, RuleSetError
 from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.events.echoes import is_read
+from reactor.ops.console import console
 from reactor.ops.redact import redact_text
 from reactor.ops.status import gather
 from reactor.rules.loader import load_rules
@@ -373,16 +375,19 @@ def print_checks(checks: list[Check], out: TextIO, *, as_json: bool = False) -> 
         document: dict[str, Any] = {"ok": not failed, "checks": [asdict(c) for c in checks]}
         print(json.dumps(document, indent=2), file=out)
         return 1 if failed else 0
+    shown = console(out)
     section = ""
     for c in checks:
         if c.section != section:
             section = c.section
-            print(section, file=out)
-        mark = "ok  " if c.ok else "FAIL"
-        print(f"  [{mark}] {c.name}" + (f": {c.detail}" if c.detail else ""), file=out)
+            shown.print(section, style="bold")
+        mark = "[green]ok  [/]" if c.ok else "[bold red]FAIL[/]"
+        shown.print(
+            f"  [{mark}] {escape(c.name)}" + (f": {escape(c.detail)}" if c.detail else ""), soft_wrap=True
+        )
         if c.fix:
-            print(f"         fix: {c.fix}", file=out)
-    print(f"\n{len(checks) - failed} of {len(checks)} check(s) passed", file=out)
+            shown.print(f"         [yellow]fix:[/] {escape(c.fix)}", soft_wrap=True)
+    shown.print(f"\n{len(checks) - failed} of {len(checks)} check(s) passed", soft_wrap=True)
     return 1 if failed else 0
 
 

@@ -3,7 +3,6 @@ rotate the ones due (unless it is a dry run), and sum it up."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -85,19 +84,6 @@ async def _rotate(rotator: RotateCert, config_id: str, summary: SweepSummary) ->
         summary.failures.append(f"{config_id}: {exc}")
         return
     summary.rotated += bool(result.get("rotated"))
-
-
-def bar(out: TextIO = sys.stderr) -> Progress:
-    """A progress bar on a terminal line."""
-
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=out, flush=True)
-        if done >= total:
-            print(file=out)
-
-    return show
 
 
 def print_summary(summary: SweepSummary, out: TextIO, *, dry_run: bool) -> None:
