@@ -20,7 +20,7 @@ from reactor.commands import (
     simulate_command,
 )
 from reactor.demo import run_demo
-from reactor.doctor import doctor_command
+from reactor.doctor import doctor_command, unusable_settings
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
@@ -37,7 +37,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     if rules_dir is not None and args.command in ("run", "demo", "rules", "dlq", "replay"):
         overrides["rules"] = {"dir": rules_dir}
     settings = load_settings(args.config, **overrides)
-    if args.command != "run":  # the daemon logs them (see _dispatch)
+    if args.command not in ("run", "doctor"):  # the daemon logs them (see _dispatch), doctor lists them
         for name in unknown_variables(os.environ):
             print(
                 f"reactor: warning: {name} is not a setting and is ignored ({_hint(name)})", file=sys.stderr
@@ -117,7 +117,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate-supermq":
         configure_logging("ERROR", "console")
         return asyncio.run(simulate_command(args))
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        if args.command != "doctor":
+            raise
+        return unusable_settings(exc, args.config, sys.stdout, as_json=args.json)
     if args.command in _QUIET:  # commands for people: only errors in the log
         configure_logging("ERROR", settings.log.format)
         return _QUIET[args.command](args, settings)

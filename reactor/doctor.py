@@ -396,3 +396,12 @@ async def doctor_command(args: Any, settings: Settings, logger: Any) -> int:
     registry = build_registry(settings, logger, SuperMQClient(settings.supermq))
     checks = await diagnose(settings, registry, args.config, os.environ)
     return print_checks(checks, sys.stdout, as_json=args.json)
+
+
+def unusable_settings(error: Exception, config_file: Path | None, out: TextIO, *, as_json: bool) -> int:
+    """``reactor doctor`` when the settings do not load: that one check, failed, with its fix;
+    exit 2 (unreadable input), as for every verb."""
+    where = f"{config_file}" if config_file else "REACTOR_* environment"
+    fix = f"correct what is named above in {where} (config.example.toml documents every key and its default)"
+    print_checks([Check("config", "settings load", False, str(error), fix)], out, as_json=as_json)
+    return 2

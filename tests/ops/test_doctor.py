@@ -3,8 +3,10 @@ each with its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.app import build_registry
+from reactor.cli import main
 from reactor.doctor import Check, diagnose, print_checks
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
@@ -184,3 +187,68 @@ async def test_unknown_variable(
     assert code == 1
     assert [c.name for c in _failed(checks)] == ["environment REACTOR_REDIS_URL"]
     assert "fix: rename it to REACTOR_REDIS__URL" in text
+
+
+def _config_file(tmp_path: Path, settings: Settings) -> Path:
+    s = settings.supermq
+    text = f"""
+[redis]
+url = "{settings.redis.url}"
+streams = {json.dumps(settings.redis.streams)}
+group = "g"
+
+[rules]
+dir = "{settings.rules.dir}"
+
+[certs]
+trust_dir = "{settings.certs.trust_dir}"
+
+[state]
+backend = "sqlite"
+path = "{settings.state.path}"
+
+[supermq]
+profile = "auto"
+users_url = "{s.users_url}"
+things_url = "{s.things_url}"
+bootstrap_url = "{s.bootstrap_url}"
+certs_url = "{s.certs_url}"
+http_url = "{s.http_url}"
+identity = "{s.identity}"
+secret = "{s.secret.get_secret_value()}"
+"""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_the_command_end_to_end(
+    tmp_path: Path,
+    sim: Simulator,
+    unique: str,
+    redis_client: aioredis.Redis,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``reactor --config FILE doctor [--json]``: 0 when all pass, 1 on a finding, 2 when the
+    settings do not load (reported as the failed check, with its fix)."""
+    for name in [n for n in os.environ if n.startswith("REACTOR_") and n != "REACTOR_OPENAPI_DIR"]:
+        monkeypatch.delenv(name)
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    config = _config_file(tmp_path, settings)
+    assert await asyncio.to_thread(main, ["--config", str(config), "doctor"]) == 0
+    text = capsys.readouterr().out
+    assert f"settings load: {config}" in text
+    assert sim.state.secret not in text
+    assert await asyncio.to_thread(main, ["--config", str(config), "doctor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    (settings.certs.trust_dir / "ca.pem").unlink()
+    assert await asyncio.to_thread(main, ["--config", str(config), "doctor"]) == 1
+    assert "fix: put the CA certificates" in capsys.readouterr().out
+    config.write_text(config.read_text() + "\n[worker]\nbogus = 1\n")
+    assert await asyncio.to_thread(main, ["--config", str(config), "doctor"]) == 2
+    text = capsys.readouterr().out
+    assert "[FAIL] settings load:" in text
+    assert "worker.bogus: unknown key" in text
+    assert f"fix: correct what is named above in {config}" in text
