@@ -4,6 +4,7 @@ each with its fix."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import os
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from reactor.app import build_registry
 from reactor.cli import main
@@ -252,3 +255,33 @@ async def test_the_command_end_to_end(
     assert "[FAIL] settings load:" in text
     assert "worker.bogus: unknown key" in text
     assert f"fix: correct what is named above in {config}" in text
+
+
+def _crl(corpus: Corpus, next_update: dt.datetime) -> bytes:
+    root = corpus.root
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.cert.subject)
+        .last_update(next_update - dt.timedelta(days=7))
+        .next_update(next_update)
+        .sign(root.key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_stale_crl(tmp_path: Path, sim: Simulator, unique: str, redis_client: aioredis.Redis) -> None:
+    settings = _settings(tmp_path, sim, unique)
+    await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+    corpus = Corpus()
+    (settings.certs.trust_dir / "ca.pem").write_text(corpus.root.pem)
+    now = dt.datetime.now(dt.UTC)
+    (settings.certs.trust_dir / "crl.pem").write_bytes(_crl(corpus, now + dt.timedelta(days=1)))
+    code, checks, text = await _doctor(settings)
+    assert code == 0, text
+    assert "[ok  ] CRL crl.pem: next update" in text
+    (settings.certs.trust_dir / "crl.pem").write_bytes(_crl(corpus, now - dt.timedelta(hours=1)))
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    (failed,) = _failed(checks)
+    assert failed.name == "CRL crl.pem"
+    assert f"fix: fetch a fresh CRL from its issuer into {settings.certs.trust_dir / 'crl.pem'}" in text

@@ -11,73 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import redis.asyncio as aioredis
 from cryptography import x509
-from rich.markup import escape
 
 from reactor.actions.base import ActionRegistry
 from reactor.app import build_registry, build_state_store
 from reactor.certs.policy import policy_from
-from reactor.errors import ActionError, ReactorError, RuleSetError
+from reactor.doctor.checklist import TIMEOUT_S, Check, Checklist, print_checks, safe_url
+from reactor.doctor.platform import platform
+from reactor.errors import ReactorError, RuleSetError
 from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.events.echoes import is_read
-from reactor.ops.console import console
-from reactor.ops.redact import redact_text
 from reactor.ops.status import gather
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings, meant, unknown_variables
 from reactor.supermq.client import SuperMQClient
-from reactor.supermq.http import build_http, join, send
-from reactor.supermq.profile import ThingsProfile
-
-#: Per check: no answer within this long is a failure (doctor never hangs on a dead server).
-TIMEOUT_S = 5.0
-_SERVICES = ("users", "things", "bootstrap", "certs", "http")
 
 
-@dataclass
-class Check:
-    """One line of the checklist; ``fix`` says what to do when it failed."""
-
-    section: str
-    name: str
-    ok: bool
-    detail: str = ""
-    fix: str = ""
-
-
-class _List:
-    def __init__(self) -> None:
-        self.checks: list[Check] = []
-
-    def add(self, section: str, name: str, ok: bool, detail: str = "", fix: str = "") -> bool:
-        self.checks.append(Check(section, name, ok, detail, "" if ok else fix))
-        return ok
-
-
-def safe_url(url: str) -> str:
-    """``url`` without the password in it (``redis://:***@host``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _config(out: _List, settings: Settings, config_file: Path | None, environ: Mapping[str, str]) -> None:
+def _config(out: Checklist, settings: Settings, config_file: Path | None, environ: Mapping[str, str]) -> None:
     where = str(config_file) if config_file else "no --config file: defaults and REACTOR_* variables"
     out.add("config", "settings load", True, where)
     for name in unknown_variables(environ):
@@ -99,7 +57,7 @@ def _store_url(settings: Settings) -> str:
     return safe_url(settings.redis.url)
 
 
-async def _event_store(out: _List, settings: Settings, registry: ActionRegistry) -> None:
+async def _event_store(out: Checklist, settings: Settings, registry: ActionRegistry) -> None:
     if settings.source == "memory":
         out.add("event store", "source", True, "memory (nothing to reach)")
         return
@@ -142,114 +100,7 @@ async def _event_store(out: _List, settings: Settings, registry: ActionRegistry)
     out.add("event store", "dead letters", True, f"{status.dead_letters} record(s) (reactor dlq list)")
 
 
-async def _platform(out: _List, settings: Settings) -> None:
-    s = settings.supermq
-    http = build_http(s)
-    try:
-        answered = True
-        for service in _SERVICES:
-            answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
-        if not answered:
-            return
-        client = SuperMQClient(s, http=http)
-        try:
-            profile = await client.resolve_profile()
-        except ActionError as exc:
-            out.add("platform", "profile", False, str(exc), "set supermq.profile (things or mainflux)")
-            return
-        out.add("platform", "profile", True, f"{type(profile).__name__}: {client.profile_reason}")
-        await _login(out, http, settings)
-    finally:
-        await http.aclose()
-
-
-async def _answers(out: _List, http: Any, service: str, url: str) -> bool:
-    try:
-        async with asyncio.timeout(TIMEOUT_S):
-            response = await send(http, "GET", join(httpx.URL(url), "/health", None), f"{service} /health")
-    except (ActionError, TimeoutError) as exc:
-        return out.add(
-            "platform",
-            f"{service} service",
-            False,
-            f"{safe_url(url)}: {exc or 'no answer'}",
-            f"start SuperMQ's {service} service, or set supermq.{service}_url",
-        )
-    return out.add(
-        "platform",
-        f"{service} service",
-        response.status_code < 500,
-        f"{safe_url(url)}/health: {response.status_code}",
-        f"SuperMQ's {service} service answers {response.status_code}: see its logs",
-    )
-
-
-async def _login(out: _List, http: Any, settings: Settings) -> None:
-    s = settings.supermq
-    if not s.identity:
-        detail = "a static supermq.token, no identity to log in with" if s.token.get_secret_value() else ""
-        out.add(
-            "platform",
-            "credentials",
-            bool(detail),
-            detail or "neither supermq.token nor supermq.identity/secret is set",
-            "set supermq.identity and supermq.secret (REACTOR_SUPERMQ__SECRET), or supermq.token",
-        )
-        return
-    profile = ThingsProfile()
-    body = {"identity": s.identity, "secret": s.secret.get_secret_value()}
-    if s.domain_id:
-        body["domain_id"] = s.domain_id
-    tokens = await _post(http, s.users_url, profile.token_issue().path, body, {})
-    if not out.add(
-        "platform",
-        "credentials log in",
-        isinstance(tokens, dict),
-        f"as {s.identity}" if isinstance(tokens, dict) else f"as {s.identity}: {tokens}",
-        "check supermq.identity and supermq.secret (and supermq.domain_id on Magistrala)",
-    ):
-        return
-    assert isinstance(tokens, dict)
-    refresh = str(tokens.get("refresh_token") or "")
-    if not refresh:
-        out.add("platform", "token refreshes", True, "no refresh token issued: the reactor logs in again")
-        return
-    again = await _post(
-        http,
-        s.users_url,
-        profile.token_refresh().path,
-        {"domain_id": s.domain_id} if s.domain_id else {},
-        {"Authorization": f"Bearer {refresh}"},
-    )
-    out.add(
-        "platform",
-        "token refreshes",
-        isinstance(again, dict),
-        "" if isinstance(again, dict) else str(again),
-        "the users service refuses its own refresh token: check its auth service and clocks",
-    )
-
-
-async def _post(http: Any, base: str, path: str, body: dict[str, str], headers: dict[str, str]) -> Any:
-    """The answer's JSON object, or a line saying why there is none (never the credentials)."""
-    try:
-        async with asyncio.timeout(TIMEOUT_S):
-            response = await send(
-                http, "POST", join(httpx.URL(base), path, None), "users token", json=body, headers=headers
-            )
-    except (ActionError, TimeoutError) as exc:
-        return f"no answer ({exc})" if str(exc) else "no answer"
-    try:
-        document = json.loads(response.content)
-    except ValueError:
-        document = None
-    if response.status_code >= 300:
-        said = document.get("message") or document.get("error") if isinstance(document, dict) else None
-        return f"refused with {response.status_code}" + (f": {redact_text(str(said))}" if said else "")
-    return document if isinstance(document, dict) and document.get("access_token") else "no access_token"
-
-
-def _rules(out: _List, settings: Settings, registry: ActionRegistry) -> None:
+def _rules(out: Checklist, settings: Settings, registry: ActionRegistry) -> None:
     try:
         rules = load_rules(settings.rules.dir, registry)
     except RuleSetError as exc:
@@ -272,7 +123,7 @@ def _rules(out: _List, settings: Settings, registry: ActionRegistry) -> None:
     out.add("rules", "operations nothing listens to", True, ", ".join(unheard) or "none")
 
 
-def _trust(out: _List, settings: Settings) -> None:
+def _trust(out: Checklist, settings: Settings) -> None:
     directory = settings.certs.trust_dir
     policy = policy_from(settings.certs)
     fix = (
@@ -299,7 +150,7 @@ def _trust(out: _List, settings: Settings) -> None:
             _crl(out, path, now)
 
 
-def _crl(out: _List, path: Path, now: dt.datetime) -> None:
+def _crl(out: Checklist, path: Path, now: dt.datetime) -> None:
     try:
         data = path.read_bytes()
         crl = (
@@ -320,7 +171,7 @@ def _crl(out: _List, path: Path, now: dt.datetime) -> None:
     )
 
 
-async def _state(out: _List, settings: Settings) -> None:
+async def _state(out: Checklist, settings: Settings) -> None:
     where = settings.state.backend + (
         f" {settings.state.path}" if settings.state.backend == "sqlite" else f" {_store_url(settings)}"
     )
@@ -352,11 +203,11 @@ async def diagnose(
     settings: Settings, registry: ActionRegistry, config_file: Path | None, environ: Mapping[str, str]
 ) -> list[Check]:
     """Every check, in order."""
-    out = _List()
+    out = Checklist()
     _config(out, settings, config_file, environ)
     steps: list[Callable[[], Awaitable[None] | None]] = [
         lambda: _event_store(out, settings, registry),
-        lambda: _platform(out, settings),
+        lambda: platform(out, settings),
         lambda: _rules(out, settings, registry),
         lambda: _trust(out, settings),
         lambda: _state(out, settings),
@@ -366,29 +217,6 @@ async def diagnose(
         if pending is not None:
             await pending
     return out.checks
-
-
-def print_checks(checks: list[Check], out: TextIO, *, as_json: bool = False) -> int:
-    """The checklist (or JSON); 0 when every check passed, else 1."""
-    failed = sum(not c.ok for c in checks)
-    if as_json:
-        document: dict[str, Any] = {"ok": not failed, "checks": [asdict(c) for c in checks]}
-        print(json.dumps(document, indent=2), file=out)
-        return 1 if failed else 0
-    shown = console(out)
-    section = ""
-    for c in checks:
-        if c.section != section:
-            section = c.section
-            shown.print(section, style="bold")
-        mark = "[green]ok  [/]" if c.ok else "[bold red]FAIL[/]"
-        shown.print(
-            f"  [{mark}] {escape(c.name)}" + (f": {escape(c.detail)}" if c.detail else ""), soft_wrap=True
-        )
-        if c.fix:
-            shown.print(f"         [yellow]fix:[/] {escape(c.fix)}", soft_wrap=True)
-    shown.print(f"\n{len(checks) - failed} of {len(checks)} check(s) passed", soft_wrap=True)
-    return 1 if failed else 0
 
 
 async def doctor_command(args: Any, settings: Settings, logger: Any) -> int:
