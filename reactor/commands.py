@@ -41,9 +41,10 @@ from reactor.demo import seed
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
-from reactor.ops.console import progress
+from reactor.ops.console import is_terminal, progress, table
 from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
 from reactor.ops.status import gather, print_status
+from reactor.ops.tables import RECORD_COLUMNS, record_rows
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
@@ -88,6 +89,8 @@ async def _dlq(
         records = await dead.records(rule=args.rule, since_ns=since, limit=args.limit)
         if args.json:
             dump(records_document(records), sys.stdout)
+        elif records and is_terminal(sys.stdout):
+            table(sys.stdout, RECORD_COLUMNS, record_rows(records))
         else:
             print_records(records, sys.stdout)
         return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
 
 #: ``show(done, total)``: called as work advances; the last call has ``done >= total``.
 Progress = Callable[[int, int], None]
@@ -59,3 +61,11 @@ def progress(what: str, out: TextIO | None = None) -> Progress:
             bar.stop()
 
     return show
+
+
+def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str = "") -> None:
+    """A table on a terminal (columns sized to fit, cells as text: no markup read from them)."""
+    shown = Table(*headers, title=title or None, title_justify="left", header_style="bold")
+    for row in rows:
+        shown.add_row(*(Text(str(cell)) for cell in row))
+    console(out).print(shown)

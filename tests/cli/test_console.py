@@ -3,16 +3,22 @@ returns when the output is a pipe or a file."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from reactor.certs.sweep import SweepSummary, print_summary
+from reactor.cli import main
 from reactor.doctor import Check, print_checks
 from reactor.ops.console import progress
-from tests.conftest import reactor_cli
+from tests.conftest import REDIS_URL, reactor_cli
 
 CHECKS = [
     Check("rules", "load rules", True, "2 rule(s)"),
@@ -91,3 +97,48 @@ def test_replay_progress_through_a_pipe_has_no_escape_codes(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stderr
     assert done.stderr.splitlines() == ["replay: 5/5"]  # one line, not a bar redrawn per event
+
+
+async def test_dlq_list_is_a_table_on_a_terminal_and_plain_in_a_pipe(
+    redis_client: aioredis.Redis, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = f"c{unique}.dlq"
+    await redis_client.xadd(
+        stream, {"reason": "action_failed", "rule": "note", "error": "boom [x]", "event": "{}", "at_ns": "1"}
+    )
+    monkeypatch.setenv("REACTOR_REDIS__URL", REDIS_URL)
+    monkeypatch.setenv("REACTOR_REDIS__DLQ_STREAM", stream)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "200")  # a new pty has no size
+    master, terminal = _terminal()
+    with terminal:
+        monkeypatch.setattr(sys, "stdout", terminal)
+        assert await asyncio.to_thread(main, ["dlq", "list"]) == 0
+        terminal.flush()
+        drawn = _read(master).decode()
+    os.close(master)
+    assert "┏" in drawn  # a drawn table
+    text = re.sub(r"\x1b\[[0-9;]*m", "", drawn)
+    assert "┃ id " in text
+    assert "boom [x]" in drawn  # cells are text, not markup
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", piped)
+    assert await asyncio.to_thread(main, ["dlq", "list"]) == 0
+    assert "\x1b" not in piped.getvalue()
+    assert piped.getvalue().startswith("id ")  # the plain table, as before
+
+
+def test_sweep_summary_table_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = SweepSummary(total=3, ok=2, renew=1)
+    plain = io.StringIO()
+    print_summary(summary, plain, dry_run=True)
+    assert plain.getvalue().startswith("dry run: nothing was changed\n  configs")
+    monkeypatch.setenv("TERM", "xterm")
+    master, terminal = _terminal()
+    with terminal:
+        print_summary(summary, terminal, dry_run=True)
+        terminal.flush()
+        drawn = _read(master).decode()
+    os.close(master)
+    assert "due for renewal" in drawn
+    assert "\x1b[" in drawn
