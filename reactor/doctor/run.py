@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from cryptography import x509
@@ -57,6 +58,25 @@ def _store_url(settings: Settings) -> str:
     return safe_url(settings.redis.url)
 
 
+_MISSING_FIX = {
+    "redis": "run `reactor run` once (it creates the group, at redis.start_id), or check redis.streams "
+    "and redis.group against the streams the platform writes",
+    "nats": "run `reactor run` once (it creates the durable consumer nats.durable, and the stream when "
+    "nats.create_stream is true), or check nats.stream against the platform's stream",
+    "rabbitmq": "run `reactor run` once (it declares rabbitmq.queue and binds it), or check rabbitmq.queue",
+}
+
+
+def _scrub(message: str, settings: Settings) -> str:
+    """An error message with each configured URL's password masked, wherever it is quoted."""
+    for url in (settings.redis.url, settings.nats.url, settings.rabbitmq.url):
+        message = message.replace(url, safe_url(url))
+        password = urlsplit(url).password
+        if password:
+            message = message.replace(password, "***")
+    return message
+
+
 async def _event_store(out: Checklist, settings: Settings, registry: ActionRegistry) -> None:
     if settings.source == "memory":
         out.add("event store", "source", True, "memory (nothing to reach)")
@@ -75,7 +95,7 @@ async def _event_store(out: Checklist, settings: Settings, registry: ActionRegis
             "event store",
             "reachable",
             False,
-            f"{where}: {safe_url(str(exc)) or 'no answer'}",
+            f"{where}: {_scrub(str(exc), settings) or 'no answer'}",
             f"start the event store, or point {settings.source}.url (REACTOR_{settings.source.upper()}__URL) "
             "at it",
         )
@@ -91,8 +111,7 @@ async def _event_store(out: Checklist, settings: Settings, registry: ActionRegis
                 f"stream {s.stream}",
                 False,
                 f"no such stream, or no group {s.group!r} on it",
-                "run `reactor run` once (it creates the group), or check the streams and group settings "
-                "against what the platform publishes",
+                _MISSING_FIX[settings.source],
             )
             continue
         lag = "unknown" if s.lag is None else str(s.lag)

@@ -27,6 +27,7 @@ from reactor.supermq.simulator import Simulator
 from tests.certs.corpus import Corpus
 from tests.conftest import REDIS_URL
 from tests.servers import free_port
+from tests.sources.backends import BACKENDS, Backend
 
 RULES = """
 [[rule]]
@@ -126,7 +127,7 @@ async def test_group_missing(tmp_path: Path, sim: Simulator, unique: str) -> Non
     code, checks, text = await _doctor(_settings(tmp_path, sim, unique))
     assert code == 1
     assert [c.name for c in _failed(checks)] == [f"stream d{unique}.bootstrap"]
-    assert "run `reactor run` once (it creates the group)" in text
+    assert "run `reactor run` once (it creates the group, at redis.start_id)" in text
 
 
 async def test_wrong_credentials(
@@ -285,3 +286,36 @@ async def test_stale_crl(tmp_path: Path, sim: Simulator, unique: str, redis_clie
     (failed,) = _failed(checks)
     assert failed.name == "CRL crl.pem"
     assert f"fix: fetch a fresh CRL from its issuer into {settings.certs.trust_dir / 'crl.pem'}" in text
+
+
+@pytest.fixture(params=["nats", "rabbitmq"])
+async def backend(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[Backend]:
+    chosen = BACKENDS[request.param](unique)
+    await chosen.setup()
+    yield chosen
+    await chosen.teardown()
+
+
+async def test_other_event_stores(backend: Backend, tmp_path: Path, sim: Simulator, unique: str) -> None:
+    """NATS JetStream and RabbitMQ: the stream or queue the reactor reads is there; down, the fix
+    names the setting."""
+    settings = _settings(tmp_path, sim, unique).model_copy(
+        update={"source": backend.name, backend.name: backend.settings}  # type: ignore[attr-defined]
+    )
+    source = backend.source()
+    await source.start()  # the durable consumer / the queue, as the daemon makes them
+    await source.close()
+    _, checks, text = await _doctor(settings)
+    store = [c for c in checks if c.section == "event store"]
+    assert all(c.ok for c in store), text
+    assert any(c.name.startswith("stream ") for c in store)
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}" if backend.name == "nats" else f"amqp://guest:pw1x@127.0.0.1:{port}/"
+    down = settings.model_copy(
+        update={backend.name: backend.settings.model_copy(update={"url": url})}  # type: ignore[attr-defined]
+    )
+    _, checks, text = await _doctor(down)
+    assert [c.name for c in _failed(checks)] == ["reachable"]
+    url_setting = f"{backend.name}.url (REACTOR_{backend.name.upper()}__URL)"
+    assert f"fix: start the event store, or point {url_setting} at it" in text
+    assert "pw1x" not in text
