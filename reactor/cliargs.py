@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 EXIT_CODES = """exit codes (every verb):
   0    ok: done, or every check passed
   1    a finding: a rule error, a mismatch, a failed check, an invalid certificate,
-       a record or action that failed
+       a record or action that failed (run: the daemon stopped on a failed task)
   2    usage, settings or unreadable input (a missing file, a bad option)
   130  interrupted (Ctrl-C); 141 the output pipe closed (reactor dlq list | head)"""
 
@@ -36,7 +37,7 @@ def _verb(sub: Any, name: str, summary: str, examples: str = "") -> argparse.Arg
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
-        description=summary,
+        description=textwrap.fill(summary, 78),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
