@@ -247,3 +247,23 @@ async def test_ready_gauge_follows_readyz(tmp_path: Path, unique: str) -> None:
             await asyncio.gather(*tasks)
     finally:
         private.stop()
+
+
+def test_dashboard_imports_cleanly() -> None:
+    """What Grafana needs to import it anywhere: unique panel ids, a place on the grid, every
+    query on the chosen data source, the instance variable applied to every query."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    assert all(
+        {"h", "w", "x", "y"} <= set(p["gridPos"]) and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+        for p in panels
+    )
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["instance"]["includeAll"] is True
+    for panel in panels:
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert 'instance=~"$instance"' in target["expr"], target["expr"]
