@@ -190,12 +190,17 @@ def _crl(out: Checklist, path: Path, now: dt.datetime) -> None:
     )
 
 
+_STATE_FIX = {
+    "sqlite": "make state.path readable and writable by the reactor (one process only), or set state.path",
+    "redis": "start Redis, or point redis.url (REACTOR_REDIS__URL) at it: the redis state store lives there",
+    "memory": "",
+}
+
+
 async def _state(out: Checklist, settings: Settings) -> None:
-    where = settings.state.backend + (
-        f" {settings.state.path}" if settings.state.backend == "sqlite" else f" {_store_url(settings)}"
-    )
-    path = settings.state.path
-    if settings.state.backend == "sqlite" and not path.exists():  # doctor creates nothing
+    backend, path = settings.state.backend, settings.state.path
+    where = f"{backend} {path if backend == 'sqlite' else safe_url(settings.redis.url)}"
+    if backend == "sqlite" and not path.exists():  # doctor creates nothing
         parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
         out.add(
             "state",
@@ -213,7 +218,8 @@ async def _state(out: Checklist, settings: Settings) -> None:
         finally:
             await store.close()
     except Exception as exc:  # whatever the backend raises is the finding, reported, not raised
-        out.add("state", "state store", False, f"{where}: {exc or 'no answer'}", "check the [state] settings")
+        said = _scrub(str(exc), settings) or f"no answer within {TIMEOUT_S:g} s"
+        out.add("state", "state store", False, f"{where}: {said}", _STATE_FIX[backend])
         return
     out.add("state", "state store", True, where)
 

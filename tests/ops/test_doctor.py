@@ -319,3 +319,16 @@ async def test_other_event_stores(backend: Backend, tmp_path: Path, sim: Simulat
     url_setting = f"{backend.name}.url (REACTOR_{backend.name.upper()}__URL)"
     assert f"fix: start the event store, or point {url_setting} at it" in text
     assert "pw1x" not in text
+
+
+async def test_redis_state_store_down(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    settings = _settings(tmp_path, sim, unique, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = settings.model_copy(update={"state": settings.state.model_copy(update={"backend": "redis"})})
+    code, checks, text = await _doctor(settings)
+    assert code == 1
+    assert [c.name for c in _failed(checks)] == ["reachable", "state store"]
+    assert "state store: redis redis://127.0.0.1:" in text
+    assert (
+        "fix: start Redis, or point redis.url (REACTOR_REDIS__URL) at it: the redis state store lives there"
+        in text
+    )
