@@ -34,7 +34,7 @@ async def platform(out: Checklist, settings: Settings) -> None:
         except ActionError as exc:
             out.add("platform", "profile", False, str(exc), "set supermq.profile (things or mainflux)")
             return
-        out.add("platform", "profile", True, f"{type(profile).__name__}: {client.profile_reason}")
+        out.add("platform", "profile", True, f"{profile.name}: {client.profile_reason}")
         await _login(out, http, settings)
     finally:
         await http.aclose()
@@ -49,7 +49,7 @@ async def _answers(out: Checklist, http: Any, service: str, url: str) -> bool:
             "platform",
             f"{service} service",
             False,
-            f"{safe_url(url)}: {exc or 'no answer'}",
+            f"{safe_url(url)}: {str(exc) or f'no answer within {TIMEOUT_S:g} s'}",
             f"start SuperMQ's {service} service, or set supermq.{service}_url",
         )
     return out.add(

@@ -97,7 +97,7 @@ async def test_healthy(tmp_path: Path, sim: Simulator, unique: str, redis_client
     assert {"users service", "bootstrap service", "profile", "credentials log in", "token refreshes"} <= set(
         names
     )
-    assert "ThingsProfile" in text  # detected from /health
+    assert "[ok  ] profile: things: " in text  # detected from /health
     listens = next(c for c in checks if c.name == "operations nothing listens to")
     assert "config.create" not in listens.detail
     assert "config.remove" in listens.detail
@@ -332,3 +332,13 @@ async def test_redis_state_store_down(tmp_path: Path, sim: Simulator, unique: st
         "fix: start Redis, or point redis.url (REACTOR_REDIS__URL) at it: the redis state store lives there"
         in text
     )
+
+
+async def test_detects_mainflux(tmp_path: Path, unique: str, redis_client: aioredis.Redis) -> None:
+    async with Simulator(profile="mainflux", validate=False) as mainflux:
+        settings = _settings(tmp_path, mainflux, unique)
+        await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+        code, checks, text = await _doctor(settings)
+    assert code == 0, text
+    assert "[ok  ] profile: mainflux: " in text
+    assert next(c for c in checks if c.name == "token refreshes").ok
