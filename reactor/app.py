@@ -225,12 +225,13 @@ class Reactor:
         return checks
 
     async def watch_backlog(self, stop: asyncio.Event) -> None:
-        """Keep the lag, pending, dead-letter and rules gauges current, until ``stop``."""
+        """Keep the lag, pending, dead-letter, rules and readiness gauges current, until ``stop``."""
         m = self.metrics
         while not stop.is_set():
             m.rules_loaded.set(len(self.rules))
             m.rules_reload_ok.set(0 if self.holder.last_error else 1)
             m.unsettled_s.set(self.worker.unsettled_s())
+            m.ready.set(1 if all((await self.ready()).values()) else 0)
             with contextlib.suppress(SourceError):
                 m.set_backlog(self.settings.redis.group, await self.source.backlog())
                 count = await self.source.dead_letter_count()

@@ -16,7 +16,7 @@ from reactor.actions.certs_lifecycle import RotateCert, device_identity
 from reactor.app import Reactor, build_audit, build_echoes, build_registry
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
-from reactor.certs.sweep import bar, print_summary, sweep
+from reactor.certs.sweep import print_summary, sweep
 from reactor.certs.validate import Policy, validate
 from reactor.delivery.dlq import (
     DeadLetters,
@@ -40,7 +40,10 @@ from reactor.delivery.state import StateStore
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import print_history
+from reactor.ops.console import is_terminal, progress, table
+from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
 from reactor.ops.status import gather, print_status
+from reactor.ops.tables import RECORD_COLUMNS, record_rows
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
@@ -81,14 +84,23 @@ async def _dlq(
 ) -> int:
     since = parse_since(args.since) if getattr(args, "since", None) else None
     if args.dlq_command == "list":
-        print_records(await dead.records(rule=args.rule, since_ns=since, limit=args.limit), sys.stdout)
+        records = await dead.records(rule=args.rule, since_ns=since, limit=args.limit)
+        if args.json:
+            dump(records_document(records), sys.stdout)
+        elif records and is_terminal(sys.stdout):
+            table(sys.stdout, RECORD_COLUMNS, record_rows(records))
+        else:
+            print_records(records, sys.stdout)
         return 0
     if args.dlq_command == "show":
         found = await dead.records(ids=[args.id])
         if not found:
             print(f"no dead-letter record {args.id}", file=sys.stderr)
             return 1
-        print_record(found[0], sys.stdout)
+        if args.json:
+            dump(record_document(found[0]), sys.stdout, indent=None)
+        else:
+            print_record(found[0], sys.stdout)
         return 0
     if args.dlq_command == "purge":
         if not args.ids and not args.all:
@@ -145,7 +157,10 @@ async def ops_command(
                 since_ns=parse_since(args.since) if args.since else None,
                 limit=args.limit,
             )
-            print_history(rows, sys.stdout)
+            if args.json:
+                dump(history_document(rows), sys.stdout)
+            else:
+                print_history(rows, sys.stdout)
             return 0
         client = (
             aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
@@ -186,7 +201,9 @@ async def certs_command(
         if args.certs_command == "inspect":
             return await _inspect(args, settings, policy, client)
         rotator = RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, None)
-        summary = await sweep(client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=bar())
+        summary = await sweep(
+            client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=progress("certs sweep")
+        )
         print_summary(summary, sys.stdout, dry_run=args.dry_run)
         return 1 if summary.failed else 0
     finally:
@@ -204,6 +221,9 @@ async def _inspect(
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
     else:
         verdict = validate(read_named_file(args.file, "certs inspect"), policy, key_pem=key)
+    if args.json:
+        dump(verdict_document(verdict), sys.stdout)
+        return 0 if verdict.verdict == "ok" else 1
     print(f"verdict: {verdict.verdict.upper()}")
     for name in (
         "subject",
@@ -240,7 +260,7 @@ async def replay_command(
     supermq = SuperMQClient(settings.supermq)
     if not args.apply:
         rules = load_rules(settings.rules.dir, build_registry(settings, logger, supermq))
-        summary = dry_run_all(deliveries, rules, Decoder.from_settings(settings.events), bar())
+        summary = dry_run_all(deliveries, rules, Decoder.from_settings(settings.events), progress("replay"))
         await supermq.aclose()
         print_replay(summary, sys.stdout, applied=False)
         return 0
@@ -262,7 +282,7 @@ async def replay_command(
 
 
 def _progress_observer(total: int) -> Any:
-    show = bar()
+    show = progress("replay --apply")
     done = 0
 
     def observe(_: Any) -> None:
@@ -297,7 +317,9 @@ async def _run_until_caught_up(reactor: Reactor, client: aioredis.Redis, group: 
     """Run the reactor until its group has caught up (or the run ends: its failure is raised)."""
     stop = asyncio.Event()
     run = asyncio.create_task(reactor.run(stop))
-    waiting = asyncio.create_task(wait_caught_up(client, reactor.settings.redis.streams, group, stop, bar()))
+    waiting = asyncio.create_task(
+        wait_caught_up(client, reactor.settings.redis.streams, group, stop, progress(f"backfill {group}"))
+    )
     await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     waiting.cancel()

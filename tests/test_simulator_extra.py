@@ -13,13 +13,13 @@ SIMULATOR_ONLY = ("openapi_core", "yaml", "reactor.supermq.simulator")
 
 _BUILD_THE_DAEMON = """
 import sys
-from reactor.cli import _parser  # everything `reactor run` imports before it starts
+from reactor.cli import build_parser  # everything `reactor run` imports before it starts
 from reactor.app import Reactor
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource
 
-_parser().parse_args(["run"])
+build_parser().parse_args(["run"])
 Reactor.build(load_settings(None, source="memory"), MemorySource([]), get_logger())
 print([p for p in SIMULATOR_ONLY if any(m == p or m.startswith(p + ".") for m in sys.modules)])
 """.replace("SIMULATOR_ONLY", repr(SIMULATOR_ONLY))

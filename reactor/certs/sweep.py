@@ -3,7 +3,6 @@ rotate the ones due (unless it is a dry run), and sum it up."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -13,6 +12,7 @@ from reactor.actions.certs_lifecycle import RotateCert, device_identity, record
 from reactor.certs.validate import Policy, validate
 from reactor.errors import ActionError
 from reactor.events.model import Event
+from reactor.ops.console import is_terminal, table
 from reactor.ops.metrics import Metrics
 from reactor.settings import CertsSettings
 from reactor.supermq.client import SuperMQClient
@@ -87,19 +87,6 @@ async def _rotate(rotator: RotateCert, config_id: str, summary: SweepSummary) ->
     summary.rotated += bool(result.get("rotated"))
 
 
-def bar(out: TextIO = sys.stderr) -> Progress:
-    """A progress bar on a terminal line."""
-
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=out, flush=True)
-        if done >= total:
-            print(file=out)
-
-    return show
-
-
 def print_summary(summary: SweepSummary, out: TextIO, *, dry_run: bool) -> None:
     rows = [
         ("configs", summary.total),
@@ -110,7 +97,13 @@ def print_summary(summary: SweepSummary, out: TextIO, *, dry_run: bool) -> None:
         ("rotated", summary.rotated),
         ("rotation failed", summary.failed),
     ]
-    print("dry run: nothing was changed" if dry_run else "sweep done", file=out)
+    title = "dry run: nothing was changed" if dry_run else "sweep done"
+    if is_terminal(out):
+        table(out, ("configs", "count"), rows, title=title)
+        for failure in summary.failures[:20]:
+            print(f"  failed: {failure}", file=out)
+        return
+    print(title, file=out)
     for label, count in rows:
         print(f"  {label:<24}{count:>8}", file=out)
     for failure in summary.failures[:20]:

@@ -54,7 +54,9 @@ class NatsDeadLetters(DeadLetterStore):
                 return [r for r in found if r is not None]
             state = (await self._js.stream_info(self._s.dlq_stream)).state
             records: list[Record] = []
-            for seq in range(state.last_seq, state.first_seq - 1, -1):
+            # Sequences start at 1: an empty stream reports first_seq 0, and JetStream answers a
+            # request for message 0 with 400.
+            for seq in range(state.last_seq, max(state.first_seq, 1) - 1, -1):
                 if limit is not None and len(records) >= limit:
                     break
                 record = await self._get(seq)

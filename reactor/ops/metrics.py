@@ -111,6 +111,9 @@ class Metrics:
             registry=r,
         )
         self.rules_loaded = Gauge("reactor_rules_loaded", "Rules in force", registry=r)
+        self.ready = Gauge(
+            "reactor_ready", "1 when /readyz answers 200 (as of the last backlog check)", registry=r
+        )
         self.rules_reload_ok = Gauge(
             "reactor_rules_last_reload_success", "1 when the last reload was accepted", registry=r
         )

@@ -116,3 +116,14 @@ async def test_rabbitmq_dead_letters_are_pointed_to(tmp_path: Path) -> None:
     settings = load_settings(None, source="rabbitmq")
     with pytest.raises(ConfigError, match=r"durable queue 'reactor\.dlq'"):
         await open_dead_letters(settings)
+
+
+async def test_an_empty_dead_letter_stream_lists_nothing(backend: NatsBackend) -> None:
+    """A dead-letter stream that exists with nothing in it (a fresh install, or after a purge):
+    no records, not a 400 from asking for sequence 0 (reactor status, dlq list and doctor failed)."""
+    dead = await NatsDeadLetters.connect(backend.settings)
+    try:
+        assert await dead.count() == 0
+        assert await dead.records(limit=5) == []
+    finally:
+        await dead.close()
