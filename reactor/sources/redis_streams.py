@@ -15,6 +15,10 @@
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
   process each time it was read is counted on every restart's re-read, and set aside.
+- ``streams`` may hold glob patterns: the matching streams are found by SCAN at start and every
+  ``discover_interval_s`` (``redis_discovery``), streams found at start joined at ``start_id``
+  like the literal ones, streams found later joined from their start (id ``0``: the entries that
+  created them are events too).
 - ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
   entry of the same device is pending with another consumer (see README, "Delivery contract").
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +41,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RedisSettings
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.sources.redis_discovery import StreamDiscovery
 
 
 class RedisStreamsSource(Source):
@@ -47,7 +53,12 @@ class RedisStreamsSource(Source):
     def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
-        self._backlog: dict[str, str] = dict.fromkeys(settings.streams, "0")
+        self._discovery = StreamDiscovery(
+            settings.streams, frozenset({settings.dlq_stream}), settings.max_streams, settings.scan_count
+        )
+        self._streams: list[str] = self._discovery.literal
+        self._backlog: dict[str, str] = dict.fromkeys(self._streams, "0")
+        self._discover_at = 0.0
         self._last_read: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str | None] = {}
         self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
@@ -55,20 +66,51 @@ class RedisStreamsSource(Source):
         self._entry_bytes = 512.0  # the largest entry read lately, decaying
         self._settled = asyncio.Event()
         self.maintain_interval_s = settings.reclaim_interval_s
+        if self._discovery.patterns:
+            self.maintain_interval_s = min(settings.reclaim_interval_s, settings.discover_interval_s)
+
+    @property
+    def streams(self) -> dict[str, str | None]:
+        """The streams consumed now, each with the pattern that found it (None: named literally)."""
+        return {s: self._discovery.found.get(s) for s in self._streams}
+
+    @property
+    def truncated(self) -> set[str]:
+        """The patterns whose matches the last scan cut at ``max_streams``."""
+        return set(self._discovery.truncated)
 
     async def start(self) -> None:
         try:
             await self._renew_lease()
+            if self._discovery.patterns:
+                self._backlog.update(dict.fromkeys(await self._discovery.scan(self._client), "0"))
+                self._discover_at = time.monotonic() + self._s.discover_interval_s
         except RedisError as exc:
             raise SourceError(f"redis {self._s.url}: {exc}") from exc
-        for stream in self._s.streams:
-            try:
-                await self._client.xgroup_create(stream, self._s.group, id=self._s.start_id, mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise SourceError(f"XGROUP CREATE {stream} {self._s.group}: {exc}") from exc
-            except RedisError as exc:
-                raise SourceError(f"redis {self._s.url}: {exc}") from exc
+        self._streams = self._discovery.streams
+        for stream in self._streams:
+            await self._join(stream, self._s.start_id)
+
+    async def _join(self, stream: str, start_id: str) -> None:
+        """Create our group on ``stream`` at ``start_id`` (the stream too); an existing group stays."""
+        try:
+            await self._client.xgroup_create(stream, self._s.group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise SourceError(f"XGROUP CREATE {stream} {self._s.group}: {exc}") from exc
+        except RedisError as exc:
+            raise SourceError(f"redis {self._s.url}: {exc}") from exc
+
+    async def discover(self) -> list[str]:
+        """Join the streams that match a pattern and were not known, from their start (id ``0``).
+
+        Called by ``maintain`` every ``discover_interval_s``; returns the streams joined."""
+        new = await self._discovery.scan(self._client)
+        for stream in new:
+            await self._join(stream, "0")
+            self._backlog.setdefault(stream, "0")  # our own pending entries there first (a restart)
+        self._streams = self._discovery.streams
+        return new
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
@@ -76,7 +118,10 @@ class RedisStreamsSource(Source):
         if not max_count:
             return []
         backlog = self._backlog
-        streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
+        if not self._streams:  # only patterns, nothing matched yet: wait as a blocking read would
+            await asyncio.sleep(block_ms / 1000)
+            return []
+        streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._streams, ">")
         try:
             reply = await self._xreadgroup(streams, max_count, None if backlog else block_ms)
         except RedisError as exc:
@@ -143,7 +188,7 @@ class RedisStreamsSource(Source):
         """After an error: our pending entries after the last one we received are read again first
         (a read whose reply was lost delivered them to us). Earlier ones are in flight here or
         settled; reading them again would only inflate their delivery counts."""
-        self._backlog = {s: self._last_read.get(s, "0") for s in self._s.streams}
+        self._backlog = {s: self._last_read.get(s, "0") for s in self._streams}
 
     async def _with_counts(self, batch: list[Delivery]) -> list[Delivery]:
         """The deliveries with their delivery counts from the pending entries list.
@@ -196,7 +241,10 @@ class RedisStreamsSource(Source):
         claimed: list[Delivery] = []
         try:
             await self._renew_lease()
-            for stream in self._s.streams:
+            if self._discovery.patterns and time.monotonic() >= self._discover_at:
+                self._discover_at = time.monotonic() + self._s.discover_interval_s
+                await self.discover()
+            for stream in self._streams:
                 claimed += await self._claim_from_gone(stream)
         except RedisError as exc:
             raise SourceError(f"reclaim: {exc}") from exc
@@ -306,7 +354,7 @@ class RedisStreamsSource(Source):
     async def backlog(self) -> list[tuple[str, int | None, int]]:
         rows: list[tuple[str, int | None, int]] = []
         try:
-            for stream in self._s.streams:
+            for stream in self._streams:
                 groups = await self._client.xinfo_groups(stream)
                 group = next((g for g in groups if str(g["name"]) == self._s.group), None)
                 if group is not None:
