@@ -158,6 +158,18 @@ def parse_stream(name: str, families: tuple[str, ...] = DEFAULT_FAMILIES) -> Str
     return StreamName(name, "", rest.split(".", 1)[0])
 
 
+@lru_cache(maxsize=1024)  # a bounded number of streams (redis.max_streams), one answer each
+def per_operation_service(name: str, family: str, service: str) -> str | None:
+    """``service`` when ``name`` is one of its per-operation streams (SuperMQ HEAD:
+    ``events.supermq.client.create``, ``events.magistrala.bootstrap.config.create``, and
+    bootstrap's ``events.bootstrap.config.update`` without a family), else None (one stream per
+    service: ``events.magistrala.things``, ``supermq.bootstrap``)."""
+    rest = name.removeprefix(EVENTS_PREFIX)
+    if family:
+        rest = rest.removeprefix(family + ".")
+    return service if rest.startswith(service + ".") else None
+
+
 @lru_cache(maxsize=4096)
 def canonical_operation(raw: str, service: str = "") -> str:
     """The canonical name of ``raw`` as published on a stream of ``service``."""
