@@ -10,7 +10,8 @@
   that no delivery count could ever stop.
 - Memory: entries read and not yet settled hold at most ``max_unsettled_bytes`` (their field
   names and values); beyond it ``read`` waits for a settle, and a read's COUNT is what fits in
-  the room left at the largest entry size seen lately (decaying 10% a read). An entry larger
+  the room left at the largest entry size seen lately (decaying 10% a read), shared out among
+  the streams read (XREADGROUP's COUNT is per stream). An entry larger
   than the budget is read alone, when nothing else is unsettled.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
@@ -122,8 +123,10 @@ class RedisStreamsSource(Source):
             await asyncio.sleep(block_ms / 1000)
             return []
         streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._streams, ">")
+        # COUNT is per stream: shared out, so that one read takes at most max(max_count, streams)
+        per_stream = max(1, max_count // len(streams))
         try:
-            reply = await self._xreadgroup(streams, max_count, None if backlog else block_ms)
+            reply = await self._xreadgroup(streams, per_stream, None if backlog else block_ms)
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 await self.start()  # the stream or group was deleted under us: recreate

@@ -161,3 +161,25 @@ async def test_status_lists_the_streams_a_pattern_matches(
     assert f"{prefix}.create" in out.getvalue()
     assert f"matched by {prefix}.*" in out.getvalue()
     await source.close()
+
+
+async def test_a_read_over_many_streams_takes_no_more_entries_than_asked(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    """XREADGROUP's COUNT is per stream: over 5 matched streams a read of 100 must not take 250
+    (what is read stays unsettled, the memory ``max_unsettled_bytes`` budgets)."""
+    prefix = f"t.{unique}.events.supermq.client"
+    for op in ("create", "update", "enable", "disable", "remove"):
+        for n in range(50):
+            await redis_client.xadd(f"{prefix}.{op}", _data(f"client.{op}", id=f"c{n}"))
+    source = RedisStreamsSource(_settings(unique, streams=[f"{prefix}.*"], start_id="0"), redis_client)
+    await source.start()
+    total = 0
+    async with asyncio.timeout(5):
+        while total < 250:
+            batch = await source.read(100, 20)
+            assert len(batch) <= 100
+            total += len(batch)
+            await source.settle(batch, [])
+    assert total == 250
+    await source.close()
