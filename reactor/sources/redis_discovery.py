@@ -5,8 +5,9 @@ SuperMQ at HEAD publishes each operation to its own stream (``events.supermq.cli
 a pattern such as ``events.magistrala.bootstrap.*`` is resolved here: ``SCAN MATCH <pattern>
 TYPE stream COUNT <scan_count>``, repeated every ``discover_interval_s``. Bounds: at most
 ``max_streams`` streams in all (literal ones count); beyond it no more are joined and the
-refusal is reported once per pattern pass. The dead-letter stream is never a match, whatever
-the pattern (the reactor would consume its own dead letters).
+refusal is reported once per pattern pass. The dead-letter stream and the reactor's own keys
+(``reactor:``..., its audit trail among them) are never a match, whatever the pattern (the
+reactor would consume what it writes).
 
 A name is a pattern when it holds a glob character (``*``, ``?``, ``[``): Redis's MATCH syntax.
 """
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GLOB_CHARS = frozenset("*?[")
+#: The reactor's own keys (leases, the audit trail ``reactor:<group>:audit``): never consumed.
+OWN_PREFIX = "reactor:"
 
 
 def is_pattern(name: str) -> bool:
@@ -59,7 +62,7 @@ class StreamDiscovery:
         for pattern in self.patterns:
             async for key in client.scan_iter(match=pattern, count=self.scan_count, _type="STREAM"):
                 name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
-                if name in known:
+                if name in known or name.startswith(OWN_PREFIX):
                     continue
                 if len(self.literal) + len(self.found) >= self.max_streams:
                     self.truncated.add(pattern)

@@ -183,3 +183,19 @@ async def test_a_read_over_many_streams_takes_no_more_entries_than_asked(
             await source.settle(batch, [])
     assert total == 250
     await source.close()
+
+
+async def test_a_pattern_never_joins_the_reactors_own_streams(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    """A broad pattern (``*``) must not make the reactor consume its dead letters or its audit
+    trail (``reactor:<group>:audit``, app.build_audit), whatever the group."""
+    group = f"g{unique}"
+    await redis_client.xadd(f"reactor:{group}:audit", {"x": "1"})
+    await redis_client.xadd(f"t.{unique}.dlq", {"x": "1"})
+    await redis_client.xadd(f"t.{unique}.events.supermq.client.create", _data("client.create", id="x"))
+    settings = _settings(unique, streams=[f"*{unique}*"], group=group, dlq_stream=f"t.{unique}.dlq")
+    source = RedisStreamsSource(settings, redis_client)
+    await source.start()
+    assert list(source.streams) == [f"t.{unique}.events.supermq.client.create"]
+    await source.close()
