@@ -35,12 +35,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RedisSettings
+from reactor.sources import redis_wire as wire
 from reactor.sources.base import Delivery, Source, entry_order
 from reactor.sources.redis_discovery import StreamDiscovery
 
@@ -132,7 +132,7 @@ class RedisStreamsSource(Source):
                 await self.start()  # the stream or group was deleted under us: recreate
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
-        batch = _deliveries(reply)
+        batch = wire.deliveries(reply)
         self._hold(batch)
         for d in batch:  # a reply lists each stream's entries in id order: the last one is the newest
             self._last_read[d.stream] = d.entry_id
@@ -166,7 +166,7 @@ class RedisStreamsSource(Source):
         """Count what ``batch`` holds until it is settled (an entry read again counts once)."""
         if not batch:
             return
-        sizes = [_size(d.payload) for d in batch]
+        sizes = [wire.size(d.payload) for d in batch]
         for d, size in zip(batch, sizes, strict=True):
             key = (d.stream, d.entry_id)
             if key not in self._unsettled:
@@ -185,7 +185,7 @@ class RedisStreamsSource(Source):
         if block_ms is not None:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", *streams.keys(), *streams.values()]
-        return await _undecoded(self._client, *args)
+        return await wire.undecoded(self._client, *args)
 
     def _rescan(self) -> None:
         """After an error: our pending entries after the last one we received are read again first
@@ -278,11 +278,13 @@ class RedisStreamsSource(Source):
             ]
             if not ids:
                 continue
-            entries = await _undecoded(
+            entries = await wire.undecoded(
                 self._client, "XCLAIM", stream, self._s.group, self._s.consumer, self._s.reclaim_idle_ms, *ids
             )
             claimed += [
-                Delivery(stream, _text(eid), _fields(f)) for eid, f in entries or [] if eid is not None
+                Delivery(stream, wire.text(eid), wire.fields(f))
+                for eid, f in entries or []
+                if eid is not None
             ]
         return claimed
 
@@ -332,12 +334,12 @@ class RedisStreamsSource(Source):
         if unknown:
             async with self._client.pipeline(transaction=False) as pipe:
                 for entry_id in unknown:
-                    _undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
+                    wire.undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
                 replies = await pipe.execute()
             if len(self._devices) > 100_000:
                 self._devices.clear()
             for entry_id, reply in zip(unknown, replies, strict=True):
-                fields = _fields(reply[0][1]) if reply else None
+                fields = wire.fields(reply[0][1]) if reply else None
                 device = device_of(Delivery(stream, entry_id, fields)) if fields else None
                 self._devices[(stream, entry_id)] = device
         return {i: self._devices.get((stream, i)) for i in ids}
@@ -383,53 +385,3 @@ class RedisStreamsSource(Source):
         with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
             await self._client.delete(self._lease(self._s.consumer))
         await self._client.aclose()
-
-
-def _undecoded(client: Any, *args: Any) -> Any:
-    """``client.execute_command(*args)`` with the reply's bytes left as bytes (an awaitable, or the
-    pipeline itself when ``client`` is one)."""
-    return client.execute_command(*args, **{NEVER_DECODE: True})
-
-
-def _deliveries(reply: Any) -> list[Delivery]:
-    """XREADGROUP's undecoded reply (RESP2 list or RESP3 dict) as Deliveries.
-
-    A pending entry that the stream has since trimmed comes back with no fields: it is delivered
-    with an empty payload, so that it fails decoding and is dead-lettered and acked, not stuck.
-    """
-    items = reply.items() if isinstance(reply, dict) else (reply or [])
-    out: list[Delivery] = []
-    for stream_name, entries in items:
-        stream = _text(stream_name)
-        for entry_id, fields in entries:
-            out.append(Delivery(stream, _text(entry_id), _fields(fields)))
-    return out
-
-
-def _size(payload: Any) -> int:
-    """Bytes of an entry's field names and values (as read: text or bytes)."""
-    if isinstance(payload, dict):
-        return sum(map(len, payload)) + sum(map(len, payload.values()))
-    return len(payload)
-
-
-def _text(value: Any) -> str:
-    """A stream name or entry id (ours, or Redis's: ASCII) as text."""
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
-def _fields(raw: Any) -> dict[Any, Any]:
-    """An entry's fields as text, each one that is UTF-8; one that is not stays bytes (name or value)."""
-    if not raw:
-        return {}
-    try:
-        return {k.decode(): v.decode() for k, v in raw.items()}  # the common case, in one pass
-    except UnicodeDecodeError:
-        return {_utf8_or_bytes(k): _utf8_or_bytes(v) for k, v in raw.items()}
-
-
-def _utf8_or_bytes(value: bytes) -> str | bytes:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return value
