@@ -39,6 +39,8 @@ def _redis_cli(stream: str, *flags: str) -> str:
         url.hostname or "127.0.0.1",
         "-p",
         str(url.port or 6379),
+        "-n",  # the test's own database (REACTOR_TEST_REDIS_URL's path), not redis-cli's default 0
+        url.path.strip("/") or "0",
         *flags,
         "XRANGE",
         stream,
