@@ -210,6 +210,8 @@ class Worker:
             except self._recoverable as exc:
                 await self.logger.awarning("source.maintain_failed", error=str(exc))
                 reclaimed = []
+            for level, event, fields in self._source.notices():
+                await (self.logger.awarning if level == "warning" else self.logger.ainfo)(event, **fields)
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
                 await self.logger.ainfo("source.reclaimed", entries=len(fresh))

@@ -60,6 +60,8 @@ class RedisStreamsSource(Source):
         self._streams: list[str] = self._discovery.literal
         self._backlog: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._discover_at = 0.0
+        self._notices: list[tuple[str, str, dict[str, Any]]] = []
+        self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str | None] = {}
         self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
@@ -84,8 +86,10 @@ class RedisStreamsSource(Source):
         try:
             await self._renew_lease()
             if self._discovery.patterns:
-                self._backlog.update(dict.fromkeys(await self._discovery.scan(self._client), "0"))
+                joined = await self._discovery.scan(self._client)
+                self._backlog.update(dict.fromkeys(joined, "0"))
                 self._discover_at = time.monotonic() + self._s.discover_interval_s
+                self._notice(joined)
         except RedisError as exc:
             raise SourceError(f"redis {self._s.url}: {exc}") from exc
         self._streams = self._discovery.streams
@@ -111,7 +115,21 @@ class RedisStreamsSource(Source):
             await self._join(stream, "0")
             self._backlog.setdefault(stream, "0")  # our own pending entries there first (a restart)
         self._streams = self._discovery.streams
+        self._notice(new)
         return new
+
+    def _notice(self, joined: list[str]) -> None:
+        """Streams joined, and (once per pattern) matches left out at ``redis.max_streams``."""
+        found = self._discovery.found
+        self._notices += [("info", "redis.stream_joined", {"stream": s, "pattern": found[s]}) for s in joined]
+        for pattern in sorted(self._discovery.truncated - self._reported):
+            why = f"more streams match than redis.max_streams ({self._s.max_streams}); the rest are not read"
+            self._notices.append(("warning", "redis.max_streams_reached", {"pattern": pattern, "error": why}))
+        self._reported = set(self._discovery.truncated)
+
+    def notices(self) -> list[tuple[str, str, dict[str, Any]]]:
+        out, self._notices = self._notices, []
+        return out
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from reactor.settings import load_settings
 from reactor.supermq.simulator import Simulator
@@ -75,31 +76,36 @@ async def test_head_shaped_events_found_by_a_pattern_drive_onboarding_and_push(
             occurred_at=1796110400000000001,
         ),
     )
-    async with running_reactor(settings) as (reactor, outcomes, _stop):
-        await until(lambda: len(outcomes) == 1)
-        await redis_client.xadd(  # a stream new to the reactor: found by the next scan, read from its start
-            f"{prefix}.client.bootstrap",
-            _data(
-                operation="bootstrap.client.bootstrap",
-                external_id="FF-41",
-                success=True,
-                client_id=thing.id,
-                **{"domain_id ": domain},
-                channels=[ctrl.id, data.id],
-                occurred_at=1796110400000000002,
-            ),
-        )
-        await until(lambda: len(outcomes) == 2)
-        await redis_client.xadd(  # removeHandlerEvent: config_id holds the channel id
-            f"{prefix}.channel.remove_handler",
-            _data(
-                operation="bootstrap.channel.remove_handler",
-                config_id=data.id,
-                occurred_at=1796110400000000003,
-            ),
-        )
-        await until(lambda: len(outcomes) == 3)
-        streams = reactor.source.streams  # type: ignore[attr-defined]
+    with capture_logs() as logs:
+        async with running_reactor(settings) as (reactor, outcomes, _stop):
+            await until(lambda: len(outcomes) == 1)
+            await (
+                redis_client.xadd(  # a stream new to the reactor: found by the next scan, read from its start
+                    f"{prefix}.client.bootstrap",
+                    _data(
+                        operation="bootstrap.client.bootstrap",
+                        external_id="FF-41",
+                        success=True,
+                        client_id=thing.id,
+                        **{"domain_id ": domain},
+                        channels=[ctrl.id, data.id],
+                        occurred_at=1796110400000000002,
+                    ),
+                )
+            )
+            await until(lambda: len(outcomes) == 2)
+            await redis_client.xadd(  # removeHandlerEvent: config_id holds the channel id
+                f"{prefix}.channel.remove_handler",
+                _data(
+                    operation="bootstrap.channel.remove_handler",
+                    config_id=data.id,
+                    occurred_at=1796110400000000003,
+                ),
+            )
+            await until(lambda: len(outcomes) == 3)
+            streams = reactor.source.streams  # type: ignore[attr-defined]
+    joined = [(e["stream"], e["pattern"]) for e in logs if e["event"] == "redis.stream_joined"]
+    assert joined == [(s, f"{prefix}.*") for s in streams]  # each stream joined is said, once
 
     assert list(streams) == [
         f"{prefix}.config.create",

@@ -122,6 +122,15 @@ async def test_max_streams_bounds_what_a_pattern_joins(redis_client: aioredis.Re
     assert len(source.streams) == 2  # the literal one and one match
     assert source.streams[literal] is None
     assert source.truncated == {f"{prefix}.*"}
+    joined = next(s for s in source.streams if s != literal)
+    why = "more streams match than redis.max_streams (2); the rest are not read"
+    assert source.notices() == [
+        ("info", "redis.stream_joined", {"stream": joined, "pattern": f"{prefix}.*"}),
+        ("warning", "redis.max_streams_reached", {"pattern": f"{prefix}.*", "error": why}),
+    ]
+    await redis_client.xadd(f"{prefix}.d", {"data": "{}"})
+    await source.discover()
+    assert source.notices() == []  # said once, not at every scan
     await source.close()
 
 
