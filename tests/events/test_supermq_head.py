@@ -27,6 +27,7 @@ import pytest
 from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
+from reactor.events.protowire import wrap_payload
 from reactor.ops.redact import redact
 
 FIXTURE = Path(__file__).parent / "fixtures" / "supermq-head-791e084.jsonl"
@@ -178,3 +179,19 @@ def test_state_as_a_word_or_a_digit(word: str, value: int) -> None:
         {"data": data}, source="t", stream="events.magistrala.bootstrap.client.change_state", entry_id="1-0"
     )
     assert event["state"] == value
+
+
+def test_the_same_events_as_head_publishes_them_on_nats_decode_alike() -> None:
+    """pkg/events/nats/publisher.go at HEAD: subject ``events.`` + the stream (pkg/messaging/nats
+    publisher.go, ``.`` kept), the body a protobuf ``messaging.Message`` whose ``payload`` (field 6)
+    is the JSON the Redis publisher puts in ``data``. The NATS source's stream is the subject."""
+    for entry, redis_event in zip(_entries(), EVENTS, strict=True):
+        body = wrap_payload(entry["fields"]["data"].encode("utf-8"), 6)
+        event = Decoder().decode(body, source="nats", stream=entry["stream"], entry_id="17")
+        assert (event.operation, event.thing_id, event.channel_id, event.domain_id) == (
+            redis_event.operation,
+            redis_event.thing_id,
+            redis_event.channel_id,
+            redis_event.domain_id,
+        )
+        assert (event.family, event.service) == (redis_event.family, redis_event.service)
