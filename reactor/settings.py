@@ -65,6 +65,11 @@ class RedisSettings(_Section):
     reclaim_interval_s: float = Field(default=5.0, gt=0)
     #: Entries read but not yet settled hold at most this many bytes; reading waits beyond it.
     max_unsettled_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    #: ``streams`` may hold glob patterns (``events.magistrala.bootstrap.*``): matching streams
+    #: are found by SCAN this often, joined from their start, at most ``max_streams`` in all.
+    discover_interval_s: float = Field(default=5.0, gt=0)
+    max_streams: int = Field(default=1000, gt=0, le=100_000)
+    scan_count: int = Field(default=1000, gt=0, le=100_000)
 
     @field_validator("url")
     @classmethod

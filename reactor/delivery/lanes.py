@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-Order = tuple[int, int]
+Order = tuple[int, ...]
 Entry = tuple[Order, int, T]
 
 

@@ -26,6 +26,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
 from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedError
+from reactor.events import catalogue
 from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
 from reactor.settings import WorkerSettings
@@ -209,6 +210,8 @@ class Worker:
             except self._recoverable as exc:
                 await self.logger.awarning("source.maintain_failed", error=str(exc))
                 reclaimed = []
+            for level, event, fields in self._source.notices():
+                await (self.logger.awarning if level == "warning" else self.logger.ainfo)(event, **fields)
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
                 await self.logger.ainfo("source.reclaimed", entries=len(fresh))
@@ -259,9 +262,9 @@ class Worker:
                 continue
             event = item.outcome.event
             assert event is not None
-            item.lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
+            item.lane = _lane(event)
             item.submitted = True
-            self._lanes.submit(item.lane, entry_order(event.entry_id), item)
+            self._lanes.submit(item.lane, _order(event), item)
         return items
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
@@ -544,3 +547,20 @@ async def _wait_either(a: asyncio.Event, b: asyncio.Event) -> None:
     _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
+
+
+def _lane(event: Event) -> Hashable:
+    """The lane of ``event``: its stream's and device's; the per-operation streams of one
+    service (SuperMQ HEAD) share one lane per device, so that a device's events stay in order
+    across them (README, "Delivery contract")."""
+    if not event.device:
+        return (event.stream, f"#{event.entry_id}")
+    service = catalogue.per_operation_service(event.stream, event.family, event.service)
+    return (event.stream, event.device) if service is None else (("service", service), event.device)
+
+
+def _order(event: Event) -> tuple[int, int, int]:
+    """Where ``event`` runs in its lane: by entry id; within one millisecond of a Redis entry id
+    (the ids of two streams do not compare further), by the event's ``occurred_at``."""
+    ms, seq = entry_order(event.entry_id)
+    return (ms, event.occurred_at_ns if "-" in event.entry_id else 0, seq)

@@ -7,7 +7,8 @@ absmach/supermq and absmach/mainflux):
 
 - ``thing.state_change`` (until 2023-06) and ``thing.change_state`` → ``thing.change_state``;
 - ``bootstrap.``-prefixed names (Magistrala v0.15+, SuperMQ HEAD) → the name without the prefix;
-- ``client.*`` (SuperMQ v0.16+, where things became clients) → ``thing.*``;
+- ``client.*`` (SuperMQ v0.16+, where things became clients) → ``thing.*``; at HEAD bootstrap's
+  ``bootstrap.client.connect`` (its channels consumer connected a client) → ``thing.connect``;
 - ``policies.*`` (code) and ``policy.*`` (docs) → ``policy.*``, with ``delete`` → ``remove``;
 - ``group.*`` on a things/clients/channels/bootstrap stream (channels are groups from 2023-12) and
   ``channels.*`` → ``channel.*``; ``group.*`` on the users stream stays a user group;
@@ -111,6 +112,10 @@ CANONICAL_OPERATIONS = frozenset(
                 "disconnect",
                 "enable",
                 "disable",
+                "update_tags",  # SuperMQ HEAD channels/events/events.go
+                "list_by_user",
+                "set_parent",
+                "remove_parent",
             )
         ),
         # bootstrap service
@@ -118,6 +123,7 @@ CANONICAL_OPERATIONS = frozenset(
         "thing.bootstrap",
         "thing.change_state",
         "thing.update_connections",
+        "thing.connect",  # SuperMQ HEAD bootstrap.client.connect (ConnectClientHandler)
         "thing.disconnect",
         "channel.remove_handler",
         "channel.update_handler",
@@ -150,6 +156,18 @@ def parse_stream(name: str, families: tuple[str, ...] = DEFAULT_FAMILIES) -> Str
     if family in families and tail:
         return StreamName(name, family, tail.split(".", 1)[0])
     return StreamName(name, "", rest.split(".", 1)[0])
+
+
+@lru_cache(maxsize=1024)  # a bounded number of streams (redis.max_streams), one answer each
+def per_operation_service(name: str, family: str, service: str) -> str | None:
+    """``service`` when ``name`` is one of its per-operation streams (SuperMQ HEAD:
+    ``events.supermq.client.create``, ``events.magistrala.bootstrap.config.create``, and
+    bootstrap's ``events.bootstrap.config.update`` without a family), else None (one stream per
+    service: ``events.magistrala.things``, ``supermq.bootstrap``)."""
+    rest = name.removeprefix(EVENTS_PREFIX)
+    if family:
+        rest = rest.removeprefix(family + ".")
+    return service if rest.startswith(service + ".") else None
 
 
 @lru_cache(maxsize=4096)

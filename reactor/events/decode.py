@@ -293,5 +293,14 @@ def _entity_ids(op: str, service: str, f: dict[str, Any]) -> dict[str, str | Non
         "config_id": config,
         "external_id": _str_or_none(f.get("external_id")),
         "user_id": user,
-        "domain_id": _str_or_none(f.get("domain") or f.get("domain_id")),
+        "domain_id": _str_or_none(f.get("domain") or f.get("domain_id") or _spaced_domain(f)),
     }
+
+
+def _spaced_domain(f: dict[str, Any]) -> Any:
+    """SuperMQ HEAD's bootstrap events key the domain ``"domain_id "`` (a trailing space,
+    bootstrap/events/producer/events.go): moved to ``domain_id``, where rules look for it."""
+    if "domain_id " not in f:
+        return None
+    f.setdefault("domain_id", f.pop("domain_id "))
+    return f["domain_id"]

@@ -32,7 +32,7 @@ LIST_FIELDS = frozenset(
 # Fields that are booleans: Redis writes Go bools as "1"/"0".
 BOOL_FIELDS = frozenset({"success", "super_admin"})
 # Fields that are integers but arrive as decimal strings in Redis flat form.
-INT_FIELDS = frozenset({"state", "total", "offset", "limit"})
+INT_FIELDS = frozenset({"total", "offset", "limit"})
 # Fields that are JSON objects; eras A/B published them as a JSON string (Redis) or base64 (NATS).
 OBJECT_FIELDS = frozenset({"metadata", "private_metadata", "public_metadata"})
 # Fields that hold JSON when they can; kept as a string when they are not JSON
@@ -100,6 +100,20 @@ def to_int(value: Any) -> int:
         raise ValueError(f"not an integer: {value!r}") from None
 
 
+_STATE_WORDS = {"inactive": 0, "active": 1}
+
+
+def to_state(value: Any) -> int:
+    """A bootstrap config state: ``0``/``1`` (int or decimal string, what State.String() writes
+    at every tag read, strconv.Itoa) or the word ``Inactive``/``Active`` → int."""
+    if isinstance(value, str) and value[:1].isalpha():
+        state = _STATE_WORDS.get(value.strip().lower())
+        if state is None:
+            raise ValueError(f"not a state: {value!r}")
+        return state
+    return to_int(value)
+
+
 def _json_or_base64(text: str) -> Any:
     try:
         return json.loads(text)
@@ -148,6 +162,7 @@ _NORMALISERS: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(LIST_FIELDS, to_list),
     **dict.fromkeys(BOOL_FIELDS, to_bool),
     **dict.fromkeys(INT_FIELDS, to_int),
+    "state": to_state,
     **dict.fromkeys(OBJECT_FIELDS, to_object),
     **dict.fromkeys(LENIENT_JSON_FIELDS, to_lenient_json),
 }

@@ -20,6 +20,7 @@ from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
+from reactor.sources.redis_discovery import StreamDiscovery
 
 
 @dataclass
@@ -31,6 +32,7 @@ class StreamStatus:
     pending: int = 0
     oldest_pending_s: float | None = None
     consumers: int | None = 0  # None: the event store does not say
+    pattern: str | None = None  # the ``redis.streams`` glob pattern that found the stream
 
 
 @dataclass
@@ -101,8 +103,15 @@ async def gather(
 
 async def _redis_into(status: Status, settings: Settings, client: aioredis.Redis) -> None:
     try:
-        for stream in settings.redis.streams:
-            status.streams.append(await _stream_status(client, stream, settings.redis.group))
+        s = settings.redis
+        found = StreamDiscovery(s.streams, frozenset({s.dlq_stream}), s.max_streams, s.scan_count)
+        await found.scan(client)
+        for stream in found.streams:
+            status.streams.append(await _stream_status(client, stream, s.group))
+            status.streams[-1].pattern = found.found.get(stream)
+        for pattern in found.patterns:
+            if pattern not in found.found.values():
+                status.streams.append(StreamStatus(pattern, s.group, exists=False, pattern=pattern))
         await _dead_letters_into(status, DeadLetters(client, settings.redis.dlq_stream))
     except RedisError as exc:
         raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
@@ -188,12 +197,19 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
     )
     for s in status.streams:
         if not s.exists:
-            print(f"{s.stream:<36} {s.group:<14} {'(no such stream or group)':>44}", file=out)
+            missing = (
+                "(no stream matches the pattern)" if s.stream == s.pattern else "(no such stream or group)"
+            )
+            print(f"{s.stream:<36} {s.group:<14} {missing:>44}", file=out)
             continue
         lag = "?" if s.lag is None else str(s.lag)
         oldest = "-" if s.oldest_pending_s is None else f"{s.oldest_pending_s:.1f}s"
         consumers = "?" if s.consumers is None else str(s.consumers)
-        print(f"{s.stream:<36} {s.group:<14} {lag:>8} {s.pending:>8} {oldest:>15} {consumers:>10}", file=out)
+        found = f"  (matched by {s.pattern})" if s.pattern else ""
+        print(
+            f"{s.stream:<36} {s.group:<14} {lag:>8} {s.pending:>8} {oldest:>15} {consumers:>10}{found}",
+            file=out,
+        )
     print(f"\ndead-letter records: {status.dead_letters}", file=out)
     if status.rules_errors:
         print(

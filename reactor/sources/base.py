@@ -90,6 +90,12 @@ class Source(ABC):
         """Periodic upkeep: return entries reclaimed from consumers that died."""
         return []
 
+    def notices(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """What the source has to tell the operator since it was last asked (level ``info`` or
+        ``warning``, log event, fields):
+        streams it joined, bounds it reached. Drained by the worker after each ``maintain``."""
+        return []
+
     def maybe_acted_on(self, delivery: Delivery) -> bool:
         """Whether this delivery may have been acted on before, by this process or another (its
         completed steps are then looked up, just before it runs): a redelivery, and for a source

@@ -10,11 +10,16 @@
   that no delivery count could ever stop.
 - Memory: entries read and not yet settled hold at most ``max_unsettled_bytes`` (their field
   names and values); beyond it ``read`` waits for a settle, and a read's COUNT is what fits in
-  the room left at the largest entry size seen lately (decaying 10% a read). An entry larger
+  the room left at the largest entry size seen lately (decaying 10% a read), shared out among
+  the streams read (XREADGROUP's COUNT is per stream). An entry larger
   than the budget is read alone, when nothing else is unsettled.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
   process each time it was read is counted on every restart's re-read, and set aside.
+- ``streams`` may hold glob patterns: the matching streams are found by SCAN at start and every
+  ``discover_interval_s`` (``redis_discovery``), streams found at start joined at ``start_id``
+  like the literal ones, streams found later joined from their start (id ``0``: the entries that
+  created them are events too).
 - ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
   entry of the same device is pending with another consumer (see README, "Delivery contract").
 
@@ -25,17 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RedisSettings
+from reactor.sources import redis_wire as wire
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.sources.redis_discovery import StreamDiscovery
 
 
 class RedisStreamsSource(Source):
@@ -47,7 +54,14 @@ class RedisStreamsSource(Source):
     def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
-        self._backlog: dict[str, str] = dict.fromkeys(settings.streams, "0")
+        self._discovery = StreamDiscovery(
+            settings.streams, frozenset({settings.dlq_stream}), settings.max_streams, settings.scan_count
+        )
+        self._streams: list[str] = self._discovery.literal
+        self._backlog: dict[str, str] = dict.fromkeys(self._streams, "0")
+        self._discover_at = 0.0
+        self._notices: list[tuple[str, str, dict[str, Any]]] = []
+        self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str | None] = {}
         self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
@@ -55,20 +69,67 @@ class RedisStreamsSource(Source):
         self._entry_bytes = 512.0  # the largest entry read lately, decaying
         self._settled = asyncio.Event()
         self.maintain_interval_s = settings.reclaim_interval_s
+        if self._discovery.patterns:
+            self.maintain_interval_s = min(settings.reclaim_interval_s, settings.discover_interval_s)
+
+    @property
+    def streams(self) -> dict[str, str | None]:
+        """The streams consumed now, each with the pattern that found it (None: named literally)."""
+        return {s: self._discovery.found.get(s) for s in self._streams}
+
+    @property
+    def truncated(self) -> set[str]:
+        """The patterns whose matches the last scan cut at ``max_streams``."""
+        return set(self._discovery.truncated)
 
     async def start(self) -> None:
         try:
             await self._renew_lease()
+            if self._discovery.patterns:
+                joined = await self._discovery.scan(self._client)
+                self._backlog.update(dict.fromkeys(joined, "0"))
+                self._discover_at = time.monotonic() + self._s.discover_interval_s
+                self._notice(joined)
         except RedisError as exc:
             raise SourceError(f"redis {self._s.url}: {exc}") from exc
-        for stream in self._s.streams:
-            try:
-                await self._client.xgroup_create(stream, self._s.group, id=self._s.start_id, mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise SourceError(f"XGROUP CREATE {stream} {self._s.group}: {exc}") from exc
-            except RedisError as exc:
-                raise SourceError(f"redis {self._s.url}: {exc}") from exc
+        self._streams = self._discovery.streams
+        for stream in self._streams:
+            await self._join(stream, self._s.start_id)
+
+    async def _join(self, stream: str, start_id: str) -> None:
+        """Create our group on ``stream`` at ``start_id`` (the stream too); an existing group stays."""
+        try:
+            await self._client.xgroup_create(stream, self._s.group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise SourceError(f"XGROUP CREATE {stream} {self._s.group}: {exc}") from exc
+        except RedisError as exc:
+            raise SourceError(f"redis {self._s.url}: {exc}") from exc
+
+    async def discover(self) -> list[str]:
+        """Join the streams that match a pattern and were not known, from their start (id ``0``).
+
+        Called by ``maintain`` every ``discover_interval_s``; returns the streams joined."""
+        new = await self._discovery.scan(self._client)
+        for stream in new:
+            await self._join(stream, "0")
+            self._backlog.setdefault(stream, "0")  # our own pending entries there first (a restart)
+        self._streams = self._discovery.streams
+        self._notice(new)
+        return new
+
+    def _notice(self, joined: list[str]) -> None:
+        """Streams joined, and (once per pattern) matches left out at ``redis.max_streams``."""
+        found = self._discovery.found
+        self._notices += [("info", "redis.stream_joined", {"stream": s, "pattern": found[s]}) for s in joined]
+        for pattern in sorted(self._discovery.truncated - self._reported):
+            why = f"more streams match than redis.max_streams ({self._s.max_streams}); the rest are not read"
+            self._notices.append(("warning", "redis.max_streams_reached", {"pattern": pattern, "error": why}))
+        self._reported = set(self._discovery.truncated)
+
+    def notices(self) -> list[tuple[str, str, dict[str, Any]]]:
+        out, self._notices = self._notices, []
+        return out
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
@@ -76,15 +137,20 @@ class RedisStreamsSource(Source):
         if not max_count:
             return []
         backlog = self._backlog
-        streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._s.streams, ">")
+        if not self._streams:  # only patterns, nothing matched yet: wait as a blocking read would
+            await asyncio.sleep(block_ms / 1000)
+            return []
+        streams: dict[Any, Any] = dict(backlog) if backlog else dict.fromkeys(self._streams, ">")
+        # COUNT is per stream: shared out, so that one read takes at most max(max_count, streams)
+        per_stream = max(1, max_count // len(streams))
         try:
-            reply = await self._xreadgroup(streams, max_count, None if backlog else block_ms)
+            reply = await self._xreadgroup(streams, per_stream, None if backlog else block_ms)
         except RedisError as exc:
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 await self.start()  # the stream or group was deleted under us: recreate
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
-        batch = _deliveries(reply)
+        batch = wire.deliveries(reply)
         self._hold(batch)
         for d in batch:  # a reply lists each stream's entries in id order: the last one is the newest
             self._last_read[d.stream] = d.entry_id
@@ -118,7 +184,7 @@ class RedisStreamsSource(Source):
         """Count what ``batch`` holds until it is settled (an entry read again counts once)."""
         if not batch:
             return
-        sizes = [_size(d.payload) for d in batch]
+        sizes = [wire.size(d.payload) for d in batch]
         for d, size in zip(batch, sizes, strict=True):
             key = (d.stream, d.entry_id)
             if key not in self._unsettled:
@@ -137,13 +203,13 @@ class RedisStreamsSource(Source):
         if block_ms is not None:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", *streams.keys(), *streams.values()]
-        return await _undecoded(self._client, *args)
+        return await wire.undecoded(self._client, *args)
 
     def _rescan(self) -> None:
         """After an error: our pending entries after the last one we received are read again first
         (a read whose reply was lost delivered them to us). Earlier ones are in flight here or
         settled; reading them again would only inflate their delivery counts."""
-        self._backlog = {s: self._last_read.get(s, "0") for s in self._s.streams}
+        self._backlog = {s: self._last_read.get(s, "0") for s in self._streams}
 
     async def _with_counts(self, batch: list[Delivery]) -> list[Delivery]:
         """The deliveries with their delivery counts from the pending entries list.
@@ -196,7 +262,10 @@ class RedisStreamsSource(Source):
         claimed: list[Delivery] = []
         try:
             await self._renew_lease()
-            for stream in self._s.streams:
+            if self._discovery.patterns and time.monotonic() >= self._discover_at:
+                self._discover_at = time.monotonic() + self._s.discover_interval_s
+                await self.discover()
+            for stream in self._streams:
                 claimed += await self._claim_from_gone(stream)
         except RedisError as exc:
             raise SourceError(f"reclaim: {exc}") from exc
@@ -227,11 +296,13 @@ class RedisStreamsSource(Source):
             ]
             if not ids:
                 continue
-            entries = await _undecoded(
+            entries = await wire.undecoded(
                 self._client, "XCLAIM", stream, self._s.group, self._s.consumer, self._s.reclaim_idle_ms, *ids
             )
             claimed += [
-                Delivery(stream, _text(eid), _fields(f)) for eid, f in entries or [] if eid is not None
+                Delivery(stream, wire.text(eid), wire.fields(f))
+                for eid, f in entries or []
+                if eid is not None
             ]
         return claimed
 
@@ -281,12 +352,12 @@ class RedisStreamsSource(Source):
         if unknown:
             async with self._client.pipeline(transaction=False) as pipe:
                 for entry_id in unknown:
-                    _undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
+                    wire.undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
                 replies = await pipe.execute()
             if len(self._devices) > 100_000:
                 self._devices.clear()
             for entry_id, reply in zip(unknown, replies, strict=True):
-                fields = _fields(reply[0][1]) if reply else None
+                fields = wire.fields(reply[0][1]) if reply else None
                 device = device_of(Delivery(stream, entry_id, fields)) if fields else None
                 self._devices[(stream, entry_id)] = device
         return {i: self._devices.get((stream, i)) for i in ids}
@@ -306,7 +377,7 @@ class RedisStreamsSource(Source):
     async def backlog(self) -> list[tuple[str, int | None, int]]:
         rows: list[tuple[str, int | None, int]] = []
         try:
-            for stream in self._s.streams:
+            for stream in self._streams:
                 groups = await self._client.xinfo_groups(stream)
                 group = next((g for g in groups if str(g["name"]) == self._s.group), None)
                 if group is not None:
@@ -332,53 +403,3 @@ class RedisStreamsSource(Source):
         with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
             await self._client.delete(self._lease(self._s.consumer))
         await self._client.aclose()
-
-
-def _undecoded(client: Any, *args: Any) -> Any:
-    """``client.execute_command(*args)`` with the reply's bytes left as bytes (an awaitable, or the
-    pipeline itself when ``client`` is one)."""
-    return client.execute_command(*args, **{NEVER_DECODE: True})
-
-
-def _deliveries(reply: Any) -> list[Delivery]:
-    """XREADGROUP's undecoded reply (RESP2 list or RESP3 dict) as Deliveries.
-
-    A pending entry that the stream has since trimmed comes back with no fields: it is delivered
-    with an empty payload, so that it fails decoding and is dead-lettered and acked, not stuck.
-    """
-    items = reply.items() if isinstance(reply, dict) else (reply or [])
-    out: list[Delivery] = []
-    for stream_name, entries in items:
-        stream = _text(stream_name)
-        for entry_id, fields in entries:
-            out.append(Delivery(stream, _text(entry_id), _fields(fields)))
-    return out
-
-
-def _size(payload: Any) -> int:
-    """Bytes of an entry's field names and values (as read: text or bytes)."""
-    if isinstance(payload, dict):
-        return sum(map(len, payload)) + sum(map(len, payload.values()))
-    return len(payload)
-
-
-def _text(value: Any) -> str:
-    """A stream name or entry id (ours, or Redis's: ASCII) as text."""
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
-def _fields(raw: Any) -> dict[Any, Any]:
-    """An entry's fields as text, each one that is UTF-8; one that is not stays bytes (name or value)."""
-    if not raw:
-        return {}
-    try:
-        return {k.decode(): v.decode() for k, v in raw.items()}  # the common case, in one pass
-    except UnicodeDecodeError:
-        return {_utf8_or_bytes(k): _utf8_or_bytes(v) for k, v in raw.items()}
-
-
-def _utf8_or_bytes(value: bytes) -> str | bytes:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return value

@@ -173,6 +173,11 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
             f'supermq.profile = "auto": /health reports no version ({version!r}); set supermq.profile'
         ) from None
     what = f"{health.get('description') or 'service'} reports version {version}"
+    if (major, minor) == (0, 0):  # supermq health.go's default: a build without -ldflags
+        raise ConfigError(
+            f'supermq.profile = "auto": {what}; 0.0.0 is no release (a build without its version '
+            "stamped, as SuperMQ's Makefile does): set supermq.profile"
+        )
     if (major, minor) == (0, 13):  # the 2023 code stamps its last tag, 0.13.0
         return "mainflux", f"{what} (Mainflux 0.13, as verified at 59bcb72f52c0)"
     if (major, minor) < (0, 13):
@@ -183,5 +188,6 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
     if (major, minor) <= (0, 15):
         return "things", f"{what} (Magistrala v0.14-v0.15)"
     raise ConfigError(
-        f'supermq.profile = "auto": {what}; SuperMQ v0.16+ (clients and domains) is not supported yet'
+        f'supermq.profile = "auto": {what}; SuperMQ v0.16+ (clients and domains) has no API profile '
+        "yet (its events decode: see the README's support table)"
     )

@@ -236,7 +236,7 @@ async def test_the_command_end_to_end(
 ) -> None:
     """``reactor --config FILE doctor [--json]``: 0 when all pass, 1 on a finding, 2 when the
     settings do not load (reported as the failed check, with its fix)."""
-    for name in [n for n in os.environ if n.startswith("REACTOR_") and n != "REACTOR_OPENAPI_DIR"]:
+    for name in [n for n in os.environ if n.startswith("REACTOR_")]:
         monkeypatch.delenv(name)
     settings = _settings(tmp_path, sim, unique)
     await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)

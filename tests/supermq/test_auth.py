@@ -136,3 +136,21 @@ def test_auto_refuses_what_it_does_not_speak(version: str) -> None:
 
     with pytest.raises(ConfigError, match=r'supermq\.profile = "auto"'):
         profile_for({"version": version})
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        # supermq health.go: Version defaults to "0.0.0" unless the build stamps it (-ldflags)
+        ("0.0.0", "0.0.0 is no release"),
+        ("v0.19.1", "clients and domains"),  # HEAD's Makefile stamps `git describe --tags`
+        ("0.16.0", "clients and domains"),
+        ("0.12.1", "Mainflux before 0.13"),
+    ],
+)
+def test_auto_says_why_it_refuses(version: str, reason: str) -> None:
+    from reactor.errors import ConfigError
+    from reactor.supermq.profile import profile_for
+
+    with pytest.raises(ConfigError, match=reason):
+        profile_for({"version": version, "description": "bootstrap service"})
