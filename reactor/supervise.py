@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -40,6 +41,15 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _log_total(logger: structlog.typing.FilteringBoundLogger, task: str, error: BaseException) -> None:
+    """``reactor.task_failed`` with the stack; one plain line on stderr if logging itself fails."""
+    try:
+        logger.error("reactor.task_failed", task=task, error=describe(error), exc_info=error)
+    except Exception as failed:  # the last resort: nothing may escape from here
+        with contextlib.suppress(Exception):
+            print(f"reactor: task {task} failed: {describe(error)} ({describe(failed)})", file=sys.stderr)
+
+
 class Supervisor:
     """Starts named tasks and watches them (see the module's docstring)."""
 
@@ -58,11 +68,14 @@ class Supervisor:
         return task
 
     def fail(self, task: str, error: BaseException) -> None:
-        """Record that ``task`` failed (the first failure is the one raised), log it, stop."""
-        self._log.error("reactor.task_failed", task=task, error=describe(error), exc_info=error)
+        """Record that ``task`` failed (the first failure is the one raised), stop, log it.
+
+        Recorded and stopped first: a log line that cannot be written (its stream closed) must
+        not keep the daemon alive acking nothing."""
         if self.failure is None:
             self.failure = TaskFailedError(task, error)
         self.stop.set()
+        _log_total(self._log, task, error)
 
     def raise_failure(self) -> None:
         if self.failure is not None:

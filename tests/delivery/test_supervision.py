@@ -373,3 +373,31 @@ async def test_sigterm_while_the_redis_state_store_retries_stops_before_the_grac
     async with asyncio.timeout(5):
         await task
     assert source.acked == []
+
+
+class _BrokenLog:
+    """A logger whose every line fails, as structlog's does when its stream was closed."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise ValueError("I/O operation on closed file.")
+
+        return fail
+
+
+async def test_a_failure_that_cannot_be_logged_still_stops_the_daemon() -> None:
+    """The supervisor's own log line failing must not swallow the failure (before: the task
+    ended with the logging error, stop was never set and the daemon acked nothing, alive)."""
+    from reactor.supervise import Supervisor
+
+    stop = asyncio.Event()
+    supervisor = Supervisor(stop, _BrokenLog())  # type: ignore[arg-type]
+
+    async def dies() -> None:
+        raise RuntimeError("settling broke")
+
+    supervisor.spawn("settler", dies)
+    async with asyncio.timeout(5):
+        await stop.wait()
+    with pytest.raises(TaskFailedError, match="settler failed: RuntimeError: settling broke"):
+        supervisor.raise_failure()
