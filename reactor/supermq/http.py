@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import h11
 import httpx
 from pydantic import BaseModel, ValidationError
 
@@ -91,7 +92,12 @@ class Http:
                 json=json,
                 extensions={"timeout": self._timeout},
             )
-        response = await self.transport.handle_async_request(request)
+        try:
+            response = await self.transport.handle_async_request(request)
+        except h11.LocalProtocolError as exc:  # httpcore lets h11's escape while sending a body
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         try:
             await response.aread()
         finally:
@@ -129,7 +135,9 @@ def build_http(settings: SuperMQSettings) -> Http:
     transport: httpx.AsyncBaseTransport
     if settings.transport == "httpx" or settings.proxy:
         limits = httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=settings.keepalive_s,
         )
         transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=settings.proxy or None)
     else:

@@ -19,6 +19,12 @@ What it does:
 - a reused connection that the server closed before answering (the keep-alive race) is retried
   once on a new connection, for idempotent methods only;
 - CR or LF in a request header is refused before anything is sent (no header injection);
+- request framing is the transport's alone: Content-Length for a body in memory, chunked for a
+  streamed one; a caller's Content-Length that disagrees with the body, or a Transfer-Encoding
+  other than chunked, is refused before anything is sent (no request smuggling);
+- an answer's header block (and its trailers) at most ``connection.MAX_HEAD`` (16 KiB, as h11 and
+  Node.js); trailers are not merged into the headers; a second answer to one request (bytes after
+  a complete one) drops the connection, never read as the next exchange's answer;
 - errors are httpx's own (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``,
   ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
 
