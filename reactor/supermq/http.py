@@ -14,7 +14,7 @@ needs none of them (it sends its own ``Authorization``, SuperMQ does not redirec
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import h11
@@ -127,24 +127,48 @@ class Http:
         await self.transport.aclose()
 
 
-def build_http(settings: SuperMQSettings) -> Http:
-    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout."""
-    verify: ssl.SSLContext | bool = settings.verify_tls
+def _verify(settings: SuperMQSettings) -> ssl.SSLContext | bool:
     if settings.verify_tls and settings.ca_bundle:
-        verify = ssl.create_default_context(cafile=settings.ca_bundle)
+        return ssl.create_default_context(cafile=settings.ca_bundle)
+    return settings.verify_tls
+
+
+def _httpx_transport(settings: SuperMQSettings, proxy: str | None) -> httpx.AsyncHTTPTransport:
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=settings.keepalive_s,
+    )
+    return httpx.AsyncHTTPTransport(verify=_verify(settings), limits=limits, proxy=proxy)
+
+
+def origin_of(url: str | httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) as the transport names an origin."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) -> Http:
+    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout.
+    ``origins``: the URLs of the only services the reactor's own transport may call."""
     transport: httpx.AsyncBaseTransport
     if settings.transport == "httpx" or settings.proxy:
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=settings.keepalive_s,
-        )
-        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=settings.proxy or None)
+        transport = _httpx_transport(settings, settings.proxy or None)
     else:
+        allowed = None if origins is None else frozenset(origin_of(u) for u in origins)
         transport = Http1Transport(
-            verify=verify, max_connections=settings.max_connections, keepalive_s=settings.keepalive_s
+            verify=_verify(settings),
+            max_connections=settings.max_connections,
+            keepalive_s=settings.keepalive_s,
+            origins=allowed,
         )
     return Http(transport, settings.timeout_s)
+
+
+def build_external_http(settings: SuperMQSettings) -> Http:
+    """The client of the generic ``http.request`` action (any allowlisted host): httpx's own
+    transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services."""
+    return Http(_httpx_transport(settings, settings.proxy or None), settings.timeout_s)
 
 
 def _message(response: httpx.Response) -> str:

@@ -182,8 +182,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_s: float = 15.0,
         max_body: int = 32 * 1024 * 1024,
+        origins: frozenset[Origin] | None = None,
     ) -> None:
+        """``origins``: the only (scheme, host, port) it may call (None: any); the daemon's is the
+        configured SuperMQ services, ``http.request`` goes through httpx's own transport."""
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
+        self._origins = origins
         self._pool = _Pool(max_connections, keepalive_s)
         self._max_body = max_body
 
@@ -196,6 +200,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        if self._origins is not None and origin not in self._origins:
+            raise httpx.UnsupportedProtocol(
+                f"{url.scheme}://{url.host}:{origin[2]} is not a configured SuperMQ service", request=request
+            )
         timeouts = _timeouts(request)
         status, headers, body, encoded = await self._exchange(origin, request, timeouts)
         if encoded:
