@@ -196,7 +196,9 @@ class Connection(asyncio.Protocol):
             if self._head_size > MAX_HEAD:
                 raise _RefusedError(f"the answer's trailers are over {MAX_HEAD} bytes")
             return
-        self.headers.append((name, value))
+        self.headers.append(
+            (name, value.rstrip(b" \t"))
+        )  # llhttp keeps trailing whitespace; it is not the value
 
     def on_headers_complete(self) -> None:
         if self._head_size > MAX_HEAD:  # the block ended within a read that took it past the bound
