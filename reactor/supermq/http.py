@@ -7,8 +7,11 @@ carry the status and SuperMQ's ``{"error","message"}`` text.
 Requests go straight to an httpx transport (``Http``), not through ``httpx.AsyncClient``: the
 client's cookie jar, auth and redirect machinery cost about 100 µs a request here and the reactor
 needs none of them (it sends its own ``Authorization``, SuperMQ does not redirect). The transport is
-``Http1Transport`` (see transport.py for why and the figures) or, with ``supermq.transport =
-"httpx"`` or a ``supermq.proxy``, httpx's own.
+``Http1Transport`` (see transport.py for why and the figures), limited to the configured SuperMQ
+services, or, with ``supermq.transport = "httpx"`` or a ``supermq.proxy``, httpx's own. The
+generic ``http.request`` action has its own client on httpx's transport (``build_external_http``).
+Proxies named by the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) are honoured for both
+(proxies.py): the URLs they cover go through httpx's transport with the proxy.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
+from reactor.supermq.proxies import ProxyRoutes, environment_proxies
 from reactor.supermq.transport import Http1Transport
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -152,8 +156,10 @@ def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) 
     """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout.
     ``origins``: the URLs of the only services the reactor's own transport may call."""
     transport: httpx.AsyncBaseTransport
-    if settings.transport == "httpx" or settings.proxy:
-        transport = _httpx_transport(settings, settings.proxy or None)
+    if settings.proxy:
+        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
+    if settings.transport == "httpx":
+        transport = _httpx_transport(settings, None)
     else:
         allowed = None if origins is None else frozenset(origin_of(u) for u in origins)
         transport = Http1Transport(
@@ -162,13 +168,25 @@ def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) 
             keepalive_s=settings.keepalive_s,
             origins=allowed,
         )
-    return Http(transport, settings.timeout_s)
+    return Http(_with_environment_proxies(settings, transport), settings.timeout_s)
 
 
 def build_external_http(settings: SuperMQSettings) -> Http:
     """The client of the generic ``http.request`` action (any allowlisted host): httpx's own
     transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services."""
-    return Http(_httpx_transport(settings, settings.proxy or None), settings.timeout_s)
+    if settings.proxy:
+        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
+    return Http(_with_environment_proxies(settings, _httpx_transport(settings, None)), settings.timeout_s)
+
+
+def _with_environment_proxies(
+    settings: SuperMQSettings, direct: httpx.AsyncBaseTransport
+) -> httpx.AsyncBaseTransport:
+    """``direct``, or routes through the environment's proxies when it names any (proxies.py)."""
+    found = environment_proxies()
+    if not found:
+        return direct
+    return ProxyRoutes(direct, found, lambda proxy: _httpx_transport(settings, proxy))
 
 
 def _message(response: httpx.Response) -> str:

@@ -32,7 +32,11 @@ This module is the pool and the transport; ``connection.py`` is one connection (
 llhttp's callbacks, timeouts, flow control).
 
 What it does not: proxies, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
-"httpx"`` selects httpx's own transport for those.
+"httpx"`` selects httpx's own transport for those; a proxy (``supermq.proxy``, or the environment's
+for the URLs it covers: proxies.py) takes httpx's transport too. (httpx-aiohttp, faster behind a
+proxy, was tried and not taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging
+up after the request was sent included, to ``ConnectTimeout``, which the reactor must read as
+"not sent": a POST would be repeated.)
 """
 
 from __future__ import annotations
