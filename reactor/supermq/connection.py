@@ -23,6 +23,7 @@ class StaleError(Exception):
 #: ``max_incomplete_event_size`` and Node.js's (llhttp's) default; past it the answer is refused.
 MAX_HEAD = 16 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 async def wire(request: httpx.Request) -> bytes:
@@ -33,16 +34,8 @@ async def wire(request: httpx.Request) -> bytes:
     body would put a second request on the wire) or a transfer coding other than chunked (as h11,
     httpx's own parser) is refused before anything is sent."""
     raw = request.headers.raw
-    names: list[bytes] = []
-    lines: list[bytes] = []
-    framing: list[tuple[bytes, bytes]] = []
-    for name, value in raw:
-        lowered = name.lower()
-        if lowered in (b"content-length", b"transfer-encoding"):
-            framing.append((lowered, value))
-            continue
-        names.append(lowered)
-        lines.append(b"%s: %s\r\n" % (name, value))
+    names = [name.lower() for name, _ in raw]
+    lines = [b"%s: %s\r\n" % pair for pair in raw]
     if b"host" not in names:  # httpx adds it except in the stream= form; HTTP/1.1 requires it
         lines.append(b"Host: %s\r\n" % request.url.netloc)
     head = b"".join(lines)
@@ -51,21 +44,47 @@ async def wire(request: httpx.Request) -> bytes:
         bad = next(n for n, v in raw if b"\r" in n + v or b"\n" in n + v or b":" in n)
         raise httpx.LocalProtocolError(f"invalid header {bad!r}", request=request)
     stream = request.stream
-    streamed = not isinstance(stream, httpx.ByteStream)
     if isinstance(stream, httpx.ByteStream):
         content = b"".join(stream)  # in memory already: no exception, no async iteration
+        streamed = False
     else:
         try:
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-    if framing:
-        _check_framing(framing, len(content), request)
+        streamed = True
+    # The usual case, checked at C speed: httpx's (or Http._framed's) one Content-Length, equal
+    # to the body, or none for an empty GET; then the head is sent as it is.
+    lengths = names.count(b"content-length")
+    if streamed or b"transfer-encoding" in names or lengths > 1:
+        pass
+    elif lengths == 1:
+        if raw[names.index(b"content-length")][1] == b"%d" % len(content):
+            return _join(request, head, content)
+    elif not content and request.method not in _BODY_METHODS:
+        return _join(request, head, content)
+    return _join(request, *_reframed(request, raw, names, content, streamed))
+
+
+def _reframed(
+    request: httpx.Request, raw: list[tuple[bytes, bytes]], names: list[bytes], content: bytes, streamed: bool
+) -> tuple[bytes, bytes]:
+    """The head without the caller's framing headers (checked first) and with the transport's;
+    the body as it goes (chunked when streamed)."""
+    framing = [(n, raw[i][1]) for i, n in enumerate(names) if n in _FRAMING]
+    _check_framing(framing, len(content), request)
+    lines = [b"%s: %s\r\n" % pair for pair, n in zip(raw, names, strict=True) if n not in _FRAMING]
+    if b"host" not in names:
+        lines.append(b"Host: %s\r\n" % request.url.netloc)
     if streamed:
-        head += b"Transfer-Encoding: chunked\r\n"
+        lines.append(b"Transfer-Encoding: chunked\r\n")
         content = b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n"
     elif content or request.method in _BODY_METHODS:
-        head += b"Content-Length: %d\r\n" % len(content)
+        lines.append(b"Content-Length: %d\r\n" % len(content))
+    return b"".join(lines), content
+
+
+def _join(request: httpx.Request, head: bytes, content: bytes) -> bytes:
     start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
     return b"".join((start, head, b"\r\n", content))
 
