@@ -215,12 +215,11 @@ class Connection(asyncio.Protocol):
             if self._head_size > MAX_HEAD:
                 raise _RefusedError(f"the answer's trailers are over {MAX_HEAD} bytes")
             return
-        self.headers.append(
-            (name, value.rstrip(b" \t"))
-        )  # llhttp keeps trailing whitespace; it is not the value
+        # llhttp keeps a value's trailing whitespace, which is not part of it (RFC 9110 5.5)
+        self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
-        if self._head_size > MAX_HEAD:  # the block ended within a read that took it past the bound
+        if self._head_size > MAX_HEAD:  # completed within one large read: the fed bound did not see it
             raise _RefusedError(f"the answer's header block is over {MAX_HEAD} bytes")
         self.status = self._parser.get_status_code()
         if self.status < 200:
