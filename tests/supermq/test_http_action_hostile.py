@@ -149,3 +149,13 @@ async def test_http_request_goes_through_httpx_and_ours_serves_only_supermq() ->
     assert head.count(b"content-length") == 1
     assert b"x-rule: 1" in head
     await asyncio.sleep(0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rules/loader.py does not call Action.check_params yet (the loader is another change's); "
+    "once it does, this passes and the xfail is to be removed",
+)
+def test_literal_header_names_under_templated_values_are_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(RuleSetError, match=r"r\.toml:.*Host"):
+        _load(tmp_path, "http://127.0.0.1/hook", '{ Host = "{{ event.thing_id }}" }')
