@@ -158,7 +158,10 @@ class Connection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():  # bytes nobody asked for: not to be trusted
+        # Bytes nobody asked for (on an idle connection, or after the answer): not to be trusted.
+        # (On a new connection, bytes a server sends before reading the request are read as its
+        # answer: they cannot be told from a fast one, by this transport or httpx's.)
+        if self._waiter is None or self._waiter.done():
             self.reusable = False
             self.close()
             return
