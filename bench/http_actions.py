@@ -106,7 +106,8 @@ async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
         None,
         source="memory",
         rules={"dir": rules_dir, "reload_interval_s": 0},
-        supermq=supermq | {"identity": "bench", "secret": "bench", "max_connections": CONCURRENCY},
+        supermq=supermq
+        | {"identity": "bench", "secret": "bench", "max_connections": CONCURRENCY, "profile": "things"},
         worker={"concurrency": CONCURRENCY},
     )
     events = [

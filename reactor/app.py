@@ -63,7 +63,7 @@ def build_registry(
             *things_actions(client),
             *certs_actions(client, settings.supermq.cert_ttl),
             Publish(client),
-            HttpRequest(client.http, settings.supermq.http_allowlist),
+            HttpRequest(lambda: client.external_http, settings.supermq.http_allowlist),
             ValidateCert(policy, metrics),
             RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
         ]

@@ -53,6 +53,12 @@ class Action(ABC):
         """Whether these parameters may be sent again after an ambiguous failure."""
         return self.repeatable
 
+    def check_params(self, raw: Mapping[str, Any]) -> list[str]:
+        """Problems visible in the parameters as written (templates unrendered), for rule load:
+        what the parameter model cannot see while a value is still a template (e.g. the static
+        names of a header table whose values are templated). None by default."""
+        return []
+
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> Any:
         """Do the work; return a JSON-serialisable result or None."""

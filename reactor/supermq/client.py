@@ -17,7 +17,16 @@ from reactor.errors import ActionError, PermanentError, RetryableError
 from reactor.events.echoes import Echoes
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
-from reactor.supermq.http import JSON_HEADERS, Http, build_http, join, parse, raise_for, send
+from reactor.supermq.http import (
+    JSON_HEADERS,
+    Http,
+    build_external_http,
+    build_http,
+    join,
+    parse,
+    raise_for,
+    send,
+)
 from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile, profile_for
 from reactor.supermq.tokens import AuthBreaker, TokenProvider, token_refused
 
@@ -34,8 +43,10 @@ class SuperMQClient:
         self, settings: SuperMQSettings, http: Http | None = None, echoes: Echoes | None = None
     ) -> None:
         self._s = settings
-        self._http = http or build_http(settings)
+        services = (settings.users_url, settings.things_url, settings.bootstrap_url, settings.certs_url)
+        self._http = http or build_http(settings, origins=(*services, settings.http_url))
         self._owns_http = http is None
+        self._external: Http | None = None if http is None else http
         self._profile: ThingsProfile | None = (
             None if settings.profile == "auto" else PROFILES[settings.profile]()
         )
@@ -84,12 +95,23 @@ class SuperMQClient:
 
     @property
     def http(self) -> Http:
-        """The pooled HTTP client (shared with the generic ``http.request`` action)."""
+        """The pooled HTTP client of the SuperMQ services."""
         return self._http
+
+    @property
+    def external_http(self) -> Http:
+        """The client of the generic ``http.request`` action: httpx's own transport (built on
+        first use), or the one given to this client."""
+        if self._external is None:
+            self._external = build_external_http(self._s)
+        return self._external
 
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+            if self._external is not None:
+                await self._external.aclose()
+                self._external = None
 
     # ---- plumbing -----------------------------------------------------------------------------
 

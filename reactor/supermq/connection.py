@@ -19,9 +19,20 @@ class StaleError(Exception):
     """A reused connection was closed by the server before any byte of the answer arrived."""
 
 
+#: The longest header block of an answer (status line and headers, or the trailers): h11's
+#: ``max_incomplete_event_size`` and Node.js's (llhttp's) default; past it the answer is refused.
+MAX_HEAD = 16 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
 async def wire(request: httpx.Request) -> bytes:
     """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
-    header injection; Host added when missing), and the body, chunked when httpx framed it so."""
+    header injection; Host added when missing), and the body framed here alone: Content-Length
+    for a body in memory, chunked for a streamed one. A caller's Content-Length or
+    Transfer-Encoding is never sent: one that disagrees with the body (``Content-Length: 0`` and a
+    body would put a second request on the wire) or a transfer coding other than chunked (as h11,
+    httpx's own parser) is refused before anything is sent."""
     raw = request.headers.raw
     names = [name.lower() for name, _ in raw]
     lines = [b"%s: %s\r\n" % pair for pair in raw]
@@ -35,15 +46,66 @@ async def wire(request: httpx.Request) -> bytes:
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
         content = b"".join(stream)  # in memory already: no exception, no async iteration
+        streamed = False
     else:
         try:
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-    if b"transfer-encoding" in names and raw[names.index(b"transfer-encoding")][1].lower() == b"chunked":
+        streamed = True
+    # The usual case, checked at C speed: httpx's (or Http._framed's) one Content-Length, equal
+    # to the body, or none for an empty GET; then the head is sent as it is.
+    lengths = names.count(b"content-length")
+    if streamed or b"transfer-encoding" in names or lengths > 1:
+        pass
+    elif lengths == 1:
+        if raw[names.index(b"content-length")][1] == b"%d" % len(content):
+            return _join(request, head, content)
+    elif not content and request.method not in _BODY_METHODS:
+        return _join(request, head, content)
+    return _join(request, *_reframed(request, raw, names, content, streamed))
+
+
+def _reframed(
+    request: httpx.Request, raw: list[tuple[bytes, bytes]], names: list[bytes], content: bytes, streamed: bool
+) -> tuple[bytes, bytes]:
+    """The head without the caller's framing headers (checked first) and with the transport's;
+    the body as it goes (chunked when streamed)."""
+    framing = [(n, raw[i][1]) for i, n in enumerate(names) if n in _FRAMING]
+    _check_framing(framing, len(content), request)
+    lines = [b"%s: %s\r\n" % pair for pair, n in zip(raw, names, strict=True) if n not in _FRAMING]
+    if b"host" not in names:
+        lines.append(b"Host: %s\r\n" % request.url.netloc)
+    if streamed:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
         content = b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content) if content else b"0\r\n\r\n"
+    elif content or request.method in _BODY_METHODS:
+        lines.append(b"Content-Length: %d\r\n" % len(content))
+    return b"".join(lines), content
+
+
+def _join(request: httpx.Request, head: bytes, content: bytes) -> bytes:
     start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
     return b"".join((start, head, b"\r\n", content))
+
+
+def _check_framing(framing: list[tuple[bytes, bytes]], size: int, request: httpx.Request) -> None:
+    """A caller's framing headers must say what the transport will send anyway."""
+    for name, value in framing:
+        if name == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            raise httpx.LocalProtocolError(
+                f"Transfer-Encoding {value.decode('latin-1')!r}: only chunked is supported",
+                request=request,
+            )
+        if name == b"content-length" and value.strip() != b"%d" % size:
+            raise httpx.LocalProtocolError(
+                f"Content-Length {value.decode('latin-1')!r} does not match the body ({size} bytes)",
+                request=request,
+            )
+
+
+class _RefusedError(Exception):
+    """Raised in a parser callback to stop parsing an answer that is refused."""
 
 
 class Connection(asyncio.Protocol):
@@ -68,7 +130,10 @@ class Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self._size = 0
+        self._fed = 0  # bytes given to the parser while the header block is not complete
+        self._head_size = 0  # bytes of the header lines (or trailers) so far
         self._head_only = head_only
+        self._answered = False
         self._headers_done = False
         self._framed = False  # the body has a length or chunks (else it ends at close)
         self._encoded = False
@@ -93,18 +158,30 @@ class Connection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():  # bytes nobody asked for: not to be trusted
+        # Bytes nobody asked for (on an idle connection, or after the answer): not to be trusted.
+        # (On a new connection, bytes a server sends before reading the request are read as its
+        # answer: they cannot be told from a fast one, by this transport or httpx's.)
+        if self._waiter is None or self._waiter.done():
             self.reusable = False
             self.close()
             return
         self._received = True
         self._last_data = self._loop.time()
+        if not self._headers_done:  # httptools holds a header until it ends: bound what it holds
+            self._fed += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpx.RemoteProtocolError("the server switched protocols; not supported"))
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _RefusedError):
+                raise
+            self._fail(httpx.RemoteProtocolError(str(exc.__context__)))
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP answer: {exc}"))
+        else:
+            if not self._headers_done and self._fed > MAX_HEAD:
+                self._fail(httpx.RemoteProtocolError(f"the answer's header block is over {MAX_HEAD} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -130,14 +207,28 @@ class Connection(asyncio.Protocol):
 
     # ---- llhttp callbacks -------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._answered:  # a second answer to one request: never glued to the next exchange
+            self.reusable = False
+            raise _RefusedError("the server sent more than one answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._headers_done:  # a trailer: bounded, and not one of the answer's headers
+            if self._head_size > MAX_HEAD:
+                raise _RefusedError(f"the answer's trailers are over {MAX_HEAD} bytes")
+            return
+        # llhttp keeps a value's trailing whitespace, which is not part of it (RFC 9110 5.5)
+        self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        if self._head_size > MAX_HEAD:  # completed within one large read: the fed bound did not see it
+            raise _RefusedError(f"the answer's header block is over {MAX_HEAD} bytes")
         self.status = self._parser.get_status_code()
         if self.status < 200:
             return
         self._headers_done = True
+        self._head_size = 0
         framed = encoded = False  # one pass: the answer's framing, and whether it is encoded
         for name, value in self.headers:
             lowered = name.lower()
@@ -162,6 +253,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): wait for the real one
             self.headers = []
+            self._head_size = self._fed = 0
             return
         if not self._parser.should_keep_alive():
             self.reusable = False
@@ -170,6 +262,7 @@ class Connection(asyncio.Protocol):
     # ---- exchange -----------------------------------------------------------------------------
 
     def _done(self) -> None:
+        self._answered = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result((self.status, self.headers, self.body, self._encoded))
             self.headers, self.body = [], []  # whatever follows cannot touch this answer

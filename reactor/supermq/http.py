@@ -7,21 +7,27 @@ carry the status and SuperMQ's ``{"error","message"}`` text.
 Requests go straight to an httpx transport (``Http``), not through ``httpx.AsyncClient``: the
 client's cookie jar, auth and redirect machinery cost time on every request (bench/README.md,
 "Profiling history") and the reactor needs none of them (it sends its own ``Authorization``,
-SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why) or,
-with ``supermq.transport = "httpx"`` or a ``supermq.proxy``, httpx's own.
+SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why),
+limited to the configured SuperMQ services, or, with ``supermq.transport = "httpx"`` or a
+``supermq.proxy``, httpx's own. The generic ``http.request`` action has its own client on
+httpx's transport (``build_external_http``). Proxies named by the environment (HTTP(S)_PROXY,
+ALL_PROXY, NO_PROXY) are honoured for both (proxies.py): the URLs they cover go through httpx's
+transport with the proxy.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+import h11
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
+from reactor.supermq.proxies import ProxyRoutes, environment_proxies
 from reactor.supermq.transport import Http1Transport
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -91,7 +97,12 @@ class Http:
                 json=json,
                 extensions={"timeout": self._timeout},
             )
-        response = await self.transport.handle_async_request(request)
+        try:
+            response = await self.transport.handle_async_request(request)
+        except h11.LocalProtocolError as exc:  # httpcore lets h11's escape while sending a body
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         try:
             await response.aread()
         finally:
@@ -121,22 +132,62 @@ class Http:
         await self.transport.aclose()
 
 
-def build_http(settings: SuperMQSettings) -> Http:
-    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout."""
-    verify: ssl.SSLContext | bool = settings.verify_tls
+def _verify(settings: SuperMQSettings) -> ssl.SSLContext | bool:
     if settings.verify_tls and settings.ca_bundle:
-        verify = ssl.create_default_context(cafile=settings.ca_bundle)
+        return ssl.create_default_context(cafile=settings.ca_bundle)
+    return settings.verify_tls
+
+
+def _httpx_transport(settings: SuperMQSettings, proxy: str | None) -> httpx.AsyncHTTPTransport:
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=settings.keepalive_s,
+    )
+    return httpx.AsyncHTTPTransport(verify=_verify(settings), limits=limits, proxy=proxy)
+
+
+def origin_of(url: str | httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) as the transport names an origin."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) -> Http:
+    """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout.
+    ``origins``: the URLs of the only services the reactor's own transport may call."""
     transport: httpx.AsyncBaseTransport
-    if settings.transport == "httpx" or settings.proxy:
-        limits = httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-        )
-        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=settings.proxy or None)
+    if settings.proxy:
+        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
+    if settings.transport == "httpx":
+        transport = _httpx_transport(settings, None)
     else:
+        allowed = None if origins is None else frozenset(origin_of(u) for u in origins)
         transport = Http1Transport(
-            verify=verify, max_connections=settings.max_connections, keepalive_s=settings.keepalive_s
+            verify=_verify(settings),
+            max_connections=settings.max_connections,
+            keepalive_s=settings.keepalive_s,
+            origins=allowed,
         )
-    return Http(transport, settings.timeout_s)
+    return Http(_with_environment_proxies(settings, transport), settings.timeout_s)
+
+
+def build_external_http(settings: SuperMQSettings) -> Http:
+    """The client of the generic ``http.request`` action (any allowlisted host): httpx's own
+    transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services."""
+    if settings.proxy:
+        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
+    return Http(_with_environment_proxies(settings, _httpx_transport(settings, None)), settings.timeout_s)
+
+
+def _with_environment_proxies(
+    settings: SuperMQSettings, direct: httpx.AsyncBaseTransport
+) -> httpx.AsyncBaseTransport:
+    """``direct``, or routes through the environment's proxies when it names any (proxies.py)."""
+    found = environment_proxies()
+    if not found:
+        return direct
+    return ProxyRoutes(direct, found, lambda proxy: _httpx_transport(settings, proxy))
 
 
 def _message(response: httpx.Response) -> str:

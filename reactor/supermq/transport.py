@@ -17,6 +17,12 @@ What it does:
 - a reused connection that the server closed before answering (the keep-alive race) is retried
   once on a new connection, for idempotent methods only;
 - CR or LF in a request header is refused before anything is sent (no header injection);
+- request framing is the transport's alone: Content-Length for a body in memory, chunked for a
+  streamed one; a caller's Content-Length that disagrees with the body, or a Transfer-Encoding
+  other than chunked, is refused before anything is sent (no request smuggling);
+- an answer's header block (and its trailers) at most ``connection.MAX_HEAD`` (16 KiB, as h11 and
+  Node.js); trailers are not merged into the headers; a second answer to one request (bytes after
+  a complete one) drops the connection, never read as the next exchange's answer;
 - errors are httpx's own (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``,
   ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
 
@@ -24,7 +30,11 @@ This module is the pool and the transport; ``connection.py`` is one connection (
 llhttp's callbacks, timeouts, flow control).
 
 What it does not: proxies, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
-"httpx"`` selects httpx's own transport for those.
+"httpx"`` selects httpx's own transport for those; a proxy (``supermq.proxy``, or the environment's
+for the URLs it covers: proxies.py) takes httpx's transport too. (httpx-aiohttp, faster behind a
+proxy, was tried and not taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging
+up after the request was sent included, to ``ConnectTimeout``, which the reactor must read as
+"not sent": a POST would be repeated.)
 """
 
 from __future__ import annotations
@@ -174,8 +184,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_s: float = 15.0,
         max_body: int = 32 * 1024 * 1024,
+        origins: frozenset[Origin] | None = None,
     ) -> None:
+        """``origins``: the only (scheme, host, port) it may call (None: any); the daemon's is the
+        configured SuperMQ services, ``http.request`` goes through httpx's own transport."""
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
+        self._origins = origins
         self._pool = _Pool(max_connections, keepalive_s)
         self._max_body = max_body
 
@@ -188,6 +202,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        if self._origins is not None and origin not in self._origins:
+            raise httpx.UnsupportedProtocol(
+                f"{url.scheme}://{url.host}:{origin[2]} is not a configured SuperMQ service", request=request
+            )
         timeouts = _timeouts(request)
         status, headers, body, encoded = await self._exchange(origin, request, timeouts)
         if encoded:

@@ -1,0 +1,114 @@
+"""Proxies from the environment: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
+(upper or lower case, as curl and httpx read them), honoured for every call the reactor makes.
+
+A request whose URL the environment proxies goes through httpx's own transport with that proxy;
+the others keep the transport they had (the reactor's own for the SuperMQ services). A SOCKS
+proxy, or one that is not a URL, is refused with one line naming the variable: never ignored.
+``supermq.proxy`` takes precedence over the environment (every call through it).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from reactor.errors import ConfigError
+
+_VARIABLES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY", "all": "ALL_PROXY"}
+_CACHE_LIMIT = 1024  # hosts remembered per transport (the http.request hosts come from events)
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[-1], 1)
+
+
+def environment_proxies() -> dict[str, str]:
+    """The proxy for each of http and https that the environment names (``ALL_PROXY`` for a
+    scheme without its own), or ``ConfigError`` for one the reactor cannot use."""
+    found = urllib.request.getproxies_environment()
+    proxies: dict[str, str] = {}
+    for scheme in ("http", "https"):
+        key = scheme if found.get(scheme) else "all"
+        value = found.get(key, "").strip()
+        if not value:
+            continue
+        if "://" not in value:
+            value = "http://" + value  # as curl and httpx read a proxy without a scheme
+        variable = next((v for v in (_VARIABLES[key], _VARIABLES[key].lower()) if os.environ.get(v)), key)
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise ConfigError(
+                f"{variable}={_masked(value)!r}: only http:// or https:// proxies are supported "
+                "(not SOCKS); unset it, list the SuperMQ hosts in NO_PROXY, or set supermq.proxy"
+            )
+        proxies[scheme] = value
+    return proxies
+
+
+def _no_proxy() -> list[str]:
+    """``NO_PROXY``'s entries as hosts or domains: ports and brackets dropped, ``*.``/``.`` too."""
+    entries = []
+    for raw in urllib.request.getproxies_environment().get("no", "").split(","):
+        entry = raw.strip().lower()
+        if entry.startswith("[") and "]" in entry:  # [::1]:8080
+            entry = entry[1 : entry.index("]")]
+        elif entry.count(":") == 1:  # host:port (an IPv6 address has more colons)
+            entry = entry.split(":", 1)[0]
+        if entry != "*":
+            entry = entry.lstrip("*.")
+        if entry:
+            entries.append(entry)
+    return entries
+
+
+def bypassed(host: str) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host``: ``*``, the host itself, or a domain it is in
+    (``example.com`` and ``.example.com`` both cover ``api.example.com``); a ``:port`` on an
+    entry is ignored, as urllib does."""
+    host = host.lower().strip("[]")
+    return any(e in ("*", host) or host.endswith("." + e) for e in _no_proxy())
+
+
+class ProxyRoutes(httpx.AsyncBaseTransport):
+    """Each request to the transport its URL's proxy calls for: ``proxied(proxy_url)`` for one
+    the environment proxies (one transport per proxy), ``direct`` for the rest."""
+
+    def __init__(
+        self,
+        direct: httpx.AsyncBaseTransport,
+        proxies: dict[str, str],
+        proxied: Callable[[str], httpx.AsyncBaseTransport],
+    ) -> None:
+        self.direct = direct
+        self._proxies = proxies
+        self._make = proxied
+        self._via: dict[str, httpx.AsyncBaseTransport] = {}
+        self._routes: dict[tuple[str, str], httpx.AsyncBaseTransport] = {}
+
+    def route(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        key = (url.scheme, url.host)
+        transport = self._routes.get(key)
+        if transport is None:
+            proxy = self._proxies.get(url.scheme)
+            if proxy is None or bypassed(url.host):
+                transport = self.direct
+            else:
+                transport = self._via.get(proxy) or self._via.setdefault(proxy, self._make(proxy))
+            if len(self._routes) >= _CACHE_LIMIT:
+                self._routes.clear()
+            self._routes[key] = transport
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.route(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.direct.aclose()
+        for transport in self._via.values():
+            await transport.aclose()

@@ -1,0 +1,163 @@
+"""Differential: the reactor's connection (llhttp through httptools) against h11 (httpx's own
+parser) on a corpus of raw answers: Content-Length, chunked, close-delimited, interim answers,
+trailers and malformed ones. Each answer is served over loopback by a server that then closes;
+h11 reads the same bytes (in 4 KiB pieces, then the end). Both must give the same status, headers
+and body, or both refuse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import h11
+import httpx
+import pytest
+
+from reactor.supermq.connection import MAX_HEAD
+from reactor.supermq.transport import Http1Transport
+from tests.supermq.test_transport import Server, read_request
+
+Outcome = tuple[int, list[tuple[bytes, bytes]], bytes] | str
+
+
+def _corpus() -> dict[str, bytes]:
+    ok = b"HTTP/1.1 200 OK\r\n"
+    body = b'{"id": "x1", "state": 1}'
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:5], body[5:], b"!")) + b"0\r\n\r\n"
+    return {
+        "content-length": ok + b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+        "content-length empty": ok + b"Content-Length: 0\r\n\r\n",
+        "content-length leading zeros": ok + b"Content-Length: 0003\r\n\r\nabc",
+        "chunked": ok + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+        "chunked upper-case": ok + b"Transfer-Encoding: CHUNKED\r\n\r\n" + chunked,
+        "chunked with extension": ok + b"Transfer-Encoding: chunked\r\n\r\n3;name=v\r\nabc\r\n0\r\n\r\n",
+        "chunked with trailers": ok
+        + b"Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n3\r\nabc\r\n0\r\n"
+        + b"Content-Type: evil\r\nX-T: 1\r\n\r\n",
+        "chunked hex upper": ok + b"Transfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
+        "close-delimited 1.1": ok + b"Content-Type: text/plain\r\n\r\nuntil the end",
+        "close-delimited 1.0": b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+        "interim then final": b"HTTP/1.1 100 Continue\r\n\r\n" + ok + b"Content-Length: 1\r\n\r\nz",
+        "two interims": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        + ok
+        + b"Content-Length: 1\r\n\r\nz",
+        "204 no body": b"HTTP/1.1 204 No Content\r\n\r\n",
+        "304 with length": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        "no reason phrase": b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
+        "many headers": ok
+        + b"".join(b"X-%d: v%d\r\n" % (i, i) for i in range(200))
+        + b"Content-Length: 0\r\n\r\n",
+        "repeated header": ok + b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+        "value with inner spaces": ok + b"X-A:   spaced  value  \r\nContent-Length: 0\r\n\r\n",
+        "header block near 8 KiB": ok + b"X-Pad: " + b"p" * 8000 + b"\r\nContent-Length: 0\r\n\r\n",
+        "connection close": ok + b"Connection: close\r\nContent-Length: 2\r\n\r\nok",
+        "error status": b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+        # malformed: both must refuse
+        "garbage status line": b"HTTP/1.1 abc\r\n\r\n",
+        "not http": b"SSH-2.0-OpenSSH_9.6\r\n",
+        "status two digits": b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+        "http/2 status line": b"HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "space before colon": ok + b"Content-Length : 2\r\n\r\nok",
+        "header without colon": ok + b"X-Broken\r\nContent-Length: 0\r\n\r\n",
+        "two different content-lengths": ok + b"Content-Length: 2\r\nContent-Length: 5\r\n\r\nokabc",
+        "content-length not a number": ok + b"Content-Length: 2x\r\n\r\nok",
+        "content-length negative": ok + b"Content-Length: -1\r\n\r\n",
+        "content-length and chunked": ok
+        + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "short body": ok + b"Content-Length: 10\r\n\r\nabc",
+        "chunk size not hex": ok + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        "chunk size overflow": ok + b"Transfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\nabc\r\n",
+        "chunk missing CRLF": ok + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+        "chunked cut short": ok + b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",
+        "chunked no last chunk": ok + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        "head cut short": ok + b"Content-Le",
+        "nothing at all": b"",
+        "NUL in a header value": ok + b"X-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+        "header block over the bound": ok
+        + b"X-Pad: "
+        + b"p" * (MAX_HEAD * 4)
+        + b"\r\nContent-Length: 0\r\n\r\n",
+        "100,001 headers": ok + b"X: y\r\n" * 100_001 + b"Content-Length: 0\r\n\r\n",
+    }
+
+
+CORPUS = _corpus()
+#: Where ours is stricter than h11, on purpose: each refused by ours, with the reason.
+STRICTER = {
+    # RFC 9112 6.1: "ought to be handled as an error" (a request smuggling / response splitting sign)
+    "content-length and chunked": "Transfer-Encoding can't be present with Content-Length",
+}
+
+
+def _normal(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Names lower-cased; framing values too (h11 lower-cases them; their case means nothing)."""
+    framing = (b"transfer-encoding", b"connection")
+    return [(n.lower(), v.lower() if n.lower() in framing else v) for n, v in headers]
+
+
+def h11_outcome(raw: bytes) -> Outcome:
+    """What h11 reads from ``raw`` followed by the end of the connection."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    status, headers, body = 0, [], b""
+    pieces = [raw[i : i + 4096] for i in range(0, len(raw), 4096)] + [b""]
+    try:
+        for piece in pieces:
+            conn.receive_data(piece)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    break
+                if isinstance(event, h11.Response):
+                    status, headers = event.status_code, _normal(list(event.headers))
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    return status, headers, body
+                elif isinstance(event, h11.ConnectionClosed):
+                    return "refused: closed before the end"
+    except h11.RemoteProtocolError as exc:
+        return f"refused: {exc}"
+    return "refused: no complete answer"
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Server]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        name = request.split(b" ")[1].decode()[1:].replace("_", " ")
+        writer.write(CORPUS[name])
+        await writer.drain()
+
+    async with Server(handler) as server:
+        yield server
+
+
+async def ours(server: Server, name: str) -> Outcome:
+    transport = Http1Transport()
+    request = httpx.Request(
+        "GET",
+        server.url("/" + name.replace(" ", "_")),
+        extensions={"timeout": {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}},
+    )
+    try:
+        answer = await transport.handle_async_request(request)
+        return answer.status_code, _normal(answer.headers.raw), answer.content
+    except httpx.RemoteProtocolError as exc:
+        return f"refused: {exc}"
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+async def test_our_parse_equals_h11s_or_both_refuse(served: Server, name: str) -> None:
+    mine, theirs = await ours(served, name), h11_outcome(CORPUS[name])
+    if name in STRICTER:
+        assert isinstance(mine, str), mine
+        assert STRICTER[name] in mine
+        assert not isinstance(theirs, str), f"h11 refuses it too now ({theirs}): not stricter any more"
+    elif isinstance(theirs, str):
+        assert isinstance(mine, str), f"h11 {theirs}; ours accepted {mine!r}"
+    else:
+        assert mine == theirs
