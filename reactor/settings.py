@@ -142,6 +142,8 @@ class RulesSettings(_Section):
     max_loop_iterations: int = Field(default=100_000, gt=0)
     #: Bits of an integer a rule may compute (``2 ** 4096`` is the largest power of two).
     max_int_bits: int = Field(default=4096, ge=64)
+    #: Tokens of one condition or template, counted at load before it is parsed (reactor/rules/screen.py).
+    max_template_tokens: int = Field(default=10_000, gt=0)
 
 
 class WorkerSettings(_Section):

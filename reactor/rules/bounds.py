@@ -50,6 +50,7 @@ class Limits:
     max_event_output: int = 16_000_000
     max_loop_iterations: int = 100_000
     max_int_bits: int = 4096
+    max_template_tokens: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: RulesSettings) -> Limits:
@@ -59,6 +60,7 @@ class Limits:
             max_event_output=settings.max_event_output,
             max_loop_iterations=settings.max_loop_iterations,
             max_int_bits=settings.max_int_bits,
+            max_template_tokens=settings.max_template_tokens,
         )
 
 
@@ -104,6 +106,14 @@ def start_event() -> Token[Budget | None]:
 
 def end_event(token: Token[Budget | None]) -> None:
     _BUDGET.reset(token)
+
+
+def arm_deadline() -> None:
+    """Start the clock of the current budget outside a ``Section`` (screening a rule at load: the
+    loop's pacing is not charged for it)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.deadline = _monotonic() + budget.left_s
 
 
 # ---- pacing: a rule at its bound holds the loop once, not once per concurrent event ---------------
