@@ -33,6 +33,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from re2 import _re2
 
 if TYPE_CHECKING:
@@ -454,8 +456,23 @@ _FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
 }
 
 
+#: Filters whose value depends on when they run. Jinja folds a filter of literals once, when the
+#: template is compiled (``'2030-01-01' | days_until`` would never age, nor the ``days_left`` of a
+#: literal PEM's ``certinfo``): these take the context, which Jinja never folds.
+CLOCK_FILTERS = frozenset({"age_s", "seconds_until", "days_until", "certinfo"})
+
+
 def guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` checked: the time before, the arguments (when they set a size), the size of the result."""
+    if name in CLOCK_FILTERS and getattr(fn, "jinja_pass_arg", None) is None:
+        checked = guard_filter("", fn)
+
+        @pass_context
+        def at_each_evaluation(context: Context, *args: Any, **kwargs: Any) -> Any:
+            return checked(*args, **kwargs)
+
+        at_each_evaluation.__name__ = getattr(fn, "__name__", name)
+        return at_each_evaluation
     check = _FILTER_CHECKS.get(name)
     skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1  # (context,) value, *args
 
