@@ -248,6 +248,10 @@ class OpsSettings(_Section):
     listen: str = "127.0.0.1:9464"
     backlog_interval_s: float = Field(default=5.0, gt=0)
     audit: bool = True
+    #: Audit rows older than this are pruned (as state.retention_s: a week by default).
+    audit_retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    #: At most this many audit rows are kept (SQLite; the Redis stream is capped the same).
+    audit_max_rows: int = Field(default=1_000_000, gt=0)
 
     @field_validator("listen")
     @classmethod
