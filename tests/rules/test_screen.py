@@ -18,6 +18,7 @@ from reactor.errors import RuleSetError
 from reactor.rules import bounds
 from reactor.rules.expressions import Expression, ExpressionError, Template
 from reactor.rules.loader import load_rules
+from tests.conftest import reactor_cli
 from tests.rules.helpers import event, registry, rules_from
 
 EVENT = event({"operation": "config.create", "thing_id": "t", "content": '{"a": 1, "_meta": 2, "name": "n"}'})
@@ -169,3 +170,21 @@ def test_a_failing_literal_is_still_reported_per_event() -> None:
 def test_the_shipped_rules_pass_the_screen() -> None:
     shipped = Path(__file__).resolve().parents[2] / "rules"
     assert load_rules(shipped, registry()).rules
+
+
+def test_rules_check_refuses_a_hostile_rule_in_one_line_with_the_configured_bounds(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text(_rule("event.__class__ is defined", "{{ 'ab' * 400000 }}"))
+    result = reactor_cli("rules", "check", str(rules))
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if "r.toml" in line]
+    assert len(lines) == 1, result.stdout  # 800,000 characters: within the default bound
+    assert f"{rules}/r.toml:2: rule 'hostile': when: " in lines[0]
+    assert ".__class__ reaches an internal attribute" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    config = tmp_path / "config.toml"
+    config.write_text("[rules]\nmax_value_size = 100000\n")
+    result = reactor_cli("--config", str(config), "rules", "check", str(rules))
+    assert f"{rules}/r.toml:7: rule 'hostile': actions[0]: " in result.stdout  # the setting counts
+    assert "rules.max_value_size (100,000)" in result.stdout
