@@ -123,36 +123,60 @@ def _attribute_args(node: nodes.Filter) -> list[nodes.Expr]:
     return named + positional
 
 
+#: Filters (ours: ``any``/``all``) that apply a filter or test named by an argument.
+_BY_NAME = frozenset({"map", "select", "reject", "selectattr", "rejectattr", "any", "all"})
+
+
+def _format_receiver(node: nodes.Node) -> nodes.Expr | None:
+    """What ``x.format(..)`` / ``x.format_map(..)`` formats (``x``), or None for any other node."""
+    target = node.node if isinstance(node, nodes.Call) else None
+    if isinstance(target, nodes.Getattr) and target.attr in ("format", "format_map"):
+        return target.node
+    return None
+
+
+def _unsafe_attribute(node: nodes.Node) -> str | None:
+    """``x._name``, ``{% set ns._name = .. %}``, ``x['__name__']``."""
+    if isinstance(node, nodes.Getattr | nodes.NSRef) and _unsafe(node.attr):
+        hint = f" (a key: x[{node.attr!r}])" if not node.attr.startswith("__") else ""
+        return f".{node.attr} reaches an internal attribute{hint}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        key = node.arg.value
+        if isinstance(key, str) and key.startswith("__"):
+            return f"[{key!r}] reaches an internal attribute"
+    return None
+
+
+def _unsafe_filter(node: nodes.Node) -> str | None:
+    """``|attr``, ``map('attr', ..)``, ``map(attribute='__class__')``, ``selectattr('_x')``."""
+    if not isinstance(node, nodes.Filter | nodes.Test):
+        return None
+    named = node.name in _BY_NAME and any(isinstance(a, nodes.Const) and a.value == "attr" for a in node.args)
+    if node.name == "attr" or named:
+        return "the attr filter is not allowed in rules (use x.name or x['name'])"
+    if isinstance(node, nodes.Filter):
+        for arg in _attribute_args(node):
+            text = arg.value if isinstance(arg, nodes.Const) else None
+            if isinstance(text, str) and any(_unsafe(name) for name in _names_in(text)):
+                return f"{node.name}({text!r}) reaches an internal attribute"
+    return None
+
+
 def _check_internals(tree: nodes.Node) -> None:
-    for node in itertools.chain([tree], tree.find_all(nodes.Node)):
-        line = node.lineno
-        if isinstance(node, nodes.Getattr) and _unsafe(node.attr):
-            hint = f" (a key: x[{node.attr!r}])" if not node.attr.startswith("__") else ""
-            raise RefusedAtLoad(f"{_at(line)}.{node.attr} reaches an internal attribute{hint}")
-        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            key = node.arg.value
-            if isinstance(key, str) and key.startswith("__"):
-                raise RefusedAtLoad(f"{_at(line)}[{key!r}] reaches an internal attribute")
-        if isinstance(node, nodes.Filter | nodes.Test) and node.name == "attr":
-            raise RefusedAtLoad(
-                f"{_at(line)}the attr filter is not allowed in rules (use x.name or x['name'])"
-            )
-        if isinstance(node, nodes.Filter):
-            for arg in _attribute_args(node):
-                if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
-                    for name in _names_in(arg.value):
-                        if _unsafe(name):
-                            raise RefusedAtLoad(
-                                f"{_at(line)}{node.name}({arg.value!r}) reaches an internal attribute"
-                            )
-        if (
-            isinstance(node, nodes.Call)
-            and isinstance(node.node, nodes.Getattr)
-            and node.node.attr in ("format", "format_map")
-            and isinstance(node.node.node, nodes.Const)
-            and isinstance(node.node.node.value, str)
-        ):
-            _check_format_string(node.node.node.value, line)
+    """Every node: internals reached by name. A literal ``str.format`` string with an attribute
+    lookup is refused where it is formatted, and, when the source formats a string it holds in a
+    variable (``{% set f = '{0.__class__}' %}{{ f.format(x) }}``), wherever it is written."""
+    found = [tree, *tree.find_all(nodes.Node)]
+    receivers = [r for r in map(_format_receiver, found) if r is not None]
+    formats_a_variable = any(not isinstance(r, nodes.Const) for r in receivers)
+    for node in found:
+        reason = _unsafe_attribute(node) or _unsafe_filter(node)
+        if reason is not None:
+            raise RefusedAtLoad(f"{_at(node.lineno)}{reason}")
+        receiver = _format_receiver(node)
+        literal = receiver if isinstance(receiver, nodes.Const) else node if formats_a_variable else None
+        if isinstance(literal, nodes.Const) and isinstance(literal.value, str) and "{" in literal.value:
+            _check_format_string(literal.value, node.lineno)
 
 
 # ---- constants --------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ INTERNALS = [
     ("'{0.thing_id}'.format(event)", "the format field {0.thing_id} looks an attribute up"),
     ("'{e.__class__}'.format_map({'e': event})", "the format field {e.__class__} looks an attribute up"),
     ("'{0:{1.__class__}}'.format(1, event)", "looks an attribute up"),
+    ("['{0.__class__}'][0].format(event)", "the format field {0.__class__} looks an attribute up"),
+    ("[event] | map('attr', '__class__') | list", "the attr filter is not allowed"),
+    ("[event] | select('attr') | list", "the attr filter is not allowed"),
 ]
 
 #: (source, what the refusal names): literals past a bound, refused without being built
@@ -159,6 +162,16 @@ def _refusal(source: str) -> str:
 )
 def test_ordinary_rules_still_load_and_evaluate(source: str, value: Any) -> None:
     assert Expression(source).evaluate(CTX) == value
+
+
+def test_a_format_string_kept_in_a_variable_is_checked_where_it_is_written(tmp_path: Path) -> None:
+    template = "{% set f = '{0.__class__}' %}\n{{ f.format(event) }}"
+    with pytest.raises(ExpressionError, match=r"the format field \{0.__class__\} looks an attribute up"):
+        Template(template)
+    assert Template("{% set f = '{0}!' %}{{ f.format(event.thing_id) }}").render(CTX) == "t!"
+    ns = "{% set ns = namespace(a=1) %}{% set ns.__class__ = 2 %}{{ ns.a }}"
+    with pytest.raises(ExpressionError, match=r"\.__class__ reaches an internal attribute"):
+        Template(ns)
 
 
 def test_a_failing_literal_is_still_reported_per_event() -> None:
