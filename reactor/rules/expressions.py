@@ -411,7 +411,7 @@ class Expression:
             self._path, self._compare = _shortcut(node)
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {_shown(source)!r}: {exc.message}") from None
-        except (RegexError, RefusedAtLoad) as exc:
+        except (RegexError, RefusedAtLoad, UndefinedError) as exc:  # Jinja folds literals: {}.x
             raise ExpressionError(f"{_shown(source)!r}: {exc}") from None
         except _TOO_COMPLEX:
             raise ExpressionError(f"invalid expression {_shown(source)!r}: nested too deeply") from None
@@ -527,7 +527,7 @@ def _compile_template(text: str) -> Any:
         return _ENV.from_string(_bounded(tree))
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"invalid template {_shown(text)!r}: {exc.message}") from None
-    except (RegexError, RefusedAtLoad) as exc:
+    except (RegexError, RefusedAtLoad, UndefinedError) as exc:  # Jinja folds literals: {}.x
         raise ExpressionError(f"{_shown(text)!r}: {exc}") from None
     except _TOO_COMPLEX:
         raise ExpressionError(f"invalid template {_shown(text)!r}: nested too deeply") from None

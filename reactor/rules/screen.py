@@ -28,7 +28,7 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jinja2 import Environment, nodes
+from jinja2 import Environment, Undefined, nodes
 from jinja2.filters import FILTERS
 from jinja2.sandbox import (
     UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
@@ -66,6 +66,11 @@ _UNKNOWN: Any = object()
 def _at(line: int) -> str:
     """Where in a template of several lines (nothing for the first: most are one line)."""
     return "" if line <= 1 else f"line {line} of the template: "
+
+
+def _unknown(values: Sequence[Any]) -> bool:
+    """Whether any value could not be folded (by identity: an Undefined refuses comparisons)."""
+    return any(v is _UNKNOWN for v in values)
 
 
 def _unsafe(name: str) -> bool:
@@ -232,15 +237,15 @@ class _Folder:
 
     def _List(self, node: nodes.List) -> Any:  # noqa: N802
         items = self._all(node.items)
-        return _UNKNOWN if _UNKNOWN in items else bounds.produced(items)
+        return _UNKNOWN if _unknown(items) else bounds.produced(items)
 
     def _Tuple(self, node: nodes.Tuple) -> Any:  # noqa: N802
         items = self._all(node.items)
-        return _UNKNOWN if _UNKNOWN in items else bounds.produced(tuple(items))
+        return _UNKNOWN if _unknown(items) else bounds.produced(tuple(items))
 
     def _Dict(self, node: nodes.Dict) -> Any:  # noqa: N802
         pairs = [(self.fold(p.key), self.fold(p.value)) for p in node.items]
-        if any(_UNKNOWN in pair for pair in pairs):
+        if any(_unknown(pair) for pair in pairs):
             return _UNKNOWN
         try:
             return bounds.produced(dict(pairs))
@@ -263,7 +268,7 @@ class _Folder:
 
     def _Concat(self, node: nodes.Concat) -> Any:  # noqa: N802
         parts = self._all(node.nodes)
-        if _UNKNOWN in parts:
+        if _unknown(parts):
             return _UNKNOWN
         for part in parts:
             bounds.check_text(part)
@@ -278,7 +283,7 @@ class _Folder:
         for extra in (node.dyn_args, node.dyn_kwargs):
             if extra is not None:
                 self.fold(extra)
-        if node.name not in _PURE_FILTERS or _UNKNOWN in (value, *args, *kwargs.values()):
+        if node.name not in _PURE_FILTERS or _unknown([value, *args, *kwargs.values()]):
             return _UNKNOWN
         if node.dyn_args is not None or node.dyn_kwargs is not None:
             return _UNKNOWN
@@ -301,7 +306,7 @@ class _Folder:
         for extra in (node.dyn_args, node.dyn_kwargs):
             if extra is not None:
                 self.fold(extra)
-        if _UNKNOWN in (*args, *kwargs.values()) or node.dyn_args is not None or node.dyn_kwargs is not None:
+        if _unknown([*args, *kwargs.values()]) or node.dyn_args is not None or node.dyn_kwargs is not None:
             return _UNKNOWN
         if isinstance(target, nodes.Getattr) and isinstance(owner, str) and not _unsafe(target.attr):
             method = getattr(owner, target.attr, None)
@@ -315,7 +320,8 @@ class _Folder:
         """``work()`` counted like a value built per event; a failure other than a bound is left
         to the event (``1 / 0`` is the sandbox's to report, as it always was)."""
         try:
-            return bounds.produced(work())
+            value = work()
+            return _UNKNOWN if isinstance(value, Undefined) else bounds.produced(value)
         except BoundExceeded:
             raise
         except MemoryError:
