@@ -182,7 +182,7 @@ def test_a_literal_that_is_undefined_is_an_expression_error_never_a_traceback(so
     """Jinja's optimizer raised UndefinedError out of the compiler (``{}.x and ..``); the screen's
     folder compared an Undefined (which refuses comparisons): both are one line at load or a
     failure per event now (found by a 26,000-source fuzz of load and evaluation)."""
-    with pytest.raises(ExpressionError, match="has no attribute|No (first|aggregated) item"):
+    with pytest.raises(ExpressionError, match=r"has no attribute|No (first|aggregated) item"):
         Expression(source).evaluate(CTX)  # at load (a literal) or when evaluated
 
 
