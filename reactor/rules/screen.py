@@ -141,7 +141,9 @@ def _format_receiver(node: nodes.Node) -> nodes.Expr | None:
 
 
 def _unsafe_attribute(node: nodes.Node) -> str | None:
-    """``x._name``, ``{% set ns._name = .. %}``, ``x['__name__']``."""
+    """``x._name``, ``{% set ns._name = .. %}``, ``x['__name__']``, ``__import__``."""
+    if isinstance(node, nodes.Name) and node.name.startswith("__"):
+        return f"{node.name} is not a name rules can use"
     if isinstance(node, nodes.Getattr | nodes.NSRef) and _unsafe(node.attr):
         hint = f" (a key: x[{node.attr!r}])" if not node.attr.startswith("__") else ""
         return f".{node.attr} reaches an internal attribute{hint}"

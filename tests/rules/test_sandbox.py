@@ -51,6 +51,17 @@ def test_hostile_expressions_fail_safely(expr: str) -> None:
     assert EVENT.content == {"a": 1}  # nothing was mutated
 
 
+#: What reaches internals where the source shows it: refused at load, not per event (issue 19).
+VISIBLE = [e for e in HOSTILE if "__" in e or "._" in e or ".format(" in e]
+
+
+@pytest.mark.parametrize("expr", VISIBLE)
+def test_visible_reaches_for_internals_are_refused_at_load(expr: str) -> None:
+    refused = r"reaches an internal attribute|looks an attribute up|not a name rules can use"
+    with pytest.raises(ExpressionError, match=refused):
+        Expression(expr)
+
+
 @pytest.mark.parametrize(
     "template",
     [

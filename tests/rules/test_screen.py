@@ -45,6 +45,7 @@ INTERNALS = [
     ("'{0:{1.__class__}}'.format(1, event)", "looks an attribute up"),
     ("['{0.__class__}'][0].format(event)", "the format field {0.__class__} looks an attribute up"),
     ("[event] | map('attr', '__class__') | list", "the attr filter is not allowed"),
+    ("__import__('os').system('id')", "__import__ is not a name rules can use"),
     ("[event] | select('attr') | list", "the attr filter is not allowed"),
 ]
 
