@@ -31,7 +31,7 @@ from reactor.delivery.worker import Observer, Outcome, Worker
 from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
 from reactor.events.echoes import Echoes
-from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
+from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, keep_pruned
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
 from reactor.rules.reload import RuleHolder
@@ -93,12 +93,14 @@ def build_state_store(settings: Settings) -> StateStore:
 
 def build_audit(settings: Settings) -> AuditStore:
     """The audit trail, in the state store's backend."""
+    ops = settings.ops
     if settings.state.backend == "memory" or settings.source == "memory":
-        return MemoryAudit()
+        return MemoryAudit(retention_s=ops.audit_retention_s)
     if settings.state.backend == "redis":
         client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-        return RedisAudit(client, f"reactor:{settings.redis.group}:audit")
-    return SQLiteAudit(settings.state.path)
+        stream = f"reactor:{settings.redis.group}:audit"
+        return RedisAudit(client, stream, maxlen=ops.audit_max_rows, retention_s=ops.audit_retention_s)
+    return SQLiteAudit(settings.state.path, retention_s=ops.audit_retention_s, max_rows=ops.audit_max_rows)
 
 
 def build_source(settings: Settings) -> Source:
@@ -187,6 +189,11 @@ class Reactor:
         interval = self.settings.rules.reload_interval_s
         if interval > 0:
             watcher.spawn("rules-watcher", lambda: self.holder.watch(watcher_stop, interval), restart=True)
+        audit = self.audit
+        if audit is not None:  # off the per-event path: a task of its own
+            watcher.spawn(
+                "audit-pruner", lambda: keep_pruned(audit, watcher_stop, self.worker.logger), restart=True
+            )
         try:
             await self.worker.run(stop)
         finally:

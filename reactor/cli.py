@@ -24,6 +24,7 @@ from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
 from reactor.ops.logging import configure_logging, get_logger
+from reactor.rules import bounds
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
 from reactor.signals import restore_stop_signals
@@ -83,6 +84,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    bounds.configure(bounds.Limits.from_settings(settings.rules))  # what the daemon holds rules to
     registry = build_registry(settings, get_logger(), SuperMQClient(settings.supermq))
     if args.rules_command == "check":
         return check_command(settings.rules.dir, registry, sys.stdout)

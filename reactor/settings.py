@@ -149,6 +149,8 @@ class RulesSettings(_Section):
     max_loop_iterations: int = Field(default=100_000, gt=0)
     #: Bits of an integer a rule may compute (``2 ** 4096`` is the largest power of two).
     max_int_bits: int = Field(default=4096, ge=64)
+    #: Tokens of one condition or template, counted at load before it is parsed (reactor/rules/screen.py).
+    max_template_tokens: int = Field(default=10_000, gt=0)
 
 
 class WorkerSettings(_Section):
@@ -251,6 +253,10 @@ class OpsSettings(_Section):
     listen: str = "127.0.0.1:9464"
     backlog_interval_s: float = Field(default=5.0, gt=0)
     audit: bool = True
+    #: Audit rows older than this are pruned (as state.retention_s: a week by default).
+    audit_retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    #: At most this many audit rows are kept (SQLite; the Redis stream is capped the same).
+    audit_max_rows: int = Field(default=1_000_000, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from reactor.certs.pem import PemError, certificates
@@ -24,6 +25,8 @@ _MAX_NAME_CHARS = 1024
 _DAY_S = 86_400.0
 
 _cache: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+#: The clock ``days_left`` is computed against (tests set it).
+clock: Callable[[], float] = time.time
 
 
 def certinfo(pem: str) -> dict[str, Any]:
@@ -66,5 +69,5 @@ def _facts(pem: str) -> dict[str, Any]:
 def _aged(facts: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in facts.items() if k != "not_after_s"}
     if "not_after_s" in facts:
-        out["days_left"] = (facts["not_after_s"] - time.time()) / _DAY_S
+        out["days_left"] = (facts["not_after_s"] - clock()) / _DAY_S
     return out

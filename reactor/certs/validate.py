@@ -206,6 +206,26 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _outside(cert: x509.Certificate, now: dt.datetime, skew: dt.timedelta) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (with clock skew), or None when it is."""
+    if now + skew < cert.not_valid_before_utc:
+        return f"not yet valid: valid from {cert.not_valid_before_utc.isoformat()}"
+    if now - skew > cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc.isoformat()}"
+    return None
+
+
+def _pick(
+    candidates: list[x509.Certificate], now: dt.datetime, skew: dt.timedelta
+) -> tuple[x509.Certificate | None, str | None]:
+    """The first issuer valid now; else the first one and why it is not (a renewed anchor or
+    intermediate with the same name and key as an expired one is found whatever the order)."""
+    for cert in candidates:
+        if _outside(cert, now, skew) is None:
+            return cert, None
+    return (candidates[0], _outside(candidates[0], now, skew)) if candidates else (None, None)
+
+
 def _check_chain(
     leaf: x509.Certificate,
     pool: Sequence[x509.Certificate],
@@ -213,26 +233,31 @@ def _check_chain(
     now: dt.datetime,
     verdict: Verdict,
 ) -> None:
-    """Walk issuer links from the leaf to an anchor (at most 8 links)."""
+    """Walk issuer links from the leaf to an anchor (at most 8 links); every certificate on the
+    path, the trust anchor included, must be valid now (an expired root makes every leaf under it
+    invalid, as ``openssl verify`` says)."""
     if not policy.anchors:
         verdict.fail("no trust anchors configured (certs/ or certs.bundle): the chain cannot be checked")
         return
     skew = dt.timedelta(seconds=policy.clock_skew_s)
     current, chain = leaf, [_name(leaf.subject)]
     for _ in range(8):
-        anchor = next((a for a in policy.anchors if _issued_by(current, a)), None)
+        anchor, why = _pick([a for a in policy.anchors if _issued_by(current, a)], now, skew)
         if anchor is not None:
+            if why is not None:
+                verdict.fail(f"chain: trust anchor {_name(anchor.subject)} {why}")
+                return
             verdict.chain = [*chain, _name(anchor.subject)]
             return
-        issuer = next((c for c in pool if c is not current and _issued_by(current, c)), None)
+        issuer, why = _pick([c for c in pool if c is not current and _issued_by(current, c)], now, skew)
         if issuer is None:
             verdict.fail(f"chain: no trusted issuer found for {_name(current.issuer)}")
             return
         if not _is_ca(issuer):
             verdict.fail(f"chain: issuer {_name(issuer.subject)} is not a CA")
             return
-        if not issuer.not_valid_before_utc - skew <= now <= issuer.not_valid_after_utc + skew:
-            verdict.fail(f"chain: intermediate {_name(issuer.subject)} is outside its validity window")
+        if why is not None:
+            verdict.fail(f"chain: intermediate {_name(issuer.subject)} {why}")
             return
         current = issuer
         chain.append(_name(current.subject))

@@ -1,10 +1,16 @@
 """The audit trail: every rule firing, each action with its rendered parameters (masked), outcome,
 attempts and duration. Stored beside the state store (SQLite by default; a capped Redis stream
 for several processes; memory for the demo) and read by ``reactor history``.
+
+Retention: rows older than ``ops.audit_retention_s`` and all but the newest ``ops.audit_max_rows``
+are pruned by ``keep_pruned``, a task of its own every ``PRUNE_INTERVAL_S`` (never on the path of
+an event), in batches of ``PRUNE_BATCH`` rows with the loop polled between them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -23,6 +29,11 @@ from redis.exceptions import RedisError
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
 from reactor.ops.redact import MASK, redact, redact_text, utf8_safe
+
+#: How often the trail is pruned, and how many rows one DELETE removes at most (the loop polls between).
+PRUNE_INTERVAL_S = 60.0
+PRUNE_BATCH = 1000
+_NS_PER_S = 1_000_000_000
 
 #: One encoder for every row (json.dumps with arguments builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
@@ -132,16 +143,51 @@ class AuditStore(ABC):
         if rows:
             await self.write(rows)
 
+    async def prune(self, now_ns: int | None = None) -> int:
+        """Remove the rows past the retention and the row cap; how many went (0: kept bounded
+        otherwise)."""
+        return 0
+
     async def close(self) -> None:  # noqa: B027 - optional
         """Release the backend."""
+
+
+async def keep_pruned(
+    audit: AuditStore,
+    stop: asyncio.Event,
+    logger: Any,
+    interval_s: float = PRUNE_INTERVAL_S,
+) -> None:
+    """Prune the trail at start and every ``interval_s`` until ``stop`` (a task of its own)."""
+    while not stop.is_set():
+        try:
+            removed = await audit.prune()
+        except (SourceError, sqlite3.Error) as exc:  # tried again next time; writes say the rest
+            await logger.awarning("audit.prune_failed", error=str(exc), retry_in_s=interval_s)
+        else:
+            if removed:
+                await logger.ainfo("audit.pruned", rows=removed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 class MemoryAudit(AuditStore):
     """The newest ``keep`` rows in memory (demo, tests, source = "memory"): bounded, so a
     long run neither grows without end nor makes every full collection walk a million rows."""
 
-    def __init__(self, keep: int = 10_000) -> None:
+    def __init__(self, keep: int = 10_000, retention_s: float | None = None) -> None:
         self.rows: deque[AuditRow] = deque(maxlen=keep)
+        self._retention_ns = None if retention_s is None else int(retention_s * _NS_PER_S)
+
+    async def prune(self, now_ns: int | None = None) -> int:
+        if self._retention_ns is None:
+            return 0
+        cutoff = (now_ns if now_ns is not None else time.time_ns()) - self._retention_ns
+        removed = 0
+        while self.rows and self.rows[0].at_ns < cutoff:
+            self.rows.popleft()
+            removed += 1
+        return removed
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
         self.rows.extend(rows)
@@ -154,7 +200,11 @@ _COLUMNS = [f.name for f in fields(AuditRow)]
 
 
 class SQLiteAudit(AuditStore):
-    def __init__(self, path: Path) -> None:
+    """A table in the state store's SQLite file; rows are inserted in time order (rowid order)."""
+
+    def __init__(self, path: Path, retention_s: float = 7 * 86_400.0, max_rows: int = 1_000_000) -> None:
+        self._retention_ns = int(retention_s * _NS_PER_S)
+        self._max_rows = max_rows
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -187,6 +237,30 @@ class SQLiteAudit(AuditStore):
         rows = self._db.execute(sql, [*args, q.limit]).fetchall()
         return [AuditRow(*row) for row in reversed(rows)]
 
+    async def prune(self, now_ns: int | None = None) -> int:
+        """Past the retention, then past the row cap: the oldest rows, in batches."""
+        cutoff_ns = (now_ns if now_ns is not None else time.time_ns()) - self._retention_ns
+        old = self._db.execute(
+            "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1", (cutoff_ns,)
+        ).fetchone()
+        (newest,) = self._db.execute("SELECT max(rowid) FROM audit").fetchone()
+        last = max(old[0] if old else 0, (newest or 0) - self._max_rows)
+        return await self._delete_through(last)
+
+    async def _delete_through(self, last: int) -> int:
+        """Delete rowid <= ``last`` (the rows before are older), ``PRUNE_BATCH`` at a time."""
+        removed = 0
+        while last > 0:
+            (first,) = self._db.execute("SELECT min(rowid) FROM audit").fetchone()
+            if first is None or first > last:
+                break
+            cursor = self._db.execute(
+                "DELETE FROM audit WHERE rowid <= ?", (min(last, first + PRUNE_BATCH - 1),)
+            )
+            removed += cursor.rowcount
+            await asyncio.sleep(0)  # the loop polls between batches
+        return removed
+
     async def close(self) -> None:
         self._db.close()
 
@@ -194,10 +268,24 @@ class SQLiteAudit(AuditStore):
 class RedisAudit(AuditStore):
     """A capped stream; queries scan it (the trail of several processes in one place)."""
 
-    def __init__(self, client: aioredis.Redis, stream: str, maxlen: int = 1_000_000) -> None:
+    def __init__(
+        self, client: aioredis.Redis, stream: str, maxlen: int = 1_000_000, retention_s: float = 7 * 86_400.0
+    ) -> None:
         self._client = client
         self._stream = stream
         self._maxlen = maxlen
+        self._retention_ms = int(retention_s * 1000)
+
+    async def prune(self, now_ns: int | None = None) -> int:
+        """Entries older than the retention (stream ids are the milliseconds they were added at)."""
+        now_ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
+        try:
+            removed: Any = await self._client.xtrim(
+                self._stream, minid=str(max(now_ms - self._retention_ms, 0)), approximate=False
+            )
+        except RedisError as exc:
+            raise SourceError(f"audit: {exc}") from exc
+        return int(removed)
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
         try:

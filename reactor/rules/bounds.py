@@ -33,6 +33,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from re2 import _re2
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ class Limits:
     max_event_output: int = 16_000_000
     max_loop_iterations: int = 100_000
     max_int_bits: int = 4096
+    max_template_tokens: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: RulesSettings) -> Limits:
@@ -59,6 +62,7 @@ class Limits:
             max_event_output=settings.max_event_output,
             max_loop_iterations=settings.max_loop_iterations,
             max_int_bits=settings.max_int_bits,
+            max_template_tokens=settings.max_template_tokens,
         )
 
 
@@ -104,6 +108,14 @@ def start_event() -> Token[Budget | None]:
 
 def end_event(token: Token[Budget | None]) -> None:
     _BUDGET.reset(token)
+
+
+def arm_deadline() -> None:
+    """Start the clock of the current budget outside a ``Section`` (screening a rule at load: the
+    loop's pacing is not charged for it)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.deadline = _monotonic() + budget.left_s
 
 
 # ---- pacing: a rule at its bound holds the loop once, not once per concurrent event ---------------
@@ -444,8 +456,23 @@ _FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
 }
 
 
+#: Filters whose value depends on when they run. Jinja folds a filter of literals once, when the
+#: template is compiled (``'2030-01-01' | days_until`` would never age, nor the ``days_left`` of a
+#: literal PEM's ``certinfo``): these take the context, which Jinja never folds.
+CLOCK_FILTERS = frozenset({"age_s", "seconds_until", "days_until", "certinfo"})
+
+
 def guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` checked: the time before, the arguments (when they set a size), the size of the result."""
+    if name in CLOCK_FILTERS and getattr(fn, "jinja_pass_arg", None) is None:
+        checked = guard_filter("", fn)
+
+        @pass_context
+        def at_each_evaluation(context: Context, *args: Any, **kwargs: Any) -> Any:
+            return checked(*args, **kwargs)
+
+        at_each_evaluation.__name__ = getattr(fn, "__name__", name)
+        return at_each_evaluation
     check = _FILTER_CHECKS.get(name)
     skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1  # (context,) value, *args
 

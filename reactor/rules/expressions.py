@@ -31,8 +31,9 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.events.model import NS_PER_S, Event
-from reactor.rules import bounds
+from reactor.rules import bounds, screen
 from reactor.rules.bounds import BoundExceeded, RegexError
+from reactor.rules.screen import RefusedAtLoad
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -389,8 +390,10 @@ def _bounded(tree: nodes.Template) -> nodes.Template:
 
 
 def _compile_expression(source: str) -> tuple[Any, nodes.Expr]:
+    screen.check_source(_ENV, source, expression=True)
     node = _parse_expression(source)
     _check_patterns(node)
+    screen.check_tree(_ENV, node)
     body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
     return _ENV.from_string(_bounded(nodes.Template(body, lineno=1))), node
 
@@ -408,7 +411,7 @@ class Expression:
             self._path, self._compare = _shortcut(node)
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {_shown(source)!r}: {exc.message}") from None
-        except RegexError as exc:
+        except (RegexError, RefusedAtLoad, UndefinedError) as exc:  # Jinja folds literals: {}.x
             raise ExpressionError(f"{_shown(source)!r}: {exc}") from None
         except _TOO_COMPLEX:
             raise ExpressionError(f"invalid expression {_shown(source)!r}: nested too deeply") from None
@@ -517,12 +520,14 @@ def _compile_value(value: Any) -> Callable[[Mapping[str, Any]], Any]:
 
 def _compile_template(text: str) -> Any:
     try:
+        screen.check_source(_ENV, text, expression=False)
         tree = _ENV.parse(text)
         _check_patterns(tree)
+        screen.check_tree(_ENV, tree)
         return _ENV.from_string(_bounded(tree))
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"invalid template {_shown(text)!r}: {exc.message}") from None
-    except RegexError as exc:
+    except (RegexError, RefusedAtLoad, UndefinedError) as exc:  # Jinja folds literals: {}.x
         raise ExpressionError(f"{_shown(text)!r}: {exc}") from None
     except _TOO_COMPLEX:
         raise ExpressionError(f"invalid template {_shown(text)!r}: nested too deeply") from None

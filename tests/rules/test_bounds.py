@@ -69,37 +69,62 @@ def test_a_pattern_re2_refuses_is_an_error_at_load() -> None:
         Expression("event.channels | any('matching', '(?<=a)b')")
 
 
+#: 1, read from the event: what the screen at load cannot fold (the bound is met per event).
+ONE = "(event.thing_id | length)"
+BIG_ON_EVENT = f"('y' * (999999 * {ONE}))"
+
+#: Each bound, met by a rule made only of literals (refused at load, never built) and by one that
+#: depends on the event (bounded when evaluated).
+PAST_A_BOUND = [
+    ("2 ** (10**9)", f"2 ** (10**9 * {ONE})", "max_int_bits"),
+    ("[1, 2] * 10**8", f"[1, 2] * (10**8 * {ONE})", "max_value_size"),
+    ("'ab' * 10**9", f"'ab' * (10**9 * {ONE})", "max_value_size"),
+    ("'a'.ljust(10**9)", f"'a'.ljust(10**9 * {ONE})", "max_value_size"),
+    ("'a' | center(1000000000)", f"'a' | center(1000000000 * {ONE})", "max_value_size"),
+    ("'%0999999999d' % 1", f"'%0999999999d' % {ONE}", "max_value_size"),
+    ("'{:>999999999}'.format(1)", f"'{{:>999999999}}'.format({ONE})", "max_value_size"),
+    ("('x' * 100000).join('y' * 100000)", f"('x' * 100000).join('y' * (100000 * {ONE}))", "max_value_size"),
+    ("('\\n' * 100000) | indent(100000)", f"('\\n' * 100000) | indent(100000 * {ONE})", "max_value_size"),
+    ("[1] | batch(1000000000, 0) | list", f"[1] | batch(1000000000 * {ONE}, 0) | list", "max_value_size"),
+    # a thousand references to one long string are a small list; their text is not
+    (f"{BIG} ~ {BIG}", f"{BIG_ON_EVENT} ~ {BIG}", "max_value_size"),
+    (f"''.join([{BIG}] * 100)", f"''.join([{BIG_ON_EVENT}] * 100)", "max_value_size"),
+    (f"'{{}}'.format([{BIG}] * 100)", f"'{{}}'.format([{BIG_ON_EVENT}] * 100)", "max_value_size"),
+    (f"[{BIG}] * 100", f"[{BIG_ON_EVENT}] * 100", "max_value_size"),  # a typed parameter: sent as JSON
+    (f"([{BIG}] * 100) | string", f"([{BIG_ON_EVENT}] * 100) | string", "max_value_size"),
+    (f"([{BIG}] * 100) | join", f"([{BIG_ON_EVENT}] * 100) | join", "max_value_size"),
+    (f"([{BIG}] * 100) | tojson", f"([{BIG_ON_EVENT}] * 100) | tojson", "max_value_size"),
+    (
+        "([[1] * 999999] * 100) | sum(start=[])",
+        f"([[1] * (999999 * {ONE})] * 100) | sum(start=[])",
+        "max_value_size",
+    ),
+]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("source", "bound"), [(c, b) for c, _, b in PAST_A_BOUND])
+def test_constants_past_a_bound_are_refused_at_load_never_built(source: str, bound: str) -> None:
+    took, refused = _timed(lambda: Expression(source))
+    assert isinstance(refused, ExpressionError), refused
+    assert "a constant goes past a bound" in str(refused)
+    assert bound in str(refused)
+    assert took < 0.5
+
+
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize(
     ("source", "bound"),
     [
-        ("2 ** (10**9)", "max_int_bits"),
+        *((e, b) for _, e, b in PAST_A_BOUND),
         ("(event.thing_id | length + 1) ** (10**9)", "max_int_bits"),
-        ("[1, 2] * 10**8", "max_value_size"),
-        ("'ab' * 10**9", "max_value_size"),
-        ("'a'.ljust(10**9)", "max_value_size"),
-        ("'a' | center(1000000000)", "max_value_size"),
-        ("'%0999999999d' % 1", "max_value_size"),
-        ("'{:>999999999}'.format(1)", "max_value_size"),
-        ("('x' * 100000).join('y' * 100000)", "max_value_size"),
-        ("('\\n' * 100000) | indent(100000)", "max_value_size"),
-        ("[1] | batch(1000000000, 0) | list", "max_value_size"),
         (SLOW, "eval_timeout_s"),
-        # a thousand references to one long string are a small list; their text is not
-        (f"{BIG} ~ {BIG}", "max_value_size"),
-        (f"([{BIG}] * 100) | join", "max_value_size"),
-        (f"''.join([{BIG}] * 100)", "max_value_size"),
-        (f"([{BIG}] * 100) | string", "max_value_size"),
-        (f"([{BIG}] * 100) | tojson", "max_value_size"),
-        (f"'{{}}'.format([{BIG}] * 100)", "max_value_size"),
-        ("([[1] * 999999] * 100) | sum(start=[])", "max_value_size"),
-        (f"[{BIG}] * 100", "max_value_size"),  # a typed parameter: sent as JSON
     ],
 )
 def test_hostile_expressions_stop_at_a_bound(source: str, bound: str) -> None:
     took, compiled = _timed(lambda: Expression(source))  # never folded (built) at load
     assert took < 0.5
-    assert isinstance(compiled, Expression)
+    assert isinstance(compiled, Expression), compiled
     took, result = _timed(lambda: compiled.evaluate(CTX))
     assert isinstance(result, BoundExceeded), result
     assert bound in str(result)

@@ -51,6 +51,17 @@ def test_hostile_expressions_fail_safely(expr: str) -> None:
     assert EVENT.content == {"a": 1}  # nothing was mutated
 
 
+#: What reaches internals where the source shows it: refused at load, not per event (issue 19).
+VISIBLE = [e for e in HOSTILE if "__" in e or "._" in e or ".format(" in e]
+
+
+@pytest.mark.parametrize("expr", VISIBLE)
+def test_visible_reaches_for_internals_are_refused_at_load(expr: str) -> None:
+    refused = r"reaches an internal attribute|looks an attribute up|not a name rules can use"
+    with pytest.raises(ExpressionError, match=refused):
+        Expression(expr)
+
+
 @pytest.mark.parametrize(
     "template",
     [
@@ -72,10 +83,11 @@ def test_hostile_templates_fail_safely(template: str) -> None:
         compiled.render(CTX)
 
 
-def test_hostile_condition_in_a_rule_never_matches_and_a_bad_one_is_a_load_error(tmp_path: Path) -> None:
-    rules = rules_from(
-        tmp_path,
-        """
+def test_hostile_condition_in_a_rule_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(RuleSetError, match=r"r.toml:2: rule 'sneaky': when: .*reaches an internal attribute"):
+        rules_from(
+            tmp_path,
+            """
 [[rule]]
 name = "sneaky"
 on = ["config.create"]
@@ -83,11 +95,7 @@ when = ["event.__class__.__mro__"]
 [[rule.actions]]
 type = "noop"
 """,
-    )
-    assert rules.match(EVENT, CTX) == []
-    reason = rules.rules[0].failure(CTX)
-    assert reason is not None
-    assert "not allowed in the sandbox" in reason
+        )
     with pytest.raises(RuleSetError, match="invalid expression"):
         rules_from(
             tmp_path,
