@@ -272,6 +272,7 @@ def _compile_action(
     missing = sorted(n for n, f in model_fields.items() if f.is_required() and n not in params)
     if missing:
         problems.append(f"{type_name}: missing parameter(s) {', '.join(missing)}")
+    problems += impl.check_params(params)
     templates = {}
     for key, value in params.items():
         try:
