@@ -25,7 +25,8 @@ from reactor.events import catalogue
 from reactor.events.model import NS_PER_S, Event
 from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
-from reactor.ops.redact import secret_values
+from reactor.redact import is_secret_key, secret_values
+from reactor.secrets import Secret, wrap_named
 
 if TYPE_CHECKING:
     from reactor.settings import EventsSettings
@@ -83,6 +84,28 @@ class Decoder:
             detail = f"JSON nested deeper than events.max_depth ({self._limits.max_depth})"
             raise DecodeError(detail, stream=stream, entry_id=entry_id) from exc
 
+    def raw_secrets(self, payload: Mapping[str, Any] | bytes | str, stream: str) -> frozenset[str]:
+        """The secret values of an entry that did not decode (masked by value in its dead-letter
+        record): its secret-named fields, those of its ``data`` or body JSON where it parses, and
+        the MQTT adapter's thing key (``thing_id`` on the mqtt stream). Never raises."""
+        try:
+            fields = dict(payload) if isinstance(payload, Mapping) else {}
+            body: Any = fields.get("data") if len(fields) == 1 else None if fields else payload
+            if body is not None:
+                try:
+                    parsed = json.loads(body)
+                except (ValueError, TypeError, RecursionError):
+                    parsed = None
+                if isinstance(parsed, dict):
+                    fields |= parsed
+            text = {_lenient(k): _lenient(v) if isinstance(v, bytes) else v for k, v in fields.items()}
+            found = set(secret_values(text))
+            if catalogue.parse_stream(stream, self._families).service == "mqtt":
+                found |= {str(text[k]) for k in ("thing_id", "client_id") if text.get(k)}
+            return frozenset(found)
+        except Exception:  # a record must still be written: the other nets remain
+            return frozenset()
+
     def _fields(self, payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
         if isinstance(payload, Mapping):
             return _redis_fields(payload)
@@ -108,6 +131,9 @@ class Decoder:
         if max(map(len, filter(None, ids.values())), default=0) > self._limits.max_name_chars:
             for key, value in ids.items():  # ids key lanes and caches: bounded like names
                 _check_name(f"the {key}", value or "", self._limits.max_name_chars)
+        secrets = secret_values(fields)
+        if secrets or any(type(v) is dict or type(v) is list for v in fields.values()):
+            fields = _secrets_typed(fields)
         return Event(
             source=source,
             stream=stream,
@@ -119,9 +145,22 @@ class Decoder:
             family=name.family,
             fields=fields,
             payload=payload,
-            secrets=secret_values(fields),
+            secrets=secrets,
             **ids,
         )
+
+
+def _lenient(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _secrets_typed(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields with every secret-named text a ``Secret`` (at any depth: a config's content)."""
+    out: dict[str, Any] = wrap_named(fields, is_secret_key)
+    for key, value in fields.items():  # a number under a secret name (a numeric key) is one too
+        if isinstance(value, int) and not isinstance(value, bool) and is_secret_key(key):
+            out[key] = Secret(str(value))
+    return out
 
 
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
-from reactor.ops.redact import MASK, redact, redact_text, utf8_safe
+from reactor.redact import MASK, redact, redact_text, utf8_safe
 
 #: One encoder for every row (json.dumps with arguments builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode

@@ -33,6 +33,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from reactor.events.model import NS_PER_S, Event
 from reactor.rules import bounds
 from reactor.rules.bounds import BoundExceeded, RegexError
+from reactor.secrets import MASK, Secret, is_string_method
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -184,6 +185,13 @@ _TESTS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _json_default(value: Any) -> Any:
+    """``|tojson`` of a Secret is the mask (anything else that is not JSON fails as before)."""
+    if isinstance(value, Secret):
+        return MASK
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 @pass_context
 def _loop_filter(context: Context, iterable: Any) -> Any:
     return bounds.bounded_loop(iterable)
@@ -247,6 +255,13 @@ class _Env(ImmutableSandboxedEnvironment):
             {_LOOP: _loop_filter, _EMIT: _emit_filter, _TEXT: _text_filter, _CONCAT: _concat_filter}
         )
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
+        self.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """A Secret offers only its string methods (each yields the mask), never ``reveal``."""
+        if type(obj) is Secret:
+            return is_string_method(attr)
+        return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """``*``, ``**``, ``+``, ``%``: refused before they build something too big."""
