@@ -1,0 +1,156 @@
+"""The Secret type (reactor/secrets.py) and the second net (reactor/redact.py), issue #19:
+templates cannot turn a secret into text, sealed secrets come back only under their key, a
+malformed dead-letter record is masked for ``dlq show`` and sealed for ``dlq replay``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from reactor.app import Reactor, build_source
+from reactor.delivery.deadletter import DeadLetter
+from reactor.delivery.dlq import Record
+from reactor.delivery.state import SQLiteStateStore
+from reactor.events.decode import Decoder
+from reactor.ops.logging import configure_logging, get_logger
+from reactor.redact import redact, redact_text
+from reactor.rules.expressions import Expression, ExpressionError, Template
+from reactor.secrets import MASK, Sealer, Secret
+from reactor.settings import load_settings
+from tests.ops.test_secret_outputs import (
+    EXTERNAL_KEY,
+    MQTT_KEY,
+    REDIS_PASSWORD,
+    SHORT,
+    TOKEN_SECRET,
+    URL_PASSWORD,
+    _pem,
+    _sqlite_text,
+)
+
+
+async def test_the_state_store_seals_an_issued_key_and_a_redelivery_gets_it_back(tmp_path: Path) -> None:
+    """S7: certs.issue's key, needed by a later step on a redelivery: sealed in the SQLite file."""
+    pem = _pem()
+    sealer = Sealer(Fernet.generate_key())
+    store = SQLiteStateStore(tmp_path / "s.sqlite3", 3600, sealer)
+    await store.record("s/1-0", "rule", "cert:abc", {"client_key": Secret(pem), "serial": "01"})
+    await store.close()
+    assert pem.splitlines()[1] not in _sqlite_text(tmp_path / "s.sqlite3")
+    again = SQLiteStateStore(tmp_path / "s.sqlite3", 3600, sealer)
+    [result] = (await again.completed("s/1-0")).values()
+    await again.close()
+    assert isinstance(result["client_key"], Secret)
+    assert result["client_key"].reveal() == pem
+    other = SQLiteStateStore(tmp_path / "s.sqlite3", 3600, Sealer(Fernet.generate_key()))
+    [result] = (await other.completed("s/1-0")).values()  # another key: the mask, never a guess
+    await other.close()
+    assert result["client_key"].reveal() == MASK
+
+
+def test_a_malformed_record_is_masked_for_show_and_sealed_for_replay() -> None:
+    """S1/S2: dlq show masks the raw payload of a malformed entry; dlq replay has the original."""
+    sealer = Sealer(Fernet.generate_key())
+    broken = f'{{"operation":"config.create","external_key":"{EXTERNAL_KEY}","token":"{TOKEN_SECRET}'
+    payload = {"data": broken}
+    decoder = Decoder()
+    record = DeadLetter(
+        "supermq.bootstrap",
+        "1-0",
+        "malformed",
+        "not JSON",
+        payload,
+        secrets=decoder.raw_secrets(payload, "supermq.bootstrap"),
+        sealed=sealer.seal_json(payload),
+    )
+    fields = record.to_fields()
+    assert EXTERNAL_KEY not in json.dumps(fields)
+    assert TOKEN_SECRET not in json.dumps(fields)
+    replayed = Record("1-0", fields).delivery(sealer)
+    assert replayed.payload == payload  # the original, secrets included
+    masked = Record("1-0", fields).delivery(Sealer(Fernet.generate_key()))  # another key: masked
+    assert EXTERNAL_KEY not in json.dumps(masked.payload)
+    mqtt = {"thing_id": MQTT_KEY, "event_type": ""}
+    assert MQTT_KEY in decoder.raw_secrets(mqtt, "supermq.mqtt")
+    mqtt_record = DeadLetter(
+        "supermq.mqtt", "2-0", "malformed", "x", mqtt, secrets=decoder.raw_secrets(mqtt, "supermq.mqtt")
+    )
+    assert MQTT_KEY not in json.dumps(mqtt_record.to_fields())
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ s | reverse | join }}",
+        "{{ s[1:] }}",
+        "{{ s | lower }}",
+        "{{ s | title }}",
+        "{{ s | list | join }}",
+        "{{ s.replace('PRIVATE KEY', 'PK') }}",
+        "{{ s | replace('PRIVATE KEY', 'PK') }}",
+        "{{ s ~ '' }}",
+        "{{ '%s' % s }}",
+        "{{ '{}'.format(s) }}",
+        "{{ s | tojson }}",
+        "{{ s | string }}",
+        "{{ [s] | join(',') }}",
+        "{{ s | first }}",
+        "x {{ s }}",
+    ],
+)
+def test_a_template_cannot_turn_a_secret_into_text(template: str) -> None:
+    """S5: what string filters and methods make of a Secret is the mask."""
+    pem = _pem()
+    out = Template(template).render({"s": Secret(pem)})
+    assert "BEGIN" not in str(out)
+    assert pem.splitlines()[1][:20] not in str(out)
+    assert MASK in str(out)
+
+
+def test_a_secret_offers_no_way_out_in_the_sandbox() -> None:
+    for source in ("s.reveal()", "s._value", "s | attr('_value')", "s.__class__"):
+        try:
+            value = Expression(source).evaluate({"s": Secret("a-secret-value")})
+        except ExpressionError:
+            continue
+        assert "a-secret-value" not in str(value)
+
+
+def test_value_masking_second_net() -> None:
+    """S6: short known secrets masked where they stand alone; S8/S9: URL passwords."""
+    assert redact_text(f"pin {SHORT} in table", frozenset({SHORT})) == f"pin {MASK} in table"
+    assert redact_text(f"x{SHORT}y", frozenset({SHORT})) == f"x{SHORT}y"  # not inside a longer word
+    assert REDIS_PASSWORD not in redact_text(f"Error connecting to redis://:{REDIS_PASSWORD}@host:6379/0")
+    assert URL_PASSWORD not in redact_text(f"http.request POST http://hook:{URL_PASSWORD}@127.0.0.1:1/hook")
+    assert redact({"k": Secret("abc")}) == {"k": MASK}
+
+
+async def test_a_redis_url_password_never_reaches_the_log(tmp_path: Path) -> None:
+    """S8: ``source.start_failed`` names the URL it could not reach, password masked."""
+    log = io.StringIO()
+    configure_logging("DEBUG", "json", log)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    settings = load_settings(
+        None,
+        redis={"url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"},
+        rules={"dir": rules},
+        state={"backend": "memory"},
+    )
+    reactor = Reactor.build(settings, build_source(settings), get_logger("test"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if "source.start_failed" in log.getvalue():
+            break
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    text = log.getvalue()
+    assert "source.start_failed" in text
+    assert REDIS_PASSWORD not in text
