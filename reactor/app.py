@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
@@ -84,7 +85,8 @@ def build_sealer(settings: Settings) -> Sealer:
     """The key that seals kept secrets (``[secrets]``); ``ConfigError`` naming the setting when
     it is not a Fernet key. Ephemeral (``Sealer.ephemeral``) when none is configured."""
     try:
-        return Sealer.from_config(settings.secrets.key.get_secret_value(), settings.secrets.key_file)
+        key_file = Path(settings.secrets.key_file) if settings.secrets.key_file else None
+        return Sealer.from_config(settings.secrets.key.get_secret_value(), key_file)
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from None
 

@@ -265,7 +265,7 @@ class SecretsSettings(_Section):
     after a restart nor by ``reactor dlq replay`` (those records replay masked)."""
 
     key: SecretStr = SecretStr("")
-    key_file: Path | None = None
+    key_file: str = ""
 
 
 class LogSettings(_Section):
