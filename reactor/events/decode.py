@@ -131,9 +131,7 @@ class Decoder:
         if max(map(len, filter(None, ids.values())), default=0) > self._limits.max_name_chars:
             for key, value in ids.items():  # ids key lanes and caches: bounded like names
                 _check_name(f"the {key}", value or "", self._limits.max_name_chars)
-        secrets = secret_values(fields)
-        if secrets or any(type(v) is dict or type(v) is list for v in fields.values()):
-            fields = _secrets_typed(fields)
+        fields, secrets = _secrets_typed(fields)
         return Event(
             source=source,
             stream=stream,
@@ -154,13 +152,28 @@ def _lenient(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _secrets_typed(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields with every secret-named text a ``Secret`` (at any depth: a config's content)."""
-    out: dict[str, Any] = wrap_named(fields, is_secret_key)
-    for key, value in fields.items():  # a number under a secret name (a numeric key) is one too
-        if isinstance(value, int) and not isinstance(value, bool) and is_secret_key(key):
-            out[key] = Secret(str(value))
-    return out
+def _secrets_typed(fields: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """The fields with every secret-named value a ``Secret`` (nested ones too: a config's
+    content), and the values of the top-level ones (for masking by value). One pass; the fields
+    are copied only when something in them changes."""
+    out: dict[str, Any] | None = None
+    found: list[str] = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str or kind is int:
+            if not value or not is_secret_key(key):
+                continue
+            text = value if kind is str else str(value)
+            found.append(text)
+            new: Any = Secret(text)
+        elif kind is dict or (kind is list and any(type(v) is dict for v in value)):
+            new = wrap_named(value, is_secret_key)
+        else:
+            continue
+        if out is None:
+            out = dict(fields)
+        out[key] = new
+    return (fields if out is None else out), frozenset(found)
 
 
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:
