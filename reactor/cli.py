@@ -23,6 +23,7 @@ from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
+from reactor.redact import redact_text
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
 from reactor.signals import restore_stop_signals
@@ -180,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
         sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError we handle
-    except (ConfigError, RuleError, SourceError) as exc:
-        print(f"reactor: {exc}", file=sys.stderr)
+    except (ConfigError, RuleError, SourceError) as exc:  # may name a value: the second net first
+        print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
-        print(f"reactor: {exc}", file=sys.stderr)
+        print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

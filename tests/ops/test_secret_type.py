@@ -22,6 +22,7 @@ from reactor.redact import redact, redact_text
 from reactor.rules.expressions import Expression, ExpressionError, Template
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
+from tests.conftest import reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,
     MQTT_KEY,
@@ -154,3 +155,11 @@ async def test_a_redis_url_password_never_reaches_the_log(tmp_path: Path) -> Non
     text = log.getvalue()
     assert "source.start_failed" in text
     assert REDIS_PASSWORD not in text
+
+
+def test_a_cli_error_never_prints_a_url_password() -> None:
+    """CLI errors: a setting refused names its value, password masked."""
+    result = reactor_cli("dlq", "list", env={"REACTOR_REDIS__URL": f"http://:{REDIS_PASSWORD}@127.0.0.1:1/0"})
+    assert result.returncode == 2
+    assert "redis.url" in result.stderr
+    assert REDIS_PASSWORD not in result.stderr + result.stdout
