@@ -9,7 +9,7 @@ any key that names a secret (``client_key``, ``thing_key``, ``external_key``, ``
 and escaped-newline forms SuperMQ events carry), JWTs, bearer credentials and the password of a
 URL (``redis://:pw@host``, ``http://user:pw@host``), wherever they sit; and the known secret
 values of the event (``secret_values``): those of six characters or more wherever they appear,
-shorter ones where they stand alone (a word of their own).
+shorter ones (from three) where they stand alone (a word of their own).
 
 Total: it never raises on any content. Text comes out encodable as UTF-8 (lone surrogates
 escaped), containers nested deeper than ``MAX_DEPTH`` are masked whole, a JSON document in a
@@ -26,10 +26,13 @@ from typing import Any
 
 from reactor.secrets import MASK, Secret
 
-__all__ = ["MASK", "is_secret_key", "redact", "redact_text", "secret_values", "utf8_safe"]
+__all__ = ["MASK", "MIN_SHORT_LEN", "is_secret_key", "redact", "redact_text", "secret_values", "utf8_safe"]
 #: Containers nested deeper than this are masked whole (far beyond events.max_depth's 128).
 MAX_DEPTH = 160
 _MIN_SECRET_LEN = 6
+#: Known secret values shorter than this are not masked by value (one or two characters would
+#: mask every "1" of a log line); they are masked by their type and key name all the same.
+MIN_SHORT_LEN = 3
 #: Names up to this long are cached by ``is_secret_key`` (longer ones, never SuperMQ's, are not).
 _CACHED_NAME_CHARS = 128
 _SECRET_KEY = re.compile(
@@ -82,7 +85,7 @@ def secret_values(fields: Mapping[str, Any]) -> frozenset[str]:
         for k, v in fields.items()
         if isinstance(v, str | int | Secret) and is_secret_key(k)
     }
-    return frozenset(v for v in found if v and v != MASK)
+    return frozenset(v for v in found if len(v) >= MIN_SHORT_LEN and v != MASK)
 
 
 def _mask_value(text: str, secret: str) -> str:

@@ -25,7 +25,7 @@ from reactor.events import catalogue
 from reactor.events.model import NS_PER_S, Event
 from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
-from reactor.redact import is_secret_key, secret_values
+from reactor.redact import MIN_SHORT_LEN, is_secret_key, secret_values
 from reactor.secrets import Secret, wrap_named
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def _secrets_typed(fields: dict[str, Any]) -> tuple[dict[str, Any], frozenset[st
         if out is None:
             out = dict(fields)
         out[key] = new
-    return (fields if out is None else out), frozenset(found)
+    return (fields if out is None else out), frozenset(v for v in found if len(v) >= MIN_SHORT_LEN)
 
 
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:

@@ -10,19 +10,20 @@ import json
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
 from reactor.app import Reactor, build_source
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
-from reactor.delivery.state import SQLiteStateStore
+from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.redact import redact, redact_text
 from reactor.rules.expressions import Expression, ExpressionError, Template
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
-from tests.conftest import reactor_cli
+from tests.conftest import REDIS_URL, reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,
     MQTT_KEY,
@@ -33,6 +34,8 @@ from tests.ops.test_secret_outputs import (
     _pem,
     _sqlite_text,
 )
+
+KEY = Fernet.generate_key()
 
 
 async def test_the_state_store_seals_an_issued_key_and_a_redelivery_gets_it_back(tmp_path: Path) -> None:
@@ -163,3 +166,18 @@ def test_a_cli_error_never_prints_a_url_password() -> None:
     assert result.returncode == 2
     assert "redis.url" in result.stderr
     assert REDIS_PASSWORD not in result.stderr + result.stdout
+
+
+async def test_the_redis_state_store_seals_secrets(redis_client: aioredis.Redis, unique: str) -> None:
+    """S7 on Redis: the hash holds the sealed key, a redelivery reads the Secret back."""
+    pem = _pem()
+    store = RedisStateStore(
+        aioredis.Redis.from_url(REDIS_URL, decode_responses=True), 60, f"t{unique}:steps", Sealer(KEY)
+    )
+    await store.record("s/1-0", "rule", "cert:abc", {"client_key": Secret(pem)})
+    raw = await redis_client.hgetall(f"t{unique}:steps:s/1-0")
+    assert raw
+    assert pem.splitlines()[1] not in json.dumps(raw)
+    [result] = (await store.completed("s/1-0")).values()
+    await store.close()
+    assert result["client_key"].reveal() == pem
