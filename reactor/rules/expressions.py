@@ -16,11 +16,13 @@ check the event's budget; going past it raises ``BoundExceeded``, never a failed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -192,6 +194,28 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+#: Set while a secret-accepting parameter renders: there a Secret output as text is its value.
+_REVEAL: ContextVar[bool] = ContextVar("reactor_reveal_secrets", default=False)
+
+
+@contextlib.contextmanager
+def revealing() -> Iterator[None]:
+    """While a secret-accepting parameter renders (``CompiledAction.render``): a Secret put into
+    its text (``"Thing {{ results.config.thing_key }}"``) is its value. String filters and
+    methods on it still give the mask; every other parameter, and dry runs, get the mask."""
+    token = _REVEAL.set(True)
+    try:
+        yield
+    finally:
+        _REVEAL.reset(token)
+
+
+def _as_text(value: Any) -> str:
+    if type(value) is Secret:
+        return value.reveal() if _REVEAL.get() else MASK
+    return str(value)
+
+
 @pass_context
 def _loop_filter(context: Context, iterable: Any) -> Any:
     return bounds.bounded_loop(iterable)
@@ -201,7 +225,7 @@ def _loop_filter(context: Context, iterable: Any) -> Any:
 def _emit_filter(context: Context, value: Any) -> str:
     if type(value) is not str:
         bounds.check_text(value)
-        value = str(value)
+        value = _as_text(value)
     return bounds.produced(value)  # type: ignore[no-any-return]
 
 
@@ -211,7 +235,7 @@ def _text_filter(context: Context, value: Any) -> str:
     if type(value) is str:
         return value
     bounds.check_text(value)
-    return str(value)
+    return _as_text(value)
 
 
 @pass_context
@@ -219,7 +243,7 @@ def _concat_filter(context: Context, parts: list[Any]) -> str:
     """``a ~ b``: the parts' text sized before it is built."""
     for part in parts:
         bounds.check_text(part)
-    texts = [p if type(p) is str else str(p) for p in parts]
+    texts = [p if type(p) is str else _as_text(p) for p in parts]
     bounds.check_size(sum(map(len, texts)), "a concatenation")
     return bounds.produced("".join(texts))  # type: ignore[no-any-return]
 

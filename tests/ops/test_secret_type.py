@@ -8,11 +8,13 @@ import asyncio
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
+from reactor.actions.base import Action, ActionContext, Params
 from reactor.app import Reactor, build_source
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
@@ -21,6 +23,7 @@ from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.redact import redact, redact_text
 from reactor.rules.expressions import Expression, ExpressionError, Template
+from reactor.rules.model import CompiledAction
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
 from tests.conftest import REDIS_URL, reactor_cli
@@ -181,3 +184,42 @@ async def test_the_redis_state_store_seals_secrets(redis_client: aioredis.Redis,
     [result] = (await store.completed("s/1-0")).values()
     await store.close()
     assert result["client_key"].reveal() == pem
+
+
+class _AuthParams(Params):
+    auth: dict[str, str]
+    note: str
+
+
+class _Auth(Action):
+    type_name = "test.auth"
+    params_model = _AuthParams
+    secret_params = frozenset({"auth"})
+
+    async def run(self, params: Any, ctx: ActionContext) -> Any:
+        return None
+
+
+def test_only_a_secret_accepting_parameter_gets_the_value() -> None:
+    """``"Thing {{ key }}"`` in a secret-accepting parameter sends the key; in any other, ``***``."""
+    action = CompiledAction(
+        "a",
+        "test.auth",
+        _Auth(),
+        {
+            "auth": Template({"Authorization": "Thing {{ event.thing_key }}"}),
+            "note": Template("key {{ event.thing_key }} {{ event.thing_key ~ '!' }}"),
+        },
+        None,
+    )
+    event = Decoder().decode(
+        {"thing_id": "a-thing-key-1234", "event_type": "connect"},
+        source="t",
+        stream="supermq.mqtt",
+        entry_id="1-0",
+    )
+    params = action.render({"event": event})
+    assert params.auth == {"Authorization": "Thing a-thing-key-1234"}  # type: ignore[attr-defined]
+    assert params.note == f"key {MASK} {MASK}!"  # type: ignore[attr-defined]
+    preview = action.rendered_preview({"event": event})  # a dry run: the mask everywhere
+    assert "a-thing-key-1234" not in json.dumps(preview)
