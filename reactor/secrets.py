@@ -175,12 +175,10 @@ class Sealer:
         where = "secrets.key"
         if not key and key_file is not None:
             where = f"secrets.key_file ({key_file})"
-            if not key_file.exists():
-                key_file.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    out.write(Fernet.generate_key())
-            key = key_file.read_text().strip()
+            try:
+                key = _read_or_make(key_file)
+            except OSError as exc:
+                raise ValueError(f"{where}: {exc.strerror or exc}") from None
         try:
             return cls(key or None)
         except ValueError:
@@ -227,6 +225,16 @@ class Sealer:
             except SealError:
                 return Secret(MASK)
         return obj
+
+
+def _read_or_make(key_file: Path) -> str:
+    """The key in ``key_file``; a new one written there first (mode 0600) when it does not exist."""
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(Fernet.generate_key())
+    return key_file.read_text().strip()
 
 
 def _revealed(value: Any) -> Any:

@@ -223,3 +223,23 @@ def test_only_a_secret_accepting_parameter_gets_the_value() -> None:
     assert params.note == f"key {MASK} {MASK}!"  # type: ignore[attr-defined]
     preview = action.rendered_preview({"event": event})  # a dry run: the mask everywhere
     assert "a-thing-key-1234" not in json.dumps(preview)
+
+
+def test_a_bad_secrets_key_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    made = tmp_path / "keys" / "reactor.key"
+    sealer = Sealer.from_config("", made)  # made when missing, owner-only, and used again
+    assert made.stat().st_mode & 0o777 == 0o600
+    assert Sealer.from_config("", made).open(sealer.seal("x")) == "x"
+    for env, named in (
+        ({"REACTOR_SECRETS__KEY": "not-a-key"}, "secrets.key:"),
+        ({"REACTOR_SECRETS__KEY_FILE": str(tmp_path / "f" / "k")}, "secrets.key_file"),
+    ):
+        if "KEY_FILE" in next(iter(env)):
+            (tmp_path / "f").write_text("a file where the folder would be")
+        # An event store nobody listens on: were the key taken, the daemon would wait, not consume.
+        nowhere = {"REACTOR_REDIS__URL": "redis://127.0.0.1:1/0", "REACTOR_RULES__DIR": str(tmp_path)}
+        result = reactor_cli("run", env={**env, **nowhere})
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"reactor: {named}")
+        assert "Traceback" not in result.stderr
+        assert "not-a-key" not in result.stderr
