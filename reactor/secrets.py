@@ -93,6 +93,12 @@ class Secret:
             return _masked
         raise AttributeError(name)
 
+    def __copy__(self) -> Secret:  # immutable: a copy is itself (not the pickled form below)
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Secret:
+        return self
+
     def __reduce__(self) -> Any:  # never pickled with its value
         return (Secret, (MASK,))
 

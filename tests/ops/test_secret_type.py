@@ -5,8 +5,10 @@ malformed dead-letter record is masked for ``dlq show`` and sealed for ``dlq rep
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,13 @@ def test_a_bad_secrets_key_is_one_line_naming_the_setting(tmp_path: Path) -> Non
         assert result.stderr.startswith(f"reactor: {named}")
         assert "Traceback" not in result.stderr
         assert "not-a-key" not in result.stderr
+
+
+def test_a_secret_copies_as_itself_and_pickles_as_the_mask() -> None:
+    secret = Secret("a-secret-value")
+    assert copy.deepcopy({"k": secret})["k"].reveal() == "a-secret-value"
+    assert b"a-secret-value" not in pickle.dumps(secret)
+    assert pickle.loads(pickle.dumps(secret)).reveal() == MASK
+    assert secret == "a-secret-value"
+    assert "a-secret-value" == secret  # noqa: SIM300 - the reflected comparison is the point
+    assert f"{secret!s} {secret!r} {secret}" == f"{MASK} {MASK} {MASK}"
