@@ -27,6 +27,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.durations import duration_s
 from reactor.errors import ConfigError, SourceError
 from reactor.events.model import RAW_B64
+from reactor.redact import redact, redact_text
 from reactor.secrets import Sealer, SealError
 from reactor.sources.base import Delivery, Source
 
@@ -240,16 +241,26 @@ def print_records(records: Sequence[Record], out: TextIO) -> None:
         where = f"{f.get('stream', '')} {f.get('entry_id', '')}"
         what = f"{f.get('rule', '')} {f.get('action', '')}".strip() or "-"
         status = f" [{f['status']}]" if f.get("status") else ""
-        error = (f.get("error", "") + status)[:80]
+        error = (redact_text(f.get("error", "")) + status)[:80]  # a record of an older writer too
         print(f"{r.id:<18} {at:<20} {f.get('reason', ''):<14} {where:<40} {what:<36} {error}", file=out)
 
 
+def _shown_event(text: str) -> Any:
+    """A record's event as ``dlq show`` prints it: masked again (a record an older version wrote
+    may hold a malformed entry's secrets as it came)."""
+    try:
+        return redact(json.loads(text))
+    except (ValueError, RecursionError):
+        return redact_text(text)
+
+
 def print_record(record: Record, out: TextIO) -> None:
-    fields = dict(record.fields)
-    event = fields.pop("event", "{}")
+    fields = {k: redact_text(v) for k, v in record.fields.items()}  # older records: the second net
+    event = record.fields.get("event") or "{}"
+    fields.pop("event", None)
     if fields.pop("sealed", None):  # ciphertext: shown as what it is, not as a wall of base64
         fields["sealed"] = "(the event as received, encrypted: used by dlq replay)"
     print(
-        json.dumps({"id": record.id, **fields, "event": json.loads(event)}, indent=2, sort_keys=True),
+        json.dumps({"id": record.id, **fields, "event": _shown_event(event)}, indent=2, sort_keys=True),
         file=out,
     )
