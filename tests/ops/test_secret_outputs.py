@@ -21,10 +21,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reactor.app import Reactor, build_state_store
+from reactor.app import Reactor, build_audit, build_state_store
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.worker import Outcome
-from reactor.ops.audit import SQLiteAudit
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
@@ -139,8 +138,9 @@ def _cli(*args: str, env: dict[str, str]) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_no_secret_in_clear_in_any_output_or_store(
-    tmp_path: Path, redis_client: aioredis.Redis, unique: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_client: aioredis.Redis, unique: str, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     pem, jwt = _pem(), _jwt()
     pem_body = "".join(pem.splitlines()[1:-1])
@@ -199,9 +199,11 @@ async def test_no_secret_in_clear_in_any_output_or_store(
         source.add_delivery(
             Delivery("supermq.mqtt", "9-0", {"thing_id": MQTT_KEY, "event_type": "connect"}, deliveries=99)
         )
-        on_disk = load_settings(None, source="redis", state={"backend": "sqlite", "path": state_path})
+        stored = {"backend": backend, "path": state_path}
+        group = f"g{unique}"
+        on_disk = load_settings(None, source="redis", state=stored, redis={"url": REDIS_URL, "group": group})
         state = build_state_store(on_disk)
-        audit = SQLiteAudit(state_path)
+        audit = build_audit(on_disk)
         outcomes: list[Outcome] = []
         reactor = Reactor.build(
             settings, source, get_logger("test"), observers=[outcomes.append], state=state
@@ -226,6 +228,8 @@ async def test_no_secret_in_clear_in_any_output_or_store(
         "REACTOR_REDIS__DLQ_STREAM": dlq,
         "REACTOR_REDIS__STREAMS": f'["t{unique}.bootstrap"]',
         "REACTOR_STATE__PATH": str(state_path),
+        "REACTOR_STATE__BACKEND": backend,
+        "REACTOR_REDIS__GROUP": group,
         "REACTOR_RULES__DIR": str(rules),
         "REACTOR_SECRETS__KEY": key,
     }
@@ -241,7 +245,9 @@ async def test_no_secret_in_clear_in_any_output_or_store(
         "status": _cli("status", env=env),
         "history": _cli("history", "--thing", thing.id, env=env)
         + _cli("history", "--rule", "webhook", env=env),
-        "state store file": _sqlite_text(state_path),
+        "state store": _sqlite_text(state_path)
+        if backend == "sqlite"
+        else await _redis_text(redis_client, group),
         "/metrics": reactor.metrics.render().decode(),
         "rules test": _cli("rules", "test", "--event", str(create_file), env=env)
         + _cli("rules", "test", "--event", str(mqtt_file), "--stream", "supermq.mqtt", env=env),
@@ -268,6 +274,20 @@ async def test_no_secret_in_clear_in_any_output_or_store(
     assert f"{shown} pk={MASK} short={MASK}" in outputs["daemon log"]  # masked, not dropped (S5, S6)
     assert f"tk={MASK} ek={MASK}" in outputs["daemon log"]  # S4
     assert f"issued {MASK} {MASK}" in outputs["daemon log"]  # S5: certs.issue's key
+
+
+async def _redis_text(client: aioredis.Redis, group: str) -> str:
+    """Every key of the group's state store and audit trail, as Redis holds them."""
+    texts = []
+    async for key in client.scan_iter(f"reactor:{group}:*"):
+        kind = await client.type(key)
+        if kind == "hash":
+            texts.append(json.dumps(await client.hgetall(key)))
+        elif kind == "stream":
+            texts.append(json.dumps(await client.xrange(key)))
+        await client.delete(key)  # read once: the test's database keeps nothing
+    assert texts, f"nothing stored under reactor:{group}:"
+    return "\n".join(texts)
 
 
 def _sqlite_text(path: Path) -> str:
