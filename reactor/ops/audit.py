@@ -255,9 +255,10 @@ def print_history(rows: Sequence[AuditRow], out: TextIO) -> None:
             at = datetime.fromtimestamp(row.at_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             print(f"{at}  {row.stream} {row.entry_id}  {row.operation}  device={row.device or '-'}", file=out)
         tries = f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}"
-        error = f"  error: {row.error}" if row.error else ""
+        # Masked again: a row an older version wrote may hold what it did not mask.
+        error = f"  error: {redact_text(row.error)}" if row.error else ""
         print(
             f"    {row.rule} / {row.action} ({row.type}): {row.outcome}, {tries}, {row.duration_ms:.1f} ms"
-            f"  {row.params}{error}",
+            f"  {redact(row.params)}{error}",
             file=out,
         )

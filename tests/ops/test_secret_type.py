@@ -9,6 +9,7 @@ import copy
 import io
 import json
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.events.decode import Decoder
+from reactor.ops.audit import AuditRow, SQLiteAudit
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.redact import redact, redact_text
 from reactor.rules.expressions import Expression, ExpressionError, Template
@@ -255,3 +257,21 @@ def test_a_secret_copies_as_itself_and_pickles_as_the_mask() -> None:
     assert secret == "a-secret-value"
     assert "a-secret-value" == secret  # noqa: SIM300 - the reflected comparison is the point
     assert f"{secret!s} {secret!r} {secret}" == f"{MASK} {MASK} {MASK}"
+
+
+async def test_history_masks_a_row_an_older_version_wrote(tmp_path: Path) -> None:
+    """S4/S9 as an older version recorded them: ``reactor history`` prints them masked."""
+    path = tmp_path / "state.sqlite3"
+    audit = SQLiteAudit(path)
+    params = json.dumps(
+        {"message": "x", "thing_key": "thing-Key-old-4f1e", "url": f"http://u:{URL_PASSWORD}@h/"}
+    )
+    error = f"http.request POST http://u:{URL_PASSWORD}@h/: refused"
+    row = AuditRow(time.time_ns(), "s", "1-0", "d", "op", "r", "a", "log", params, "failed", 1, 1.0, error)
+    await audit.write([row])
+    await audit.close()
+    result = reactor_cli("history", "--rule", "r", env={"REACTOR_STATE__PATH": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert "r / a (log): failed" in result.stdout
+    assert "thing-Key-old-4f1e" not in result.stdout
+    assert URL_PASSWORD not in result.stdout
