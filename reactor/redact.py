@@ -26,7 +26,17 @@ from typing import Any
 
 from reactor.secrets import MASK, Secret
 
-__all__ = ["MASK", "MIN_SHORT_LEN", "is_secret_key", "redact", "redact_text", "secret_values", "utf8_safe"]
+__all__ = [
+    "MASK",
+    "MIN_SHORT_LEN",
+    "is_secret_key",
+    "redact",
+    "redact_json_text",
+    "redact_text",
+    "secret_values",
+    "utf8_safe",
+]
+
 #: Containers nested deeper than this are masked whole (far beyond events.max_depth's 128).
 MAX_DEPTH = 160
 _MIN_SECRET_LEN = 6
@@ -146,6 +156,12 @@ def _mask_json_members(text: str) -> str:
     return _JSON_MEMBER.sub(
         lambda m: f'"{m.group(1)}"{m.group(2)}"{MASK}"' if is_secret_key(m.group(1)) else m.group(0), text
     )
+
+
+def redact_json_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """JSON ``text`` masked as it is written (spacing kept): by look, by value, and its
+    secret-named string members (parsed or not)."""
+    return _mask_broken_json(redact_text(text, secrets))
 
 
 def _mask_broken_json(text: str) -> str:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
-from reactor.redact import MASK, redact, redact_text, utf8_safe
+from reactor.redact import MASK, redact, redact_json_text, redact_text, utf8_safe
 
 #: One encoder for every row (json.dumps with arguments builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
@@ -259,6 +259,6 @@ def print_history(rows: Sequence[AuditRow], out: TextIO) -> None:
         error = f"  error: {redact_text(row.error)}" if row.error else ""
         print(
             f"    {row.rule} / {row.action} ({row.type}): {row.outcome}, {tries}, {row.duration_ms:.1f} ms"
-            f"  {redact(row.params)}{error}",
+            f"  {redact_json_text(row.params)}{error}",
             file=out,
         )
