@@ -141,6 +141,25 @@ def contains_secret(value: Any) -> bool:
     return False
 
 
+def revealed_values(value: Any, _depth: int = 0) -> frozenset[str]:
+    """The values of the Secrets in ``value`` (lists and dicts walked): for masking by value the
+    text that is not a Secret (an error message that quotes a key an action was given)."""
+    if isinstance(value, Secret):
+        return frozenset((value.reveal(),))
+    if _depth > 64:
+        return frozenset()
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return frozenset()
+    found: frozenset[str] = frozenset()
+    for item in items:
+        found |= revealed_values(item, _depth + 1)
+    return found
+
+
 def wrap_named(value: Any, is_secret_name: Callable[[str], bool], _depth: int = 0) -> Any:
     """``value`` with the text under every secret-named key a Secret (an action's result:
     ``client_key`` of ``certs.issue``, ``thing_key`` of ``bootstrap.view_config``)."""

@@ -22,7 +22,7 @@ from reactor.redact import is_secret_key, redact_text
 from reactor.rules import bounds
 from reactor.rules.model import CompiledAction, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
-from reactor.secrets import Sealer, wrap_named
+from reactor.secrets import Sealer, revealed_values, wrap_named
 from reactor.sources.base import delivery_key
 
 _MISSING = object()
@@ -239,12 +239,16 @@ def dead_letter_for(
     step = first.failed
     assert step is not None
     extra = f" (and {len(failed) - 1} more rule(s) failed)" if len(failed) > 1 else ""
+    # The secrets the rule's earlier steps returned (a config's thing key) may be quoted by the
+    # error of the step they were given to: masked by value too.
+    results = [s.result for s in first.steps if s.result]
+    secrets = event.secrets | revealed_values(results) if results else event.secrets
     return DeadLetter(
         stream=event.stream,
         entry_id=event.entry_id,
         reason="ambiguous" if step.ambiguous else "action_failed",
-        error=redact_text(f"{step.error}{extra}", event.secrets),
-        secrets=event.secrets,
+        error=redact_text(f"{step.error}{extra}", secrets),
+        secrets=secrets,
         event=event.raw,
         rule=first.rule,
         action=f"{step.action_id} ({step.type})",

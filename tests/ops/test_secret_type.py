@@ -21,6 +21,7 @@ from reactor.actions.base import Action, ActionContext, Params
 from reactor.app import Reactor, build_source
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
+from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.events.decode import Decoder
 from reactor.ops.audit import AuditRow, SQLiteAudit
@@ -275,3 +276,24 @@ async def test_history_masks_a_row_an_older_version_wrote(tmp_path: Path) -> Non
     assert "r / a (log): failed" in result.stdout
     assert "thing-Key-old-4f1e" not in result.stdout
     assert URL_PASSWORD not in result.stdout
+
+
+def test_a_dead_letter_masks_a_secret_an_earlier_step_returned() -> None:
+    """A key ``bootstrap.view_config`` returned, given to the next step, quoted by its error."""
+    fields = {"operation": "thing.bootstrap", "thing_id": "t1"}
+    event = Decoder().decode(fields, source="t", stream="supermq.bootstrap", entry_id="1-0")
+    view = StepOutcome("config", "bootstrap.view_config", ok=True, attempts=1, duration_s=0.0)
+    view.result = {"thing_key": Secret("a-returned-thing-key")}
+    publish = StepOutcome(
+        "notify",
+        "message.publish",
+        ok=False,
+        attempts=1,
+        duration_s=0.0,
+        error="key a-returned-thing-key refused",
+    )
+    outcome = RuleOutcome("push", steps=[view, publish], failed=publish)
+    record = dead_letter_for(event, [outcome])
+    assert record is not None
+    assert "a-returned-thing-key" not in json.dumps(record.to_fields())
+    assert f"key {MASK} refused" in record.error
