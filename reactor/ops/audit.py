@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
 from reactor.redact import MASK, redact, redact_json_text, redact_text, utf8_safe
+from reactor.secrets import revealed_values
 
 #: One encoder for every row (json.dumps with arguments builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
@@ -84,6 +85,9 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
     at = time.time_ns()
     rows = []
     for rule in outcome.rules:
+        secrets = event.secrets
+        if rule.failed is not None:  # its error may quote a secret an earlier step returned
+            secrets = secrets | revealed_values([s.result for s in rule.steps if s.result])
         for step in [*rule.steps, *rule.fallback]:
             result = "skipped" if step.skipped else "success" if step.ok else "failed"
             rows.append(
@@ -96,11 +100,11 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
                     rule.rule,
                     step.action_id,
                     step.type,
-                    _params(step.params, step.secret_params, event.secrets),
+                    _params(step.params, step.secret_params, secrets),
                     result,
                     step.attempts,
                     round(step.duration_s * 1000, 3),
-                    redact_text(step.error or "", event.secrets),
+                    redact_text(step.error or "", secrets),
                 )
             )
     return rows

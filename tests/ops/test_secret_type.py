@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import io
 import json
 import pickle
@@ -23,14 +24,16 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
 from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
+from reactor.delivery.worker import Outcome
 from reactor.events.decode import Decoder
-from reactor.ops.audit import AuditRow, SQLiteAudit
+from reactor.ops.audit import AuditRow, SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.redact import redact, redact_text
 from reactor.rules.expressions import Expression, ExpressionError, Template
 from reactor.rules.model import CompiledAction
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
+from reactor.sources.base import Delivery
 from tests.conftest import REDIS_URL, reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,
@@ -297,3 +300,6 @@ def test_a_dead_letter_masks_a_secret_an_earlier_step_returned() -> None:
     assert record is not None
     assert "a-returned-thing-key" not in json.dumps(record.to_fields())
     assert f"key {MASK} refused" in record.error
+    rows = rows_for(Outcome(Delivery("supermq.bootstrap", "1-0", fields), event, rules=[outcome]))
+    assert rows
+    assert "a-returned-thing-key" not in json.dumps([dataclasses.asdict(r) for r in rows])
