@@ -81,7 +81,10 @@ _OPTIONAL_IDS = frozenset(
 
 _MISSING = object()
 _DICT_NAMES = frozenset(dir(dict))
-_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
+#: What an Event holds as received (secrets in clear, untyped): not reachable from templates,
+#: which see the decoded fields (secrets as Secrets) only.
+_EVENT_RAW = frozenset({"payload", "raw", "secrets"})
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event)) - _EVENT_RAW
 
 
 class ExpressionError(ValueError):
@@ -285,6 +288,8 @@ class _Env(ImmutableSandboxedEnvironment):
         """A Secret offers only its string methods (each yields the mask), never ``reveal``."""
         if type(obj) is Secret:
             return is_string_method(attr)
+        if type(obj) is Event and attr in _EVENT_RAW:
+            return False
         return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:

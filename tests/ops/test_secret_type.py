@@ -303,3 +303,16 @@ def test_a_dead_letter_masks_a_secret_an_earlier_step_returned() -> None:
     rows = rows_for(Outcome(Delivery("supermq.bootstrap", "1-0", fields), event, rules=[outcome]))
     assert rows
     assert "a-returned-thing-key" not in json.dumps([dataclasses.asdict(r) for r in rows])
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ event.payload.external_key | reverse | join }}", "{{ event.raw }}", "x {{ event.secrets | list }}"],
+)
+def test_a_template_cannot_reach_the_payload_as_received(source: str) -> None:
+    """The raw payload holds the secrets in clear: templates see the typed fields only."""
+    fields = {"operation": "config.create", "thing_id": "t1", "external_key": "ext-Key-raw-1234"}
+    event = Decoder().decode(fields, source="t", stream="supermq.bootstrap", entry_id="1-0")
+    with pytest.raises(ExpressionError, match="unsafe"):
+        Template(source).render({"event": event})
+    assert Template("{{ event.external_key }}").render({"event": event}).reveal() == "ext-Key-raw-1234"
