@@ -15,6 +15,7 @@ nothing else.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Decoder:
         try:
             fields = dict(payload) if isinstance(payload, Mapping) else {}
             body: Any = fields.get("data") if len(fields) == 1 else None if fields else payload
+            parsed = None
             if body is not None:
                 try:
                     parsed = json.loads(body)
@@ -102,7 +104,9 @@ class Decoder:
             found = set(secret_values(text))
             if catalogue.parse_stream(stream, self._families).service == "mqtt":
                 found |= {str(text[k]) for k in ("thing_id", "client_id") if text.get(k)}
-            return frozenset(found)
+                if isinstance(body, str | bytes) and not isinstance(parsed, dict):  # JSON that is not
+                    found |= set(_MQTT_KEY.findall(_lenient(body)))  # whole: the key read from its text
+            return frozenset(v for v in found if len(v) >= MIN_SHORT_LEN)
         except Exception:  # a record must still be written: the other nets remain
             return frozenset()
 
@@ -146,6 +150,10 @@ class Decoder:
             secrets=secrets,
             **ids,
         )
+
+
+#: The MQTT adapter's thing key in the text of a body that does not parse.
+_MQTT_KEY = re.compile(r'"(?:thing_id|client_id)"\s*:\s*"((?:[^"\\]|\\.)*)')
 
 
 def _lenient(value: Any) -> str:

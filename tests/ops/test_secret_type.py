@@ -26,6 +26,7 @@ from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.delivery.worker import Outcome
 from reactor.events.decode import Decoder
+from reactor.events.model import raw_view
 from reactor.ops.audit import AuditRow, SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.redact import redact, redact_text
@@ -316,3 +317,17 @@ def test_a_template_cannot_reach_the_payload_as_received(source: str) -> None:
     with pytest.raises(ExpressionError, match="unsafe"):
         Template(source).render({"event": event})
     assert Template("{{ event.external_key }}").render({"event": event}).reveal() == "ext-Key-raw-1234"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"thing_id": "{MQTT_KEY}", "event_type": "connect", oops',
+        f'{{"client_id":"{MQTT_KEY}"'.encode(),
+    ],
+)
+def test_a_broken_mqtt_body_keeps_its_thing_key_masked(body: str | bytes) -> None:
+    """S2 for a message body (NATS, RabbitMQ) that is not JSON: the key is read from its text."""
+    secrets = Decoder().raw_secrets(body, "supermq.mqtt")
+    record = DeadLetter("supermq.mqtt", "1", "malformed", "not JSON", raw_view(body), secrets=secrets)
+    assert MQTT_KEY not in json.dumps(record.to_fields())
