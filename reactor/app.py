@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
@@ -36,6 +37,7 @@ from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
+from reactor.secrets import Sealer
 from reactor.settings import Settings
 from reactor.signals import early_stop_signal
 from reactor.sources.base import Source
@@ -79,16 +81,26 @@ def build_echoes(settings: Settings) -> Echoes:
     return Echoes(board=board, shared=SHARED)
 
 
-def build_state_store(settings: Settings) -> StateStore:
-    """The configured state store of completed steps."""
+def build_sealer(settings: Settings) -> Sealer:
+    """The key that seals kept secrets (``[secrets]``); ``ConfigError`` naming the setting when
+    it is not a Fernet key. Ephemeral (``Sealer.ephemeral``) when none is configured."""
+    try:
+        key_file = Path(settings.secrets.key_file) if settings.secrets.key_file else None
+        return Sealer.from_config(settings.secrets.key.get_secret_value(), key_file)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def build_state_store(settings: Settings, sealer: Sealer | None = None) -> StateStore:
+    """The configured state store of completed steps (secrets in results sealed by ``sealer``)."""
     if settings.state.backend == "memory" or settings.source == "memory":
         return MemoryStateStore()
     if settings.state.backend == "redis":
         client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
         return RedisStateStore(
-            client, settings.state.retention_s, prefix=f"reactor:{settings.redis.group}:steps"
+            client, settings.state.retention_s, prefix=f"reactor:{settings.redis.group}:steps", sealer=sealer
         )
-    return SQLiteStateStore(settings.state.path, settings.state.retention_s)
+    return SQLiteStateStore(settings.state.path, settings.state.retention_s, sealer)
 
 
 def build_audit(settings: Settings) -> AuditStore:
@@ -126,6 +138,7 @@ class Reactor:
     state: StateStore
     metrics: Metrics
     audit: AuditStore | None
+    sealer: Sealer | None = None
 
     @property
     def rules(self) -> RuleSet:
@@ -158,7 +171,8 @@ class Reactor:
         paused.set_function(lambda: 1.0 if client.auth.open else 0.0)
         registry = build_registry(settings, logger, client, metrics)
         holder = RuleHolder(settings.rules.dir, registry, logger, bounds_from=settings.rules)
-        state = state if state is not None else build_state_store(settings)
+        sealer = build_sealer(settings)
+        state = state if state is not None else build_state_store(settings, sealer)
         executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state, client.echoes)
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
@@ -172,8 +186,9 @@ class Reactor:
             observers=[log_outcome(logger), metrics.observe, *observers],
             sinks=[audit.record] if audit is not None else [],
             pause=client.auth,
+            sealer=sealer,
         )
-        return cls(settings, source, holder, worker, client, state, metrics, audit)
+        return cls(settings, source, holder, worker, client, state, metrics, audit, sealer)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change.
@@ -323,6 +338,13 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         consumer=settings.redis.consumer,
         rules=len(reactor.rules),
     )
+    if reactor.sealer is not None and reactor.sealer.ephemeral:
+        await logger.awarning(
+            "secrets.ephemeral_key",
+            detail="no secrets.key nor secrets.key_file: dead-letter originals and secrets in step "
+            "results are sealed under a key of this process alone (after a restart, and for "
+            "reactor dlq replay, they replay masked)",
+        )
     try:
         failure = await _run_supervised(reactor, stop, tasks)
     finally:

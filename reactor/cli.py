@@ -24,6 +24,7 @@ from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
 from reactor.ops.logging import configure_logging, get_logger
+from reactor.redact import redact_text
 from reactor.rules import bounds
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
@@ -61,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
         sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError we handle
-    except (ConfigError, RuleError, SourceError, StateStoreError) as exc:
-        print(f"reactor: {exc}", file=sys.stderr)
+    except (ConfigError, RuleError, SourceError, StateStoreError) as exc:  # may name a value: masked
+        print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
-        print(f"reactor: {exc}", file=sys.stderr)
+        print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from reactor.actions.certs_lifecycle import RotateCert, device_identity
-from reactor.app import Reactor, build_audit, build_echoes, build_registry
+from reactor.app import Reactor, build_audit, build_echoes, build_registry, build_sealer
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import print_summary, sweep
@@ -128,7 +128,9 @@ async def replay_dead_letters(
     if not records:
         print("no dead-letter records match")
         return 0
-    source = ReplaySource(dead, list(reversed(records)))  # oldest first
+    source = ReplaySource(dead, list(reversed(records)), build_sealer(settings))  # oldest first
+    for why in source.masked:
+        print(why)
     reactor = Reactor.build(settings, source, logger, client=client, state=state)
     await reactor.run(asyncio.Event())
     for record in source.failed_again:

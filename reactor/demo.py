@@ -19,7 +19,7 @@ from reactor.delivery.worker import Outcome
 from reactor.events.protowire import wrap_payload
 from reactor.ops.audit import print_history
 from reactor.ops.logging import get_logger
-from reactor.ops.redact import redact
+from reactor.redact import redact
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
 from reactor.supermq.simulator import Simulator

@@ -266,6 +266,19 @@ class OpsSettings(_Section):
         return value
 
 
+class SecretsSettings(_Section):
+    """The key that seals kept secrets: the original event of a dead-letter record (for replay)
+    and the secrets in step results (certs.issue's key, for a redelivery). A Fernet key
+    (``python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'``).
+
+    ``key`` (env ``REACTOR_SECRETS__KEY``) first, else ``key_file`` (made, mode 0600, when it does
+    not exist), else a key for this process alone, with a warning: what it sealed cannot be opened
+    after a restart nor by ``reactor dlq replay`` (those records replay masked)."""
+
+    key: SecretStr = SecretStr("")
+    key_file: str = ""
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -300,6 +313,7 @@ class Settings(BaseSettings):
     supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     certs: CertsSettings = Field(default_factory=CertsSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import structlog
 
 from reactor.actions.base import Action, ActionContext, Params
-from reactor.ops.redact import redact, redact_text
+from reactor.redact import redact, redact_text
 
 
 class LogParams(Params):

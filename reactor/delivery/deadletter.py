@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactor.ops.redact import redact, redact_text, utf8_safe
+from reactor.redact import redact, redact_text, utf8_safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,9 @@ class DeadLetter:
     at_ns: int = field(default_factory=time.time_ns)
     #: Values known to be secrets (the event's secret fields), masked wherever they appear.
     secrets: frozenset[str] = frozenset()
+    #: The event as received, sealed (``reactor.secrets.Sealer``): what ``dlq replay`` sends
+    #: again, secrets included, while ``event`` (what ``dlq show`` prints) is masked.
+    sealed: str = ""
 
     def to_fields(self) -> dict[str, str]:
         """The record as stream fields, every value masked by the redaction layer.
@@ -40,7 +43,7 @@ class DeadLetter:
         Never raises, whatever the event holds: every value is text encodable as UTF-8, and an
         event that cannot be serialised is recorded as why not.
         """
-        return {
+        fields = {
             "stream": utf8_safe(self.stream),
             "entry_id": utf8_safe(self.entry_id),
             "reason": self.reason,
@@ -52,6 +55,9 @@ class DeadLetter:
             "at_ns": str(self.at_ns),
             "event": self._event_json(),
         }
+        if self.sealed:
+            fields["sealed"] = self.sealed
+        return fields
 
     def _event_json(self) -> str:
         try:

@@ -3,8 +3,10 @@
 Replay puts a record's original event back through the rules as a *redelivery* of its original
 stream entry, so the steps that completed before are skipped (idempotency). A record that
 succeeds is removed from the dead-letter stream; one that fails again is replaced by a new record
-with the new reason. Secrets were masked when the record was written, so an event whose actions
-need them (a private key, a thing key) replays with ``***`` in their place.
+with the new reason. A record's ``event`` is masked (what ``dlq show`` prints); its ``sealed``
+field holds the event as received, encrypted under the ``[secrets]`` key, and is what a replay
+sends again (secrets included). A record without it, or sealed under another key, replays its
+masked event (``***`` where the secrets were), and the replay says so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.durations import duration_s
 from reactor.errors import ConfigError, SourceError
 from reactor.events.model import RAW_B64
+from reactor.redact import redact, redact_text
+from reactor.secrets import Sealer, SealError
 from reactor.sources.base import Delivery, Source
 
 
@@ -39,9 +43,26 @@ class Record:
     def at_ns(self) -> int:
         return int(self.fields.get("at_ns") or 0)
 
-    def delivery(self) -> Delivery:
+    def original(self, sealer: Sealer | None) -> tuple[dict[str, Any], str | None]:
+        """The event as received (from ``sealed``), else the masked one and why."""
+        sealed = self.fields.get("sealed")
+        why: str | None
+        if sealed and sealer is not None:
+            try:
+                opened = sealer.open_json(sealed)
+            except (SealError, ValueError) as exc:
+                why = f"record {self.id}: {exc}: replaying its masked event"
+            else:
+                if isinstance(opened, dict):
+                    return opened, None
+                why = f"record {self.id}: its sealed event is not an object: replaying its masked event"
+        else:
+            why = None if not sealed else f"record {self.id}: no key to open it: replaying its masked event"
+        return json.loads(self.fields.get("event") or "{}"), why
+
+    def delivery(self, sealer: Sealer | None = None) -> Delivery:
         """The original event as a redelivery of its original entry."""
-        payload: dict[str, Any] = json.loads(self.fields.get("event") or "{}")
+        payload, _ = self.original(sealer)
         body: dict[str, Any] | bytes = payload
         binary = payload.pop(RAW_B64, None)
         if isinstance(binary, dict):  # fields that were not UTF-8: their bytes again
@@ -178,9 +199,13 @@ class ReplaySource(Source):
 
     name = "replay"
 
-    def __init__(self, dead: DeadLetterStore, records: Sequence[Record]) -> None:
+    def __init__(
+        self, dead: DeadLetterStore, records: Sequence[Record], sealer: Sealer | None = None
+    ) -> None:
         self._dead = dead
-        self._pending = [(r, r.delivery()) for r in records]
+        self._pending = [(r, r.delivery(sealer)) for r in records]
+        #: Records whose sealed original could not be opened (they replay masked), with why.
+        self.masked = [why for r in records if (why := r.original(sealer)[1]) is not None]
         self._record_of = {(d.stream, d.entry_id): r.id for r, d in self._pending}
         self.replayed: list[str] = []
         self.failed_again: list[DeadLetter] = []
@@ -216,14 +241,26 @@ def print_records(records: Sequence[Record], out: TextIO) -> None:
         where = f"{f.get('stream', '')} {f.get('entry_id', '')}"
         what = f"{f.get('rule', '')} {f.get('action', '')}".strip() or "-"
         status = f" [{f['status']}]" if f.get("status") else ""
-        error = (f.get("error", "") + status)[:80]
+        error = (redact_text(f.get("error", "")) + status)[:80]  # a record of an older writer too
         print(f"{r.id:<18} {at:<20} {f.get('reason', ''):<14} {where:<40} {what:<36} {error}", file=out)
 
 
+def _shown_event(text: str) -> Any:
+    """A record's event as ``dlq show`` prints it: masked again (a record an older version wrote
+    may hold a malformed entry's secrets as it came)."""
+    try:
+        return redact(json.loads(text))
+    except (ValueError, RecursionError):
+        return redact_text(text)
+
+
 def print_record(record: Record, out: TextIO) -> None:
-    fields = dict(record.fields)
-    event = fields.pop("event", "{}")
+    fields = {k: redact_text(v) for k, v in record.fields.items()}  # older records: the second net
+    event = record.fields.get("event") or "{}"
+    fields.pop("event", None)
+    if fields.pop("sealed", None):  # ciphertext: shown as what it is, not as a wall of base64
+        fields["sealed"] = "(the event as received, encrypted: used by dlq replay)"
     print(
-        json.dumps({"id": record.id, **fields, "event": json.loads(event)}, indent=2, sort_keys=True),
+        json.dumps({"id": record.id, **fields, "event": _shown_event(event)}, indent=2, sort_keys=True),
         file=out,
     )

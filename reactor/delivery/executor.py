@@ -18,10 +18,11 @@ from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, AmbiguousError, PermanentError, SuspendedError
 from reactor.events.echoes import Echoes
 from reactor.events.model import Event
-from reactor.ops.redact import redact_text
+from reactor.redact import is_secret_key, redact_text
 from reactor.rules import bounds
 from reactor.rules.model import CompiledAction, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
+from reactor.secrets import Sealer, revealed_values, wrap_named
 from reactor.sources.base import delivery_key
 
 _MISSING = object()
@@ -200,7 +201,10 @@ class Executor:
             ok=True,
             attempts=attempts,
             duration_s=time.perf_counter() - started,
-            result=result,
+            # What an action returns under a secret name (certs.issue's client_key, a config's
+            # thing_key) is a Secret from here on: masked in logs, audit and templates, sealed in
+            # the state store, sent only by a secret-accepting parameter.
+            result=wrap_named(result, is_secret_key) if result else result,
             params=params,
             secret_params=secret,
         )
@@ -223,8 +227,11 @@ async def _guarded(action: CompiledAction, params: Any, actx: ActionContext) -> 
         raise PermanentError(f"{action.type} raised {type(exc).__name__}: {exc}") from exc
 
 
-def dead_letter_for(event: Event, outcomes: list[RuleOutcome]) -> DeadLetter | None:
-    """The dead-letter record of an event whose rules failed for good, or None."""
+def dead_letter_for(
+    event: Event, outcomes: list[RuleOutcome], sealer: Sealer | None = None
+) -> DeadLetter | None:
+    """The dead-letter record of an event whose rules failed for good, or None (the event
+    masked, and sealed by ``sealer`` for replay)."""
     failed = [o for o in outcomes if o.failed is not None]
     if not failed:
         return None
@@ -232,15 +239,20 @@ def dead_letter_for(event: Event, outcomes: list[RuleOutcome]) -> DeadLetter | N
     step = first.failed
     assert step is not None
     extra = f" (and {len(failed) - 1} more rule(s) failed)" if len(failed) > 1 else ""
+    # The secrets the rule's earlier steps returned (a config's thing key) may be quoted by the
+    # error of the step they were given to: masked by value too.
+    results = [s.result for s in first.steps if s.result]
+    secrets = event.secrets | revealed_values(results) if results else event.secrets
     return DeadLetter(
         stream=event.stream,
         entry_id=event.entry_id,
         reason="ambiguous" if step.ambiguous else "action_failed",
-        error=redact_text(f"{step.error}{extra}", event.secrets),
-        secrets=event.secrets,
+        error=redact_text(f"{step.error}{extra}", secrets),
+        secrets=secrets,
         event=event.raw,
         rule=first.rule,
         action=f"{step.action_id} ({step.type})",
         status=step.status,
         attempts=step.attempts,
+        sealed=sealer.seal_json(event.raw) if sealer is not None else "",
     )

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from reactor.backoff import Backoff, StoppedError
 from reactor.errors import StateStoreError
+from reactor.secrets import Sealer, Secret
 
 Steps = dict[str, Any]
 
@@ -35,13 +36,23 @@ def step_key(rule: str, action_id: str) -> str:
     return f"{rule}/{action_id}"
 
 
-def encode_result(result: Any) -> str:
+def encode_result(result: Any, sealer: Sealer | None = None) -> str:
     """A step's result as JSON text (ASCII); never raises: what cannot be encoded (a cycle,
-    nesting past Python's limit) is recorded as its type, so the step still counts as done."""
+    nesting past Python's limit) is recorded as its type, so the step still counts as done.
+
+    A Secret in it (certs.issue's key, which a later step may need on a redelivery) is sealed
+    under the ``[secrets]`` key; without a sealer it is recorded as the mask. Never in clear."""
     try:
-        return json.dumps(result, default=str)
+        if sealer is not None:
+            return sealer.encode(result)
+        return json.dumps(result, default=lambda v: "***" if isinstance(v, Secret) else str(v))
     except (ValueError, TypeError, RecursionError):
         return json.dumps({"unserialisable": type(result).__name__})
+
+
+def decode_result(text: str, sealer: Sealer | None) -> Any:
+    """What ``encode_result`` wrote, sealed values Secrets again."""
+    return sealer.decode(text) if sealer is not None else json.loads(text)
 
 
 class StateStore(ABC):
@@ -78,7 +89,8 @@ class SQLiteStateStore(StateStore):
 
     _PRUNE_EVERY = 1000
 
-    def __init__(self, path: Path, retention_s: float) -> None:
+    def __init__(self, path: Path, retention_s: float, sealer: Sealer | None = None) -> None:
+        self._sealer = sealer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,13 +105,13 @@ class SQLiteStateStore(StateStore):
 
     async def completed(self, event_key: str) -> Steps:
         rows = self._db.execute("SELECT step, result FROM steps WHERE event = ?", (event_key,)).fetchall()
-        return {step: json.loads(result) for step, result in rows}
+        return {step: decode_result(result, self._sealer) for step, result in rows}
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
         now = time.time()
         self._db.execute(
             "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)",
-            (event_key, step_key(rule, action_id), encode_result(result), now),
+            (event_key, step_key(rule, action_id), encode_result(result, self._sealer), now),
         )
         self._writes += 1
         if self._writes % self._PRUNE_EVERY == 0:
@@ -112,18 +124,25 @@ class SQLiteStateStore(StateStore):
 class RedisStateStore(StateStore):
     """One hash per event (``<prefix>:<event key>``), expiring after the retention window."""
 
-    def __init__(self, client: aioredis.Redis, retention_s: float, prefix: str = "reactor:steps") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        retention_s: float,
+        prefix: str = "reactor:steps",
+        sealer: Sealer | None = None,
+    ) -> None:
+        self._sealer = sealer
         self._client = client
         self._ttl = max(int(retention_s), 1)
         self._prefix = prefix
 
     async def completed(self, event_key: str) -> Steps:
         raw = await self._retrying(lambda: self._client.hgetall(f"{self._prefix}:{event_key}"))
-        return {str(k): json.loads(v) for k, v in raw.items()}
+        return {str(k): decode_result(v, self._sealer) for k, v in raw.items()}
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
         key = f"{self._prefix}:{event_key}"
-        value = encode_result(result)
+        value = encode_result(result, self._sealer)
 
         async def write() -> Any:
             async with self._client.pipeline(transaction=True) as pipe:

@@ -29,6 +29,7 @@ from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedE
 from reactor.events import catalogue
 from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
+from reactor.secrets import Sealer
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source, entry_order
 from reactor.supervise import Supervisor
@@ -103,8 +104,10 @@ class Worker:
         observers: Sequence[Observer] = (),
         sinks: Sequence[Sink] = (),
         pause: Pause | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._source = source
+        self._sealer = sealer
         self._pause = pause
         self._decoder = decoder
         self._executor = executor
@@ -285,15 +288,15 @@ class Worker:
         malformed when it does not decode, internal_error when the decoder has a bug."""
         if delivery.deliveries > self._settings.max_deliveries:
             reason = f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})"
-            return _dead(delivery, "poison", reason)
+            return self._dead(delivery, "poison", reason)
         try:
             event = self._decoder.decode(
                 delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id
             )
         except DecodeError as exc:
-            return _dead(delivery, "malformed", exc.detail)
+            return self._dead(delivery, "malformed", exc.detail)
         except Exception as exc:  # the decoder's bug, not the entry's: kept, never fatal
-            return _dead(delivery, "internal_error", f"decoding: {type(exc).__name__}: {exc}")
+            return self._dead(delivery, "internal_error", f"decoding: {type(exc).__name__}: {exc}")
         return Outcome(delivery, event)
 
     def _device_of(self, delivery: Delivery) -> str | None:
@@ -389,7 +392,7 @@ class Worker:
         assert event is not None
         try:
             outcome.rules = await self._execute(event, self._source.maybe_acted_on(outcome.delivery))
-            outcome.dead_letter = dead_letter_for(event, outcome.rules)
+            outcome.dead_letter = dead_letter_for(event, outcome.rules, self._sealer)
         except StoppedError:
             self._abandoned.add(item.lane)
             return
@@ -402,6 +405,7 @@ class Worker:
                 event.raw,
                 attempts=outcome.delivery.deliveries,
                 secrets=event.secrets,
+                sealed=self._sealer.seal_json(event.raw) if self._sealer is not None else "",
             )
         self._finish(item)
 
@@ -521,18 +525,21 @@ class Worker:
                     c.actions_failed += 1
         c.dead_lettered += outcome.dead_letter is not None
 
-
-def _dead(delivery: Delivery, reason: str, error: str) -> Outcome:
-    """An outcome that is only a dead-letter record: the delivery as received, and why."""
-    record = DeadLetter(
-        delivery.stream,
-        delivery.entry_id,
-        reason,
-        error,
-        raw_view(delivery.payload),
-        attempts=delivery.deliveries,
-    )
-    return Outcome(delivery, None, dead_letter=record)
+    def _dead(self, delivery: Delivery, reason: str, error: str) -> Outcome:
+        """An outcome that is only a dead-letter record: the delivery as received (masked, and
+        sealed for replay), and why."""
+        raw = raw_view(delivery.payload)
+        record = DeadLetter(
+            delivery.stream,
+            delivery.entry_id,
+            reason,
+            error,
+            raw,
+            attempts=delivery.deliveries,
+            secrets=self._decoder.raw_secrets(delivery.payload, delivery.stream),
+            sealed=self._sealer.seal_json(raw) if self._sealer is not None else "",
+        )
+        return Outcome(delivery, None, dead_letter=record)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

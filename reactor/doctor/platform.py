@@ -10,7 +10,7 @@ import httpx
 
 from reactor.doctor.checklist import TIMEOUT_S, Checklist, safe_url
 from reactor.errors import ActionError
-from reactor.ops.redact import redact_text
+from reactor.redact import redact_text
 from reactor.settings import Settings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.http import build_http, join, send

@@ -15,6 +15,7 @@ nothing else.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from reactor.events import catalogue
 from reactor.events.model import NS_PER_S, Event
 from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
-from reactor.ops.redact import secret_values
+from reactor.redact import MIN_SHORT_LEN, is_secret_key, secret_values
+from reactor.secrets import Secret, wrap_named
 
 if TYPE_CHECKING:
     from reactor.settings import EventsSettings
@@ -83,6 +85,31 @@ class Decoder:
             detail = f"JSON nested deeper than events.max_depth ({self._limits.max_depth})"
             raise DecodeError(detail, stream=stream, entry_id=entry_id) from exc
 
+    def raw_secrets(self, payload: Mapping[str, Any] | bytes | str, stream: str) -> frozenset[str]:
+        """The secret values of an entry that did not decode (masked by value in its dead-letter
+        record): its secret-named fields, those of its ``data`` or body JSON where it parses, and
+        the MQTT adapter's thing key (``thing_id`` on the mqtt stream). Never raises."""
+        try:
+            fields = dict(payload) if isinstance(payload, Mapping) else {}
+            body: Any = fields.get("data") if len(fields) == 1 else None if fields else payload
+            parsed = None
+            if body is not None:
+                try:
+                    parsed = json.loads(body)
+                except (ValueError, TypeError, RecursionError):
+                    parsed = None
+                if isinstance(parsed, dict):
+                    fields |= parsed
+            text = {_lenient(k): _lenient(v) if isinstance(v, bytes) else v for k, v in fields.items()}
+            found = set(secret_values(text))
+            if catalogue.parse_stream(stream, self._families).service == "mqtt":
+                found |= {str(text[k]) for k in ("thing_id", "client_id") if text.get(k)}
+                if isinstance(body, str | bytes) and not isinstance(parsed, dict):  # JSON that is not
+                    found |= set(_MQTT_KEY.findall(_lenient(body)))  # whole: the key read from its text
+            return frozenset(v for v in found if len(v) >= MIN_SHORT_LEN)
+        except Exception:  # a record must still be written: the other nets remain
+            return frozenset()
+
     def _fields(self, payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
         if isinstance(payload, Mapping):
             return _redis_fields(payload)
@@ -108,6 +135,7 @@ class Decoder:
         if max(map(len, filter(None, ids.values())), default=0) > self._limits.max_name_chars:
             for key, value in ids.items():  # ids key lanes and caches: bounded like names
                 _check_name(f"the {key}", value or "", self._limits.max_name_chars)
+        fields, secrets = _secrets_typed(fields)
         return Event(
             source=source,
             stream=stream,
@@ -119,9 +147,41 @@ class Decoder:
             family=name.family,
             fields=fields,
             payload=payload,
-            secrets=secret_values(fields),
+            secrets=secrets,
             **ids,
         )
+
+
+#: The MQTT adapter's thing key in the text of a body that does not parse.
+_MQTT_KEY = re.compile(r'"(?:thing_id|client_id)"\s*:\s*"((?:[^"\\]|\\.)*)')
+
+
+def _lenient(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _secrets_typed(fields: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """The fields with every secret-named value a ``Secret`` (nested ones too: a config's
+    content), and the values of the top-level ones (for masking by value). One pass; the fields
+    are copied only when something in them changes."""
+    out: dict[str, Any] | None = None
+    found: list[str] = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str or kind is int:
+            if not value or not is_secret_key(key):
+                continue
+            text = value if kind is str else str(value)
+            found.append(text)
+            new: Any = Secret(text)
+        elif kind is dict or (kind is list and any(type(v) is dict for v in value)):
+            new = wrap_named(value, is_secret_key)
+        else:
+            continue
+        if out is None:
+            out = dict(fields)
+        out[key] = new
+    return (fields if out is None else out), frozenset(v for v in found if len(v) >= MIN_SHORT_LEN)
 
 
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:

@@ -28,7 +28,8 @@ from redis.exceptions import RedisError
 
 from reactor.delivery.worker import Outcome
 from reactor.errors import SourceError
-from reactor.ops.redact import MASK, redact, redact_text, utf8_safe
+from reactor.redact import MASK, redact, redact_json_text, redact_text, utf8_safe
+from reactor.secrets import revealed_values
 
 #: How often the trail is pruned, and how many rows one DELETE removes at most (the loop polls between).
 PRUNE_INTERVAL_S = 60.0
@@ -95,6 +96,9 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
     at = time.time_ns()
     rows = []
     for rule in outcome.rules:
+        secrets = event.secrets
+        if rule.failed is not None:  # its error may quote a secret an earlier step returned
+            secrets = secrets | revealed_values([s.result for s in rule.steps if s.result])
         for step in [*rule.steps, *rule.fallback]:
             result = "skipped" if step.skipped else "success" if step.ok else "failed"
             rows.append(
@@ -107,11 +111,11 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
                     rule.rule,
                     step.action_id,
                     step.type,
-                    _params(step.params, step.secret_params, event.secrets),
+                    _params(step.params, step.secret_params, secrets),
                     result,
                     step.attempts,
                     round(step.duration_s * 1000, 3),
-                    redact_text(step.error or "", event.secrets),
+                    redact_text(step.error or "", secrets),
                 )
             )
     return rows
@@ -343,9 +347,10 @@ def print_history(rows: Sequence[AuditRow], out: TextIO) -> None:
             at = datetime.fromtimestamp(row.at_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             print(f"{at}  {row.stream} {row.entry_id}  {row.operation}  device={row.device or '-'}", file=out)
         tries = f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}"
-        error = f"  error: {row.error}" if row.error else ""
+        # Masked again: a row an older version wrote may hold what it did not mask.
+        error = f"  error: {redact_text(row.error)}" if row.error else ""
         print(
             f"    {row.rule} / {row.action} ({row.type}): {row.outcome}, {tries}, {row.duration_ms:.1f} ms"
-            f"  {row.params}{error}",
+            f"  {redact_json_text(row.params)}{error}",
             file=out,
         )

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from reactor.ops.redact import redact, utf8_safe
+from reactor.redact import redact, utf8_safe
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 

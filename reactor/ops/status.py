@@ -18,6 +18,7 @@ from reactor.delivery.dlq import DeadLetters, DeadLetterStore
 from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
+from reactor.redact import redact_text
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
 from reactor.sources.redis_discovery import StreamDiscovery
@@ -182,7 +183,7 @@ async def _dead_letters_into(status: Status, dead: DeadLetterStore) -> None:
                 "entry_id": f.get("entry_id"),
                 "rule": f.get("rule"),
                 "action": f.get("action"),
-                "error": f.get("error"),
+                "error": redact_text(f.get("error") or ""),  # a record of an older writer too
             }
         )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from reactor.events.model import Event
-from reactor.ops.redact import MASK, redact
+from reactor.redact import MASK, redact
 from reactor.rules.model import CompiledAction
 from reactor.rules.ruleset import RuleSet
 
@@ -33,7 +33,9 @@ def _plan(action: CompiledAction, ctx: dict[str, Any]) -> PlannedAction:
     for name in action.impl.secret_params:
         if name in params:
             params[name] = MASK
-    return PlannedAction(action.id, action.type, redact(params))
+    event = ctx.get("event")
+    secrets = event.secrets if isinstance(event, Event) else frozenset()
+    return PlannedAction(action.id, action.type, redact(params, secrets=secrets))
 
 
 def dry_run(rules: RuleSet, event: Event) -> list[RuleReport]:

@@ -16,11 +16,13 @@ check the event's budget; going past it raises ``BoundExceeded``, never a failed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ from reactor.events.model import NS_PER_S, Event
 from reactor.rules import bounds, screen
 from reactor.rules.bounds import BoundExceeded, RegexError
 from reactor.rules.screen import RefusedAtLoad
+from reactor.secrets import MASK, Secret, is_string_method
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -79,7 +82,10 @@ _OPTIONAL_IDS = frozenset(
 
 _MISSING = object()
 _DICT_NAMES = frozenset(dir(dict))
-_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
+#: What an Event holds as received (secrets in clear, untyped): not reachable from templates,
+#: which see the decoded fields (secrets as Secrets) only.
+_EVENT_RAW = frozenset({"payload", "raw", "secrets"})
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event)) - _EVENT_RAW
 
 
 class ExpressionError(ValueError):
@@ -185,6 +191,35 @@ _TESTS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _json_default(value: Any) -> Any:
+    """``|tojson`` of a Secret is the mask (anything else that is not JSON fails as before)."""
+    if isinstance(value, Secret):
+        return MASK
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: Set while a secret-accepting parameter renders: there a Secret output as text is its value.
+_REVEAL: ContextVar[bool] = ContextVar("reactor_reveal_secrets", default=False)
+
+
+@contextlib.contextmanager
+def revealing() -> Iterator[None]:
+    """While a secret-accepting parameter renders (``CompiledAction.render``): a Secret put into
+    its text (``"Thing {{ results.config.thing_key }}"``) is its value. String filters and
+    methods on it still give the mask; every other parameter, and dry runs, get the mask."""
+    token = _REVEAL.set(True)
+    try:
+        yield
+    finally:
+        _REVEAL.reset(token)
+
+
+def _as_text(value: Any) -> str:
+    if type(value) is Secret:
+        return value.reveal() if _REVEAL.get() else MASK
+    return str(value)
+
+
 @pass_context
 def _loop_filter(context: Context, iterable: Any) -> Any:
     return bounds.bounded_loop(iterable)
@@ -194,7 +229,7 @@ def _loop_filter(context: Context, iterable: Any) -> Any:
 def _emit_filter(context: Context, value: Any) -> str:
     if type(value) is not str:
         bounds.check_text(value)
-        value = str(value)
+        value = _as_text(value)
     return bounds.produced(value)  # type: ignore[no-any-return]
 
 
@@ -204,7 +239,7 @@ def _text_filter(context: Context, value: Any) -> str:
     if type(value) is str:
         return value
     bounds.check_text(value)
-    return str(value)
+    return _as_text(value)
 
 
 @pass_context
@@ -212,7 +247,7 @@ def _concat_filter(context: Context, parts: list[Any]) -> str:
     """``a ~ b``: the parts' text sized before it is built."""
     for part in parts:
         bounds.check_text(part)
-    texts = [p if type(p) is str else str(p) for p in parts]
+    texts = [p if type(p) is str else _as_text(p) for p in parts]
     bounds.check_size(sum(map(len, texts)), "a concatenation")
     return bounds.produced("".join(texts))  # type: ignore[no-any-return]
 
@@ -248,6 +283,15 @@ class _Env(ImmutableSandboxedEnvironment):
             {_LOOP: _loop_filter, _EMIT: _emit_filter, _TEXT: _text_filter, _CONCAT: _concat_filter}
         )
         self.globals = {"now": lambda: datetime.now(tz=UTC)}
+        self.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """A Secret offers only its string methods (each yields the mask), never ``reveal``."""
+        if type(obj) is Secret:
+            return is_string_method(attr)
+        if type(obj) is Event and attr in _EVENT_RAW:
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """``*``, ``**``, ``+``, ``%``: refused before they build something too big."""

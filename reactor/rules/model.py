@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from reactor.actions.base import Action, Params
 from reactor.errors import PermanentError
 from reactor.rules.bounds import BoundExceeded, Section
-from reactor.rules.expressions import Expression, ExpressionError, Template
+from reactor.rules.expressions import Expression, ExpressionError, Template, revealing
+from reactor.secrets import masked, reveal
 
 
 class RetrySpec(BaseModel):
@@ -191,8 +192,10 @@ class CompiledAction:
         if self.static is not None:
             return self.static
         try:
+            secret = self.impl.secret_params
             with Section():  # the event's evaluation clock runs
-                values = {k: t.render(ctx) for k, t in self.params.items()}
+                values = {k: _render(t, ctx, k in secret) for k, t in self.params.items()}
+            values = _sendable(values, secret)
         except ExpressionError as exc:
             raise PermanentError(f"parameter template failed: {exc}") from exc
         except BoundExceeded as exc:
@@ -215,6 +218,22 @@ class CompiledAction:
                 depends = "results." in str(template.source) and not ctx.get("results")
                 out[key] = f"<at run time: {template.source}>" if depends else f"<error: {exc}>"
         return out
+
+
+def _render(template: Template, ctx: Mapping[str, Any], secret: bool) -> Any:
+    if not secret:
+        return template.render(ctx)
+    with revealing():  # a Secret in its text is its value
+        return template.render(ctx)
+
+
+def _sendable(values: dict[str, Any], secret_params: frozenset[str]) -> dict[str, Any]:
+    """What the action is given: a Secret's value in a secret-accepting parameter, the mask in
+    any other (a template cannot send a key where it would be shown or stored)."""
+    for key, value in values.items():
+        if type(value) is not str and value is not None:  # text and null hold no Secret
+            values[key] = reveal(value) if key in secret_params else masked(value)
+    return values
 
 
 def step_identity(given_id: str | None, type_name: str, params: Mapping[str, Any]) -> str:

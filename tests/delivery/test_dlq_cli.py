@@ -72,3 +72,17 @@ async def test_list_show_purge(redis_client: aioredis.Redis, unique: str) -> Non
     assert await redis_client.xlen(dlq) == 1
     assert "purged 1 record(s)" in cli("purge", "--all", dlq=dlq).stdout
     assert await redis_client.xlen(dlq) == 0
+
+
+async def test_show_masks_a_record_an_older_version_wrote(redis_client: aioredis.Redis, unique: str) -> None:
+    """Before #19 a malformed entry's raw payload was kept as it came (S1): shown masked now."""
+    dlq = f"t{unique}.dlq"
+    broken = '{"operation":"config.create","external_key":"ext-Key-old-8c1f","token":"tok-old-9f8e'
+    url = "http.request POST http://hook:oldPass123@127.0.0.1:1/: connection refused"
+    fields = {"stream": "s", "entry_id": "1-0", "reason": "malformed", "error": url, "at_ns": "1"}
+    fields["event"] = json.dumps({"data": broken})
+    record = str(await redis_client.xadd(dlq, fields))  # type: ignore[arg-type]
+    out = cli("show", record, dlq=dlq).stdout + cli("list", dlq=dlq).stdout
+    assert record in out
+    for secret in ("ext-Key-old-8c1f", "tok-old-9f8e", "oldPass123"):
+        assert secret not in out

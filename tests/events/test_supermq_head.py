@@ -28,7 +28,7 @@ from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
 from reactor.events.protowire import wrap_payload
-from reactor.ops.redact import redact
+from reactor.redact import redact
 
 FIXTURE = Path(__file__).parent / "fixtures" / "supermq-head-791e084.jsonl"
 DOMAIN = "4d3c2b1a-0000-4000-8000-00000000d001"

@@ -19,7 +19,7 @@ from reactor.delivery.worker import Outcome
 from reactor.events.model import Event, raw_view
 from reactor.ops.audit import SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging
-from reactor.ops.redact import MASK, redact
+from reactor.redact import MASK, redact
 from reactor.settings import RedisSettings
 from reactor.sources.base import Delivery
 from reactor.sources.redis_streams import RedisStreamsSource

@@ -22,7 +22,7 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-from reactor.ops.redact import redact_text
+from reactor.redact import redact_text
 
 SERVICES = ("users", "things", "bootstrap", "certs", "http")
 

@@ -1,9 +1,15 @@
-"""The one redaction layer: secrets masked by key name and by value before anything is written.
+"""The second net: secrets masked by key name and by value before anything is written.
 
-Applied to log events, dead-letter entries, dry-run output and the audit trail. By key:
+The first net is the type (``reactor.secrets.Secret``: a secret is never text, whatever a
+template does with it); this one catches what is still text. Applied to log events,
+dead-letter entries, dry-run output, the audit trail, status and history. A ``Secret`` is the
+mask. By key:
 any key that names a secret (``client_key``, ``thing_key``, ``external_key``, ``secret``,
 ``password``, ``token``, ``authorization``, ...). By value: PEM private keys (also the one-line
-and escaped-newline forms SuperMQ events carry), JWTs and bearer credentials, wherever they sit.
+and escaped-newline forms SuperMQ events carry), JWTs, bearer credentials and the password of a
+URL (``redis://:pw@host``, ``http://user:pw@host``), wherever they sit; and the known secret
+values of the event (``secret_values``): those of six characters or more wherever they appear,
+shorter ones (from three) where they stand alone (a word of their own).
 
 Total: it never raises on any content. Text comes out encodable as UTF-8 (lone surrogates
 escaped), containers nested deeper than ``MAX_DEPTH`` are masked whole, a JSON document in a
@@ -18,10 +24,25 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-MASK = "***"
+from reactor.secrets import MASK, Secret
+
+__all__ = [
+    "MASK",
+    "MIN_SHORT_LEN",
+    "is_secret_key",
+    "redact",
+    "redact_json_text",
+    "redact_text",
+    "secret_values",
+    "utf8_safe",
+]
+
 #: Containers nested deeper than this are masked whole (far beyond events.max_depth's 128).
 MAX_DEPTH = 160
 _MIN_SECRET_LEN = 6
+#: Known secret values shorter than this are not masked by value (one or two characters would
+#: mask every "1" of a log line); they are masked by their type and key name all the same.
+MIN_SHORT_LEN = 3
 #: Names up to this long are cached by ``is_secret_key`` (longer ones, never SuperMQ's, are not).
 _CACHED_NAME_CHARS = 128
 _SECRET_KEY = re.compile(
@@ -34,6 +55,8 @@ _PEM_PRIVATE = re.compile(
     r"-----BEGIN ((?:ENCRYPTED |RSA |EC |DSA |OPENSSH )?PRIVATE KEY)-----.*?-----END \1-----", re.S
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+#: ``scheme://user:password@`` (and ``scheme://:password@``): the password masked.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)@")
 _AUTH_HEADER = re.compile(
     r"\b(Bearer|Basic|Authorization:\s*(?:Thing|Client))\s+[A-Za-z0-9._~+/=-]{8,}", re.I
 )
@@ -67,8 +90,19 @@ def utf8_safe(text: str) -> str:
 def secret_values(fields: Mapping[str, Any]) -> frozenset[str]:
     """The values of the secret-named fields of an event: masked wherever they show up later
     (a rule that writes a thing key into a log message cannot be caught by its look)."""
-    found = {str(v) for k, v in fields.items() if isinstance(v, str | int) and is_secret_key(k)}
-    return frozenset(v for v in found if len(v) >= _MIN_SECRET_LEN)
+    found = {
+        v.reveal() if isinstance(v, Secret) else str(v)
+        for k, v in fields.items()
+        if isinstance(v, str | int | Secret) and is_secret_key(k)
+    }
+    return frozenset(v for v in found if len(v) >= MIN_SHORT_LEN and v != MASK)
+
+
+def _mask_value(text: str, secret: str) -> str:
+    if len(secret) >= _MIN_SECRET_LEN:
+        return text.replace(secret, MASK)
+    # A short secret is masked where it stands alone: not inside longer words ("ab" in "table").
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -79,7 +113,9 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = utf8_safe(text)
     for secret in secrets:
         if secret in text:
-            text = text.replace(secret, MASK)
+            text = _mask_value(text, secret)
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     if "-----BEGIN" in text:
         text = _PEM_PRIVATE.sub(
             lambda m: f"-----BEGIN {m.group(1)}-----{MASK}-----END {m.group(1)}-----", text
@@ -112,7 +148,7 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 
 #: ``"name": "value"`` in JSON text, for documents too deep to parse.
-_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)(?:"|$)')
 
 
 def _mask_json_members(text: str) -> str:
@@ -122,10 +158,24 @@ def _mask_json_members(text: str) -> str:
     )
 
 
+def redact_json_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """JSON ``text`` masked as it is written (spacing kept): by look, by value, and its
+    secret-named string members (parsed or not)."""
+    return _mask_broken_json(redact_text(text, secrets))
+
+
+def _mask_broken_json(text: str) -> str:
+    """Text that looks like JSON but does not parse (a malformed entry): its secret-named string
+    members masked all the same."""
+    if '"' in text and ":" in text:
+        return _mask_json_members(text)
+    return text
+
+
 def redact(value: Any, key: str = "", secrets: frozenset[str] = frozenset(), _depth: int = 0) -> Any:
     """A copy of ``value`` with every secret masked (by its key, by what it looks like, or
     because it is one of the known ``secrets``); never raises."""
-    if key and is_secret_key(key) and value not in (None, ""):
+    if isinstance(value, Secret) or (key and is_secret_key(key) and value not in (None, "")):
         return MASK
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -151,4 +201,4 @@ def _redact_str(value: str, secrets: frozenset[str], depth: int) -> str:
             return json.dumps(masked, separators=(",", ":"))
         except RecursionError:
             return _mask_json_members(redact_text(value, secrets))
-    return redact_text(value, secrets)
+    return _mask_broken_json(redact_text(value, secrets))
