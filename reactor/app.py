@@ -19,6 +19,7 @@ from reactor.actions.certs_lifecycle import RotateCert, ValidateCert
 from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
+from reactor.actions.provision import provision_actions
 from reactor.actions.things import things_actions
 from reactor.backoff import Backoff, StoppedError, until_stopped
 from reactor.certs.policy import policy_from
@@ -34,6 +35,9 @@ from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
+from reactor.provision.engine import Provisioner
+from reactor.provision.enrollments import Enrollments, load_enrollments
+from reactor.provision.templates import load_templates
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
@@ -61,6 +65,7 @@ def build_registry(
             NoopAction(),
             *bootstrap_actions(client),
             *things_actions(client),
+            *provision_actions(client, build_provisioner(settings, client)),
             *certs_actions(client, settings.supermq.cert_ttl),
             Publish(client),
             HttpRequest(client.http, settings.supermq.http_allowlist),
@@ -68,6 +73,14 @@ def build_registry(
             RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
         ]
     )
+
+
+def build_provisioner(settings: Settings, client: SuperMQClient) -> Provisioner:
+    """The enrollments and templates of ``[provision]`` (none configured: every device refused)."""
+    if not settings.provision.enrollments:
+        return Provisioner(client, Enrollments(), {})
+    enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
+    return Provisioner(client, enrollments, load_templates(settings.provision.templates_dir))
 
 
 def build_echoes(settings: Settings) -> Echoes:

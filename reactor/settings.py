@@ -239,6 +239,15 @@ class CertsSettings(_Section):
         return value
 
 
+class ProvisionSettings(_Section):
+    """Zero-touch provisioning (``reactor.provision``): enrollments and templates."""
+
+    #: Enrollment files (``.toml`` or ``.csv``); none: every device is refused, nothing is loaded.
+    enrollments: list[Path] = []
+    #: Provisioning templates, one ``<name>.toml`` each.
+    templates_dir: Path = Path("templates")
+
+
 class OpsSettings(_Section):
     """The operator's endpoint (/metrics, /healthz, /readyz) and the audit trail."""
 
@@ -289,6 +298,7 @@ class Settings(BaseSettings):
     supermq: SuperMQSettings = Field(default_factory=SuperMQSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     certs: CertsSettings = Field(default_factory=CertsSettings)
+    provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -110,6 +110,32 @@ class ThingsProfile:
     def channel(self, channel_id: str) -> Endpoint:
         return Endpoint("things", "GET", f"/channels/{_seg(channel_id)}", "channel.view")
 
+    # provisioning: create, find by name, remove (reactor.provision)
+    def things_create(self) -> Endpoint:
+        return Endpoint("things", "POST", "/things")
+
+    def things_list(self) -> Endpoint:
+        return Endpoint("things", "GET", "/things")
+
+    def thing_remove(self, thing_id: str) -> Endpoint:
+        """v0.14.0 deletes a thing for good (``DELETE /things/{id}``, 204)."""
+        return Endpoint("things", "DELETE", f"/things/{_seg(thing_id)}", "thing.remove")
+
+    def channels_create(self) -> Endpoint:
+        return Endpoint("things", "POST", "/channels")
+
+    def channels_list(self) -> Endpoint:
+        return Endpoint("things", "GET", "/channels")
+
+    def channel_remove(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "DELETE", f"/channels/{_seg(channel_id)}", "channel.remove")
+
+    def config_add(self) -> Endpoint:
+        return Endpoint("bootstrap", "POST", "/things/configs", "config.create")
+
+    #: Whether ``configs()`` filters by ``external_id`` (v0.14.0 bootstrap/api/transport.go).
+    configs_by_external_id = True
+
     # certs
     def cert_issue(self) -> Endpoint:
         return Endpoint("certs", "POST", "/certs")
@@ -151,6 +177,17 @@ class MainfluxProfile(ThingsProfile):
         if connect:
             body["actions"] = ["m_read", "m_write"]
         return [Call(Endpoint("things", "POST", path, echo), body, echoes=len(channel_ids))]
+
+    # provisioning: Mainflux has no DELETE for things or channels (things/clients/api/transport.go,
+    # things/groups/api/transport.go at 59bcb72f52c0): removing is disabling, and disabling a
+    # thing makes the bootstrap service delete its config (its event consumer).
+    configs_by_external_id = False  # bootstrap/api/transport.go reads only offset, limit, state, name
+
+    def thing_remove(self, thing_id: str) -> Endpoint:
+        return self.thing_status(thing_id, False)
+
+    def channel_remove(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "POST", f"/channels/{_seg(channel_id)}/disable")
 
     @staticmethod
     def already_connected(status: int) -> bool:

@@ -1,0 +1,188 @@
+"""Applying a template to an enrolled device, step by step, idempotently, undoing on failure.
+
+The steps, in order: ``thing`` (reused when the config exists or an enabled thing of that name
+does, else created), ``channels`` (each reused by exact name, else created), ``config`` (the
+bootstrap config: external id and key, channels, content; reused when the external id has one),
+``cert`` (optional: the certs service issues one and it is stored in the config, unless the config
+serves one already), ``activate`` (the config's state 1, which makes the bootstrap service connect
+the thing to its channels).
+
+Every step looks up what exists first, so a redelivery or a second attempt never creates a second
+thing or config; one device is provisioned by one task at a time in this process (a lock per
+external id), and across processes the rule's throttle keeps attempts apart. When a step fails
+for good (``PermanentError``) what this attempt created is removed again, newest first, and the
+error names the step; a transient failure leaves it in place for the retry to reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor.errors import ActionError, PermanentError
+from reactor.provision.enrollments import Enrollment, Enrollments, mask
+from reactor.provision.templates import ProvisionTemplate
+from reactor.supermq.client import SuperMQClient
+
+
+@dataclass
+class Counters:
+    """For ``reactor status``: what the engine did since it started."""
+
+    provisioned: int = 0
+    already: int = 0
+    refused: int = 0
+    failed: int = 0
+
+
+@dataclass
+class _Attempt:
+    external_id: str
+    created: list[tuple[str, str]] = field(default_factory=list)  # (kind, id), oldest first
+    step: str = ""
+
+
+class Provisioner:
+    """Applies templates for enrolled devices through a ``SuperMQClient``."""
+
+    def __init__(
+        self, client: SuperMQClient, enrollments: Enrollments, templates: dict[str, ProvisionTemplate]
+    ) -> None:
+        self._client = client
+        self.enrollments = enrollments
+        self.templates = templates
+        self.counters = Counters()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def plan(self, external_id: str) -> tuple[Enrollment, ProvisionTemplate, dict[str, Any]]:
+        """Which enrollment and template apply, and the rendered plan (``PermanentError`` when the
+        device is not enrolled or its template is unknown)."""
+        enrollment = self.enrollments.find(external_id)
+        if enrollment is None:
+            raise PermanentError(self.enrollments.why_not(external_id))
+        template = self.templates.get(enrollment.template)
+        if template is None:
+            raise PermanentError(
+                f"enrollment of {external_id!r} ({enrollment.source}) names template "
+                f"{enrollment.template!r}, which is not loaded (loaded: {sorted(self.templates) or 'none'})"
+            )
+        context = {"external_id": external_id, "template": template.name, "fields": enrollment.fields}
+        return enrollment, template, template.render(context)
+
+    def describe(self, external_id: str) -> dict[str, Any]:
+        """``reactor enroll check``: the enrollment (key masked), the template and the plan."""
+        enrollment, template, plan = self.plan(external_id)
+        return {"enrollment": enrollment.describe(), "template": template.where, "plan": plan}
+
+    async def provision(self, external_id: str) -> dict[str, Any]:
+        """Provision ``external_id`` (or find it provisioned); the result names what was created."""
+        try:
+            enrollment, _, plan = self.plan(external_id)
+        except PermanentError:
+            self.counters.refused += 1
+            raise
+        lock = self._locks.setdefault(external_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._apply(enrollment, plan)
+        finally:
+            if not lock.locked() and self._locks.get(external_id) is lock:
+                del self._locks[external_id]  # bounded by the devices in flight
+
+    async def _apply(self, enrollment: Enrollment, plan: dict[str, Any]) -> dict[str, Any]:
+        attempt = _Attempt(enrollment.external_id)
+        try:
+            result = await self._steps(enrollment, plan, attempt)
+        except PermanentError as exc:
+            self.counters.failed += 1
+            undone = await self._undo(attempt)
+            raise PermanentError(
+                f"provision of {enrollment.external_id!r} failed at step {attempt.step!r}: {exc}; "
+                f"undone: {', '.join(undone) or 'nothing was created'}",
+                status=exc.status,
+            ) from exc
+        if attempt.created:
+            self.counters.provisioned += 1
+        else:
+            self.counters.already += 1
+        return result
+
+    async def _steps(self, enrollment: Enrollment, plan: dict[str, Any], attempt: _Attempt) -> dict[str, Any]:
+        client = self._client
+        attempt.step = "config lookup"
+        config = await client.find_config(enrollment.external_id)
+        attempt.step = "thing"
+        thing_id = config.thing_id if config is not None else await self._thing(plan["thing"], attempt)
+        attempt.step = "channels"
+        channel_ids = [await self._channel(c, attempt) for c in plan["channels"]]
+        attempt.step = "config"
+        if config is None:
+            await client.add_config(
+                {
+                    "thing_id": thing_id,
+                    "external_id": enrollment.external_id,
+                    "external_key": enrollment.external_key.get_secret_value(),
+                    "channels": channel_ids,
+                    "name": plan["config"]["name"],
+                    "content": plan["config"]["content"],
+                }
+            )
+            attempt.created.append(("config", thing_id))
+            config = await client.view_config(thing_id)
+        if plan["cert"] and not (await client.with_served_certs(config)).client_cert:
+            attempt.step = "cert"
+            cert = await client.issue_cert(thing_id, plan["cert"]["ttl"])
+            await client.update_certs(
+                thing_id, client_cert=cert.client_cert, client_key=cert.client_key, ca_cert=""
+            )
+        if plan["activate"] and config.state != 1:
+            attempt.step = "activate"
+            await client.change_state(thing_id, 1)
+        return {
+            "external_id": enrollment.external_id,
+            "external_key": mask(enrollment.external_key.get_secret_value()),
+            "thing_id": thing_id,
+            "channel_ids": channel_ids,
+            "created": [f"{kind} {ident}" for kind, ident in attempt.created],
+        }
+
+    async def _thing(self, spec: dict[str, Any], attempt: _Attempt) -> str:
+        found = await self._client.find_things(spec["name"])
+        if found:
+            return found[0].id
+        thing = await self._client.create_thing(spec["name"], _table(spec["metadata"], "thing metadata"))
+        attempt.created.append(("thing", thing.id))
+        return thing.id
+
+    async def _channel(self, spec: dict[str, Any], attempt: _Attempt) -> str:
+        found = await self._client.find_channels(spec["name"])
+        if found:
+            return found[0].id
+        channel = await self._client.create_channel(
+            spec["name"], _table(spec["metadata"], "channel metadata")
+        )
+        attempt.created.append(("channel", channel.id))
+        return channel.id
+
+    async def _undo(self, attempt: _Attempt) -> list[str]:
+        """Remove what the attempt created, newest first; what cannot be removed is named."""
+        remove = {
+            "config": self._client.remove_config,
+            "channel": self._client.remove_channel,
+            "thing": self._client.remove_thing,
+        }
+        undone = []
+        for kind, ident in reversed(attempt.created):
+            try:
+                await remove[kind](ident)
+                undone.append(f"{kind} {ident} removed")
+            except ActionError as exc:
+                undone.append(f"{kind} {ident} NOT removed ({exc})")
+        return undone
+
+
+def _table(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PermanentError(f"{what} must render to a table, not {type(value).__name__}")
+    return value
