@@ -319,7 +319,21 @@ def _load(path: Path) -> OpenAPI:
         for name, item in spec["paths"].items()
         if all((path.parent / ref).is_file() for ref in _external_refs(item))
     }
+    _drop_url_format(spec)
     return OpenAPI.from_dict(spec, base_uri=path.resolve().as_uri())
+
+
+def _drop_url_format(node: Any) -> None:
+    """things.yml gives its ``Location`` headers ``format: url``, no format JSON Schema or
+    openapi-core knows (``uri`` is, but the value is relative): read as a plain string."""
+    if isinstance(node, dict):
+        if node.get("format") == "url":
+            del node["format"]
+        for value in node.values():
+            _drop_url_format(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_url_format(value)
 
 
 def _external_refs(node: Any) -> set[str]:
