@@ -26,6 +26,7 @@ from reactor.certs.policy import policy_from
 from reactor.certs.sweep import sweep
 from reactor.delivery.echo_board import SHARED, RedisEchoBoard
 from reactor.delivery.executor import Executor
+from reactor.delivery.gates import Gates, MemoryGates, RedisGates
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
@@ -104,6 +105,15 @@ def build_state_store(settings: Settings) -> StateStore:
     return SQLiteStateStore(settings.state.path, settings.state.retention_s)
 
 
+def build_gates(settings: Settings) -> Gates:
+    """Rule throttles and debounces: in Redis beside a Redis state store (they hold across
+    processes), else in memory."""
+    if settings.state.backend == "redis" and settings.source != "memory":
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        return RedisGates(client, prefix=f"reactor:{settings.redis.group}:gates")
+    return MemoryGates()
+
+
 def build_audit(settings: Settings) -> AuditStore:
     """The audit trail, in the state store's backend."""
     if settings.state.backend == "memory" or settings.source == "memory":
@@ -170,7 +180,13 @@ class Reactor:
         registry = build_registry(settings, logger, client, metrics)
         holder = RuleHolder(settings.rules.dir, registry, logger, bounds_from=settings.rules)
         state = state if state is not None else build_state_store(settings)
-        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state, client.echoes)
+        executor = Executor(
+            holder.current,
+            RetryPolicy.from_settings(settings.retry),
+            state,
+            client.echoes,
+            build_gates(settings),
+        )
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,
