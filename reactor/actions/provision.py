@@ -48,8 +48,11 @@ class CreateChannel(Action):
 
     async def run(self, params: CreateParams, ctx: ActionContext) -> dict[str, Any]:
         found = await self._client.find_channels(params.name)
-        if found:
+        if found and found[0].status != "disabled":
             return {"channel_id": found[0].id, "name": params.name, "created": False}
+        if found:  # Mainflux keeps a disabled channel's name taken: enable it again
+            await self._client.enable_channel(found[0].id)
+            return {"channel_id": found[0].id, "name": params.name, "created": True}
         channel = await self._client.create_channel(params.name, params.metadata)
         return {"channel_id": channel.id, "name": channel.name, "created": True}
 

@@ -157,7 +157,11 @@ class Provisioner:
 
     async def _channel(self, spec: dict[str, Any], attempt: _Attempt) -> str:
         found = await self._client.find_channels(spec["name"])
-        if found:
+        if found and found[0].status != "disabled":
+            return found[0].id
+        if found:  # Mainflux: an undone attempt's channel, its name still taken; enabled again
+            await self._client.enable_channel(found[0].id)
+            attempt.created.append(("channel", found[0].id))
             return found[0].id
         channel = await self._client.create_channel(
             spec["name"], _table(spec["metadata"], "channel metadata")

@@ -291,13 +291,18 @@ class SuperMQClient:
         return parse(models.Channel, await self._send(ep, what, body=body), what)
 
     async def find_channels(self, name: str) -> list[models.Channel]:
-        """The enabled channels named exactly ``name``."""
+        """The channels named exactly ``name``, enabled first; disabled ones too where the era
+        keeps them (Mainflux: the name stays taken)."""
         what = f"find channels named {name!r}"
-        ep = (await self._p()).channels_list()
-        page = parse(
-            models.ChannelsPage, await self._send(ep, what, params={"name": name, "limit": 100}), what
-        )
-        return [c for c in page.channels if c.name == name and c.status in ("", "enabled")]
+        profile = await self._p()
+        params = {"name": name, "limit": 100} | profile.channels_query
+        response = await self._send(profile.channels_list(), what, params=params)
+        named = [c for c in parse(models.ChannelsPage, response, what).channels if c.name == name]
+        return sorted(named, key=lambda c: c.status == "disabled")
+
+    async def enable_channel(self, channel_id: str) -> None:
+        what = f"enable channel {channel_id}"
+        await self._send((await self._p()).channel_enable(channel_id), what, device=channel_id)
 
     async def remove_channel(self, channel_id: str) -> None:
         what = f"remove channel {channel_id}"

@@ -135,6 +135,11 @@ class ThingsProfile:
 
     #: Whether ``configs()`` filters by ``external_id`` (v0.14.0 bootstrap/api/transport.go).
     configs_by_external_id = True
+    #: The channel listing's extra query: v0.14.0 deletes channels, so it lists what exists.
+    channels_query: dict[str, str] = {}
+
+    def channel_enable(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "POST", f"/channels/{_seg(channel_id)}/enable")
 
     # certs
     def cert_issue(self) -> Endpoint:
@@ -182,6 +187,9 @@ class MainfluxProfile(ThingsProfile):
     # things/groups/api/transport.go at 59bcb72f52c0): removing is disabling, and disabling a
     # thing makes the bootstrap service delete its config (its event consumer).
     configs_by_external_id = False  # bootstrap/api/transport.go reads only offset, limit, state, name
+    #: A disabled channel keeps its name (groups: ``UNIQUE (owner_id, name)``, things/postgres/
+    #: init.go): list it too, so that it is enabled again rather than created a second time (409).
+    channels_query = {"status": "all"}
 
     def thing_remove(self, thing_id: str) -> Endpoint:
         return self.thing_status(thing_id, False)

@@ -154,6 +154,10 @@ class ThingsApi(_Api):
 
     async def create_channel(self, request: web.Request) -> web.Response:
         body = await _body(request)
+        name = str(body.get("name", ""))
+        if self.state.mainflux and any(c.name == name for c in self.state.channels.values()):
+            # groups: UNIQUE (owner_id, name), disabled channels included (things/postgres/init.go)
+            return error(409, "entity already exists", "failed to create entity in the db")
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         channel = self.state.add_channel(
             str(body.get("name", "")) or "channel", metadata=dict(metadata or {})
@@ -163,11 +167,11 @@ class ThingsApi(_Api):
         return web.json_response(view, status=201, headers={"Location": f"/channels/{channel.id}"})
 
     async def list_channels(self, request: web.Request) -> web.Response:
-        name = request.query.get("name", "")
+        name, status = request.query.get("name", ""), request.query.get("status", "enabled")
         found = [
             c
             for c in self.state.channels.values()
-            if name.lower() in c.name.lower() and c.status == "enabled"
+            if name.lower() in c.name.lower() and status in ("all", c.status)
         ]
         return web.json_response(self._page("channels", [self.state.channel_view(c) for c in found], request))
 
@@ -180,13 +184,20 @@ class ThingsApi(_Api):
 
     async def disable_channel(self, request: web.Request) -> web.Response:
         """Mainflux: ``POST /channels/{id}/disable`` (no delete at 59bcb72f52c0)."""
+        return self._channel_status(request, "disabled")
+
+    async def enable_channel(self, request: web.Request) -> web.Response:
+        return self._channel_status(request, "enabled")
+
+    def _channel_status(self, request: web.Request, status: str) -> web.Response:
         channel = self.state.channels.get(request.match_info["chanID"])
         if channel is None:
             return self._unknown()
-        if channel.status == "disabled":
-            return error(500, "status already assigned", "failed to disable group")
-        channel.status = "disabled"
-        self.state.effect("channel.disable", channel.id)
+        verb = status.removesuffix("d")
+        if channel.status == status:
+            return error(500, "status already assigned", f"failed to {verb} group")
+        channel.status = status
+        self.state.effect(f"channel.{verb}", channel.id)
         return web.json_response(self.state.channel_view(channel))
 
     def _provisioning_routes(self) -> list[web.RouteDef]:
@@ -198,7 +209,11 @@ class ThingsApi(_Api):
             web.get("/channels", auth(self.list_channels)),
         ]
         if self.state.mainflux:
-            return [*routes, web.post("/channels/{chanID}/disable", auth(self.disable_channel))]
+            return [
+                *routes,
+                web.post("/channels/{chanID}/disable", auth(self.disable_channel)),
+                web.post("/channels/{chanID}/enable", auth(self.enable_channel)),
+            ]
         return [
             *routes,
             web.delete("/things/{thingID}", auth(self.delete_thing)),
