@@ -147,6 +147,7 @@ class Reactor:
     state: StateStore
     metrics: Metrics
     audit: AuditStore | None
+    gates: Gates | None = None
 
     @property
     def rules(self) -> RuleSet:
@@ -185,7 +186,7 @@ class Reactor:
             RetryPolicy.from_settings(settings.retry),
             state,
             client.echoes,
-            build_gates(settings),
+            gates := build_gates(settings),
         )
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
@@ -200,7 +201,7 @@ class Reactor:
             sinks=[audit.record] if audit is not None else [],
             pause=client.auth,
         )
-        return cls(settings, source, holder, worker, client, state, metrics, audit)
+        return cls(settings, source, holder, worker, client, state, metrics, audit, gates)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change.
@@ -228,6 +229,8 @@ class Reactor:
             await self.state.close()
             if self.audit is not None:
                 await self.audit.close()
+            if self.gates is not None:
+                await self.gates.close()
 
     async def _log_profile(self) -> None:
         """Say which API profile is in use (``auto``: what /health showed; asked again later if
