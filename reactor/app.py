@@ -36,9 +36,7 @@ from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
-from reactor.provision.engine import Provisioner
-from reactor.provision.enrollments import Enrollments, load_enrollments
-from reactor.provision.templates import load_templates
+from reactor.provision.commands import build_provisioner
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.settings import Settings
@@ -74,14 +72,6 @@ def build_registry(
             RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
         ]
     )
-
-
-def build_provisioner(settings: Settings, client: SuperMQClient) -> Provisioner:
-    """The enrollments and templates of ``[provision]`` (none configured: every device refused)."""
-    if not settings.provision.enrollments:
-        return Provisioner(client, Enrollments(), {})
-    enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
-    return Provisioner(client, enrollments, load_templates(settings.provision.templates_dir))
 
 
 def build_echoes(settings: Settings) -> Echoes:

@@ -23,6 +23,7 @@ from reactor.demo import run_demo
 from reactor.errors import ConfigError, RuleError, SourceError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import configure_logging, get_logger
+from reactor.provision.commands import add_provision_commands, run_provision_command
 from reactor.rules.cli import check_command, dry_run_command
 from reactor.settings import Settings, load_settings, meant, unknown_variables
 from reactor.signals import restore_stop_signals
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         _dlq_commands,
         _replay_commands,
         _simulator_command,
+        add_provision_commands,
     ):
         add(sub)
     return parser
@@ -223,6 +225,8 @@ _QUIET: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "replay": lambda args, settings: asyncio.run(replay_command(args, settings, get_logger())),
     "backfill": lambda args, settings: asyncio.run(backfill_command(args, settings, get_logger())),
     "history": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
+    "enroll": lambda args, settings: run_provision_command(args, settings, sys.stdout),
+    "provision": lambda args, settings: run_provision_command(args, settings, sys.stdout),
 }
 
 

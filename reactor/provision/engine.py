@@ -75,6 +75,28 @@ class Provisioner:
         enrollment, template, plan = self.plan(external_id)
         return {"enrollment": enrollment.describe(), "template": template.where, "plan": plan}
 
+    async def preview(self, external_id: str) -> dict[str, Any]:
+        """A dry run: the plan and, per step, whether it would reuse or create (reads only)."""
+        enrollment, template, plan = self.plan(external_id)
+        client = self._client
+        config = await client.find_config(external_id)
+        things = [] if config is not None else await client.find_things(plan["thing"]["name"])
+        steps: dict[str, Any] = {
+            "thing": f"reuse {config.thing_id if config else things[0].id}" if config or things else "create",
+            "channels": {},
+            "config": f"reuse {config.thing_id}" if config is not None else "create",
+            "activate": "done" if config is not None and config.state == 1 else "activate",
+        }
+        for channel in plan["channels"]:
+            found = await client.find_channels(channel["name"])
+            enabled = [c for c in found if c.status != "disabled"]
+            steps["channels"][channel["name"]] = (
+                f"reuse {enabled[0].id}" if enabled else f"enable {found[0].id}" if found else "create"
+            )
+        if not plan["activate"]:
+            steps.pop("activate")
+        return {"enrollment": enrollment.describe(), "template": template.where, "plan": plan, "steps": steps}
+
     async def provision(self, external_id: str) -> dict[str, Any]:
         """Provision ``external_id`` (or find it provisioned); the result names what was created."""
         try:

@@ -1,0 +1,110 @@
+"""``reactor enroll check``, ``reactor provision`` and the provisioning lines of ``reactor status``.
+
+The commands do what the ``provision`` action does, by hand: ``enroll check`` reads only the
+files (which enrollment and template apply, the rendered plan, keys masked); ``provision
+--dry-run`` also looks up what exists on the platform (reads only) and says what it would
+create or reuse; ``provision`` applies the template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from reactor.errors import ActionError, ConfigError
+from reactor.ops.audit import AuditStore
+from reactor.provision.engine import Provisioner
+from reactor.provision.enrollments import Enrollments, load_enrollments
+from reactor.provision.templates import load_templates
+from reactor.settings import Settings
+from reactor.supermq.client import SuperMQClient
+
+
+def add_provision_commands(sub: Any) -> None:
+    """``reactor enroll check EXTERNAL_ID`` and ``reactor provision EXTERNAL_ID [--dry-run]``."""
+    enroll = sub.add_parser("enroll", help="zero-touch enrollments: which one applies to a device")
+    enroll_sub = enroll.add_subparsers(dest="enroll_command", required=True)
+    check = enroll_sub.add_parser(
+        "check", help="the enrollment, template and plan (keys masked); exit 1 if none"
+    )
+    check.add_argument("external_id")
+    provision = sub.add_parser("provision", help="provision an enrolled device by hand, as the rule does")
+    provision.add_argument("external_id")
+    provision.add_argument("--dry-run", action="store_true", help="look up what exists; create nothing")
+
+
+def run_provision_command(args: Any, settings: Settings, out: TextIO) -> int:
+    """The dispatcher of both commands."""
+    if args.command == "enroll":
+        return enroll_check_command(args.external_id, settings, out)
+    return asyncio.run(provision_command(args.external_id, settings, out, dry_run=args.dry_run))
+
+
+def build_provisioner(settings: Settings, client: SuperMQClient) -> Provisioner:
+    """The enrollments and templates of ``[provision]`` (none configured: every device refused)."""
+    if not settings.provision.enrollments:
+        return Provisioner(client, Enrollments(), {})
+    enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
+    return Provisioner(client, enrollments, load_templates(settings.provision.templates_dir))
+
+
+def _show(value: Any, out: TextIO) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True), file=out)
+
+
+def enroll_check_command(external_id: str, settings: Settings, out: TextIO) -> int:
+    """0 and the plan when ``external_id`` is enrolled; 1 and why not otherwise."""
+    provisioner = build_provisioner(settings, SuperMQClient(settings.supermq))
+    try:
+        _show(provisioner.describe(external_id), out)
+    except ActionError as exc:
+        print(f"refused: {exc}", file=out)
+        return 1
+    return 0
+
+
+async def provision_command(external_id: str, settings: Settings, out: TextIO, *, dry_run: bool) -> int:
+    """Provision one device as the rule would (``--dry-run``: look up, create nothing)."""
+    client = SuperMQClient(settings.supermq)
+    try:
+        provisioner = build_provisioner(settings, client)
+        result = await (provisioner.preview(external_id) if dry_run else provisioner.provision(external_id))
+    except ActionError as exc:
+        print(f"refused: {exc}" if "not enrolled" in str(exc) else f"failed: {exc}", file=out)
+        return 1
+    finally:
+        await client.aclose()
+    _show(result, out)
+    return 0
+
+
+async def provision_summary(settings: Settings, audit: AuditStore | None) -> dict[str, Any]:
+    """For ``reactor status``: enrollments and templates loaded; today's (UTC) provisionings and
+    refusals from the audit trail (at most 10,000 rows read)."""
+    summary: dict[str, Any] = {}
+    if not settings.provision.enrollments:
+        return summary
+    try:
+        enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
+        templates = load_templates(settings.provision.templates_dir)
+    except ConfigError as exc:
+        return {"error": str(exc).splitlines()[0]}
+    summary |= {
+        "enrollments": len(enrollments.individual),
+        "groups": len(enrollments.groups),
+        "templates": len(templates),
+    }
+    if audit is not None:
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = [
+            r
+            for r in await audit.query(since_ns=int(midnight.timestamp() * 1e9), limit=10_000)
+            if r.type == "provision"
+        ]
+        summary["provisioned_today"] = sum(1 for r in rows if r.outcome == "success")
+        failed = [r for r in rows if r.outcome == "failed"]
+        summary["refused_today"] = sum(1 for r in failed if "not enrolled" in r.error)
+        summary["failed_today"] = len(failed) - summary["refused_today"]
+    return summary
