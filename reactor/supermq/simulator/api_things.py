@@ -183,7 +183,7 @@ class ThingsApi(_Api):
         return web.Response(status=204)
 
     async def disable_channel(self, request: web.Request) -> web.Response:
-        """Mainflux: ``POST /channels/{id}/disable`` (no delete at 59bcb72f52c0)."""
+        """Both eras: ``POST /channels/{id}/disable`` (Mainflux's only way to remove one)."""
         return self._channel_status(request, "disabled")
 
     async def enable_channel(self, request: web.Request) -> web.Response:
@@ -208,12 +208,12 @@ class ThingsApi(_Api):
             web.post("/channels", auth(self.create_channel)),
             web.get("/channels", auth(self.list_channels)),
         ]
-        if self.state.mainflux:
-            return [
-                *routes,
-                web.post("/channels/{chanID}/disable", auth(self.disable_channel)),
-                web.post("/channels/{chanID}/enable", auth(self.enable_channel)),
-            ]
+        routes += [
+            web.post("/channels/{chanID}/disable", auth(self.disable_channel)),
+            web.post("/channels/{chanID}/enable", auth(self.enable_channel)),
+        ]
+        if self.state.mainflux:  # no delete at 59bcb72f52c0
+            return routes
         return [
             *routes,
             web.delete("/things/{thingID}", auth(self.delete_thing)),
