@@ -246,6 +246,11 @@ class ProvisionSettings(_Section):
     enrollments: list[Path] = []
     #: Provisioning templates, one ``<name>.toml`` each.
     templates_dir: Path = Path("templates")
+    #: An inventory asked for devices not in the files: ``https://host/devices/{external_id}``,
+    #: on a host of ``supermq.http_allowlist``; empty: none.
+    inventory_url: str = ""
+    #: Its bearer token (``REACTOR_PROVISION__INVENTORY_TOKEN``; masked everywhere).
+    inventory_token: SecretStr = SecretStr("")
 
 
 class OpsSettings(_Section):

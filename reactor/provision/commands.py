@@ -17,6 +17,7 @@ from reactor.errors import ActionError, ConfigError
 from reactor.ops.audit import AuditStore
 from reactor.provision.engine import Provisioner
 from reactor.provision.enrollments import Enrollments, load_enrollments
+from reactor.provision.inventory import Inventory, check_inventory_url
 from reactor.provision.templates import load_templates
 from reactor.settings import Settings
 from reactor.supermq.client import SuperMQClient
@@ -38,30 +39,39 @@ def add_provision_commands(sub: Any) -> None:
 def run_provision_command(args: Any, settings: Settings, out: TextIO) -> int:
     """The dispatcher of both commands."""
     if args.command == "enroll":
-        return enroll_check_command(args.external_id, settings, out)
+        return asyncio.run(enroll_check_command(args.external_id, settings, out))
     return asyncio.run(provision_command(args.external_id, settings, out, dry_run=args.dry_run))
 
 
 def build_provisioner(settings: Settings, client: SuperMQClient) -> Provisioner:
     """The enrollments and templates of ``[provision]`` (none configured: every device refused)."""
-    if not settings.provision.enrollments:
+    p = settings.provision
+    if not p.enrollments and not p.inventory_url:
         return Provisioner(client, Enrollments(), {})
-    enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
-    return Provisioner(client, enrollments, load_templates(settings.provision.templates_dir))
+    enrollments = load_enrollments(p.enrollments, settings.rules.dir)
+    inventory = None
+    if p.inventory_url:
+        check_inventory_url(p.inventory_url, settings.supermq.http_allowlist)
+        token = p.inventory_token if p.inventory_token.get_secret_value() else None
+        inventory = Inventory(client.http, p.inventory_url, token)
+    return Provisioner(client, enrollments, load_templates(p.templates_dir), inventory)
 
 
 def _show(value: Any, out: TextIO) -> None:
     print(json.dumps(value, indent=2, sort_keys=True), file=out)
 
 
-def enroll_check_command(external_id: str, settings: Settings, out: TextIO) -> int:
-    """0 and the plan when ``external_id`` is enrolled; 1 and why not otherwise."""
-    provisioner = build_provisioner(settings, SuperMQClient(settings.supermq))
+async def enroll_check_command(external_id: str, settings: Settings, out: TextIO) -> int:
+    """0 and the plan when ``external_id`` is enrolled; 1 and why not otherwise (reads the files,
+    and the inventory when one is configured; never the platform)."""
+    client = SuperMQClient(settings.supermq)
     try:
-        _show(provisioner.describe(external_id), out)
+        _show(await build_provisioner(settings, client).describe(external_id), out)
     except ActionError as exc:
         print(f"refused: {exc}", file=out)
         return 1
+    finally:
+        await client.aclose()
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from reactor.errors import ActionError, PermanentError
 from reactor.provision.enrollments import Enrollment, Enrollments, mask
+from reactor.provision.inventory import Inventory
 from reactor.provision.templates import ProvisionTemplate
 from reactor.supermq.client import SuperMQClient
 
@@ -47,20 +48,29 @@ class Provisioner:
     """Applies templates for enrolled devices through a ``SuperMQClient``."""
 
     def __init__(
-        self, client: SuperMQClient, enrollments: Enrollments, templates: dict[str, ProvisionTemplate]
+        self,
+        client: SuperMQClient,
+        enrollments: Enrollments,
+        templates: dict[str, ProvisionTemplate],
+        inventory: Inventory | None = None,
     ) -> None:
         self._client = client
+        self.inventory = inventory
         self.enrollments = enrollments
         self.templates = templates
         self.counters = Counters()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def plan(self, external_id: str) -> tuple[Enrollment, ProvisionTemplate, dict[str, Any]]:
-        """Which enrollment and template apply, and the rendered plan (``PermanentError`` when the
-        device is not enrolled or its template is unknown)."""
+    async def plan(self, external_id: str) -> tuple[Enrollment, ProvisionTemplate, dict[str, Any]]:
+        """Which enrollment (the files first, then the inventory) and template apply, and the
+        rendered plan (``PermanentError`` when the device is not enrolled or its template is
+        unknown)."""
         enrollment = self.enrollments.find(external_id)
+        if enrollment is None and self.inventory is not None:
+            enrollment = await self.inventory.lookup(external_id)
         if enrollment is None:
-            raise PermanentError(self.enrollments.why_not(external_id))
+            why = self.enrollments.why_not(external_id)
+            raise PermanentError(why + (", nor the inventory" if self.inventory is not None else ""))
         template = self.templates.get(enrollment.template)
         if template is None:
             raise PermanentError(
@@ -70,14 +80,14 @@ class Provisioner:
         context = {"external_id": external_id, "template": template.name, "fields": enrollment.fields}
         return enrollment, template, template.render(context)
 
-    def describe(self, external_id: str) -> dict[str, Any]:
+    async def describe(self, external_id: str) -> dict[str, Any]:
         """``reactor enroll check``: the enrollment (key masked), the template and the plan."""
-        enrollment, template, plan = self.plan(external_id)
+        enrollment, template, plan = await self.plan(external_id)
         return {"enrollment": enrollment.describe(), "template": template.where, "plan": plan}
 
     async def preview(self, external_id: str) -> dict[str, Any]:
         """A dry run: the plan and, per step, whether it would reuse or create (reads only)."""
-        enrollment, template, plan = self.plan(external_id)
+        enrollment, template, plan = await self.plan(external_id)
         client = self._client
         config = await client.find_config(external_id)
         things = [] if config is not None else await client.find_things(plan["thing"]["name"])
@@ -100,7 +110,7 @@ class Provisioner:
     async def provision(self, external_id: str) -> dict[str, Any]:
         """Provision ``external_id`` (or find it provisioned); the result names what was created."""
         try:
-            enrollment, _, plan = self.plan(external_id)
+            enrollment, _, plan = await self.plan(external_id)
         except PermanentError:
             self.counters.refused += 1
             raise

@@ -312,3 +312,69 @@ def test_derived_keys_are_stated_hmac_sha256() -> None:
     dps_secret = base64.b64encode(b"raw group key").decode()
     mac = hmac.new(b"raw group key", b"fa-1", hashlib.sha256).digest()
     assert derive_key(dps_secret, "fa-1", "dps") == base64.b64encode(mac).decode()
+
+
+# ---- the inventory lookup ---------------------------------------------------------------------
+
+
+async def test_a_device_from_the_inventory_is_provisioned(
+    sim: Simulator, client: SuperMQClient, layout: Path
+) -> None:
+    from aiohttp import web
+
+    asked: list[tuple[str, str]] = []
+
+    async def device(request: web.Request) -> web.Response:
+        asked.append((request.match_info["id"], request.headers.get("Authorization", "")))
+        if request.match_info["id"] != "inv-7":
+            return web.json_response({"error": "unknown"}, status=404)
+        return web.json_response(
+            {"external_key": "inv-key-7", "template": "sensor", "fields": {"site": "dc"}}
+        )
+
+    app = web.Application()
+    app.router.add_get("/devices/{id}", device)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        url = f"http://127.0.0.1:{port}/devices/{{external_id}}"
+        settings = load_settings(
+            None,
+            supermq=sim.settings(http_allowlist=["127.0.0.1"]).model_dump(),
+            rules={"dir": str(layout / "rules")},
+            provision={
+                "enrollments": [str(layout / "enrollments.toml")],
+                "templates_dir": str(layout / "templates"),
+                "inventory_url": url,
+                "inventory_token": "inv-token-1",
+            },
+        )
+        reg = build_registry(settings, get_logger("test"), client)
+        result = await provision(reg, "inv-7")
+        assert "inv-key-7" not in json.dumps(result)
+        served = await client.device_config("inv-7", "inv-key-7")
+        assert json.loads(served.content)["site"] == "dc"
+        with pytest.raises(PermanentError, match=r"'nobody' is not enrolled.*nor the inventory"):
+            await provision(reg, "nobody")
+        assert ("dev-001", "") not in asked
+        await provision(reg, "dev-001")  # in the files: the inventory is not asked
+        assert [a[0] for a in asked] == ["inv-7", "nobody"]
+        assert asked[0][1] == "Bearer inv-token-1"
+    finally:
+        await runner.cleanup()
+
+
+def test_an_inventory_host_off_the_allowlist_is_refused(layout: Path) -> None:
+    settings = load_settings(
+        None,
+        provision={
+            "enrollments": [str(layout / "enrollments.toml")],
+            "templates_dir": str(layout / "templates"),
+            "inventory_url": "https://inventory.example.com/devices/{external_id}",
+        },
+    )
+    with pytest.raises(ConfigError, match=r"provision.inventory_url: host .inventory.example.com. is not on"):
+        build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
