@@ -378,3 +378,19 @@ def test_an_inventory_host_off_the_allowlist_is_refused(layout: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"provision.inventory_url: host .inventory.example.com. is not on"):
         build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
+
+
+async def test_a_template_with_a_certificate_gets_one_from_the_certs_service(
+    sim: Simulator, client: SuperMQClient, layout: Path
+) -> None:
+    template = layout / "templates" / "sensor.toml"
+    template.write_text(template.read_text() + '\n[cert]\nttl = "24h"\n')
+    reg = registry(sim, client, layout)
+    result = await provision(reg, "dev-001")
+    served = await client.device_config("dev-001", KEY)
+    assert served.client_cert.startswith("-----BEGIN CERTIFICATE-----")
+    assert served.client_key.startswith("-----BEGIN PRIVATE KEY-----")
+    assert [c.thing_id for c in sim.state.certs.values()] == [result["thing_id"]]
+    assert "PRIVATE KEY" not in json.dumps(result)
+    await provision(reg, "dev-001")  # the config serves one: no second certificate
+    assert len(sim.state.certs) == 1
