@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.errors import ActionError, ConfigError
@@ -54,7 +55,8 @@ def build_provisioner(settings: Settings, client: SuperMQClient) -> Provisioner:
         check_inventory_url(p.inventory_url, settings.supermq.http_allowlist)
         token = p.inventory_token if p.inventory_token.get_secret_value() else None
         inventory = Inventory(client.http, p.inventory_url, token)
-    return Provisioner(client, enrollments, load_templates(p.templates_dir), inventory)
+    local_ca = Path(settings.certs.local_ca_dir) if settings.certs.issuer == "local" else None
+    return Provisioner(client, enrollments, load_templates(p.templates_dir), inventory, local_ca)
 
 
 def _show(value: Any, out: TextIO) -> None:

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from reactor.certs.ca import LocalCA
+from reactor.durations import parse_go_duration
 from reactor.errors import ActionError, PermanentError
 from reactor.provision.enrollments import Enrollment, Enrollments, mask
 from reactor.provision.inventory import Inventory
 from reactor.provision.templates import ProvisionTemplate
 from reactor.supermq.client import SuperMQClient
+from reactor.supermq.models import Config
 
 
 @dataclass
@@ -53,8 +57,11 @@ class Provisioner:
         enrollments: Enrollments,
         templates: dict[str, ProvisionTemplate],
         inventory: Inventory | None = None,
+        local_ca_dir: Path | None = None,
     ) -> None:
         self._client = client
+        #: ``certs.issuer = "local"``: certificates from this CA, else from the certs service.
+        self.local_ca_dir = local_ca_dir
         self.inventory = inventory
         self.enrollments = enrollments
         self.templates = templates
@@ -164,10 +171,8 @@ class Provisioner:
             config = await client.view_config(thing_id)
         if plan["cert"] and not (await client.with_served_certs(config)).client_cert:
             attempt.step = "cert"
-            cert = await client.issue_cert(thing_id, plan["cert"]["ttl"])
-            await client.update_certs(
-                thing_id, client_cert=cert.client_cert, client_key=cert.client_key, ca_cert=""
-            )
+            cert, key, ca = await self._issue(config, plan["cert"]["ttl"])
+            await client.update_certs(thing_id, client_cert=cert, client_key=key, ca_cert=ca)
         if plan["activate"] and config.state != 1:
             attempt.step = "activate"
             await client.change_state(thing_id, 1)
@@ -178,6 +183,19 @@ class Provisioner:
             "channel_ids": channel_ids,
             "created": [f"{kind} {ident}" for kind, ident in attempt.created],
         }
+
+    async def _issue(self, config: Config, ttl: str) -> tuple[str, str, str]:
+        """(certificate, key, CA) from the certs service, or from the local CA (``certs.issuer =
+        "local"``: CN = the thing key, as the certs service issues)."""
+        if self.local_ca_dir is None:
+            cert = await self._client.issue_cert(config.thing_id, ttl)
+            return cert.client_cert, cert.client_key, ""
+        try:
+            ca = LocalCA.load(self.local_ca_dir)
+            pem, key, _, _ = ca.issue(config.thing_key, config.thing_id, parse_go_duration(ttl))
+        except (OSError, ValueError) as exc:
+            raise PermanentError(f"the local CA in {self.local_ca_dir} cannot issue: {exc}") from None
+        return pem, key, ca.pem
 
     async def _thing(self, spec: dict[str, Any], attempt: _Attempt) -> str:
         found = await self._client.find_things(spec["name"])

@@ -96,7 +96,7 @@ async def client(sim: Simulator) -> AsyncIterator[SuperMQClient]:
     await supermq.aclose()
 
 
-def registry(sim: Simulator, client: SuperMQClient, layout: Path) -> ActionRegistry:
+def registry(sim: Simulator, client: SuperMQClient, layout: Path, **sections: Any) -> ActionRegistry:
     settings = load_settings(
         None,
         supermq=sim.settings().model_dump(),
@@ -106,6 +106,7 @@ def registry(sim: Simulator, client: SuperMQClient, layout: Path) -> ActionRegis
             "templates_dir": str(layout / "templates"),
         },
         retry={"attempts": 1},
+        **sections,
     )
     return build_registry(settings, get_logger("test"), client)
 
@@ -394,3 +395,25 @@ async def test_a_template_with_a_certificate_gets_one_from_the_certs_service(
     assert "PRIVATE KEY" not in json.dumps(result)
     await provision(reg, "dev-001")  # the config serves one: no second certificate
     assert len(sim.state.certs) == 1
+
+
+async def test_a_template_certificate_from_the_local_ca(
+    sim: Simulator, client: SuperMQClient, layout: Path
+) -> None:
+    from cryptography import x509
+
+    from reactor.certs.ca import LocalCA
+
+    ca = LocalCA()
+    ca.save(layout / "ca")
+    template = layout / "templates" / "sensor.toml"
+    template.write_text(template.read_text() + '\n[cert]\nttl = "24h"\n')
+    reg = registry(sim, client, layout, certs={"issuer": "local", "local_ca_dir": str(layout / "ca")})
+    result = await provision(reg, "dev-001")
+    served = await client.device_config("dev-001", KEY)
+    cert = x509.load_pem_x509_certificate(served.client_cert.encode())
+    assert cert.issuer == ca.cert.subject
+    thing = sim.state.things[result["thing_id"]]
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == thing.key
+    assert served.ca_cert == ca.pem
+    assert sim.state.certs == {}, "the certs service was not asked"
