@@ -221,6 +221,8 @@ def _provisioning(summary: dict[str, Any]) -> str:
     line = (
         f"{summary['enrollments']} enrollments, {summary['groups']} groups, {summary['templates']} templates"
     )
+    if summary.get("inventory"):
+        line += ", an inventory"
     if "provisioned_today" in summary:
         line += (
             f"; today: {summary['provisioned_today']} provisioned, {summary['refused_today']} refused, "

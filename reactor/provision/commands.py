@@ -96,7 +96,7 @@ async def provision_summary(settings: Settings, audit: AuditStore | None) -> dic
     """For ``reactor status``: enrollments and templates loaded; today's (UTC) provisionings and
     refusals from the audit trail (at most 10,000 rows read)."""
     summary: dict[str, Any] = {}
-    if not settings.provision.enrollments:
+    if not settings.provision.enrollments and not settings.provision.inventory_url:
         return summary
     try:
         enrollments = load_enrollments(settings.provision.enrollments, settings.rules.dir)
@@ -107,6 +107,7 @@ async def provision_summary(settings: Settings, audit: AuditStore | None) -> dic
         "enrollments": len(enrollments.individual),
         "groups": len(enrollments.groups),
         "templates": len(templates),
+        "inventory": bool(settings.provision.inventory_url),
     }
     if audit is not None:
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

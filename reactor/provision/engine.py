@@ -198,9 +198,20 @@ class Provisioner:
         return pem, key, ca.pem
 
     async def _thing(self, spec: dict[str, Any], attempt: _Attempt) -> str:
+        """The thing of that name to reuse (one without a config: the device's own from an
+        earlier attempt), else a new one. A thing that bootstraps another device is not taken."""
         found = await self._client.find_things(spec["name"])
-        if found:
-            return found[0].id
+        for thing in found:
+            try:
+                owner = await self._client.view_config(thing.id)
+            except PermanentError as exc:
+                if exc.status in (403, 404):  # no config (v0.14.0 answers an unknown one 404 too)
+                    return thing.id
+                raise
+            raise PermanentError(
+                f"thing {thing.id} named {spec['name']!r} bootstraps external id {owner.external_id!r}; "
+                "the template's thing name must be unique per device"
+            )
         thing = await self._client.create_thing(spec["name"], _table(spec["metadata"], "thing metadata"))
         attempt.created.append(("thing", thing.id))
         return thing.id

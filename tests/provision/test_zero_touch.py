@@ -417,3 +417,16 @@ async def test_a_template_certificate_from_the_local_ca(
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == thing.key
     assert served.ca_cert == ca.pem
     assert sim.state.certs == {}, "the certs service was not asked"
+
+
+async def test_a_thing_of_that_name_bootstrapping_another_device_is_not_taken(
+    sim: Simulator, client: SuperMQClient, layout: Path
+) -> None:
+    other = sim.state.add_thing("dev-001")  # what the template names the thing, but another device's
+    sim.state.add_config(other, "someone-else", "their-key", [], "", "dev-001")
+    with pytest.raises(
+        PermanentError, match=r"failed at step 'thing'.*bootstraps external id 'someone-else'"
+    ):
+        await provision(registry(sim, client, layout), "dev-001")
+    assert [c.external_id for c in sim.state.configs.values()] == ["someone-else"]
+    assert live_channels(sim) == [], "nothing created is left behind"
