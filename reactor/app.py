@@ -101,7 +101,7 @@ def build_gates(settings: Settings) -> Gates:
     if settings.state.backend == "redis" and settings.source != "memory":
         client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
         return RedisGates(client, prefix=f"reactor:{settings.redis.group}:gates")
-    return MemoryGates()
+    return MemoryGates(settings.state.gates_capacity)
 
 
 def build_audit(settings: Settings) -> AuditStore:

@@ -162,6 +162,8 @@ class StateSettings(_Section):
     backend: Literal["sqlite", "redis", "memory"] = "sqlite"
     path: Path = Path("state/reactor.sqlite3")
     retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    #: Rule throttle/debounce keys held in memory (not "redis"): the oldest dropped beyond this.
+    gates_capacity: int = Field(default=100_000, gt=0)
 
 
 class RetrySettings(_Section):

@@ -135,3 +135,12 @@ def test_the_shipped_template_loads() -> None:
 
     templates = load_templates(REPO / "templates")
     assert "sensor" in templates
+
+
+async def test_memory_gates_are_bounded_by_their_capacity() -> None:
+    gates = MemoryGates(capacity=3)
+    for n in range(10):
+        assert await gates.admit(f"r:k{n}", 60, sliding=False, holder=f"{n}-0")
+    assert not await gates.admit("r:k9", 60, sliding=False, holder="x")  # the newest are held
+    assert await gates.admit("r:k0", 60, sliding=False, holder="y"), "the oldest were dropped"
+    assert len(gates._held) == 3
