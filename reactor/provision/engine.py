@@ -32,16 +32,6 @@ from reactor.supermq.models import Config
 
 
 @dataclass
-class Counters:
-    """For ``reactor status``: what the engine did since it started."""
-
-    provisioned: int = 0
-    already: int = 0
-    refused: int = 0
-    failed: int = 0
-
-
-@dataclass
 class _Attempt:
     external_id: str
     created: list[tuple[str, str]] = field(default_factory=list)  # (kind, id), oldest first
@@ -65,7 +55,6 @@ class Provisioner:
         self.inventory = inventory
         self.enrollments = enrollments
         self.templates = templates
-        self.counters = Counters()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def plan(self, external_id: str) -> tuple[Enrollment, ProvisionTemplate, dict[str, Any]]:
@@ -116,11 +105,7 @@ class Provisioner:
 
     async def provision(self, external_id: str) -> dict[str, Any]:
         """Provision ``external_id`` (or find it provisioned); the result names what was created."""
-        try:
-            enrollment, _, plan = await self.plan(external_id)
-        except PermanentError:
-            self.counters.refused += 1
-            raise
+        enrollment, _, plan = await self.plan(external_id)
         lock = self._locks.setdefault(external_id, asyncio.Lock())
         try:
             async with lock:
@@ -134,17 +119,12 @@ class Provisioner:
         try:
             result = await self._steps(enrollment, plan, attempt)
         except PermanentError as exc:
-            self.counters.failed += 1
             undone = await self._undo(attempt)
             raise PermanentError(
                 f"provision of {enrollment.external_id!r} failed at step {attempt.step!r}: {exc}; "
                 f"undone: {', '.join(undone) or 'nothing was created'}",
                 status=exc.status,
             ) from exc
-        if attempt.created:
-            self.counters.provisioned += 1
-        else:
-            self.counters.already += 1
         return result
 
     async def _steps(self, enrollment: Enrollment, plan: dict[str, Any], attempt: _Attempt) -> dict[str, Any]:
