@@ -20,12 +20,14 @@ from reactor.actions.certs_lifecycle import RotateCert, ValidateCert
 from reactor.actions.http import HttpRequest
 from reactor.actions.log import LogAction, NoopAction
 from reactor.actions.messages import Publish
+from reactor.actions.provision import provision_actions
 from reactor.actions.things import things_actions
 from reactor.backoff import Backoff, StoppedError, until_stopped
 from reactor.certs.policy import policy_from
 from reactor.certs.sweep import sweep
 from reactor.delivery.echo_board import SHARED, RedisEchoBoard
 from reactor.delivery.executor import Executor
+from reactor.delivery.gates import Gates, MemoryGates, RedisGates
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Observer, Outcome, Worker
@@ -35,6 +37,7 @@ from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, keep_pruned
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
+from reactor.provision.commands import build_provisioner
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer
@@ -63,6 +66,7 @@ def build_registry(
             NoopAction(),
             *bootstrap_actions(client),
             *things_actions(client),
+            *provision_actions(client, build_provisioner(settings, client)),
             *certs_actions(client, settings.supermq.cert_ttl),
             Publish(client),
             HttpRequest(lambda: client.external_http, settings.supermq.http_allowlist),
@@ -103,6 +107,15 @@ def build_state_store(settings: Settings, sealer: Sealer | None = None) -> State
     return SQLiteStateStore(settings.state.path, settings.state.retention_s, sealer)
 
 
+def build_gates(settings: Settings) -> Gates:
+    """Rule throttles and debounces: in Redis beside a Redis state store (they hold across
+    processes), else in memory."""
+    if settings.state.backend == "redis" and settings.source != "memory":
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        return RedisGates(client, prefix=f"reactor:{settings.redis.group}:gates")
+    return MemoryGates(settings.state.gates_capacity)
+
+
 def build_audit(settings: Settings) -> AuditStore:
     """The audit trail, in the state store's backend."""
     ops = settings.ops
@@ -139,6 +152,7 @@ class Reactor:
     metrics: Metrics
     audit: AuditStore | None
     sealer: Sealer | None = None
+    gates: Gates | None = None
 
     @property
     def rules(self) -> RuleSet:
@@ -173,7 +187,13 @@ class Reactor:
         holder = RuleHolder(settings.rules.dir, registry, logger, bounds_from=settings.rules)
         sealer = build_sealer(settings)
         state = state if state is not None else build_state_store(settings, sealer)
-        executor = Executor(holder.current, RetryPolicy.from_settings(settings.retry), state, client.echoes)
+        executor = Executor(
+            holder.current,
+            RetryPolicy.from_settings(settings.retry),
+            state,
+            client.echoes,
+            gates := build_gates(settings),
+        )
         audit = build_audit(settings) if settings.ops.audit else None
         worker = Worker(
             source,
@@ -188,7 +208,7 @@ class Reactor:
             pause=client.auth,
             sealer=sealer,
         )
-        return cls(settings, source, holder, worker, client, state, metrics, audit, sealer)
+        return cls(settings, source, holder, worker, client, state, metrics, audit, sealer, gates)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` (or a finite source's end), reloading rules on change.
@@ -221,6 +241,8 @@ class Reactor:
             await self.state.close()
             if self.audit is not None:
                 await self.audit.close()
+            if self.gates is not None:
+                await self.gates.close()
 
     async def _log_profile(self) -> None:
         """Say which API profile is in use (``auto``: what /health showed; asked again later if

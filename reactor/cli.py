@@ -24,6 +24,7 @@ from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
 from reactor.ops.logging import configure_logging, get_logger
+from reactor.provision.commands import run_provision_command
 from reactor.redact import redact_text
 from reactor.rules import bounds
 from reactor.rules.cli import check_command, dry_run_command
@@ -110,6 +111,8 @@ _OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "backfill": lambda args, settings: asyncio.run(backfill_command(args, settings, get_logger())),
     "doctor": lambda args, settings: asyncio.run(doctor_command(args, settings, get_logger())),
     "history": lambda args, settings: asyncio.run(ops_command(args, settings, get_logger())),
+    "enroll": lambda args, settings: run_provision_command(args, settings, sys.stdout),
+    "provision": lambda args, settings: run_provision_command(args, settings, sys.stdout),
 }
 
 

@@ -201,6 +201,29 @@ def _replay_commands(sub: Any) -> None:
     backfill.add_argument("--group", required=True, help="the new consumer group's name")
 
 
+def _provision_commands(sub: Any) -> None:
+    """``reactor enroll check EXTERNAL_ID`` and ``reactor provision EXTERNAL_ID [--dry-run]``."""
+    enroll = _verb(sub, "enroll", "zero-touch enrollments: which one applies to a device")
+    enroll_sub = enroll.add_subparsers(
+        dest="enroll_command", required=True, metavar="COMMAND", help="one of:"
+    )
+    check = _verb(
+        enroll_sub,
+        "check",
+        "the enrollment, template and plan (keys masked); exit 1 if none applies",
+        "  reactor --config config.toml enroll check sensor-0042",
+    )
+    check.add_argument("external_id", help="the device's external id, as it asks for its bootstrap")
+    provision = _verb(
+        sub,
+        "provision",
+        "provision an enrolled device by hand, as the zero-touch rule does",
+        "  reactor --config config.toml provision sensor-0042 --dry-run",
+    )
+    provision.add_argument("external_id", help="the device's external id")
+    provision.add_argument("--dry-run", action="store_true", help="look up what exists; create nothing")
+
+
 def _simulator_command(sub: Any) -> None:
     sim = _verb(
         sub,
@@ -257,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         _dlq_commands,
         _replay_commands,
         _simulator_command,
+        _provision_commands,
     ):
         add(sub)
     return parser

@@ -19,6 +19,7 @@ from reactor.delivery.worker import Outcome
 from reactor.events.protowire import wrap_payload
 from reactor.ops.audit import print_history
 from reactor.ops.logging import get_logger
+from reactor.provision.demo import zero_touch
 from reactor.redact import redact
 from reactor.settings import Settings
 from reactor.sources.memory import MemorySource
@@ -27,6 +28,14 @@ from reactor.supermq.simulator.seed import CHANNEL, CHANNEL_2, EXTERNAL_ID, THIN
 
 # A stand-in, not a key: the demo shows that a private key in an event never reaches the output.
 DEMO_KEY = "-----BEGIN PRIVATE KEY-----MIIEdemoNotARealKey-----END PRIVATE KEY-----"
+
+
+_ZERO_TOUCH_LABELS = {
+    "1-0": "an enrolled factory device's first bootstrap attempt",
+    "2-0": "its retry a second later",
+    "3-0": "a device nobody enrolled",
+    "4-0": "the enrolled device again",
+}
 
 
 def _json(obj: Mapping[str, Any]) -> bytes:
@@ -166,6 +175,8 @@ class Report:
             for step in rule.steps:
                 mark = "ok " if step.ok else "FAIL"
                 detail = _describe_result(step.result) if step.ok else step.error
+                if step.skipped and step.error:  # a throttled or debounced firing says why
+                    mark, detail = "skip", step.error
                 self._print(f"    {mark} rule {rule.rule} -> {step.type}: {detail}")
         if outcome.dead_letter is not None:
             dl = outcome.dead_letter
@@ -239,6 +250,7 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
         )
         await reactor.run(asyncio.Event())
         print_world(sim, out)
+        provisioned = await zero_touch(settings, sim, out, Report(out, _ZERO_TOUCH_LABELS))
     await print_operator_view(reactor, out)
     c = reactor.worker.counters
     print(
@@ -246,4 +258,4 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
         f"{c.actions_failed} failed, {c.dead_lettered} dead-lettered, {len(source.acked)} acked",
         file=out,
     )
-    return 0 if len(source.acked) == c.events else 1
+    return 0 if len(source.acked) == c.events and provisioned else 1

@@ -171,6 +171,8 @@ class StateSettings(_Section):
     backend: Literal["sqlite", "redis", "memory"] = "sqlite"
     path: Path = Path("state/reactor.sqlite3")
     retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    #: Rule throttle/debounce keys held in memory (not "redis"): the oldest dropped beyond this.
+    gates_capacity: int = Field(default=100_000, gt=0)
 
 
 class RetrySettings(_Section):
@@ -246,6 +248,20 @@ class CertsSettings(_Section):
         return value
 
 
+class ProvisionSettings(_Section):
+    """Zero-touch provisioning (``reactor.provision``): enrollments and templates."""
+
+    #: Enrollment files (``.toml`` or ``.csv``); none: every device is refused, nothing is loaded.
+    enrollments: list[Path] = []
+    #: Provisioning templates, one ``<name>.toml`` each.
+    templates_dir: Path = Path("templates")
+    #: An inventory asked for devices not in the files: ``https://host/devices/{external_id}``,
+    #: on a host of ``supermq.http_allowlist``; empty: none.
+    inventory_url: str = ""
+    #: Its bearer token (``REACTOR_PROVISION__INVENTORY_TOKEN``; masked everywhere).
+    inventory_token: SecretStr = SecretStr("")
+
+
 class OpsSettings(_Section):
     """The operator's endpoint (/metrics, /healthz, /readyz) and the audit trail."""
 
@@ -314,6 +330,7 @@ class Settings(BaseSettings):
     ops: OpsSettings = Field(default_factory=OpsSettings)
     certs: CertsSettings = Field(default_factory=CertsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

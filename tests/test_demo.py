@@ -38,11 +38,18 @@ async def test_demo_reports_every_event_and_settles_all() -> None:
     assert "thing connected to: ['90aae157-d47f-4d71-9a68-b000c0025ae8']" in text
     assert 'message on 90aae157-d47f-4d71-9a68-b000c0025ae8/: [{"n": "config", "vs": "updated"}]' in text
     assert "OpenAPI violations: 0" in text
-    assert "FAIL rule" not in text
+    assert text.count("FAIL rule") == 1, "only the unenrolled device's provisioning"
     summary = text.strip().splitlines()[-1]
     assert summary.startswith(f"summary: {len(events)} events")
     assert f"1 dead-lettered, {len(events)} acked" in summary
     assert DEMO_KEY not in text
+    # Zero-touch: the enrolled device provisioned once, its retries throttled, a stranger refused.
+    assert "ok  rule zero-touch-provision -> provision:" in text
+    assert text.count("skip rule zero-touch-provision -> throttle: throttled: key 'ZT-FACTORY-0001'") == 2
+    refused = "FAIL rule zero-touch-provision -> provision: external id 'ZT-UNKNOWN-0009' is not enrolled"
+    assert refused in text
+    assert "GET /things/bootstrap/ZT-FACTORY-0001 with its derived key: 200" in text
+    assert "things named ZT-FACTORY-0001: 1; ZT-UNKNOWN-0009: 0" in text
 
 
 def test_demo_command_exits_zero() -> None:

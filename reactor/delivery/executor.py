@@ -13,6 +13,7 @@ from typing import Any
 
 from reactor.actions.base import ActionContext
 from reactor.delivery.deadletter import DeadLetter
+from reactor.delivery.gates import Gates, MemoryGates
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
 from reactor.errors import ActionError, AmbiguousError, PermanentError, SuspendedError
@@ -20,7 +21,7 @@ from reactor.events.echoes import Echoes
 from reactor.events.model import Event
 from reactor.redact import is_secret_key, redact_text
 from reactor.rules import bounds
-from reactor.rules.model import CompiledAction, RetrySpec, Rule
+from reactor.rules.model import CompiledAction, Gate, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer, revealed_values, wrap_named
 from reactor.sources.base import delivery_key
@@ -66,7 +67,9 @@ class Executor:
         retry: RetryPolicy,
         state: StateStore | None = None,
         echoes: Echoes | None = None,
+        gates: Gates | None = None,
     ) -> None:
+        self._gates = gates or MemoryGates()
         self._rules = rules
         self._retry = retry
         self._state = state
@@ -96,7 +99,12 @@ class Executor:
         if matched:
             key = delivery_key(event.stream, event.entry_id)
             done = await self._state.completed(key) if redelivered and self._state is not None else {}
-            outcomes = [await self._run_rule(rule, event, key, done, redelivered) for rule in matched]
+            outcomes = [
+                await self._run_rule(rule, event, key, done, redelivered)
+                if rule.gate is None
+                else await self._gated(rule, rule.gate, event, key, done, redelivered)
+                for rule in matched
+            ]
         if exceeded is not None:
             outcomes.append(_exceeded(*exceeded))
         return outcomes
@@ -109,6 +117,30 @@ class Executor:
         if echoes.shares(event.operation):
             own = await echoes.take_shared(event.operation, event.device, own)
         return own
+
+    async def _gated(
+        self, rule: Rule, gate: Gate, event: Event, key: str, done: Steps, redelivered: bool
+    ) -> RuleOutcome:
+        """A throttled or debounced rule: run when its gate admits the event, else one skipped
+        step saying why (the audit trail's row)."""
+        try:
+            gate_key = gate.render_key({"event": event})
+        except PermanentError as exc:
+            step = StepOutcome("throttle", "throttle", ok=False, attempts=1, duration_s=0.0, error=str(exc))
+            return RuleOutcome(rule.name, failed=step)
+        if await self._gates.admit(
+            f"{rule.name}:{gate_key}", gate.window_s, sliding=gate.sliding, holder=key
+        ):
+            return await self._run_rule(rule, event, key, done, redelivered)
+        what = (
+            f"debounced: key {gate_key!r} was not quiet for {gate.window_s:g}s"
+            if gate.sliding
+            else (f"throttled: key {gate_key!r} fired less than {gate.window_s:g}s ago")
+        )
+        skipped = StepOutcome(
+            "throttle", "throttle", ok=True, attempts=0, duration_s=0.0, skipped=True, error=what
+        )
+        return RuleOutcome(rule.name, steps=[skipped])
 
     async def _run_rule(
         self, rule: Rule, event: Event, key: str, done: Steps, redelivered: bool

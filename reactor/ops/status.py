@@ -18,6 +18,7 @@ from reactor.delivery.dlq import DeadLetters, DeadLetterStore
 from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
+from reactor.provision.commands import provision_summary
 from reactor.redact import redact_text
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
@@ -43,6 +44,8 @@ class Status:
     rules_loaded: int = 0
     rules_errors: list[str] = field(default_factory=list)
     last_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Zero-touch provisioning (reactor.provision.commands.provision_summary); empty when off.
+    provisioning: dict[str, Any] = field(default_factory=dict)
 
 
 async def _stream_status(client: aioredis.Redis, stream: str, group: str) -> StreamStatus:
@@ -99,6 +102,7 @@ async def gather(
                 }
             )
     status.last_errors.sort(key=lambda e: e["at_ns"], reverse=True)
+    status.provisioning = await provision_summary(settings, audit)
     return status
 
 
@@ -218,9 +222,27 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
         )
     else:
         print(f"rules loaded: {status.rules_loaded}", file=out)
+    if status.provisioning:
+        print(f"provisioning: {_provisioning(status.provisioning)}", file=out)
     if status.last_errors:
         print("last errors:", file=out)
         for e in status.last_errors[:5]:
             where = f"{e['stream']} {e['entry_id']}"
             what = f"{e.get('rule') or ''} {e.get('action') or ''}".strip() or "-"
             print(f"  [{e['where']}] {where}  {what}: {e['error']}", file=out)
+
+
+def _provisioning(summary: dict[str, Any]) -> str:
+    if "error" in summary:
+        return f"INVALID: {summary['error']}"
+    line = (
+        f"{summary['enrollments']} enrollments, {summary['groups']} groups, {summary['templates']} templates"
+    )
+    if summary.get("inventory"):
+        line += ", an inventory"
+    if "provisioned_today" in summary:
+        line += (
+            f"; today: {summary['provisioned_today']} provisioned, {summary['refused_today']} refused, "
+            f"{summary['failed_today']} failed"
+        )
+    return line

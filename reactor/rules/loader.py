@@ -27,6 +27,7 @@ from reactor.rules.model import (
     Rule,
     RuleSpec,
     compile_condition,
+    compile_gate,
     step_identity,
 )
 from reactor.rules.ruleset import RuleSet
@@ -183,6 +184,12 @@ def _compile_rule(
         lines,
         errors,
     )
+    gate = None
+    if spec is not None:
+        try:
+            gate = compile_gate(spec)
+        except ValueError as exc:  # ExpressionError too: a key template that does not compile
+            errors.add(f"throttle: {exc}")
     if spec is None or errors.found:
         return None, errors.found
     if not spec.enabled:
@@ -199,6 +206,7 @@ def _compile_rule(
         file=file,
         line=errors.line,
         own_events=spec.own_events,
+        gate=gate,
     )
     return rule, []
 

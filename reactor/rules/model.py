@@ -29,6 +29,16 @@ class RetrySpec(BaseModel):
     jitter_s: float | None = Field(default=None, ge=0)
 
 
+class ThrottleSpec(BaseModel):
+    """``throttle = { key = "...", per_s = ... }``: one firing per key per ``per_s`` seconds;
+    with the rule's ``debounce_s`` instead of ``per_s``, the key of the debounce."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1)
+    per_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
+
+
 class RuleSpec(BaseModel):
     """One ``[[rule]]`` table as written."""
 
@@ -45,6 +55,41 @@ class RuleSpec(BaseModel):
     retry: RetrySpec | None = None
     #: See the events the reactor's own calls cause (reactor/events/echoes.py); off by default.
     own_events: bool = False
+    #: Rule gates (reactor/delivery/gates.py): at most one firing per key per window, or only
+    #: after the key was quiet ``debounce_s`` (keyed by ``throttle.key``, else the event's device).
+    throttle: ThrottleSpec | None = None
+    debounce_s: float = Field(default=0.0, ge=0, le=30 * 86_400)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A rule's compiled throttle or debounce: the key template and the window."""
+
+    key: Template
+    window_s: float
+    sliding: bool
+
+    def render_key(self, ctx: Mapping[str, Any]) -> str:
+        """The gate's key for this event (``PermanentError`` when its template fails)."""
+        try:
+            with Section():
+                return str(self.key.render(ctx))
+        except (ExpressionError, BoundExceeded) as exc:
+            raise PermanentError(f"throttle key template failed: {exc}") from exc
+
+
+def compile_gate(spec: RuleSpec) -> Gate | None:
+    """The rule's gate, or None; ``ExpressionError`` for a key that does not compile, and
+    ``ValueError`` when both ``throttle.per_s`` and ``debounce_s`` are given."""
+    per_s = spec.throttle.per_s if spec.throttle is not None else None
+    if per_s is not None and spec.debounce_s:
+        raise ValueError("throttle.per_s and debounce_s: give one (debounce_s is keyed by throttle.key)")
+    if per_s is None and not spec.debounce_s:
+        if spec.throttle is not None:
+            raise ValueError("throttle needs per_s (or the rule a debounce_s)")
+        return None
+    key = Template(spec.throttle.key if spec.throttle is not None else "{{ event.device }}")
+    return Gate(key, per_s, sliding=False) if per_s is not None else Gate(key, spec.debounce_s, sliding=True)
 
 
 # ---- conditions -------------------------------------------------------------------------------
@@ -271,6 +316,7 @@ class Rule:
     file: str
     line: int | None
     own_events: bool = False
+    gate: Gate | None = None
 
     def failure(self, ctx: Mapping[str, Any]) -> str | None:
         """None when the rule's conditions hold for ``ctx``, else the first reason they do not;

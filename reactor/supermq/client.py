@@ -279,6 +279,86 @@ class SuperMQClient:
         ep = (await self._p()).channel(channel_id)
         return parse(models.Channel, await self._send(ep, what, device=channel_id), what)
 
+    # ---- provisioning: create, find by name, remove (reactor.provision) ------------------------
+
+    async def create_thing(self, name: str, metadata: Mapping[str, Any]) -> models.Thing:
+        """A new thing; the platform chooses its id and key (both eras answer the thing, key included)."""
+        what = f"create thing {name!r}"
+        body = {"name": name, "metadata": dict(metadata), "credentials": {}}
+        return parse(models.Thing, await self._send((await self._p()).things_create(), what, body=body), what)
+
+    async def find_things(self, name: str) -> list[models.Thing]:
+        """The enabled things named exactly ``name`` (the platform's filter matches in part)."""
+        what = f"find things named {name!r}"
+        ep = (await self._p()).things_list()
+        params = {"name": name, "limit": 100, "status": "enabled"}
+        page = parse(models.ThingsPage, await self._send(ep, what, params=params), what)
+        return [t for t in page.things if t.name == name and t.status in ("", "enabled")]
+
+    async def remove_thing(self, thing_id: str) -> None:
+        """Delete a thing (v0.14.0), or disable it (Mainflux has no delete; its bootstrap service
+        then removes the thing's config itself)."""
+        what = f"remove thing {thing_id}"
+        try:
+            await self._send((await self._p()).thing_remove(thing_id), what, device=thing_id)
+        except RetryableError as exc:
+            if exc.status == 500 and "status already assigned" in str(exc):
+                return  # disabled already: removed, as far as Mainflux goes
+            raise
+
+    async def create_channel(self, name: str, metadata: Mapping[str, Any]) -> models.Channel:
+        what = f"create channel {name!r}"
+        body = {"name": name, "metadata": dict(metadata)}
+        ep = (await self._p()).channels_create()
+        return parse(models.Channel, await self._send(ep, what, body=body), what)
+
+    async def find_channels(self, name: str) -> list[models.Channel]:
+        """The channels named exactly ``name``, enabled first; disabled ones too where the era
+        keeps them (Mainflux: the name stays taken)."""
+        what = f"find channels named {name!r}"
+        profile = await self._p()
+        params = {"name": name, "limit": 100} | profile.channels_query
+        response = await self._send(profile.channels_list(), what, params=params)
+        named = [c for c in parse(models.ChannelsPage, response, what).channels if c.name == name]
+        return sorted(named, key=lambda c: c.status == "disabled")
+
+    async def enable_channel(self, channel_id: str) -> None:
+        what = f"enable channel {channel_id}"
+        await self._send((await self._p()).channel_enable(channel_id), what, device=channel_id)
+
+    async def remove_channel(self, channel_id: str) -> None:
+        what = f"remove channel {channel_id}"
+        try:
+            await self._send((await self._p()).channel_remove(channel_id), what, device=channel_id)
+        except RetryableError as exc:
+            if exc.status == 500 and "status already assigned" in str(exc):
+                return
+            raise
+
+    async def add_config(self, config: Mapping[str, Any]) -> str:
+        """Create a bootstrap config for an existing thing (``config["thing_id"]``); returns its id."""
+        thing_id = str(config["thing_id"])
+        what = f"create the bootstrap config of external id {config.get('external_id')}"
+        await self._send((await self._p()).config_add(), what, body=dict(config), device=thing_id)
+        return thing_id
+
+    async def find_config(self, external_id: str) -> models.Config | None:
+        """The config of ``external_id``, or None: filtered by the platform where it can (v0.14.0),
+        else paged through (Mainflux lists no external id filter)."""
+        profile = await self._p()
+        offset = 0
+        params: dict[str, Any] = {"external_id": external_id} if profile.configs_by_external_id else {}
+        while True:
+            what = f"find the config of external id {external_id}"
+            query = params | {"offset": offset, "limit": 100}
+            page = parse(models.ConfigsPage, await self._send(profile.configs(), what, params=query), what)
+            found = next((c for c in page.configs if c.external_id == external_id), None)
+            if found is not None:
+                return await self.view_config(found.thing_id)
+            offset += len(page.configs)
+            if not page.configs or offset >= page.total:
+                return None
+
     # ---- certs --------------------------------------------------------------------------------
 
     async def issue_cert(self, thing_id: str, ttl: str) -> models.Cert:

@@ -115,6 +115,16 @@ class Channel(_Model):
     status: str = ""
 
 
+class ThingsPage(_Model):
+    total: int = 0
+    things: Annotated[list[Thing], BeforeValidator(_null_is_no_list)] = []
+
+
+class ChannelsPage(_Model):
+    total: int = 0
+    channels: Annotated[list[Channel], BeforeValidator(_null_is_no_list)] = []
+
+
 class Cert(_Model):
     """``POST /certs`` and ``GET /certs/{serial}`` as the code answers (``client_key`` empty on view)."""
 

@@ -110,6 +110,37 @@ class ThingsProfile:
     def channel(self, channel_id: str) -> Endpoint:
         return Endpoint("things", "GET", f"/channels/{_seg(channel_id)}", "channel.view")
 
+    # provisioning: create, find by name, remove (reactor.provision)
+    def things_create(self) -> Endpoint:
+        return Endpoint("things", "POST", "/things")
+
+    def things_list(self) -> Endpoint:
+        return Endpoint("things", "GET", "/things")
+
+    def thing_remove(self, thing_id: str) -> Endpoint:
+        """v0.14.0 deletes a thing for good (``DELETE /things/{id}``, 204)."""
+        return Endpoint("things", "DELETE", f"/things/{_seg(thing_id)}", "thing.remove")
+
+    def channels_create(self) -> Endpoint:
+        return Endpoint("things", "POST", "/channels")
+
+    def channels_list(self) -> Endpoint:
+        return Endpoint("things", "GET", "/channels")
+
+    def channel_remove(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "DELETE", f"/channels/{_seg(channel_id)}", "channel.remove")
+
+    def config_add(self) -> Endpoint:
+        return Endpoint("bootstrap", "POST", "/things/configs", "config.create")
+
+    #: Whether ``configs()`` filters by ``external_id`` (v0.14.0 bootstrap/api/transport.go).
+    configs_by_external_id = True
+    #: The channel listing's extra query: v0.14.0 deletes channels, so it lists what exists.
+    channels_query: dict[str, str] = {}
+
+    def channel_enable(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "POST", f"/channels/{_seg(channel_id)}/enable")
+
     # certs
     def cert_issue(self) -> Endpoint:
         return Endpoint("certs", "POST", "/certs")
@@ -151,6 +182,20 @@ class MainfluxProfile(ThingsProfile):
         if connect:
             body["actions"] = ["m_read", "m_write"]
         return [Call(Endpoint("things", "POST", path, echo), body, echoes=len(channel_ids))]
+
+    # provisioning: Mainflux has no DELETE for things or channels (things/clients/api/transport.go,
+    # things/groups/api/transport.go at 59bcb72f52c0): removing is disabling, and disabling a
+    # thing makes the bootstrap service delete its config (its event consumer).
+    configs_by_external_id = False  # bootstrap/api/transport.go reads only offset, limit, state, name
+    #: A disabled channel keeps its name (groups: ``UNIQUE (owner_id, name)``, things/postgres/
+    #: init.go): list it too, so that it is enabled again rather than created a second time (409).
+    channels_query = {"status": "all"}
+
+    def thing_remove(self, thing_id: str) -> Endpoint:
+        return self.thing_status(thing_id, False)
+
+    def channel_remove(self, channel_id: str) -> Endpoint:
+        return Endpoint("things", "POST", f"/channels/{_seg(channel_id)}/disable")
 
     @staticmethod
     def already_connected(status: int) -> bool:

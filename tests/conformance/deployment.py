@@ -17,6 +17,7 @@ Ctrl-C and prints the URLs), for trying things by hand.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -39,6 +40,12 @@ ADMIN_SECRET = "12345678"
 ACCESS_TTL_S = 6
 _TARBALL = re.compile(r"^mainflux-([0-9a-f]{7,40})\.tar\.xz$")
 _VERSION = "0.13.0"  # the last tag before the commit, as the project's Makefile stamps it
+#: Deployments started by this process: with the pid, each run's databases and logs are its own.
+_RUNS = itertools.count(1)
+
+
+def _run_name() -> str:
+    return f"{os.getpid()}_{next(_RUNS)}"
 
 
 class NoDeploymentError(Exception):
@@ -160,13 +167,20 @@ class Deployment:
     build: Build
     nats_url: str = "nats://127.0.0.1:4222"
     pg: tuple[str, int, str] = ("127.0.0.1", 5432, "postgres")
-    db_prefix: str = "reactor_conformance_"
+    #: Unique per run (pid and a counter): two suites at once never share a database; the
+    #: databases are dropped at ``stop``.
+    run: str = field(default_factory=_run_name)
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: Path = field(init=False)
+    databases: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.logs = self.build.home / "conformance-logs"
+        self.logs = self.build.home / "conformance-logs" / self.run
+
+    @property
+    def db_prefix(self) -> str:
+        return f"reactor_conformance_{self.run}_"
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -204,6 +218,8 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+        while self.databases:
+            self._psql(f"DROP DATABASE IF EXISTS {self.databases.pop()} WITH (FORCE)")
 
     def _redis(self) -> None:
         binary = shutil.which("redis-server")
@@ -245,6 +261,7 @@ class Deployment:
             name = self.db_prefix + service
             self._psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             self._psql(f"CREATE DATABASE {name}")
+            self.databases.append(name)
 
     def _db(self, prefix: str, service: str) -> dict[str, str]:
         host, port, user = self.pg

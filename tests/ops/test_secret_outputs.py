@@ -72,7 +72,7 @@ on = ["config.create"]
 retry = {{ attempts = 1 }}
 [[rule.actions]]
 type = "http.request"
-url = "http://hook:{URL_PASSWORD}@127.0.0.1:1/hook"
+url = "http://hook:{URL_PASSWORD}@127.0.0.1:1/{{{{ event.operation }}}}"  # refused per event
 json_body = {{ key = "{{{{ event.external_key }}}}" }}
 
 [[rule]]

@@ -78,6 +78,25 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
     assert (await client.revoke_certs(thing.id)).revocation_time
     await client.remove_config(thing.id)
     assert thing.id not in sim.state.configs
+    # provisioning (reactor.provision): create, find by name, remove
+    made = await client.create_thing("zt-1", {"site": "lab"})
+    assert [t.id for t in await client.find_things("zt-1")] == [made.id]
+    channel = await client.create_channel("zt-1-data", {"type": "data"})
+    sim.state.channels[channel.id].status = "disabled"
+    assert [c.id for c in await client.find_channels("zt-1-data")] == []  # v0.14.0 lists enabled ones
+    sim.state.channels[channel.id].status = "enabled"
+    assert [c.id for c in await client.find_channels("zt-1-data")] == [channel.id]
+    await client.add_config({"thing_id": made.id, "external_id": "zt-1", "external_key": "k", "channels": []})
+    found = await client.find_config("zt-1")
+    assert found is not None
+    assert found.thing_id == made.id
+    assert await client.find_config("zt-nobody") is None
+    sim.state.channels[channel.id].status = "disabled"
+    await client.enable_channel(channel.id)
+    await client.remove_channel(channel.id)
+    await client.remove_thing(made.id)
+    assert channel.id not in sim.state.channels
+    assert made.id not in sim.state.things
 
     assert called == set(real), f"not exercised: {set(real) - called}"
     assert sim.contract is not None

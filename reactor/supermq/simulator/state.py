@@ -46,13 +46,14 @@ class Channel:
     id: str
     name: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "enabled"
 
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "metadata": self.metadata,
-            "status": "enabled",
+            "status": self.status,
             "created_at": "2024-01-29T10:00:00Z",
             "updated_at": "2024-01-29T10:00:00Z",
         }
