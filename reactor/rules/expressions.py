@@ -162,15 +162,20 @@ def _icontains(value: Any, item: Any) -> bool:
     return False
 
 
-def _older_than(value: Any, seconds: float) -> bool:
+# The clock's tests take the context, which Jinja never folds: over literals ('<date>' is
+# expiringwithin(2)) they would otherwise be evaluated once, when the rule was compiled.
+@pass_context
+def _older_than(context: Context, value: Any, seconds: float) -> bool:
     return age_s(value) > seconds
 
 
-def _newer_than(value: Any, seconds: float) -> bool:
+@pass_context
+def _newer_than(context: Context, value: Any, seconds: float) -> bool:
     return age_s(value) < seconds
 
 
-def _expiring_within(value: Any, days: float) -> bool:
+@pass_context
+def _expiring_within(context: Context, value: Any, days: float) -> bool:
     return days_until(value) < days
 
 
@@ -326,16 +331,18 @@ class _Env(ImmutableSandboxedEnvironment):
             return self.undefined(obj=obj, name=attribute)
         return value
 
-    def _select(self, values: Any, test: str, args: tuple[Any, ...]) -> Iterable[bool]:
+    def _select(self, context: Context, values: Any, test: str, args: tuple[Any, ...]) -> Iterable[bool]:
         if not isinstance(values, list | tuple):
             raise ExpressionError(f"any/all need a list, got {type(values).__name__}")
-        return (bool(self.call_test(test, v, args)) for v in values)
+        return (bool(self.call_test(test, v, args, context=context)) for v in values)
 
-    def _any(self, values: Any, test: str = "truthy", *args: Any) -> bool:
-        return any(self._select(values, test, args))
+    @pass_context
+    def _any(self, context: Context, values: Any, test: str = "truthy", *args: Any) -> bool:
+        return any(self._select(context, values, test, args))
 
-    def _all(self, values: Any, test: str = "truthy", *args: Any) -> bool:
-        return all(self._select(values, test, args))
+    @pass_context
+    def _all(self, context: Context, values: Any, test: str = "truthy", *args: Any) -> bool:
+        return all(self._select(context, values, test, args))
 
 
 _ENV = _Env()

@@ -85,3 +85,24 @@ def test_time_filters_of_literals_are_evaluated_at_each_event(
     before = compiled.evaluate({})
     clock.advance(3)
     assert compiled.evaluate({}) - before == pytest.approx(moves_by, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("source", "after_4_days"),
+    [
+        ("'2030-01-01T00:00:00Z' is expiringwithin(2)", True),
+        ("['2030-01-01T00:00:00Z'] | any('expiringwithin', 2)", True),
+        ("'2030-01-01T00:00:00Z' is newerthan(-2 * 86400)", False),
+        ("['2030-01-01T00:00:00Z'] | all('olderthan', -2 * 86400)", True),
+    ],
+)
+def test_time_tests_of_literals_are_evaluated_at_each_event(
+    clock: _Clock, source: str, after_4_days: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jinja folded a test over literals once, when the rule was compiled (like the filters
+    above): ``'<date>' is expiringwithin(2)`` never came due in a long-running daemon."""
+    clock.now = dt.datetime(2029, 12, 29, tzinfo=dt.UTC).timestamp()  # 3 days before
+    compiled = Expression(source)
+    assert compiled.evaluate({}) is not after_4_days
+    clock.advance(4)  # one day after
+    assert compiled.evaluate({}) is after_4_days
