@@ -17,6 +17,8 @@ from reactor.supermq.http import build_http, join, send
 from reactor.supermq.profile import ThingsProfile
 
 _SERVICES = ("users", "things", "bootstrap", "certs", "http")
+#: The services each profile calls (the clients profile: clients and channels instead of things).
+_CLIENTS_SERVICES = ("users", "clients", "channels", "bootstrap", "certs", "http")
 
 
 async def platform(out: Checklist, settings: Settings) -> None:
@@ -24,7 +26,7 @@ async def platform(out: Checklist, settings: Settings) -> None:
     http = build_http(s)
     try:
         answered = True
-        for service in _SERVICES:
+        for service in _CLIENTS_SERVICES if s.profile == "clients" else _SERVICES:
             answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
         if not answered:
             return
@@ -32,10 +34,11 @@ async def platform(out: Checklist, settings: Settings) -> None:
         try:
             profile = await client.resolve_profile()
         except ActionError as exc:
-            out.add("platform", "profile", False, str(exc), "set supermq.profile (things or mainflux)")
+            fix = "set supermq.profile (things, mainflux or clients)"
+            out.add("platform", "profile", False, str(exc), fix)
             return
         out.add("platform", "profile", True, f"{profile.name}: {client.profile_reason}")
-        await _login(out, http, settings)
+        await _login(out, http, settings, profile)
     finally:
         await http.aclose()
 
@@ -61,7 +64,7 @@ async def _answers(out: Checklist, http: Any, service: str, url: str) -> bool:
     )
 
 
-async def _login(out: Checklist, http: Any, settings: Settings) -> None:
+async def _login(out: Checklist, http: Any, settings: Settings, profile: ThingsProfile) -> None:
     s = settings.supermq
     if not s.identity:
         detail = "a static supermq.token, no identity to log in with" if s.token.get_secret_value() else ""
@@ -73,10 +76,7 @@ async def _login(out: Checklist, http: Any, settings: Settings) -> None:
             "set supermq.identity and supermq.secret (REACTOR_SUPERMQ__SECRET), or supermq.token",
         )
         return
-    profile = ThingsProfile()
-    body = {"identity": s.identity, "secret": s.secret.get_secret_value()}
-    if s.domain_id:
-        body["domain_id"] = s.domain_id
+    body = profile.login_body(s.identity, s.secret.get_secret_value(), s.domain_id)
     tokens = await _post(http, s.users_url, profile.token_issue().path, body, {})
     if not out.add(
         "platform",
@@ -95,7 +95,7 @@ async def _login(out: Checklist, http: Any, settings: Settings) -> None:
         http,
         s.users_url,
         profile.token_refresh().path,
-        {"domain_id": s.domain_id} if s.domain_id else {},
+        profile.refresh_body(s.domain_id),
         {"Authorization": f"Bearer {refresh}"},
     )
     out.add(

@@ -9,9 +9,11 @@ call (``echo``: the reactor's own calls come back as events, see ``reactor.event
   policies body ``{"subjects","objects","actions"}``; a config view publishes ``config.list``.
 - ``things``: Magistrala v0.14-v0.15 (read from absmach/supermq at tag v0.14.0). Connect takes one
   ``{"thing_id","channel_id"}`` pair a call; a repeated connect answers 409.
+- ``clients``: SuperMQ HEAD (absmach/supermq 791e084, 2026-04, which reports v0.19.1, and the
+  certs service absmach/certs 5d65013): every route under ``/{domainID}/``, clients (9006) and
+  channels (9005) apart, connect with ``client_ids``/``channel_ids``/``types``, certificates
+  issued by entity and revoked by serial, ``username``/``password`` logins.
 - ``auto``: the client reads the services' ``/health`` (``detect``) and picks one of the above.
-
-SuperMQ's clients/domains era (v0.16+, ``/{domainID}/clients/configs/...``) is not written yet.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import quote
 
 from reactor.errors import ConfigError
 
-Service = Literal["users", "things", "bootstrap", "certs", "http"]
+Service = Literal["users", "things", "clients", "channels", "bootstrap", "certs", "http"]
 
 
 def _seg(value: str) -> str:
@@ -53,6 +55,10 @@ class ThingsProfile:
     """Magistrala v0.14.0 (``openapi/magistrala-v0.14.0``): things, channels, bootstrap, certs."""
 
     name = "things"
+    #: ``Authorization: <scheme> <key>`` for the device's own calls (fetch, publish).
+    device_scheme = "Thing"
+    #: Whether one certificate can be revoked by its serial (v0.14: only all of a thing's).
+    revokes_by_serial = False
 
     # users
     def token_issue(self) -> Endpoint:
@@ -60,6 +66,15 @@ class ThingsProfile:
 
     def token_refresh(self) -> Endpoint:
         return Endpoint("users", "POST", "/users/tokens/refresh")
+
+    @staticmethod
+    def login_body(identity: str, secret: str, domain_id: str) -> dict[str, str]:
+        body = {"identity": identity, "secret": secret}
+        return body | ({"domain_id": domain_id} if domain_id else {})
+
+    @staticmethod
+    def refresh_body(domain_id: str) -> dict[str, str]:
+        return {"domain_id": domain_id} if domain_id else {}
 
     # bootstrap
     #: What a config view publishes (bootstrap/events/producer/streams.go View).
@@ -114,6 +129,17 @@ class ThingsProfile:
     def cert_issue(self) -> Endpoint:
         return Endpoint("certs", "POST", "/certs")
 
+    def issue_call(self, thing_id: str, ttl: str, common_name: str) -> Call:
+        """v0.14.0 certs/api/requests.go addCertsReq: the thing id in the body; CN = its key."""
+        return Call(self.cert_issue(), {"thing_id": thing_id, "ttl": ttl})
+
+    def serials_query(self, thing_id: str) -> dict[str, str]:
+        return {}
+
+    def revoke(self, serial: str) -> Endpoint:
+        """One certificate by serial: v0.14's certs API has no such call (``revokes_by_serial``)."""
+        raise ConfigError(f"the {self.name} profile's certs API cannot revoke one certificate by serial")
+
     def cert(self, method: str, cert_id: str) -> Endpoint:
         return Endpoint("certs", method, f"/certs/{_seg(cert_id)}")
 
@@ -160,10 +186,144 @@ class MainfluxProfile(ThingsProfile):
 PROFILES: dict[str, type[ThingsProfile]] = {"things": ThingsProfile, "mainflux": MainfluxProfile}
 
 
+class ClientsProfile(ThingsProfile):
+    """SuperMQ HEAD (absmach/supermq 791e084; certs: absmach/certs 5d65013): clients and domains.
+
+    Sources, each read at those commits: users/api/{users,requests}.go (login ``username``/
+    ``password``, refresh reads only the bearer), bootstrap/api/transport.go (``/{domainID}/clients/
+    configs...``, ``/{domainID}/clients/state/{clientID}``, the device's ``/clients/bootstrap/
+    {externalID}`` with ``Authorization: Client <external key>``), clients/api/http and
+    channels/api/http (``/{domainID}/clients/{id}``, ``/{domainID}/channels/connect``), certs
+    api/http/transport.go (``/{domainID}/certs/issue/{entityID}``, ``/{domainID}/certs/{id}/revoke``),
+    and apidocs/openapi/http.yaml (``/m/{domainPrefix}/c/{channelPrefix}``).
+    """
+
+    name = "clients"
+    device_scheme = "Client"
+    revokes_by_serial = True
+    #: bootstrap/events/producer/streams.go View publishes ``bootstrap.config.view``.
+    view_echo = "config.view"
+    #: clients/events/streams.go: enable and disable publish ``client.enable`` / ``client.disable``.
+    status_echo = "thing.enable"
+    #: SuperMQ's connection types (pkg/connections/type.go): a device both publishes and subscribes.
+    conn_types = ("publish", "subscribe")
+
+    def __init__(self, domain_id: str) -> None:
+        if not domain_id.strip():
+            raise ConfigError(
+                'supermq.domain_id is required with the "clients" profile (SuperMQ HEAD: every route '
+                "sits under /{domainID}/)"
+            )
+        self.domain_id = domain_id
+        self._d = f"/{_seg(domain_id)}"
+
+    # users
+    @staticmethod
+    def login_body(identity: str, secret: str, domain_id: str) -> dict[str, str]:
+        """users/api/requests.go loginUserReq: ``username`` (or e-mail) and ``password``; the
+        domain is no part of a HEAD token (it is in every route instead)."""
+        return {"username": identity, "password": secret}
+
+    @staticmethod
+    def refresh_body(domain_id: str) -> dict[str, str]:
+        return {}  # users/api/users.go decodeRefreshToken reads only the Authorization header
+
+    # bootstrap
+    def configs(self) -> Endpoint:
+        return Endpoint("bootstrap", "GET", f"{self._d}/clients/configs", "config.list")
+
+    def config(self, method: str, config_id: str) -> Endpoint:
+        echo = {"GET": self.view_echo, "PUT": "config.update", "DELETE": "config.remove"}.get(method, "")
+        return Endpoint("bootstrap", method, f"{self._d}/clients/configs/{_seg(config_id)}", echo)
+
+    def config_certs(self, config_id: str) -> Endpoint:
+        path = f"{self._d}/clients/configs/certs/{_seg(config_id)}"
+        return Endpoint("bootstrap", "PATCH", path, "cert.update")
+
+    def config_connections(self, config_id: str) -> Endpoint:
+        path = f"{self._d}/clients/configs/connections/{_seg(config_id)}"
+        return Endpoint("bootstrap", "PUT", path, "thing.update_connections")
+
+    def config_state(self, config_id: str) -> Endpoint:
+        path = f"{self._d}/clients/state/{_seg(config_id)}"
+        return Endpoint("bootstrap", "PUT", path, "thing.change_state")
+
+    def device_config(self, external_id: str) -> Endpoint:
+        return Endpoint("bootstrap", "GET", f"/clients/bootstrap/{_seg(external_id)}", "thing.bootstrap")
+
+    # clients and channels
+    def thing(self, thing_id: str) -> Endpoint:
+        return Endpoint("clients", "GET", f"{self._d}/clients/{_seg(thing_id)}", "thing.view")
+
+    def thing_status(self, thing_id: str, enable: bool) -> Endpoint:
+        verb = "enable" if enable else "disable"
+        return Endpoint("clients", "POST", f"{self._d}/clients/{_seg(thing_id)}/{verb}", f"thing.{verb}")
+
+    def connections(self, thing_id: str, channel_ids: list[str], connect: bool) -> list[Call]:
+        """channels/api/http/requests.go connectRequest: one channel a call, so that a repeated
+        connect (409: the connections row exists, channels/postgres/channels.go AddConnections
+        inserts the whole batch in one statement or nothing) names the channel it is about."""
+        verb = "connect" if connect else "disconnect"
+        ep = Endpoint("channels", "POST", f"{self._d}/channels/{verb}", f"channel.{verb}")
+        types = list(self.conn_types)
+        return [Call(ep, {"client_ids": [thing_id], "channel_ids": [c], "types": types}) for c in channel_ids]
+
+    def channel(self, channel_id: str) -> Endpoint:
+        return Endpoint("channels", "GET", f"{self._d}/channels/{_seg(channel_id)}", "channel.view")
+
+    # certs
+    def cert_issue(self) -> Endpoint:
+        raise NotImplementedError("the clients profile issues through issue_call(entity id)")
+
+    def issue_call(self, thing_id: str, ttl: str, common_name: str) -> Call:
+        """certs api/http/requests.go issueCertReq: the entity in the path, ``options.common_name``
+        required (400 without)."""
+        ep = Endpoint("certs", "POST", f"{self._d}/certs/issue/{_seg(thing_id)}")
+        return Call(ep, {"ttl": ttl, "ip_addresses": [], "options": {"common_name": common_name}})
+
+    def cert(self, method: str, cert_id: str) -> Endpoint:
+        return Endpoint("certs", method, f"{self._d}/certs/{_seg(cert_id)}")
+
+    def revoke(self, serial: str) -> Endpoint:
+        """``PATCH /{domainID}/certs/{id}/revoke``: exactly the one certificate (204). The serial
+        as the certs service stores it: lower-case hex pairs joined by colons (api/utils.go
+        NormalizeSerialNumber), whichever way it is given."""
+        return Endpoint("certs", "PATCH", f"{self._d}/certs/{_seg(serial_pairs(serial))}/revoke")
+
+    def serials(self, thing_id: str) -> Endpoint:
+        return Endpoint("certs", "GET", f"{self._d}/certs")
+
+    def serials_query(self, thing_id: str) -> dict[str, str]:
+        return {"entity_id": thing_id}  # certs api/http/transport.go decodeListCerts
+
+    # http adapter
+    def publish(self, channel_id: str, subtopic: str = "") -> Endpoint:
+        tail = "/".join(_seg(p) for p in subtopic.strip("/").split("/") if p) if subtopic else ""
+        path = f"/m/{_seg(self.domain_id)}/c/{_seg(channel_id)}" + (f"/{tail}" if tail else "")
+        return Endpoint("http", "POST", path)
+
+
+def serial_pairs(serial: str) -> str:
+    """``0A1b2c`` or ``0a:1b:2c`` → ``0a:1b:2c`` (absmach/certs api/utils.go NormalizeSerialNumber)."""
+    cleaned = serial.replace(":", "").replace(" ", "").lower()
+    cleaned = cleaned if len(cleaned) % 2 == 0 else f"0{cleaned}"
+    return ":".join(cleaned[i : i + 2] for i in range(0, len(cleaned), 2))
+
+
+def build_profile(name: str, domain_id: str = "") -> ThingsProfile:
+    """The profile called ``name`` (``ConfigError`` for the clients profile without a domain)."""
+    if name == "clients":
+        return ClientsProfile(domain_id)
+    return PROFILES[name]()
+
+
 def profile_for(health: dict[str, Any]) -> tuple[str, str]:
     """The profile a service's ``/health`` answer points to, and why (``ConfigError`` for an era
     the reactor does not speak). Mainflux answers ``version`` 0.13.0 and earlier, Magistrala
-    0.14.x-0.15.x; SuperMQ 0.16+ moved things into clients and domains."""
+    0.14.x-0.15.x; SuperMQ 0.16+ moved things into clients and domains. SuperMQ HEAD (bootstrap
+    re-added by ef5c253c5 after the v0.19.1 tag) stamps ``git describe --tags``: v0.19.1; v0.17
+    to v0.19.1 themselves have no bootstrap service (removed by df5d752c4), so only HEAD answers
+    on bootstrap's port with 0.19."""
     version = str(health.get("version", "")).lstrip("v")
     parts = version.split(".")
     try:
@@ -187,7 +347,15 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
         )
     if (major, minor) <= (0, 15):
         return "things", f"{what} (Magistrala v0.14-v0.15)"
+    if (major, minor) == (0, 19):  # HEAD stamps v0.19.1; v0.19 itself has no bootstrap to answer
+        return "clients", f"{what} (SuperMQ HEAD, clients and domains)"
+    if (major, minor) > (0, 19):
+        raise ConfigError(
+            f'supermq.profile = "auto": {what}, newer than the SuperMQ the reactor was verified '
+            'against (HEAD 791e084 reports v0.19.1): set supermq.profile = "clients" to use it anyway'
+        )
     raise ConfigError(
-        f'supermq.profile = "auto": {what}; SuperMQ v0.16+ (clients and domains) has no API profile '
-        "yet (its events decode: see the README's support table)"
+        f'supermq.profile = "auto": {what}; SuperMQ v0.16-v0.18 is not supported (v0.16 logs in '
+        "with identity/secret and has the older certs API; v0.17-v0.18 have no bootstrap service): "
+        'set supermq.profile = "clients" to try HEAD\'s API on it anyway'
     )
