@@ -347,7 +347,7 @@ async def simulate_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print("SuperMQ simulator (Magistrala v0.14 APIs) listening:")
-    for service in DEFAULT_PORTS:
+    for service in sim.services:
         print(f"  {service:<10} {sim.url(service)}")
     print(
         f"log in with identity {sim.state.identity!r} and the simulator's secret (see --help); Ctrl-C stops"

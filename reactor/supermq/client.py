@@ -238,6 +238,10 @@ class SuperMQClient:
             if exc.status == 500 and "status already assigned" in str(exc):
                 return await self.view_thing(thing_id)
             raise
+        except PermanentError as exc:  # SuperMQ HEAD: a service error, 422 (api/http/common.go)
+            if exc.status == 422 and "status already assigned" in str(exc):
+                return await self.view_thing(thing_id)
+            raise
 
     async def connect(self, thing_id: str, channel_ids: list[str], *, connect: bool = True) -> list[str]:
         """Connect (or disconnect) a thing and channels, in as many calls as the era needs; returns
@@ -246,12 +250,12 @@ class SuperMQClient:
         profile = await self._p()
         changed: list[str] = []
         for call in profile.connections(thing_id, channel_ids, connect):
-            pairs = call.body.get("objects") or [call.body.get("channel_id")]
+            pairs = call.body.get("objects") or call.body.get("channel_ids") or [call.body.get("channel_id")]
             what = f"{verb} thing {thing_id} / channel {', '.join(map(str, pairs))}"
             try:
                 await self._send(call.endpoint, what, body=call.body, device=thing_id, echoes=call.echoes)
             except PermanentError as exc:
-                if connect and exc.status is not None and profile.already_connected(exc.status):
+                if connect and exc.status is not None and profile.already_connected(exc.status, str(exc)):
                     continue
                 raise
             changed += [str(p) for p in pairs]

@@ -118,7 +118,7 @@ class ThingsProfile:
         return [Call(ep, {"thing_id": thing_id, "channel_id": c}) for c in channel_ids]
 
     @staticmethod
-    def already_connected(status: int) -> bool:
+    def already_connected(status: int, message: str = "") -> bool:
         """A repeated connect: v0.14.0 answers 409 (the policy exists)."""
         return status == 409
 
@@ -179,7 +179,7 @@ class MainfluxProfile(ThingsProfile):
         return [Call(Endpoint("things", "POST", path, echo), body, echoes=len(channel_ids))]
 
     @staticmethod
-    def already_connected(status: int) -> bool:
+    def already_connected(status: int, message: str = "") -> bool:
         return False  # a repeated connect is an upsert: 200 (things/policies/postgres/policies.go)
 
 
@@ -261,12 +261,18 @@ class ClientsProfile(ThingsProfile):
 
     def connections(self, thing_id: str, channel_ids: list[str], connect: bool) -> list[Call]:
         """channels/api/http/requests.go connectRequest: one channel a call, so that a repeated
-        connect (409: the connections row exists, channels/postgres/channels.go AddConnections
-        inserts the whole batch in one statement or nothing) names the channel it is about."""
+        connect (``already_connected``: channels/service.go Connect checks every connection before
+        it adds any, so a refused batch adds nothing) names the channel it is about."""
         verb = "connect" if connect else "disconnect"
         ep = Endpoint("channels", "POST", f"{self._d}/channels/{verb}", f"channel.{verb}")
         types = list(self.conn_types)
         return [Call(ep, {"client_ids": [thing_id], "channel_ids": [c], "types": types}) for c in channel_ids]
+
+    @staticmethod
+    def already_connected(status: int, message: str = "") -> bool:
+        """channels/service.go Connect: a connection that exists is ``svcerr.ErrConflict``, which
+        is a request error at HEAD (pkg/errors/service/types.go), so 400 "entity already exists"."""
+        return status == 400 and "already exists" in message
 
     def channel(self, channel_id: str) -> Endpoint:
         return Endpoint("channels", "GET", f"{self._d}/channels/{_seg(channel_id)}", "channel.view")

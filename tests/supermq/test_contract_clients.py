@@ -1,0 +1,178 @@
+"""The clients profile (SuperMQ HEAD): every client call, over real HTTP against the simulator's
+clients profile, passes request and response validation against the supermq-head documents."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from reactor.errors import PermanentError
+from reactor.settings import SuperMQSettings
+from reactor.supermq.client import SuperMQClient
+from reactor.supermq.simulator import Simulator
+from reactor.supermq.simulator.contract import Contract
+from reactor.supermq.simulator.contract_head import HEAD_DEVIATIONS, HEAD_REQUEST_DEVIATIONS
+
+
+@pytest.fixture
+async def head() -> AsyncIterator[Simulator]:
+    simulator = Simulator(profile="clients", contract=Contract(profile="clients"))
+    async with simulator:
+        yield simulator
+    assert simulator.contract is not None
+    assert simulator.contract.violations == [], "an exchange broke SuperMQ HEAD's OpenAPI contract"
+
+
+@pytest.fixture
+async def hclient(head: Simulator) -> AsyncIterator[SuperMQClient]:
+    supermq = SuperMQClient(head.settings(timeout_s=2.0))
+    yield supermq
+    await supermq.aclose()
+
+
+async def test_every_client_call_passes_the_head_contract(head: Simulator, hclient: SuperMQClient) -> None:
+    client = hclient
+    called: set[str] = set()
+    real = {
+        name: getattr(client, name)
+        for name, _ in inspect.getmembers(SuperMQClient, inspect.iscoroutinefunction)
+        if not name.startswith("_") and name != "aclose"
+    }
+
+    def record(name: str) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            called.add(name)
+            return await real[name](*args, **kwargs)
+
+        return wrapper
+
+    for name in real:
+        setattr(client, name, record(name))
+
+    state = head.state
+    thing = state.add_thing("dev")
+    ch1, ch2 = state.add_channel("ctrl"), state.add_channel("data")
+    state.add_config(thing, "ext-1", "ek-1", [ch1.id], '{"mode": "a"}', "dev")
+
+    assert (await client.resolve_profile()).name == "clients"
+    config = await client.view_config(thing.id)
+    assert (config.thing_id, config.thing_key, config.channel_ids, config.state) == (
+        thing.id,
+        thing.key,
+        [ch1.id],
+        0,
+    )
+    page = await client.list_configs(offset=0, limit=100, state=0, name="de")
+    assert (page.total, [c.thing_id for c in page.configs]) == (1, [thing.id])
+    await client.update_config(thing.id, name="dev2", content='{"mode": "b"}')
+    assert (state.configs[thing.id].name, state.configs[thing.id].content) == ("dev2", '{"mode": "b"}')
+    await client.update_connections(thing.id, [ch1.id, ch2.id])
+    await client.change_state(thing.id, 1)
+    assert state.connections == {(thing.id, ch1.id), (thing.id, ch2.id)}
+    assert state.typed_connections == {
+        (thing.id, c, k) for c in (ch1.id, ch2.id) for k in ("publish", "subscribe")
+    }
+    assert await client.connect(thing.id, [ch1.id]) == []  # connected already: HEAD's 400, not an error
+    assert await client.connect(thing.id, [ch2.id], connect=False) == [ch2.id]
+    assert (thing.id, ch2.id) not in state.connections
+    assert await client.connect(thing.id, [ch2.id]) == [ch2.id]
+    assert (await client.view_thing(thing.id)).credentials.secret == thing.key
+    assert (await client.set_thing_enabled(thing.id, False)).status == "disabled"
+    assert (await client.set_thing_enabled(thing.id, False)).status == "disabled"  # already: 422 → done
+    assert (await client.view_channel(ch1.id)).name == "ctrl"
+
+    cert = await client.issue_cert(thing.id, "24h")  # CN read from the client: its secret
+    assert cert.client_cert.startswith("-----BEGIN CERTIFICATE-----")
+    assert cert.client_key.startswith("-----BEGIN PRIVATE KEY-----")
+    assert state.certs[cert.cert_serial].thing_id == thing.id
+    viewed = await client.view_cert(cert.cert_serial)
+    assert (viewed.cert_serial, viewed.client_key, viewed.thing_id) == (cert.cert_serial, "", thing.id)
+    second = await client.issue_cert(thing.id, "24h", common_name=thing.key)
+    assert [c.cert_serial for c in (await client.list_serials(thing.id)).certs] == [
+        cert.cert_serial,
+        second.cert_serial,
+    ]
+    stored = await client.update_certs(
+        thing.id, client_cert=cert.client_cert, client_key=cert.client_key, ca_cert=state.ca.pem
+    )
+    assert stored.client_cert == cert.client_cert
+    served = await client.served_config(thing.id)  # the view has no certs: read the device's way
+    assert (served.client_cert, served.ca_cert) == (cert.client_cert, state.ca.pem)
+    assert (await client.device_config("ext-1", "ek-1")).client_key == cert.client_key
+    await client.publish(ch1.id, thing.key, [{"n": "x", "v": 1}])
+    assert [(m["channel"], m["publisher"]) for m in state.messages] == [(ch1.id, thing.id)]
+
+    await client.revoke_cert(cert.cert_serial.replace(":", "").upper())  # any spelling of the serial
+    assert [c.serial for c in state.certs.values() if c.revoked] == [cert.cert_serial]  # only it
+    assert (await client.revoke_certs(thing.id)).revocation_time  # the rest of the thing's
+    assert all(c.revoked for c in state.certs.values())
+    await client.remove_config(thing.id)
+    assert thing.id not in state.configs
+
+    assert called == set(real), f"not exercised: {set(real) - called}"
+    assert head.contract is not None
+    assert head.contract.deviations_seen == set(HEAD_DEVIATIONS) - {
+        ("users", "post", "/users/tokens/refresh", 201)
+    }
+    assert head.contract.request_deviations_seen == set(HEAD_REQUEST_DEVIATIONS)
+
+
+async def test_head_refresh_reads_the_bearer_and_answers_201(head: Simulator, hclient: SuperMQClient) -> None:
+    await hclient.list_configs()
+    head.state.expire_access_tokens()
+    await hclient.list_configs()  # 401 → refresh (the bearer only) → again
+    assert head.contract is not None
+    assert ("users", "post", "/users/tokens/refresh", 201) in head.contract.deviations_seen
+
+
+async def test_head_simulator_refuses_things_era_bodies(head: Simulator, hclient: SuperMQClient) -> None:
+    """A v0.14 login and a v0.14 connect are refused as HEAD's code refuses them (400), and a body
+    the document forbids is refused by the contract before any handler sees it."""
+    thing = head.state.add_thing("dev")
+    head.state.add_config(thing, "ext", "key", [], "{}")
+    token = await hclient._tokens.token()
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient() as http:
+        login = await http.post(
+            f"{head.url('users')}/users/tokens/issue",
+            json={"identity": "admin@example.com", "secret": "12345678"},
+        )
+        connect = await http.post(
+            f"{head.url('channels')}/{head.state.domain_id}/channels/connect",
+            json={"thing_id": thing.id, "channel_id": thing.id},
+            headers=bearer,
+        )
+        no_name = await http.put(
+            f"{head.url('bootstrap')}/{head.state.domain_id}/clients/configs/{thing.id}",
+            json={"content": "{}"},
+            headers=bearer,
+        )
+    assert (login.status_code, connect.status_code) == (400, 400)
+    assert no_name.status_code == 400
+    assert "openapi" in no_name.json()["message"]
+    assert head.contract is not None
+    assert [v.kind for v in head.contract.violations] == ["request"]
+    head.contract.violations.clear()  # expected here; the fixture checks the rest
+
+
+def test_the_clients_profile_needs_a_domain() -> None:
+    with pytest.raises(ValidationError, match=r"supermq\.domain_id is required"):
+        SuperMQSettings(profile="clients")
+
+
+async def test_a_wrong_domain_is_refused(head: Simulator) -> None:
+    settings = head.settings(domain_id="00000000-0000-4000-8000-000000000000", timeout_s=2.0)
+    client = SuperMQClient(settings)
+    thing = head.state.add_thing("dev")
+    head.state.add_config(thing, "ext", "key", [], "{}")
+    try:
+        with pytest.raises(PermanentError, match="HTTP 403"):
+            await client.view_config(thing.id)
+        assert (await client.list_configs()).total == 0  # HEAD lists another domain's: none
+    finally:
+        await client.aclose()
