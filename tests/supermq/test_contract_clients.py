@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from reactor.errors import PermanentError
+from reactor.errors import ConfigError, PermanentError
 from reactor.settings import SuperMQSettings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
@@ -176,3 +176,30 @@ async def test_a_wrong_domain_is_refused(head: Simulator) -> None:
         assert (await client.list_configs()).total == 0  # HEAD lists another domain's: none
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("profile", ["mainflux", "things", "clients"])
+async def test_auto_detects_each_simulated_profile(profile: str) -> None:
+    """``supermq.profile = "auto"`` reads bootstrap's /health and picks the era the simulator plays
+    (HEAD: v0.19.1), then speaks it: a config view passes that era's contract."""
+    async with Simulator(profile=profile) as sim:
+        thing = sim.state.add_thing("dev")
+        sim.state.add_config(thing, "ext", "key", [], "{}")
+        client = SuperMQClient(sim.settings(profile="auto", timeout_s=2.0))
+        try:
+            assert (await client.resolve_profile()).name == profile
+            assert (await client.view_config(thing.id)).thing_id == thing.id
+        finally:
+            await client.aclose()
+        assert sim.contract is not None
+        assert sim.contract.violations == []
+
+
+async def test_auto_on_head_without_a_domain_says_so() -> None:
+    async with Simulator(profile="clients") as sim:
+        client = SuperMQClient(sim.settings(profile="auto", domain_id="", timeout_s=2.0))
+        try:
+            with pytest.raises(ConfigError, match=r"supermq\.domain_id is required"):
+                await client.resolve_profile()
+        finally:
+            await client.aclose()
