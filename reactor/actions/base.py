@@ -53,6 +53,11 @@ class Action(ABC):
         """Whether these parameters may be sent again after an ambiguous failure."""
         return self.repeatable
 
+    def refused(self, params: Mapping[str, Any]) -> str:
+        """Why the platform cannot do this with these (raw) parameters, checked when the rule
+        loads: what the SuperMQ API profile in use lacks ("" when nothing, or not known yet)."""
+        return ""
+
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> Any:
         """Do the work; return a JSON-serialisable result or None."""

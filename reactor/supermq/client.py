@@ -56,6 +56,11 @@ class SuperMQClient:
         }
 
     @property
+    def known_profile(self) -> ThingsProfile | None:
+        """The profile, if known yet (configured, or ``auto`` resolved)."""
+        return self._profile
+
+    @property
     def profile(self) -> ThingsProfile:
         """The profile in use (``resolve_profile`` first when ``supermq.profile = "auto"``)."""
         if self._profile is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from reactor.errors import ConfigError
+from reactor.errors import ConfigError, PermanentError
 
 Service = Literal["users", "things", "clients", "channels", "bootstrap", "certs", "http"]
 
@@ -59,6 +59,9 @@ class ThingsProfile:
     device_scheme = "Thing"
     #: Whether one certificate can be revoked by its serial (v0.14: only all of a thing's).
     revokes_by_serial = False
+    #: Whether the http adapter takes a subtopic after the channel (and why not, when not).
+    publishes_subtopics = True
+    no_subtopics = ""
 
     # users
     def token_issue(self) -> Endpoint:
@@ -201,6 +204,12 @@ class ClientsProfile(ThingsProfile):
     name = "clients"
     device_scheme = "Client"
     revokes_by_serial = True
+    publishes_subtopics = False
+    no_subtopics = (
+        'the "clients" profile (SuperMQ HEAD) publishes to a channel only: its http adapter\'s '
+        "document (apidocs/openapi/http.yaml) has /m/{domainPrefix}/c/{channelPrefix} and no "
+        "subtopic path; leave subtopic out, or put the topic in the payload"
+    )
     #: bootstrap/events/producer/streams.go View publishes ``bootstrap.config.view``.
     view_echo = "config.view"
     #: clients/events/streams.go: enable and disable publish ``client.enable`` / ``client.disable``.
@@ -304,9 +313,11 @@ class ClientsProfile(ThingsProfile):
 
     # http adapter
     def publish(self, channel_id: str, subtopic: str = "") -> Endpoint:
-        tail = "/".join(_seg(p) for p in subtopic.strip("/").split("/") if p) if subtopic else ""
-        path = f"/m/{_seg(self.domain_id)}/c/{_seg(channel_id)}" + (f"/{tail}" if tail else "")
-        return Endpoint("http", "POST", path)
+        """A subtopic is refused when the rule loads (``no_subtopics``); one that arrives anyway
+        (``auto`` chose this profile after the rules loaded) is a ``PermanentError`` saying why."""
+        if subtopic.strip("/"):
+            raise PermanentError(self.no_subtopics)
+        return Endpoint("http", "POST", f"/m/{_seg(self.domain_id)}/c/{_seg(channel_id)}")
 
 
 def serial_pairs(serial: str) -> str:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from reactor.errors import ConfigError, PermanentError
-from reactor.settings import SuperMQSettings
+from reactor.app import build_registry
+from reactor.errors import ConfigError, PermanentError, RuleSetError
+from reactor.ops.logging import get_logger
+from reactor.rules.loader import load_rules
+from reactor.settings import SuperMQSettings, load_settings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.simulator.contract import Contract
@@ -203,3 +207,47 @@ async def test_auto_on_head_without_a_domain_says_so() -> None:
                 await client.resolve_profile()
         finally:
             await client.aclose()
+
+
+SUBTOPIC_RULE = """
+[[rule]]
+name = "tell-on-a-subtopic"
+on = ["thing.bootstrap"]
+
+[[rule.actions]]
+type = "message.publish"
+channel_id = "{{ event.channels[0] }}"
+thing_key = "{{ event.thing_key }}"
+subtopic = "control/config"
+payload = [{ n = "config", vs = "updated" }]
+"""
+
+
+@pytest.mark.parametrize("profile", ["things", "clients"])
+def test_a_rule_the_profile_cannot_do_is_refused_at_load(profile: str, tmp_path: Path) -> None:
+    """The same rule loads where the profile can do it (v0.14 routes subtopics), and is refused at
+    load with the reason, file and line where it cannot (HEAD's http adapter has no subtopic path)."""
+    (tmp_path / "r.toml").write_text(SUBTOPIC_RULE)
+    domain = {"domain_id": "4d3c2b1a-0000-4000-8000-00000000d001"} if profile == "clients" else {}
+    settings = load_settings(None, supermq={"profile": profile, **domain})
+    client = SuperMQClient(settings.supermq)
+    registry = build_registry(settings, get_logger("test"), client)
+    if profile == "things":
+        assert [r.name for r in load_rules(tmp_path, registry).rules] == ["tell-on-a-subtopic"]
+        return
+    with pytest.raises(RuleSetError) as info:
+        load_rules(tmp_path, registry)
+    [error] = [str(e) for e in info.value.errors]
+    assert error.startswith(f"{tmp_path}/r.toml:")
+    assert "rule 'tell-on-a-subtopic'" in error
+    assert 'message.publish: the "clients" profile (SuperMQ HEAD) publishes to a channel only' in error
+
+
+async def test_a_subtopic_reaching_the_clients_profile_anyway_is_refused_with_the_reason(
+    head: Simulator, hclient: SuperMQClient
+) -> None:
+    """``auto`` can pick the profile after the rules loaded: the call then fails, saying why."""
+    thing, channel = head.state.add_thing("dev"), head.state.add_channel("ctrl")
+    with pytest.raises(PermanentError, match="publishes to a channel only"):
+        await hclient.publish(channel.id, thing.key, [], subtopic="control")
+    assert head.state.messages == []
