@@ -1,6 +1,6 @@
 """SuperMQ HEAD end to end on a real Redis, both sides HEAD's: events as HEAD publishes them
 (per-operation streams found through a glob pattern, the one ``data`` field, ``client_id``,
-``channels`` as a JSON array, ``state`` as a word, the ``"domain_id "`` key) drive the shipped
+``channels`` as a JSON array, ``state`` as State.String() ("0"), the ``"domain_id "`` key) drive the shipped
 onboarding, push and rotation rules against the simulator's ``clients`` profile (HEAD's API,
 checked against the supermq-head documents). Afterwards the simulator holds exactly what the
 rules asked for, and of the device's certificates the old one, and only it, is revoked by serial.
@@ -74,7 +74,7 @@ async def test_head_events_drive_onboarding_push_and_rotation_on_heads_api(
         f"{prefix}.config.create",
         _data(
             operation="bootstrap.config.create",
-            state="Inactive",
+            state="0",  # State.String() is strconv.Itoa: "0"
             client_id=client.id,
             content='{"mode": "eco"}',
             **{"domain_id ": domain},
