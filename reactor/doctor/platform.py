@@ -9,38 +9,46 @@ from typing import Any
 import httpx
 
 from reactor.doctor.checklist import TIMEOUT_S, Checklist, safe_url
-from reactor.errors import ActionError
+from reactor.errors import ActionError, ConfigError
 from reactor.ops.redact import redact_text
 from reactor.settings import Settings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.http import build_http, join, send
 from reactor.supermq.profile import ThingsProfile
 
-_SERVICES = ("users", "things", "bootstrap", "certs", "http")
-#: The services each profile calls (the clients profile: clients and channels instead of things).
-_CLIENTS_SERVICES = ("users", "clients", "channels", "bootstrap", "certs", "http")
+#: What every profile calls first: the login, and /health for ``auto``.
+_FIRST = ("users", "bootstrap")
+#: The rest of the services each profile calls (the clients profile: clients and channels).
+_REST = {"clients": ("clients", "channels", "certs", "http")}
+_REST_DEFAULT = ("things", "certs", "http")
 
 
 async def platform(out: Checklist, settings: Settings) -> None:
     s = settings.supermq
     http = build_http(s)
     try:
-        answered = True
-        for service in _CLIENTS_SERVICES if s.profile == "clients" else _SERVICES:
-            answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
-        if not answered:
+        if not await _all_answer(out, http, s, _FIRST):
             return
         client = SuperMQClient(s, http=http)
         try:
             profile = await client.resolve_profile()
-        except ActionError as exc:
-            fix = "set supermq.profile (things, mainflux or clients)"
+        except (ActionError, ConfigError) as exc:
+            fix = "set supermq.profile (things, mainflux or clients; clients needs supermq.domain_id)"
             out.add("platform", "profile", False, str(exc), fix)
             return
         out.add("platform", "profile", True, f"{profile.name}: {client.profile_reason}")
+        if not await _all_answer(out, http, s, _REST.get(profile.name, _REST_DEFAULT)):
+            return
         await _login(out, http, settings, profile)
     finally:
         await http.aclose()
+
+
+async def _all_answer(out: Checklist, http: Any, s: Any, services: tuple[str, ...]) -> bool:
+    answered = True
+    for service in services:
+        answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
+    return answered
 
 
 async def _answers(out: Checklist, http: Any, service: str, url: str) -> bool:
