@@ -19,7 +19,8 @@ from reactor.events.echoes import Echoes
 from reactor.settings import SuperMQSettings
 from reactor.supermq import models
 from reactor.supermq.http import JSON_HEADERS, Http, build_http, join, parse, raise_for, send
-from reactor.supermq.profile import Endpoint, ThingsProfile, build_profile, profile_for
+from reactor.supermq.profile import Endpoint, ThingsProfile, profile_for
+from reactor.supermq.profile_clients import build_profile
 from reactor.supermq.tokens import AuthBreaker, TokenProvider, token_refused
 
 
