@@ -238,6 +238,12 @@ def _simulator_command(sub: Any) -> None:
         default=0,
         help="consecutive ports from here (default: SuperMQ's own: users 9002, things 9000, ...)",
     )
+    sim.add_argument(
+        "--profile",
+        choices=("things", "mainflux", "clients"),
+        default="things",
+        help="the era it plays: things (Magistrala v0.14, default), mainflux (2023), clients (SuperMQ HEAD)",
+    )
     sim.add_argument("--seed", action="store_true", help="start with the demo's device, channels and config")
     sim.add_argument(
         "--no-validate", action="store_true", help="do not check requests against the OpenAPI specs"

@@ -334,13 +334,14 @@ async def _run_until_caught_up(reactor: Reactor, client: aioredis.Redis, group: 
 async def simulate_command(args: argparse.Namespace) -> int:
     """``reactor simulate-supermq``: SuperMQ's APIs on loopback until SIGINT/SIGTERM."""
     from reactor.supermq.simulator import DEFAULT_PORTS, Simulator  # noqa: PLC0415 - an optional extra
+    from reactor.supermq.simulator.contract import services_of  # noqa: PLC0415
     from reactor.supermq.simulator.seed import seed  # noqa: PLC0415
 
     ports = {
-        service: args.port_base + offset if args.port_base else port
-        for offset, (service, port) in enumerate(DEFAULT_PORTS.items())
+        service: args.port_base + offset if args.port_base else DEFAULT_PORTS[service]
+        for offset, service in enumerate(services_of(args.profile))
     }
-    sim = Simulator(host=args.host, ports=ports, validate=not args.no_validate)
+    sim = Simulator(host=args.host, ports=ports, validate=not args.no_validate, profile=args.profile)
     await sim.start()
     if args.seed:
         seed(sim.state)
@@ -348,9 +349,12 @@ async def simulate_command(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print("SuperMQ simulator (Magistrala v0.14 APIs) listening:")
-    for service in DEFAULT_PORTS:
+    era = {"things": "Magistrala v0.14", "mainflux": "Mainflux 2023", "clients": "SuperMQ HEAD"}[args.profile]
+    print(f"SuperMQ simulator ({era} APIs) listening:")
+    for service in sim.services:
         print(f"  {service:<10} {sim.url(service)}")
+    if args.profile == "clients":
+        print(f"  domain_id  {sim.state.domain_id}")
     print(
         f"log in with identity {sim.state.identity!r} and the simulator's secret (see --help); Ctrl-C stops"
     )

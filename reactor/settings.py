@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -188,10 +196,14 @@ class RetrySettings(_Section):
 class SuperMQSettings(_Section):
     """SuperMQ's HTTP APIs (defaults: SuperMQ's ports on localhost) and how to authenticate."""
 
-    #: "mainflux" (Mainflux 2023), "things" (Magistrala v0.14-v0.15), or "auto": read /health and pick.
-    profile: Literal["auto", "mainflux", "things"] = "auto"
+    #: "mainflux" (Mainflux 2023), "things" (Magistrala v0.14-v0.15), "clients" (SuperMQ HEAD,
+    #: clients and domains), or "auto": read /health and pick.
+    profile: Literal["auto", "mainflux", "things", "clients"] = "auto"
     users_url: str = "http://localhost:9002"
     things_url: str = "http://localhost:9000"
+    #: The clients profile's clients and channels services (SuperMQ HEAD docker/.env ports).
+    clients_url: str = "http://localhost:9006"
+    channels_url: str = "http://localhost:9005"
     bootstrap_url: str = "http://localhost:9013"
     certs_url: str = "http://localhost:9019"
     http_url: str = "http://localhost:8008"
@@ -220,6 +232,15 @@ class SuperMQSettings(_Section):
         if value and urlsplit(value).scheme.startswith("socks"):
             raise ValueError(f"{value!r}: SOCKS proxies are not supported; use an http:// or https:// proxy")
         return _url(value, ("http", "https")) if value else value
+
+    @model_validator(mode="after")
+    def _domain(self) -> SuperMQSettings:
+        if self.profile == "clients" and not self.domain_id.strip():
+            raise ValueError(
+                'supermq.domain_id is required with supermq.profile = "clients" '
+                "(every SuperMQ HEAD route sits under /{domainID}/)"
+            )
+        return self
 
 
 class CertsSettings(_Section):

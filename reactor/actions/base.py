@@ -59,6 +59,11 @@ class Action(ABC):
         names of a header table whose values are templated). None by default."""
         return []
 
+    def refused(self, params: Mapping[str, Any]) -> str:
+        """Why the platform cannot do this with these (raw) parameters, checked when the rule
+        loads: what the SuperMQ API profile in use lacks ("" when nothing, or not known yet)."""
+        return ""
+
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> Any:
         """Do the work; return a JSON-serialisable result or None."""

@@ -18,7 +18,7 @@ from reactor.actions.base import Action, ActionContext, Params
 from reactor.certs.ca import LocalCA
 from reactor.certs.validate import Policy, Verdict, validate
 from reactor.durations import parse_go_duration
-from reactor.errors import PermanentError, RetryableError
+from reactor.errors import ActionError, PermanentError, RetryableError
 from reactor.ops.metrics import Metrics
 from reactor.settings import CertsSettings
 from reactor.supermq import models
@@ -134,15 +134,22 @@ class RotateCert(Action):
             "previous": current.as_dict() if current else None,
             "not_after": fresh.not_after,
         }
-        return result | self._retire(current)
+        return result | await self._retire(current)
 
-    def _retire(self, current: Verdict | None) -> dict[str, Any]:
-        """Revoke the old certificate, now that the config serves the new one (where the issuer can)."""
+    async def _retire(self, current: Verdict | None) -> dict[str, Any]:
+        """Revoke the old certificate, now that the config serves the new one (where the issuer can:
+        the local CA, and SuperMQ HEAD's certs service, which revokes by serial)."""
         if current is None or not current.serial:
             return {"old_revoked": False, "old_revoke_note": "there was no old certificate"}
         if self._settings.issuer == "local":
             directory = Path(self._settings.local_ca_dir)
             LocalCA.load(directory).revoke(directory, current.serial)
+            return {"old_revoked": True, "old_serial": current.serial}
+        if self._client.profile.revokes_by_serial:
+            try:
+                await self._client.revoke_cert(current.serial)
+            except ActionError as exc:  # the rotation is done: a retry would not revoke it either
+                return {"old_revoked": False, "old_serial": current.serial, "old_revoke_note": str(exc)}
             return {"old_revoked": True, "old_serial": current.serial}
         return {
             "old_revoked": False,
@@ -155,7 +162,7 @@ class RotateCert(Action):
             ca = LocalCA.load(Path(self._settings.local_ca_dir))
             cert, key, serial, _ = ca.issue(thing_key, thing_id, parse_go_duration(ttl))
             return Issued(cert, key, serial, ca.pem)
-        cert_ = await self._client.issue_cert(thing_id, ttl)
+        cert_ = await self._client.issue_cert(thing_id, ttl, common_name=thing_key)
         return Issued(cert_.client_cert, cert_.client_key, cert_.cert_serial, "")
 
 

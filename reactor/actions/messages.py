@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reactor.actions.base import Action, ActionContext, Params
@@ -26,6 +27,12 @@ class Publish(Action):
 
     def __init__(self, client: SuperMQClient) -> None:
         self._client = client
+
+    def refused(self, params: Mapping[str, Any]) -> str:
+        profile = self._client.known_profile
+        if params.get("subtopic") and profile is not None and not profile.publishes_subtopics:
+            return profile.no_subtopics
+        return ""
 
     async def run(self, params: PublishParams, ctx: ActionContext) -> dict[str, Any]:
         await self._client.publish(

@@ -9,35 +9,46 @@ from typing import Any
 import httpx
 
 from reactor.doctor.checklist import TIMEOUT_S, Checklist, safe_url
-from reactor.errors import ActionError
+from reactor.errors import ActionError, ConfigError
 from reactor.redact import redact_text
 from reactor.settings import Settings
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.http import build_http, join, send
 from reactor.supermq.profile import ThingsProfile
 
-_SERVICES = ("users", "things", "bootstrap", "certs", "http")
+#: What every profile calls first: the login, and /health for ``auto``.
+_FIRST = ("users", "bootstrap")
+#: The rest of the services each profile calls (the clients profile: clients and channels).
+_REST = {"clients": ("clients", "channels", "certs", "http")}
+_REST_DEFAULT = ("things", "certs", "http")
 
 
 async def platform(out: Checklist, settings: Settings) -> None:
     s = settings.supermq
     http = build_http(s)
     try:
-        answered = True
-        for service in _SERVICES:
-            answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
-        if not answered:
+        if not await _all_answer(out, http, s, _FIRST):
             return
         client = SuperMQClient(s, http=http)
         try:
             profile = await client.resolve_profile()
-        except ActionError as exc:
-            out.add("platform", "profile", False, str(exc), "set supermq.profile (things or mainflux)")
+        except (ActionError, ConfigError) as exc:
+            fix = "set supermq.profile (things, mainflux or clients; clients needs supermq.domain_id)"
+            out.add("platform", "profile", False, str(exc), fix)
             return
         out.add("platform", "profile", True, f"{profile.name}: {client.profile_reason}")
-        await _login(out, http, settings)
+        if not await _all_answer(out, http, s, _REST.get(profile.name, _REST_DEFAULT)):
+            return
+        await _login(out, http, settings, profile)
     finally:
         await http.aclose()
+
+
+async def _all_answer(out: Checklist, http: Any, s: Any, services: tuple[str, ...]) -> bool:
+    answered = True
+    for service in services:
+        answered &= await _answers(out, http, service, getattr(s, f"{service}_url"))
+    return answered
 
 
 async def _answers(out: Checklist, http: Any, service: str, url: str) -> bool:
@@ -61,7 +72,7 @@ async def _answers(out: Checklist, http: Any, service: str, url: str) -> bool:
     )
 
 
-async def _login(out: Checklist, http: Any, settings: Settings) -> None:
+async def _login(out: Checklist, http: Any, settings: Settings, profile: ThingsProfile) -> None:
     s = settings.supermq
     if not s.identity:
         detail = "a static supermq.token, no identity to log in with" if s.token.get_secret_value() else ""
@@ -73,10 +84,7 @@ async def _login(out: Checklist, http: Any, settings: Settings) -> None:
             "set supermq.identity and supermq.secret (REACTOR_SUPERMQ__SECRET), or supermq.token",
         )
         return
-    profile = ThingsProfile()
-    body = {"identity": s.identity, "secret": s.secret.get_secret_value()}
-    if s.domain_id:
-        body["domain_id"] = s.domain_id
+    body = profile.login_body(s.identity, s.secret.get_secret_value(), s.domain_id)
     tokens = await _post(http, s.users_url, profile.token_issue().path, body, {})
     if not out.add(
         "platform",
@@ -95,7 +103,7 @@ async def _login(out: Checklist, http: Any, settings: Settings) -> None:
         http,
         s.users_url,
         profile.token_refresh().path,
-        {"domain_id": s.domain_id} if s.domain_id else {},
+        profile.refresh_body(s.domain_id),
         {"Authorization": f"Bearer {refresh}"},
     )
     out.add(

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from reactor.actions.base import ActionRegistry
+from reactor.actions.base import Action, ActionRegistry
 from reactor.errors import RuleError, RuleSetError
 from reactor.rules.expressions import ExpressionError, Template
 from reactor.rules.model import (
@@ -259,6 +259,23 @@ def _disabled(spec: RuleSpec, file: str, line: int | None, actions: tuple[Compil
     return Rule(spec.name, spec.description, (), (), None, actions, (), spec.retry, file, line)
 
 
+def _shape_problems(impl: Action, type_name: str, params: dict[str, Any]) -> list[str]:
+    """Parameters unknown or missing, and what the platform's API profile cannot do with them."""
+    model_fields = impl.params_model.model_fields
+    problems = []
+    unknown = sorted(set(params) - set(model_fields))
+    if unknown:
+        problems.append(f"{type_name}: unknown parameter(s) {', '.join(unknown)}")
+    missing = sorted(n for n, f in model_fields.items() if f.is_required() and n not in params)
+    if missing:
+        problems.append(f"{type_name}: missing parameter(s) {', '.join(missing)}")
+    problems += impl.check_params(params)
+    refusal = impl.refused(params)
+    if refusal:
+        problems.append(f"{type_name}: {refusal}")
+    return problems
+
+
 def _compile_action(
     raw: dict[str, Any], registry: ActionRegistry, default_id: str, line: int | None
 ) -> tuple[CompiledAction | None, list[str]]:
@@ -273,14 +290,7 @@ def _compile_action(
     if impl is None:
         return None, [f"unknown action type {type_name!r} (known: {', '.join(registry.names())})"]
     model_fields = impl.params_model.model_fields
-    problems = []
-    unknown = sorted(set(params) - set(model_fields))
-    if unknown:
-        problems.append(f"{type_name}: unknown parameter(s) {', '.join(unknown)}")
-    missing = sorted(n for n, f in model_fields.items() if f.is_required() and n not in params)
-    if missing:
-        problems.append(f"{type_name}: missing parameter(s) {', '.join(missing)}")
-    problems += impl.check_params(params)
+    problems = _shape_problems(impl, type_name, params)
     templates = {}
     for key, value in params.items():
         try:

@@ -7,6 +7,7 @@ era's paths and bodies in ``profile.py``. A refused token is renewed once and th
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +28,8 @@ from reactor.supermq.http import (
     raise_for,
     send,
 )
-from reactor.supermq.profile import PROFILES, Endpoint, ThingsProfile, profile_for
+from reactor.supermq.profile import Endpoint, ThingsProfile, profile_for
+from reactor.supermq.profile_clients import build_profile
 from reactor.supermq.tokens import AuthBreaker, TokenProvider, token_refused
 
 
@@ -43,25 +45,39 @@ class SuperMQClient:
         self, settings: SuperMQSettings, http: Http | None = None, echoes: Echoes | None = None
     ) -> None:
         self._s = settings
-        services = (settings.users_url, settings.things_url, settings.bootstrap_url, settings.certs_url)
+        services = (
+            settings.users_url,
+            settings.things_url,
+            settings.bootstrap_url,
+            settings.certs_url,
+            settings.clients_url,
+            settings.channels_url,
+        )
         self._http = http or build_http(settings, origins=(*services, settings.http_url))
         self._owns_http = http is None
         self._external: Http | None = None if http is None else http
         self._profile: ThingsProfile | None = (
-            None if settings.profile == "auto" else PROFILES[settings.profile]()
+            None if settings.profile == "auto" else build_profile(settings.profile, settings.domain_id)
         )
         self.profile_reason = "" if self._profile is None else "set by supermq.profile"
         self._profile_lock = asyncio.Lock()
         self.echoes = echoes
-        # Token endpoints are the same in every era the reactor speaks.
-        self._tokens = TokenProvider(settings, self._http, ThingsProfile())
+        # Token endpoints are the same in every era; the login body is the profile's (set on resolve).
+        self._tokens = TokenProvider(settings, self._http, self._profile or ThingsProfile())
         self._bases = {
             "users": httpx.URL(settings.users_url),
             "things": httpx.URL(settings.things_url),
+            "clients": httpx.URL(settings.clients_url),
+            "channels": httpx.URL(settings.channels_url),
             "bootstrap": httpx.URL(settings.bootstrap_url),
             "certs": httpx.URL(settings.certs_url),
             "http": httpx.URL(settings.http_url),
         }
+
+    @property
+    def known_profile(self) -> ThingsProfile | None:
+        """The profile, if known yet (configured, or ``auto`` resolved)."""
+        return self._profile
 
     @property
     def profile(self) -> ThingsProfile:
@@ -85,7 +101,8 @@ class SuperMQClient:
                 except ValueError:
                     health = {}
                 name, why = profile_for(health if isinstance(health, dict) else {})
-                self._profile, self.profile_reason = PROFILES[name](), why
+                self._profile, self.profile_reason = build_profile(name, self._s.domain_id), why
+                self._tokens.profile = self._profile
         return self._profile
 
     @property
@@ -128,13 +145,14 @@ class SuperMQClient:
         thing_key: str | None = None,
     ) -> httpx.Response:
         """One call, its echo expected first: with the user token (renewed once when refused),
-        or as a device with ``thing_key`` (``Authorization: Thing <key>``)."""
+        or as a device with ``thing_key`` (``Authorization: Thing <key>``, ``Client`` at HEAD)."""
         query = str(httpx.QueryParams(params)) if params else None
         url = join(self._bases[ep.service], ep.path, query)
         content = None if body is None else json.dumps(body).encode()
         headers = dict(JSON_HEADERS) if content is not None else {}
         token = await self._tokens.token() if thing_key is None else None  # no token, no call, no echo
-        headers["Authorization"] = f"Thing {thing_key}" if token is None else f"Bearer {token}"
+        scheme = (self._profile or ThingsProfile).device_scheme
+        headers["Authorization"] = f"{scheme} {thing_key}" if token is None else f"Bearer {token}"
         guard = self.echoes if ep.echo else None
         if guard is not None:
             guard.expect(ep.echo, device, echoes, echo_fields)
@@ -255,6 +273,10 @@ class SuperMQClient:
             if exc.status == 500 and "status already assigned" in str(exc):
                 return await self.view_thing(thing_id)
             raise
+        except PermanentError as exc:  # SuperMQ HEAD: a service error, 422 (api/http/common.go)
+            if exc.status == 422 and "status already assigned" in str(exc):
+                return await self.view_thing(thing_id)
+            raise
 
     async def connect(self, thing_id: str, channel_ids: list[str], *, connect: bool = True) -> list[str]:
         """Connect (or disconnect) a thing and channels, in as many calls as the era needs; returns
@@ -263,12 +285,12 @@ class SuperMQClient:
         profile = await self._p()
         changed: list[str] = []
         for call in profile.connections(thing_id, channel_ids, connect):
-            pairs = call.body.get("objects") or [call.body.get("channel_id")]
+            pairs = call.body.get("objects") or call.body.get("channel_ids") or [call.body.get("channel_id")]
             what = f"{verb} thing {thing_id} / channel {', '.join(map(str, pairs))}"
             try:
                 await self._send(call.endpoint, what, body=call.body, device=thing_id, echoes=call.echoes)
             except PermanentError as exc:
-                if connect and exc.status is not None and profile.already_connected(exc.status):
+                if connect and exc.status is not None and profile.already_connected(exc.status, str(exc)):
                     continue
                 raise
             changed += [str(p) for p in pairs]
@@ -361,26 +383,55 @@ class SuperMQClient:
 
     # ---- certs --------------------------------------------------------------------------------
 
-    async def issue_cert(self, thing_id: str, ttl: str) -> models.Cert:
+    async def issue_cert(self, thing_id: str, ttl: str, *, common_name: str = "") -> models.Cert:
+        """A certificate for the thing. Its CN is the thing's key, as v0.14's certs service sets it;
+        HEAD's wants it said (``options.common_name``), so it is read from the client when not given."""
         what = f"issue cert for thing {thing_id}"
-        body = {"thing_id": thing_id, "ttl": ttl}
-        return parse(models.Cert, await self._send((await self._p()).cert_issue(), what, body=body), what)
+        profile = await self._p()
+        if profile.revokes_by_serial and not common_name:
+            common_name = (await self.view_thing(thing_id)).credentials.secret
+        call = profile.issue_call(thing_id, ttl, common_name)
+        return parse(models.Cert, await self._send(call.endpoint, what, body=call.body), what)
 
     async def view_cert(self, serial: str) -> models.Cert:
         what = f"view cert {serial}"
         return parse(models.Cert, await self._send((await self._p()).cert("GET", serial), what), what)
 
     async def revoke_certs(self, thing_id: str) -> models.Revocation:
-        """Revoke the certificates of a thing (the certs service revokes every cert of the thing id)."""
+        """Revoke the certificates of a thing: v0.14's certs service revokes every cert of the thing
+        id in one call; HEAD's revokes by serial, so each certificate of the entity not yet revoked
+        is revoked in turn."""
         what = f"revoke certs of thing {thing_id}"
-        response = await self._send((await self._p()).cert("DELETE", thing_id), what)
-        return parse(models.Revocation, response, what)
+        profile = await self._p()
+        if not profile.revokes_by_serial:
+            response = await self._send(profile.cert("DELETE", thing_id), what)
+            return parse(models.Revocation, response, what)
+        offset = 0
+        while True:
+            page = await self.list_serials(thing_id, offset=offset, limit=100)
+            for cert in page.certs:
+                if not cert.revoked and cert.cert_serial:
+                    await self.revoke_cert(cert.cert_serial)
+            offset += len(page.certs)
+            if not page.certs or offset >= page.total:
+                break
+        return models.Revocation(revocation_time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    async def revoke_cert(self, serial: str) -> None:
+        """Revoke exactly one certificate by its serial (HEAD: ``PATCH /{domainID}/certs/{id}/revoke``);
+        a profile whose certs API cannot is a ``PermanentError`` saying so."""
+        profile = await self._p()
+        if not profile.revokes_by_serial:
+            raise PermanentError(
+                f"the {profile.name} profile's certs API revokes every certificate of a thing, not one serial"
+            )
+        await self._send(profile.revoke(serial), f"revoke cert {serial}")
 
     async def list_serials(self, thing_id: str, *, offset: int = 0, limit: int = 100) -> models.SerialsPage:
         what = f"list cert serials of thing {thing_id}"
-        response = await self._send(
-            (await self._p()).serials(thing_id), what, params={"offset": offset, "limit": limit}
-        )
+        profile = await self._p()
+        params: dict[str, Any] = {"offset": offset, "limit": limit} | profile.serials_query(thing_id)
+        response = await self._send(profile.serials(thing_id), what, params=params)
         return parse(models.SerialsPage, response, what)
 
     # ---- http adapter -------------------------------------------------------------------------
@@ -398,7 +449,7 @@ class SuperMQClient:
         ep = (await self._p()).publish(channel_id, subtopic)
         url = join(self._bases[ep.service], ep.path, None)
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-        headers = {"Content-Type": content_type, "Authorization": f"Thing {thing_key}"}
+        headers = {"Content-Type": content_type, "Authorization": f"{self.profile.device_scheme} {thing_key}"}
         what = f"publish to channel {channel_id}"
         response = await send(self._http, ep.method, url, what, content=body, headers=headers)
         raise_for(response, what)

@@ -1,14 +1,24 @@
-"""Typed views of SuperMQ's responses (Magistrala v0.14 / things era), as the code serves them."""
+"""Typed views of SuperMQ's responses, as the code serves them.
+
+Field names are the things era's (Magistrala v0.14); SuperMQ HEAD's names are read as aliases
+(``client_id`` for ``thing_id``, ``client_secret`` for ``thing_key``; the certs service's
+``entity_id``, ``certificate``, ``key``, ``serial_number``, ``expiry_time``), so the actions read
+one model whatever the profile."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+def _also(*names: str) -> Any:
+    """A field read under its own name or HEAD's ``names``."""
+    return AliasChoices(*names)
 
 
 def _null_is_empty(value: Any) -> Any:
@@ -40,8 +50,8 @@ class ConfigChannel(_Model):
 class Config(_Model):
     """A bootstrap config as ``GET /things/configs/{id}`` returns it (no client_key)."""
 
-    thing_id: str
-    thing_key: str = ""
+    thing_id: str = Field(validation_alias=_also("thing_id", "client_id"))
+    thing_key: str = Field("", validation_alias=_also("thing_key", "client_secret"))
     channels: Channels = []
     external_id: str = ""
     external_key: str = ""
@@ -71,8 +81,8 @@ class Config(_Model):
 class DeviceConfig(_Model):
     """``GET /things/bootstrap/{external_id}`` as the device gets it: certificates included."""
 
-    thing_id: str
-    thing_key: str = ""
+    thing_id: str = Field(validation_alias=_also("thing_id", "client_id"))
+    thing_key: str = Field("", validation_alias=_also("thing_key", "client_secret"))
     channels: Channels = []
     content: str = ""
     client_cert: str = ""
@@ -88,7 +98,7 @@ class ConfigsPage(_Model):
 
 
 class ConfigCerts(_Model):
-    thing_id: str
+    thing_id: str = Field(validation_alias=_also("thing_id", "client_id"))
     client_cert: str = ""
     client_key: str = ""
     ca_cert: str = ""
@@ -126,20 +136,25 @@ class ChannelsPage(_Model):
 
 
 class Cert(_Model):
-    """``POST /certs`` and ``GET /certs/{serial}`` as the code answers (``client_key`` empty on view)."""
+    """``POST /certs`` and ``GET /certs/{serial}`` as the code answers (``client_key`` empty on view);
+    HEAD's certs service (absmach/certs api/http/responses.go issueCertRes, viewCertRes) names them
+    entity_id, certificate, key, serial_number, expiry_time and adds ``revoked``."""
 
-    thing_id: str
-    client_cert: str = ""
-    client_key: str = ""
-    cert_serial: str = ""
-    expiration: str = ""
+    thing_id: str = Field(validation_alias=_also("thing_id", "entity_id"))
+    client_cert: str = Field("", validation_alias=_also("client_cert", "certificate"))
+    client_key: str = Field("", validation_alias=_also("client_key", "key"))
+    cert_serial: str = Field("", validation_alias=_also("cert_serial", "serial_number"))
+    expiration: str = Field("", validation_alias=_also("expiration", "expiry_time"))
+    revoked: bool = False
 
 
 class SerialsPage(_Model):
     total: int = 0
     offset: int = 0
     limit: int = 10
-    certs: Annotated[list[Cert], BeforeValidator(_null_is_no_list)] = []
+    certs: Annotated[list[Cert], BeforeValidator(_null_is_no_list)] = Field(
+        [], validation_alias=_also("certs", "certificates")
+    )
 
 
 class Revocation(_Model):

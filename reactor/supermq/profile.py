@@ -9,9 +9,11 @@ call (``echo``: the reactor's own calls come back as events, see ``reactor.event
   policies body ``{"subjects","objects","actions"}``; a config view publishes ``config.list``.
 - ``things``: Magistrala v0.14-v0.15 (read from absmach/supermq at tag v0.14.0). Connect takes one
   ``{"thing_id","channel_id"}`` pair a call; a repeated connect answers 409.
+- ``clients``: SuperMQ HEAD (absmach/supermq 791e084, 2026-04, which reports v0.19.1, and the
+  certs service absmach/certs 5d65013): every route under ``/{domainID}/``, clients (9006) and
+  channels (9005) apart, connect with ``client_ids``/``channel_ids``/``types``, certificates
+  issued by entity and revoked by serial, ``username``/``password`` logins. (``profile_clients.py``)
 - ``auto``: the client reads the services' ``/health`` (``detect``) and picks one of the above.
-
-SuperMQ's clients/domains era (v0.16+, ``/{domainID}/clients/configs/...``) is not written yet.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import quote
 
 from reactor.errors import ConfigError
 
-Service = Literal["users", "things", "bootstrap", "certs", "http"]
+Service = Literal["users", "things", "clients", "channels", "bootstrap", "certs", "http"]
 
 
 def _seg(value: str) -> str:
@@ -53,6 +55,15 @@ class ThingsProfile:
     """Magistrala v0.14.0 (``openapi/magistrala-v0.14.0``): things, channels, bootstrap, certs."""
 
     name = "things"
+    #: ``Authorization: <scheme> <key>`` for the device's own calls (fetch, publish).
+    device_scheme = "Thing"
+    #: Whether one certificate can be revoked by its serial (v0.14: only all of a thing's).
+    revokes_by_serial = False
+    #: Whether the http adapter takes a subtopic after the channel (and why not, when not).
+    publishes_subtopics = True
+    no_subtopics = ""
+    #: Why this profile has no provisioning calls (things/channels create, configs): "" when it has.
+    no_provisioning = ""
 
     # users
     def token_issue(self) -> Endpoint:
@@ -60,6 +71,15 @@ class ThingsProfile:
 
     def token_refresh(self) -> Endpoint:
         return Endpoint("users", "POST", "/users/tokens/refresh")
+
+    @staticmethod
+    def login_body(identity: str, secret: str, domain_id: str) -> dict[str, str]:
+        body = {"identity": identity, "secret": secret}
+        return body | ({"domain_id": domain_id} if domain_id else {})
+
+    @staticmethod
+    def refresh_body(domain_id: str) -> dict[str, str]:
+        return {"domain_id": domain_id} if domain_id else {}
 
     # bootstrap
     #: What a config view publishes (bootstrap/events/producer/streams.go View).
@@ -103,7 +123,7 @@ class ThingsProfile:
         return [Call(ep, {"thing_id": thing_id, "channel_id": c}) for c in channel_ids]
 
     @staticmethod
-    def already_connected(status: int) -> bool:
+    def already_connected(status: int, message: str = "") -> bool:
         """A repeated connect: v0.14.0 answers 409 (the policy exists)."""
         return status == 409
 
@@ -144,6 +164,17 @@ class ThingsProfile:
     # certs
     def cert_issue(self) -> Endpoint:
         return Endpoint("certs", "POST", "/certs")
+
+    def issue_call(self, thing_id: str, ttl: str, common_name: str) -> Call:
+        """v0.14.0 certs/api/requests.go addCertsReq: the thing id in the body; CN = its key."""
+        return Call(self.cert_issue(), {"thing_id": thing_id, "ttl": ttl})
+
+    def serials_query(self, thing_id: str) -> dict[str, str]:
+        return {}
+
+    def revoke(self, serial: str) -> Endpoint:
+        """One certificate by serial: v0.14's certs API has no such call (``revokes_by_serial``)."""
+        raise ConfigError(f"the {self.name} profile's certs API cannot revoke one certificate by serial")
 
     def cert(self, method: str, cert_id: str) -> Endpoint:
         return Endpoint("certs", method, f"/certs/{_seg(cert_id)}")
@@ -198,7 +229,7 @@ class MainfluxProfile(ThingsProfile):
         return Endpoint("things", "POST", f"/channels/{_seg(channel_id)}/disable")
 
     @staticmethod
-    def already_connected(status: int) -> bool:
+    def already_connected(status: int, message: str = "") -> bool:
         return False  # a repeated connect is an upsert: 200 (things/policies/postgres/policies.go)
 
 
@@ -208,7 +239,10 @@ PROFILES: dict[str, type[ThingsProfile]] = {"things": ThingsProfile, "mainflux":
 def profile_for(health: dict[str, Any]) -> tuple[str, str]:
     """The profile a service's ``/health`` answer points to, and why (``ConfigError`` for an era
     the reactor does not speak). Mainflux answers ``version`` 0.13.0 and earlier, Magistrala
-    0.14.x-0.15.x; SuperMQ 0.16+ moved things into clients and domains."""
+    0.14.x-0.15.x; SuperMQ 0.16+ moved things into clients and domains. SuperMQ HEAD (bootstrap
+    re-added by ef5c253c5 after the v0.19.1 tag) stamps ``git describe --tags``: v0.19.1; v0.17
+    to v0.19.1 themselves have no bootstrap service (removed by df5d752c4), so only HEAD answers
+    on bootstrap's port with 0.19."""
     version = str(health.get("version", "")).lstrip("v")
     parts = version.split(".")
     try:
@@ -232,7 +266,15 @@ def profile_for(health: dict[str, Any]) -> tuple[str, str]:
         )
     if (major, minor) <= (0, 15):
         return "things", f"{what} (Magistrala v0.14-v0.15)"
+    if (major, minor) == (0, 19):  # HEAD stamps v0.19.1; v0.19 itself has no bootstrap to answer
+        return "clients", f"{what} (SuperMQ HEAD, clients and domains)"
+    if (major, minor) > (0, 19):
+        raise ConfigError(
+            f'supermq.profile = "auto": {what}, newer than the SuperMQ the reactor was verified '
+            'against (HEAD 791e084 reports v0.19.1): set supermq.profile = "clients" to use it anyway'
+        )
     raise ConfigError(
-        f'supermq.profile = "auto": {what}; SuperMQ v0.16+ (clients and domains) has no API profile '
-        "yet (its events decode: see the README's support table)"
+        f'supermq.profile = "auto": {what}; SuperMQ v0.16-v0.18 is not supported (v0.16 logs in '
+        "with identity/secret and has the older certs API; v0.17-v0.18 have no bootstrap service): "
+        'set supermq.profile = "clients" to try HEAD\'s API on it anyway'
     )

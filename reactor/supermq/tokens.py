@@ -140,7 +140,8 @@ class TokenProvider:
     def __init__(self, settings: SuperMQSettings, http: Http, profile: ThingsProfile) -> None:
         self._s = settings
         self._http = http
-        self._profile = profile
+        #: The era's token endpoints and login body (the client sets it once ``auto`` resolves).
+        self.profile = profile
         self._users = httpx.URL(settings.users_url)
         self._access = settings.token.get_secret_value()
         self._refresh = ""
@@ -243,16 +244,14 @@ class TokenProvider:
             raise PermanentError(
                 "SuperMQ refused the token and no identity/secret is configured to log in", status=401
             )
-        body: dict[str, str] = {"identity": self._s.identity, "secret": self._s.secret.get_secret_value()}
-        if self._s.domain_id:
-            body["domain_id"] = self._s.domain_id
-        self._keep(await self._post_tokens(self._profile.token_issue(), body, {}))
+        body = self.profile.login_body(self._s.identity, self._s.secret.get_secret_value(), self._s.domain_id)
+        self._keep(await self._post_tokens(self.profile.token_issue(), body, {}))
 
     async def _refresh_once(self) -> bool:
         headers = {"Authorization": f"Bearer {self._refresh}"}
-        body = {"domain_id": self._s.domain_id} if self._s.domain_id else {}
+        body = self.profile.refresh_body(self._s.domain_id)
         try:
-            tokens = await self._post_tokens(self._profile.token_refresh(), body, headers)
+            tokens = await self._post_tokens(self.profile.token_refresh(), body, headers)
         except ActionError as exc:
             if exc.status is None:
                 raise  # the users service did not answer: try again later, not a new login

@@ -4,8 +4,8 @@ start, one created while the reactor runs, one later still), the one ``data`` fi
 through a glob pattern, drive the shipped rules; the simulator's state afterwards is exactly what
 the rules asked for.
 
-The simulator answers as the ``things`` profile (Magistrala v0.14): HEAD's own API (the
-``clients`` profile) is not built yet, so this shows the event side of HEAD, not its HTTP side.
+The simulator answers as the ``things`` profile (Magistrala v0.14): HEAD's events drive any
+profile. tests/e2e/test_head_clients.py runs them against HEAD's own API (the ``clients`` profile).
 """
 
 from __future__ import annotations

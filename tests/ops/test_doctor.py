@@ -342,3 +342,17 @@ async def test_detects_mainflux(tmp_path: Path, unique: str, redis_client: aiore
     assert code == 0, text
     assert "[ok  ] profile: mainflux: " in text
     assert next(c for c in checks if c.name == "token refreshes").ok
+
+
+async def test_detects_supermq_head(tmp_path: Path, unique: str, redis_client: aioredis.Redis) -> None:
+    """HEAD: auto picks clients from /health, checks the clients and channels services (no things
+    service there), logs in with username/password and refreshes."""
+    async with Simulator(profile="clients", validate=False) as head:
+        settings = _settings(tmp_path, head, unique)
+        await redis_client.xgroup_create(settings.redis.streams[0], "g", id="0", mkstream=True)
+        code, checks, text = await _doctor(settings)
+    assert code == 0, text
+    assert "[ok  ] profile: clients: " in text
+    names = {c.name for c in checks}
+    assert {"clients service", "channels service", "credentials log in", "token refreshes"} <= names
+    assert "things service" not in names

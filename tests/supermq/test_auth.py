@@ -121,7 +121,7 @@ async def test_a_failed_early_renewal_keeps_the_token_that_still_serves() -> Non
 
 @pytest.mark.parametrize(
     ("version", "profile"),
-    [("0.13.0", "mainflux"), ("v0.14.0", "things"), ("0.15.1", "things")],
+    [("0.13.0", "mainflux"), ("v0.14.0", "things"), ("0.15.1", "things"), ("v0.19.1", "clients")],
 )
 def test_auto_picks_the_profile_from_the_version(version: str, profile: str) -> None:
     from reactor.supermq.profile import profile_for
@@ -129,7 +129,7 @@ def test_auto_picks_the_profile_from_the_version(version: str, profile: str) -> 
     assert profile_for({"version": version, "description": "bootstrap service"})[0] == profile
 
 
-@pytest.mark.parametrize("version", ["0.0.0", "0.12.1", "0.16.0", "v0.19.0", "", "dev"])
+@pytest.mark.parametrize("version", ["0.0.0", "0.12.1", "0.16.0", "v0.18.5", "v0.20.0", "", "dev"])
 def test_auto_refuses_what_it_does_not_speak(version: str) -> None:
     from reactor.errors import ConfigError
     from reactor.supermq.profile import profile_for
@@ -143,8 +143,8 @@ def test_auto_refuses_what_it_does_not_speak(version: str) -> None:
     [
         # supermq health.go: Version defaults to "0.0.0" unless the build stamps it (-ldflags)
         ("0.0.0", "0.0.0 is no release"),
-        ("v0.19.1", "clients and domains"),  # HEAD's Makefile stamps `git describe --tags`
-        ("0.16.0", "clients and domains"),
+        ("0.16.0", "v0.16 logs in with identity/secret"),
+        ("v0.18.5", "v0.17-v0.18 have no bootstrap service"),
         ("0.12.1", "Mainflux before 0.13"),
     ],
 )

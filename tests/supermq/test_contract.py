@@ -75,6 +75,8 @@ async def test_every_client_call_passes_the_contract(sim: Simulator, client: Sup
         ch1.id, thing.key, {"cmd": "reboot"}, subtopic="control/reboot", content_type="application/json"
     )
     assert [m["subtopic"] for m in sim.state.messages] == ["", "control/reboot"]
+    with pytest.raises(PermanentError, match="revokes every certificate of a thing"):
+        await client.revoke_cert(cert.cert_serial)  # v0.14 cannot revoke one serial
     assert (await client.revoke_certs(thing.id)).revocation_time
     await client.remove_config(thing.id)
     assert thing.id not in sim.state.configs

@@ -29,4 +29,4 @@ async def test_run_against_supermq_v016_is_refused_in_one_line() -> None:
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('reactor: supermq.profile = "auto"')
-    assert "v0.16+" in last
+    assert "v0.16-v0.18 is not supported" in last

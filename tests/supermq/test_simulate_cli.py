@@ -44,3 +44,48 @@ def test_simulate_supermq_serves_until_sigterm() -> None:
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert "bootstrap" in out
+
+
+def test_simulate_supermq_plays_supermq_head() -> None:
+    base = free_port(block=6)  # users, clients, channels, bootstrap, certs, http
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reactor",
+            "simulate-supermq",
+            "--profile",
+            "clients",
+            "--port-base",
+            str(base),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        bootstrap = f"http://127.0.0.1:{base + 3}"
+        deadline = time.monotonic() + 20
+        health: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"{bootstrap}/health")
+                if answer.status_code == 200:
+                    health = answer.json()
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert health["version"] == "v0.19.1"
+        login = httpx.post(
+            f"http://127.0.0.1:{base}/users/tokens/issue",
+            json={"username": "admin@example.com", "password": "12345678"},
+        )
+        assert login.status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "SuperMQ HEAD" in out
+    assert "channels" in out
+    assert "domain_id" in out

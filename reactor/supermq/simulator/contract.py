@@ -23,8 +23,17 @@ from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from reactor.redact import redact_text
+from reactor.supermq.simulator.contract_head import HEAD_DEVIATIONS, HEAD_REQUEST_DEVIATIONS
 
 SERVICES = ("users", "things", "bootstrap", "certs", "http")
+#: SuperMQ HEAD's services (the clients profile): clients and channels in place of things.
+HEAD_SERVICES = ("users", "clients", "channels", "bootstrap", "certs", "http")
+
+
+def services_of(profile: str) -> tuple[str, ...]:
+    """The services a simulator of ``profile`` runs, each on its own port."""
+    return HEAD_SERVICES if profile == "clients" else SERVICES
+
 
 _FACTS = "supermq-facts.md"
 
@@ -187,8 +196,9 @@ REQUEST_DEVIATIONS: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
 }
 
 
-#: The package's OpenAPI documents, one per service.
+#: The package's OpenAPI documents, one per service (SuperMQ HEAD's in ``supermq-head/``).
 OPENAPI_DIR = Path(__file__).resolve().parent / "openapi"
+HEAD_OPENAPI_DIR = OPENAPI_DIR / "supermq-head"
 
 
 @dataclass(frozen=True)
@@ -235,12 +245,16 @@ class _Response:
 class Contract:
     """One OpenAPI document per service; validates exchanges and records violations."""
 
-    def __init__(self, directory: Path = OPENAPI_DIR) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path | None = None, *, profile: str = "things") -> None:
+        head = profile == "clients"
+        self.directory = directory or (HEAD_OPENAPI_DIR if head else OPENAPI_DIR)
         self.violations: list[Violation] = []
+        #: The code's answers that differ from the spec, for the era checked (with their sources).
+        self.deviations = HEAD_DEVIATIONS if head else DEVIATIONS
+        self.request_deviations = HEAD_REQUEST_DEVIATIONS if head else REQUEST_DEVIATIONS
         self.deviations_seen: set[tuple[str, str, str, int]] = set()
         self.request_deviations_seen: set[tuple[str, str, str]] = set()
-        self._specs = _load_all(directory)
+        self._specs = _load_all(self.directory, services_of(profile))
 
     def check(
         self,
@@ -258,7 +272,7 @@ class Contract:
             return None
         result = spec.unmarshal_request(_Request(method, path, query, req_headers, body))
         errors = result.errors
-        allowed = REQUEST_DEVIATIONS.get((service, method.lower(), template))
+        allowed = self.request_deviations.get((service, method.lower(), template))
         if errors and allowed and all(type(e).__name__ in allowed[0] for e in errors):
             self.request_deviations_seen.add((service, method.lower(), template))
             errors = []
@@ -286,10 +300,10 @@ class Contract:
         if spec is None:
             return
         key = (service, method.lower(), template, status)
-        if key in DEVIATIONS:
+        if key in self.deviations:
             self.deviations_seen.add(key)
             return
-        undocumented = REQUEST_DEVIATIONS.get((service, method.lower(), template))
+        undocumented = self.request_deviations.get((service, method.lower(), template))
         if undocumented and "PathNotFound" in undocumented[0]:
             return  # a path the spec does not list has no response to check against
         result = spec.unmarshal_response(
@@ -301,9 +315,9 @@ class Contract:
 
 
 @lru_cache(maxsize=4)
-def _load_all(directory: Path) -> dict[str, OpenAPI]:
+def _load_all(directory: Path, services: tuple[str, ...]) -> dict[str, OpenAPI]:
     """The parsed specs of one directory, shared by every Contract (parsing takes most of a second)."""
-    return {service: _load(directory / f"{service}.yml") for service in SERVICES}
+    return {service: _load(directory / f"{service}.yml") for service in services}
 
 
 def _load(path: Path) -> OpenAPI:

@@ -15,13 +15,21 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from reactor.settings import SuperMQSettings
-from reactor.supermq.simulator.contract import SERVICES, Contract
+from reactor.supermq.simulator.contract import Contract, services_of
 from reactor.supermq.simulator.faults import Faults, Planned
 from reactor.supermq.simulator.handlers import Handler, error, routes
 from reactor.supermq.simulator.state import State
 
-#: SuperMQ's default ports (Magistrala v0.14.0 docker/.env).
-DEFAULT_PORTS = {"users": 9002, "things": 9000, "bootstrap": 9013, "certs": 9019, "http": 8008}
+#: SuperMQ's default ports (Magistrala v0.14.0 docker/.env; clients and channels: HEAD's).
+DEFAULT_PORTS = {
+    "users": 9002,
+    "things": 9000,
+    "bootstrap": 9013,
+    "certs": 9019,
+    "http": 8008,
+    "clients": 9006,
+    "channels": 9005,
+}
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,19 @@ class Simulator:
         profile: str = "things",
     ) -> None:
         self.host = host
-        self.ports = dict(ports) if ports is not None else dict.fromkeys(SERVICES, 0)
         self.state = state or State(profile=profile)
+        self.services = services_of(self.state.profile)
+        self.ports = dict(ports) if ports is not None else dict.fromkeys(self.services, 0)
         self.faults = Faults()
-        self.contract = contract if contract is not None else (Contract() if validate else None)
+        default = Contract(profile=self.state.profile) if validate else None
+        self.contract = contract if contract is not None else default
         self.exchanges: list[Exchange] = []
         self._runners: dict[str, web.AppRunner] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for service in SERVICES:
+        for service in self.services:
             app = web.Application(middlewares=[self._middleware(service)])
             app.add_routes(routes(service, self.state))
             app.router.add_get("/health", _health(service, self.state.profile))
@@ -97,11 +107,13 @@ class Simulator:
 
     def settings(self, **overrides: Any) -> SuperMQSettings:
         """The ``[supermq]`` settings that point the reactor here, logging in as the simulator's admin."""
-        values: dict[str, Any] = {f"{s}_url": self.url(s) for s in SERVICES} | {
+        values: dict[str, Any] = {f"{s}_url": self.url(s) for s in self.services} | {
             "identity": self.state.identity,
             "secret": self.state.secret,
             "profile": self.state.profile,
         }
+        if self.state.profile == "clients":
+            values["domain_id"] = self.state.domain_id
         return SuperMQSettings(**(values | overrides))
 
     # ---- the middleware: faults, contract, journal --------------------------------------------
@@ -167,10 +179,15 @@ async def _fault(plan: Planned) -> web.Response:
 
 
 #: What /health reports per profile: Mainflux 59bcb72f52c0 says 0.13.0 (its last tag); Magistrala
-#: v0.14.0 builds ``version`` from ``git describe --abbrev=0 --tags`` (Makefile), so with its "v".
-_VERSIONS = {"mainflux": "0.13.0", "things": "v0.14.0"}
-#: health.go at v0.14.0 answers ``application/health+json``.
-_HEALTH_TYPES = {"mainflux": "application/json", "things": "application/health+json"}
+#: v0.14.0 builds ``version`` from ``git describe --abbrev=0 --tags`` (Makefile), so with its "v";
+#: SuperMQ HEAD 791e084 is 24 commits past its last tag, v0.19.1.
+_VERSIONS = {"mainflux": "0.13.0", "things": "v0.14.0", "clients": "v0.19.1"}
+#: health.go at v0.14.0 (and at HEAD) answers ``application/health+json``.
+_HEALTH_TYPES = {
+    "mainflux": "application/json",
+    "things": "application/health+json",
+    "clients": "application/health+json",
+}
 
 
 def _health(service: str, profile: str) -> Handler:

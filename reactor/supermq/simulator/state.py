@@ -100,8 +100,13 @@ class State:
         secret: str = "12345678",  # noqa: S107
         profile: str = "things",
     ) -> None:
-        #: The era it plays: "things" (Magistrala v0.14.0) or "mainflux" (Mainflux 59bcb72f52c0).
+        #: The era it plays: "things" (Magistrala v0.14.0), "mainflux" (Mainflux 59bcb72f52c0) or
+        #: "clients" (SuperMQ HEAD 791e084: things are clients, every route under the domain).
         self.profile = profile
+        #: The one domain a clients-profile simulator serves (its admin is a member of it).
+        self.domain_id = new_id()
+        #: Connections with their types (the clients profile: publish, subscribe).
+        self.typed_connections: set[tuple[str, str, str]] = set()
         self.owner = new_id()  # the admin's user id, as Mainflux names owners
         self.identity = identity
         self.secret = secret
@@ -185,10 +190,14 @@ class State:
         """Bootstrap stores the channels a config names (``insertChannels``)."""
         self.bootstrap_channels |= {c: self.channels[c] for c in channel_ids if c in self.channels}
 
-    def issue_cert(self, thing_id: str, ttl_s: float, *, valid_from_s: float = 0.0) -> Cert:
-        """A real X.509 certificate from the simulator CA; CN = thing key, as SuperMQ's certs service does."""
+    def issue_cert(
+        self, thing_id: str, ttl_s: float, *, valid_from_s: float = 0.0, common_name: str | None = None
+    ) -> Cert:
+        """A real X.509 certificate from the simulator CA; CN = thing key, as SuperMQ's certs service
+        does (HEAD's takes the CN it is given)."""
         thing = self.things[thing_id]
-        pem, key_pem, serial, not_after = self.ca.issue(thing.key, thing.id, ttl_s, valid_from_s=valid_from_s)
+        cn = thing.key if common_name is None else common_name
+        pem, key_pem, serial, not_after = self.ca.issue(cn, thing.id, ttl_s, valid_from_s=valid_from_s)
         cert = Cert(serial, thing_id, pem, key_pem, not_after)
         self.certs[serial] = cert
         return cert
