@@ -72,3 +72,49 @@ async def test_a_message_stored_long_before_its_first_delivery_counts_as_a_redel
     assert source.maybe_acted_on(late)
     await source.settle([late], [])
     await source.close()
+
+
+async def _publish_devices(url: str, devices: list[str]) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    for n, device in enumerate(devices):
+        body = {"operation": "config.update", "thing_id": device, "n": n}
+        await js.publish("events.supermq.bootstrap", json.dumps(body).encode())
+    await nc.close()
+
+
+def _device(delivery: Delivery) -> str | None:
+    assert isinstance(delivery.payload, bytes)
+    return str(json.loads(delivery.payload)["thing_id"])
+
+
+async def test_a_dead_consumers_earlier_messages_of_a_device_hold_its_later_ones(server: PrivateNats) -> None:
+    """A process killed while holding a device's messages: the next one is handed the device's
+    later messages at once, the dead one's only after ``ack_wait``. Those later ones wait for the
+    earlier ones (redelivered here, or acked), as on Redis: else an earlier one, applied and not
+    yet recorded, would be applied again over the later one's effect (the soak's duplicates)."""
+    settings = NatsSettings(url=server.url, ack_wait_s=1.5)
+    dead = NatsJetStreamSource(settings)
+    await dead.start()
+    await _publish_devices(server.url, ["a", "b", "a"])
+    held = await _read(dead, 3)
+    await dead.settle([held[1]], [])  # b acked; a's two held when it dies
+    await dead.close()
+    await _publish_devices(server.url, ["a", "b"])
+
+    source = NatsJetStreamSource(settings)
+    await source.start()
+    later = await _read(source, 2)  # JetStream hands the new ones first
+    assert [d.entry_id for d in later] == ["4", "5"]
+    blockers = await source.earlier_pending(later, _device)
+    # b's earlier one was acked, but above the ack floor (1 is not): JetStream tells no more, so
+    # 5 waits too, until the floor passes 2.
+    assert blockers == {"4": {"1", "3"}, "5": {"2"}}
+    assert await source.still_pending(later[0].stream, {"1", "2", "3"}) == {"1", "2", "3"}
+    back = await _read(source, 2)  # after ack_wait, the dead one's come back here
+    assert sorted(d.entry_id for d in back) == ["1", "3"]
+    await source.settle(back, [])
+    assert await source.still_pending(later[0].stream, {"1", "2", "3"}) == set()  # the floor is 3
+    await source.settle(later, [])
+    assert await source.earlier_pending(later, _device) == {}
+    await source.close()
