@@ -53,6 +53,7 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source
+from reactor.sources.budget import ByteBudget
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0
@@ -79,6 +80,7 @@ class NatsJetStreamSource(Source):
         self._acked: set[int] = set()  # stream sequences acked here, above the ack floor last seen
         self._floor = 0  # the consumer's ack floor (stream sequence) last seen
         self._devices: dict[int, tuple[str, str | None]] = {}  # sequence: (subject, device) read
+        self._budget = ByteBudget(settings.max_unsettled_bytes)  # what the held messages take
         self.maintain_interval_s = settings.ack_wait_s / 4
 
     async def start(self) -> None:
@@ -144,8 +146,13 @@ class NatsJetStreamSource(Source):
                 )
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        """What fits in ``max_unsettled_bytes`` (at the largest message size seen lately), once
+        what is held leaves room: a read waits for a settle up to ``block_ms`` when none fits."""
+        count = await self._budget.room(max_count, block_ms)
+        if not count:
+            return []
         try:
-            messages = await self._sub.fetch(batch=max_count, timeout=max(block_ms, 1) / 1000)
+            messages = await self._sub.fetch(batch=count, timeout=max(block_ms, 1) / 1000)
         except (NatsTimeout, TimeoutError):  # nothing arrived in time (either library's timeout)
             return []
         except self.recoverable as exc:
@@ -158,6 +165,7 @@ class NatsJetStreamSource(Source):
             self._messages[entry_id] = msg  # a redelivery of one held here: ack the newest
             self._touched[entry_id] = now
             out.append(Delivery(msg.subject, entry_id, bytes(msg.data), _deliveries(meta, wall)))
+        self._budget.hold((d.entry_id, len(d.payload)) for d in out if isinstance(d.payload, bytes))
         return out
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
@@ -269,6 +277,7 @@ class NatsJetStreamSource(Source):
         return {i for i in entry_ids if int(i) > floor and int(i) not in self._acked}
 
     def _forget(self, entry_id: str) -> Any:
+        self._budget.release((entry_id,))
         self._touched.pop(entry_id, None)
         self._held_at_disconnect.discard(entry_id)
         return self._messages.pop(entry_id, None)

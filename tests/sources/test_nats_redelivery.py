@@ -118,3 +118,40 @@ async def test_a_dead_consumers_earlier_messages_of_a_device_hold_its_later_ones
     await source.settle(later, [])
     assert await source.earlier_pending(later, _device) == {}
     await source.close()
+
+
+async def test_held_messages_stay_within_max_unsettled_bytes(server: PrivateNats) -> None:
+    """Reading waits while what was read and not settled holds ``nats.max_unsettled_bytes``; a
+    read takes what fits at the largest message size seen (as ``redis.max_unsettled_bytes``)."""
+    source = NatsJetStreamSource(NatsSettings(url=server.url, max_unsettled_bytes=1 << 20))
+    await source.start()
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+
+    async def publish(count: int) -> None:
+        for n in range(count):
+            body = b'{"operation":"x","n":%d,"blob":"' % n + b"x" * 300_000 + b'"}'
+            await js.publish("events.supermq.bootstrap", body)
+
+    try:
+        await publish(1)
+        first = await _read(source, 1)
+        await publish(8)
+        second = await source.read(100, 200)
+        assert len(second) == 2  # ~700 KiB of room left, messages of ~300 KiB
+        assert await source.read(100, 50) == []  # no room for another: waits for a settle, reads none
+        await source.settle([*first, *second], [])
+        third = await source.read(100, 200)
+        assert len(third) == 3
+        await source.settle(third, [])
+    finally:
+        await nc.close()
+        await source.close()
+    alone = NatsJetStreamSource(NatsSettings(url=server.url, max_unsettled_bytes=1000))
+    await alone.start()  # a budget smaller than one message: one at a time
+    try:
+        one = await alone.read(100, 200)
+        assert len(one) == 1
+        assert await alone.read(100, 50) == []
+    finally:
+        await alone.close()
