@@ -24,6 +24,9 @@ another process acked above the floor count as pending until the floor passes th
 ``ack_wait`` after a kill, for the devices that have one in the gap). At most ``_MAX_SCAN``
 messages below a batch are looked at; the devices of those not held here are read from the
 stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``).
+
+Memory: messages read and not settled hold at most ``max_unsettled_bytes`` (``ByteBudget``): a
+fetch takes what fits at the largest message size seen lately.
 """
 
 from __future__ import annotations
