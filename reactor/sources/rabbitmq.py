@@ -42,6 +42,9 @@ from reactor.settings import RabbitSettings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.budget import ByteBudget
 
+#: A prefetch change that gets no answer within this is given up (tried again on the next read).
+_QOS_TIMEOUT_S = 5.0
+
 
 class RabbitMQSource(Source):
     name = "rabbitmq"
@@ -83,12 +86,13 @@ class RabbitMQSource(Source):
 
     async def _set_prefetch(self, count: int) -> None:
         if count != self._prefetch:
-            await self._channel.set_qos(prefetch_count=count, global_=self._adaptive)
+            async with asyncio.timeout(_QOS_TIMEOUT_S):  # TimeoutError: an OSError, recoverable
+                await self._channel.set_qos(prefetch_count=count, global_=self._adaptive)
             self._prefetch = count
 
     async def _follow_budget(self) -> None:
         """The channel's limit: the messages held (unacked) and what fits beside them."""
-        if self._adaptive:
+        if self._adaptive and not self._channel.is_closed:  # a closed one waits for its restore
             wanted = len(self._budget) + self._budget.fits(self._s.prefetch)
             await self._set_prefetch(max(1, min(self._s.prefetch, wanted)))
 
