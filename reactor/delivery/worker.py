@@ -2,7 +2,11 @@
 
 Reading, processing and settling overlap: a batch is read while earlier events still run, up to
 ``worker.max_in_flight`` events read but not settled. Events about one device run in stream order
-in their lane; lanes run concurrently, actions bounded by ``worker.concurrency``. Finished events
+in their lane; lanes run concurrently, actions bounded by ``worker.concurrency``. An entry delivered
+more than ``max_deliveries`` times is run alone (nothing else runs meanwhile), marked so in the
+state store first, and settled at once: if the process dies then, that entry killed it, and its
+next delivery is dead-lettered as poison before it runs; the entries merely in flight at crashes
+are not (without a state store, past ``max_deliveries`` is poison at once). Finished events
 are settled together every ``settle_interval_ms``: their dead-letter records and acks in one call
 to the source. Nothing is acked before its outcome is settled. On stop, reading ends, in-flight
 work gets ``grace_s`` to finish and be settled; what is still running then is left unacked and
@@ -15,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -130,6 +134,11 @@ class Worker:
         self._tasks = Supervisor(self._stop, logger)
         self._abandoned: set[Hashable] = set()  # lanes given up on stop (their items stay unsettled)
         self._settling_since: float | None = None
+        self._open = asyncio.Event()  # cleared while an entry runs alone (past max_deliveries)
+        self._open.set()
+        self._running = 0  # items in _run_rules
+        self._no_runs = asyncio.Event()
+        self._trial_lock = asyncio.Lock()
         self.counters = Counters()
 
     @property
@@ -236,13 +245,18 @@ class Worker:
         """Decode a batch and hand every event to its device's lane (``StoppedError``: stopped
         while the order check waited out an outage; the batch stays unsettled)."""
         items = []
+        suspects = []
         for delivery in batch:
             key = (delivery.stream, delivery.entry_id)
             if key in self._in_flight:
                 continue  # already here (a re-read of our own pending entry)
+            if delivery.deliveries > self._settings.max_deliveries and self._executor.tracks_trials:
+                suspects.append(delivery)
+                continue
             item = _Item(self._decode(delivery))
             self._in_flight[key] = item
             items.append(item)
+        tried = [await self._trial(delivery) for delivery in suspects]  # redeliveries: first
         decoded = [i for i in items if i.outcome.dead_letter is None]
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
@@ -262,7 +276,58 @@ class Worker:
             item.lane = (event.stream, event.device) if event.device else (event.stream, f"#{event.entry_id}")
             item.submitted = True
             self._lanes.submit(item.lane, entry_order(event.entry_id), item)
-        return items
+        return tried + items
+
+    async def _trial(self, delivery: Delivery) -> _Item:
+        """An entry past ``max_deliveries``: poison if it already ran alone and the process died
+        then; else it runs alone now, marked first, and is settled before anything else runs."""
+        item = _Item(Outcome(delivery, None))
+        self._in_flight[(delivery.stream, delivery.entry_id)] = item
+        key = delivery.key
+        if await self._retrying(lambda: self._executor.trial_begun(key), "state.unavailable", self._stop):
+            limit = self._settings.max_deliveries
+            reason = (
+                f"delivered {delivery.deliveries} times (max_deliveries {limit}),"
+                " and the process died while it ran alone"
+            )
+            item.outcome = _dead(delivery, "poison", reason)
+            self._finish(item)
+            return item
+        async with self._alone():
+            await self._retrying(lambda: self._executor.begin_trial(key), "state.unavailable", self._stop)
+            await self.logger.awarning(
+                "worker.run_alone",
+                stream=delivery.stream,
+                entry_id=delivery.entry_id,
+                deliveries=delivery.deliveries,
+            )
+            item.outcome = self._decode(delivery)
+            event = item.outcome.event
+            if event is None:
+                self._finish(item)
+            else:
+                item.lane = (event.stream, event.device or f"#{event.entry_id}")
+                item.submitted = True
+                await self._run_rules(item)
+            if item.processed.is_set():
+                await self._flush(self._stop)  # settled before anything else runs
+        if (delivery.stream, delivery.entry_id) not in self._in_flight:  # settled: not the killer
+            with contextlib.suppress(StoppedError, *self._recoverable):
+                await self._retrying(lambda: self._executor.end_trial(key), "state.unavailable", self._stop)
+        return item
+
+    @contextlib.asynccontextmanager
+    async def _alone(self) -> AsyncIterator[None]:
+        """Nothing else runs inside: new items wait, running ones are waited for."""
+        async with self._trial_lock:
+            self._open.clear()
+            try:
+                while self._running:
+                    self._no_runs.clear()
+                    await self._no_runs.wait()
+                yield
+            finally:
+                self._open.set()
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
         """A source call, retried with backoff through an outage; ``StoppedError`` once ``stop`` is set."""
@@ -280,7 +345,7 @@ class Worker:
         """The delivery's event, or its dead-letter record (raw content kept): poison when it was
         delivered more than ``max_deliveries`` times (checked first: it is not decoded again),
         malformed when it does not decode, internal_error when the decoder has a bug."""
-        if delivery.deliveries > self._settings.max_deliveries:
+        if delivery.deliveries > self._settings.max_deliveries and not self._executor.tracks_trials:
             reason = f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})"
             return _dead(delivery, "poison", reason)
         try:
@@ -377,10 +442,22 @@ class Worker:
             self._tasks.fail("lane", exc)
 
     async def _process(self, item: _Item) -> None:
-        """One event through the rules, to be settled; left unsettled when stopped during a state
-        store outage (and so is every later item of its lane: the device's order holds)."""
+        """One event through the rules, once no entry runs alone."""
         if item.lane in self._abandoned:
             return
+        if not self._open.is_set():
+            await self._open.wait()
+        self._running += 1
+        try:
+            await self._run_rules(item)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._no_runs.set()
+
+    async def _run_rules(self, item: _Item) -> None:
+        """One event through the rules, to be settled; left unsettled when stopped during a state
+        store outage (and so is every later item of its lane: the device's order holds)."""
         outcome = item.outcome
         event = outcome.event
         assert event is not None

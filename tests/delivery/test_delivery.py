@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from reactor.app import Reactor
 from reactor.commands import replay_dead_letters
 from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.executor import begin_trial, trial_begun
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
@@ -94,17 +95,31 @@ async def test_lanes_keep_order_per_key_and_run_keys_concurrently() -> None:
 
 
 async def test_poison_entries_are_dead_lettered(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    """Past max_deliveries an entry runs alone once, marked in the state store; delivered again
+    after that (the process died while it ran alone: it killed it), it is poison, not run. One
+    merely in flight at the crashes runs alone and is acted on (it was dead-lettered as poison)."""
     settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
-    source = MemorySource()
-    reactor = Reactor.build(settings, source, get_logger("test"))
+    reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=MemoryStateStore())
+    thing = sim.state.add_thing("innocent")
+    sim.state.add_config(thing, "ext-innocent", "key", [], "{}")
+    innocent = Delivery(
+        "x.bootstrap", "4-0", {"operation": "config.update", "thing_id": thing.id, "seq": "1"}, deliveries=11
+    )
+    (acted,) = await reactor.worker.process([innocent])
+    assert acted.dead_letter is None
+    assert [e.device for e in sim.state.effects] == [thing.id]
+    assert not await trial_begun(reactor.state, innocent.key)  # settled: not what killed a process
     poison = Delivery(
         "x.bootstrap", "5-0", {"operation": "config.update", "thing_id": "t", "seq": "1"}, deliveries=11
     )
+    await begin_trial(reactor.state, poison.key)  # it ran alone, and the process died
     (outcome,) = await reactor.worker.process([poison])
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "poison"
     assert "delivered 11 times" in outcome.dead_letter.error
-    assert sim.state.effects == []
+    assert "died while it ran alone" in outcome.dead_letter.error
+    assert outcome.event is None  # never decoded, no rule ran
+    assert len(sim.state.effects) == 1
     await reactor.client.aclose()
 
 
