@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from reactor.backoff import Backoff, StoppedError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
+from reactor.delivery.solo import Solo
 from reactor.errors import DecodeError, SourceError, SuspendedError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
@@ -134,11 +135,7 @@ class Worker:
         self._tasks = Supervisor(self._stop, logger)
         self._abandoned: set[Hashable] = set()  # lanes given up on stop (their items stay unsettled)
         self._settling_since: float | None = None
-        self._open = asyncio.Event()  # cleared while an entry runs alone (past max_deliveries)
-        self._open.set()
-        self._running = 0  # items in _run_rules
-        self._no_runs = asyncio.Event()
-        self._trial_lock = asyncio.Lock()
+        self._solo = Solo()  # an entry past max_deliveries runs alone
         self.counters = Counters()
 
     @property
@@ -293,7 +290,7 @@ class Worker:
             item.outcome = _dead(delivery, "poison", reason)
             self._finish(item)
             return item
-        async with self._alone():
+        async with self._solo.alone():
             await self._retrying(lambda: self._executor.begin_trial(key), "state.unavailable", self._stop)
             await self.logger.awarning(
                 "worker.run_alone",
@@ -311,23 +308,11 @@ class Worker:
                 await self._run_rules(item)
             if item.processed.is_set():
                 await self._flush(self._stop)  # settled before anything else runs
-        if (delivery.stream, delivery.entry_id) not in self._in_flight:  # settled: not the killer
+        settled = (delivery.stream, delivery.entry_id) not in self._in_flight
+        if settled or self._stop.is_set():  # settled, or stopped on purpose: it killed nothing
             with contextlib.suppress(StoppedError, *self._recoverable):
                 await self._retrying(lambda: self._executor.end_trial(key), "state.unavailable", self._stop)
         return item
-
-    @contextlib.asynccontextmanager
-    async def _alone(self) -> AsyncIterator[None]:
-        """Nothing else runs inside: new items wait, running ones are waited for."""
-        async with self._trial_lock:
-            self._open.clear()
-            try:
-                while self._running:
-                    self._no_runs.clear()
-                    await self._no_runs.wait()
-                yield
-            finally:
-                self._open.set()
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
         """A source call, retried with backoff through an outage; ``StoppedError`` once ``stop`` is set."""
@@ -445,15 +430,8 @@ class Worker:
         """One event through the rules, once no entry runs alone."""
         if item.lane in self._abandoned:
             return
-        if not self._open.is_set():
-            await self._open.wait()
-        self._running += 1
-        try:
+        async with self._solo.running():
             await self._run_rules(item)
-        finally:
-            self._running -= 1
-            if not self._running:
-                self._no_runs.set()
 
     async def _run_rules(self, item: _Item) -> None:
         """One event through the rules, to be settled; left unsettled when stopped during a state
