@@ -82,6 +82,7 @@ class NatsJetStreamSource(Source):
         self._held_at_disconnect: set[str] = set()  # may be redelivered elsewhere meanwhile
         self._acked: set[int] = set()  # stream sequences acked here, above the ack floor last seen
         self._floor = 0  # the consumer's ack floor (stream sequence) last seen
+        self._mine_upto = 0  # every sequence in (floor, this] is held or was acked here
         self._devices: dict[int, tuple[str, str | None]] = {}  # sequence: (subject, device) read
         self._budget = ByteBudget(settings.max_unsettled_bytes)  # what the held messages take
         self.maintain_interval_s = settings.ack_wait_s / 4
@@ -199,7 +200,7 @@ class NatsJetStreamSource(Source):
         return []
 
     def _note_acked(self, seq: int) -> None:
-        if seq > self._floor:
+        if seq > self._mine_upto:
             if len(self._acked) >= _MAX_KNOWN:  # forgotten ones only wait for the floor: order holds
                 self._acked.clear()
             self._acked.add(seq)
@@ -214,21 +215,34 @@ class NatsJetStreamSource(Source):
         floor = int(info.ack_floor.stream_seq or 0)
         if floor > self._floor:
             self._floor = floor
-            self._acked = {seq for seq in self._acked if seq > floor}
+            self._mine_upto = max(self._mine_upto, floor)
+            self._acked = {seq for seq in self._acked if seq > self._mine_upto}
         return floor, int(info.num_ack_pending or 0)
+
+    def _all_mine_below(self, top: int) -> bool:
+        """Whether every message from the floor up to ``top`` is held or was acked here (no
+        other process had any): the steady state of one process, told without asking the server."""
+        upto = self._mine_upto
+        while upto < top and (upto + 1 in self._acked or str(upto + 1) in self._messages):
+            upto += 1
+            self._acked.discard(upto)  # covered by _mine_upto from here
+        self._mine_upto = upto
+        return upto >= top
 
     async def earlier_pending(
         self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
     ) -> dict[str, set[str]]:
         """Per delivery: earlier messages of its device and subject, above the ack floor, that are
         neither held nor acked here (held elsewhere, by a live or a killed process)."""
-        floor, unacked = await self._ack_floor()
-        if unacked <= len(self._messages):
-            return {}  # nobody else holds anything: nothing to wait for
         top = max(int(d.entry_id) for d in deliveries)
+        if self._all_mine_below(top):
+            return {}  # one round trip saved per batch: nothing below was anyone else's
+        _, unacked = await self._ack_floor()
+        if unacked <= len(self._messages) or self._all_mine_below(top):
+            return {}  # nobody else holds anything: nothing to wait for
         gap = [
             seq
-            for seq in range(max(floor + 1, top - _MAX_SCAN), top)
+            for seq in range(max(self._mine_upto + 1, top - _MAX_SCAN), top)
             if seq not in self._acked and str(seq) not in self._messages
         ]
         if not gap:
@@ -277,7 +291,13 @@ class NatsJetStreamSource(Source):
         if not entry_ids:
             return set()
         floor, _ = await self._ack_floor()
-        return {i for i in entry_ids if int(i) > floor and int(i) not in self._acked}
+        return {
+            i
+            for i in entry_ids
+            if int(i) > floor
+            and int(i) not in self._acked
+            and (int(i) > self._mine_upto or i in self._messages)
+        }
 
     def _forget(self, entry_id: str) -> Any:
         self._budget.release((entry_id,))
