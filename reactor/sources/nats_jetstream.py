@@ -23,7 +23,9 @@ the later one's effect. JetStream tells no per-message ack state, only the floor
 another process acked above the floor count as pending until the floor passes them (at most
 ``ack_wait`` after a kill, for the devices that have one in the gap). At most ``_MAX_SCAN``
 messages below a batch are looked at; the devices of those not held here are read from the
-stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``).
+stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``). While every message from the
+floor up to a batch was held or acked here (one process), no request is made at all; a stream
+with subjects the consumer does not take makes one consumer-info request per batch.
 
 Memory: messages read and not settled hold at most ``max_unsettled_bytes`` (``ByteBudget``): a
 fetch takes what fits at the largest message size seen lately.
