@@ -85,7 +85,7 @@ async def test_only_the_entry_whose_processing_kills_the_process_is_poison(tmp_p
     client = aioredis.Redis.from_url(server.url, decode_responses=True)
     try:
         async with Simulator(validate=False) as sim:
-            sim.faults.latency_ms = 60  # every call takes a while: the other events are in flight
+            sim.faults.latency_ms = 120  # every call takes a while: the other events are in flight
             things = [sim.state.add_thing(f"d{n}") for n in range(30)]
             killer = sim.state.add_thing("killer")
             for thing in [killer, *things]:
