@@ -218,11 +218,23 @@ class Worker:
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
                 await self.logger.ainfo("source.reclaimed", entries=len(fresh))
-                try:
-                    await self.dispatch(fresh)
-                except StoppedError:
+                if any(d.deliveries > self._settings.max_deliveries for d in fresh):
+                    # runs alone take their time: not here, where the liveness lease is renewed
+                    self._tasks.spawn("reclaimed", functools.partial(self._dispatch_aside, fresh))
+                elif not await self._dispatch_until_stopped(fresh):
                     return
             await _sleep_or_stop(stop, self._source.maintain_interval_s)
+
+    async def _dispatch_aside(self, batch: Sequence[Delivery]) -> None:
+        await self._dispatch_until_stopped(batch)
+
+    async def _dispatch_until_stopped(self, batch: Sequence[Delivery]) -> bool:
+        """``dispatch``; False when stopped while it waited (the batch stays unsettled)."""
+        try:
+            await self.dispatch(batch)
+        except StoppedError:
+            return False
+        return True
 
     async def _drain(self) -> None:
         try:

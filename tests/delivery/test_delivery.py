@@ -353,3 +353,37 @@ async def test_a_bug_under_an_event_dead_letters_it_with_the_reason(
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "internal_error"
     assert "RuntimeError: a bug in the state store" in outcome.dead_letter.error
+
+
+async def test_a_reclaimed_entry_running_alone_does_not_hold_up_the_liveness_lease(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    """``maintain`` renews the consumer's liveness lease: a reclaimed entry past max_deliveries
+    runs alone beside it, not inside it (else peers would take this live consumer's entries)."""
+    thing = sim.state.add_thing("reclaimed")
+    sim.state.add_config(thing, "ext-reclaimed", "key", [], "{}")
+    reclaimed = Delivery(
+        "x.bootstrap", "7-0", {"operation": "config.update", "thing_id": thing.id, "seq": "1"}, deliveries=11
+    )
+    rounds: list[float] = []
+
+    class Reclaiming(MemorySource):
+        maintain_interval_s = 0.05
+
+        async def maintain(self) -> list[Delivery]:
+            rounds.append(asyncio.get_running_loop().time())
+            return [reclaimed] if len(rounds) == 1 else []
+
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=5))
+    reactor = Reactor.build(settings, Reclaiming(finite=False), get_logger("test"), state=MemoryStateStore())
+    sim.faults.latency_ms = 400  # the run alone takes ~0.8 s (a read and a write)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    try:
+        await until(lambda: bool(sim.state.effects), timeout_s=10)
+        assert len(rounds) >= 8, rounds  # maintain went on every 50 ms while it ran
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+        await reactor.client.aclose()
