@@ -5,7 +5,9 @@
 match and fail), then runs phases:
 
 - ``poison``: entries delivered ``max_deliveries`` times already (a process that died holding
-  them, restarted that often) before the daemon starts;
+  them, restarted that often) before the daemon starts: half of them also ran alone once (the
+  mark in the state store: the process died while it ran them), and are set aside as poison;
+  the other half were merely in flight at those deaths, and are acted on;
 - ``operations``: 2,000 distinct 64 KiB operation names; ``labels``: 2,000 distinct 200-character
   ones (accepted, counted as the metric label ``other``);
 - ``certs``: 300 distinct 1 MiB ``client_cert`` values, and 300 of 60 KiB that are decoded and
@@ -44,6 +46,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.common import ROOT, machine
+from reactor.delivery.executor import begin_trial
+from reactor.delivery.state import SQLiteStateStore
+from reactor.sources.base import delivery_key
 from tests.servers import PrivateRedis, free_port
 
 STREAMS = ("fz.bootstrap", "fz.things")
@@ -491,15 +496,25 @@ async def _run_phase(
     return phase
 
 
-async def _pre_poison(client: aioredis.Redis, r: random.Random, count: int, expected: dict[Key, str]) -> None:
-    """Entries a process died holding ``MAX_DELIVERIES`` times: set aside as poison, not run."""
+async def _pre_poison(
+    client: aioredis.Redis, r: random.Random, count: int, expected: dict[Key, str], state: Path
+) -> None:
+    """Entries a process died holding ``MAX_DELIVERIES`` times; every other one also ran alone
+    then (marked in the daemon's state store): those are set aside as poison, not run; the rest
+    were merely in flight, and are acted on."""
     for stream in STREAMS:
         await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    entries = [(STREAMS[0], gen_valid(r)[1], "dead") for _ in range(count)]
-    expected.update(await _xadd(client, entries))
+    entries = [(STREAMS[0], gen_valid(r)[1], "dead" if n % 2 else "acked") for n in range(count)]
+    added = await _xadd(client, entries)
+    expected.update(added)
     await client.xreadgroup(GROUP, CONSUMER, {STREAMS[0]: ">"})
     for _ in range(MAX_DELIVERIES - 1):
         await client.xreadgroup(GROUP, CONSUMER, {STREAMS[0]: "0"})
+    store = SQLiteStateStore(state, 3600.0)
+    for (stream, entry_id), expect in added.items():
+        if expect == "dead":
+            await begin_trial(store, delivery_key(stream, entry_id))
+    await store.close()
 
 
 async def _wait_ready(port: int, daemon: Daemon) -> None:
@@ -527,7 +542,7 @@ async def run(seed: int = 14, mixed: int = 10_000, operations: int = 2_000, cert
         client = aioredis.Redis.from_url(server.url)
         try:
             expected: dict[Key, str] = {}
-            await _pre_poison(client, r, 20, expected)
+            await _pre_poison(client, r, 20, expected, directory / "state.sqlite3")
             daemon.start()
             await _wait_ready(ops_port, daemon)
             report.start_rss_mib = daemon.rss_kib() / 1024

@@ -10,8 +10,8 @@ a new one each time) and kills the broker (SIGKILL) and starts it again halfway,
 every event is acted on or dead-lettered and nothing is left unsettled. The rule pushes
 ``{"seq": n}`` into the device's bootstrap content, so the simulator's effects show, per device,
 every sequence number applied: the report counts lost, duplicated and out-of-order ones.
-Per-device order across processes holds on Redis Streams only (see README, "Delivery
-contract"): elsewhere out-of-order is reported, not a failure.
+Per-device order across processes holds on Redis Streams and NATS JetStream (see README,
+"Delivery contract"): on RabbitMQ with several processes out-of-order is reported, not a failure.
 
 RabbitMQ carries what it is given: SuperMQ publishes its events transient (no delivery mode), and
 a broker restart drops transient messages from a durable queue. The soak publishes them

@@ -105,6 +105,8 @@ class NatsSettings(_Section):
     ack_wait_s: float = Field(default=30.0, gt=0)
     dlq_stream: str = "REACTOR_DLQ"
     dlq_subject: str = "reactor.dlq"
+    #: Messages read but not yet settled hold at most this many bytes; reading waits beyond it.
+    max_unsettled_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -121,6 +123,9 @@ class RabbitSettings(_Section):
     routing_keys: list[str] = Field(default_factory=lambda: ["events.#"], min_length=1)
     prefetch: int = Field(default=200, gt=0)
     dlq_queue: str = "reactor.dlq"
+    #: Messages delivered but not yet settled hold at most this many bytes (beyond it the
+    #: consumer is paused until settles make room).
+    max_unsettled_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     #: "quorum": the broker counts deliveries, so poison messages are detected ("classic" cannot).
     queue_type: Literal["classic", "quorum"] = "classic"
 

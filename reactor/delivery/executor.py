@@ -27,6 +27,24 @@ from reactor.secrets import Sealer, revealed_values, wrap_named
 from reactor.sources.base import delivery_key
 
 _MISSING = object()
+#: The state store's mark of an entry run alone past ``max_deliveries`` (a rule name no rule has).
+_TRIAL_RULE, _TRIAL_STEP = "#trial", "alone"
+
+
+async def trial_begun(state: StateStore, event_key: str) -> bool:
+    """Whether this entry was already run alone once (``begin_trial``) and never settled."""
+    mark = (await state.completed(event_key)).get(step_key(_TRIAL_RULE, _TRIAL_STEP))
+    return isinstance(mark, dict) and not mark.get("settled")
+
+
+async def begin_trial(state: StateStore, event_key: str) -> None:
+    """Mark that this entry now runs alone: if the process dies before it settles, it killed it."""
+    await state.record(event_key, _TRIAL_RULE, _TRIAL_STEP, {"at": time.time()})
+
+
+async def end_trial(state: StateStore, event_key: str) -> None:
+    """The entry that ran alone was settled: it did not kill the process."""
+    await state.record(event_key, _TRIAL_RULE, _TRIAL_STEP, {"settled": True})
 
 
 @dataclass(slots=True)
@@ -75,6 +93,22 @@ class Executor:
         self._state = state
         self._echoes = echoes
         self._policies: dict[RetrySpec | None, RetryPolicy] = {None: retry}
+
+    @property
+    def tracks_trials(self) -> bool:
+        """Whether entries past ``max_deliveries`` can be tried alone (a state store marks them)."""
+        return self._state is not None
+
+    async def trial_begun(self, event_key: str) -> bool:
+        return self._state is not None and await trial_begun(self._state, event_key)
+
+    async def begin_trial(self, event_key: str) -> None:
+        if self._state is not None:
+            await begin_trial(self._state, event_key)
+
+    async def end_trial(self, event_key: str) -> None:
+        if self._state is not None:
+            await end_trial(self._state, event_key)
 
     async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
         """Run the matching rules; on a redelivery, skip the steps that completed before.

@@ -2,7 +2,11 @@
 
 Reading, processing and settling overlap: a batch is read while earlier events still run, up to
 ``worker.max_in_flight`` events read but not settled. Events about one device run in stream order
-in their lane; lanes run concurrently, actions bounded by ``worker.concurrency``. Finished events
+in their lane; lanes run concurrently, actions bounded by ``worker.concurrency``. An entry delivered
+more than ``max_deliveries`` times is run alone (nothing else runs meanwhile), marked so in the
+state store first, and settled at once: if the process dies then, that entry killed it, and its
+next delivery is dead-lettered as poison before it runs; the entries merely in flight at crashes
+are not (without a state store, past ``max_deliveries`` is poison at once). Finished events
 are settled together every ``settle_interval_ms``: their dead-letter records and acks in one call
 to the source. Nothing is acked before its outcome is settled. On stop, reading ends, in-flight
 work gets ``grace_s`` to finish and be settled; what is still running then is left unacked and
@@ -25,6 +29,7 @@ from reactor.backoff import Backoff, StoppedError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
+from reactor.delivery.solo import Solo
 from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedError
 from reactor.events import catalogue
 from reactor.events.decode import Decoder
@@ -134,6 +139,7 @@ class Worker:
         self._tasks = Supervisor(self._stop, logger)
         self._abandoned: set[Hashable] = set()  # lanes given up on stop (their items stay unsettled)
         self._settling_since: float | None = None
+        self._solo = Solo()  # an entry past max_deliveries runs alone
         self.counters = Counters()
 
     @property
@@ -218,11 +224,23 @@ class Worker:
             fresh = [d for d in reclaimed if (d.stream, d.entry_id) not in self._in_flight]
             if fresh:
                 await self.logger.ainfo("source.reclaimed", entries=len(fresh))
-                try:
-                    await self.dispatch(fresh)
-                except StoppedError:
+                if any(d.deliveries > self._settings.max_deliveries for d in fresh):
+                    # runs alone take their time: not here, where the liveness lease is renewed
+                    self._tasks.spawn("reclaimed", functools.partial(self._dispatch_aside, fresh))
+                elif not await self._dispatch_until_stopped(fresh):
                     return
             await _sleep_or_stop(stop, self._source.maintain_interval_s)
+
+    async def _dispatch_aside(self, batch: Sequence[Delivery]) -> None:
+        await self._dispatch_until_stopped(batch)
+
+    async def _dispatch_until_stopped(self, batch: Sequence[Delivery]) -> bool:
+        """``dispatch``; False when stopped while it waited (the batch stays unsettled)."""
+        try:
+            await self.dispatch(batch)
+        except StoppedError:
+            return False
+        return True
 
     async def _drain(self) -> None:
         try:
@@ -242,13 +260,18 @@ class Worker:
         """Decode a batch and hand every event to its device's lane (``StoppedError``: stopped
         while the order check waited out an outage; the batch stays unsettled)."""
         items = []
+        suspects = []
         for delivery in batch:
             key = (delivery.stream, delivery.entry_id)
             if key in self._in_flight:
                 continue  # already here (a re-read of our own pending entry)
+            if delivery.deliveries > self._settings.max_deliveries and self._executor.tracks_trials:
+                suspects.append(delivery)
+                continue
             item = _Item(self._decode(delivery))
             self._in_flight[key] = item
             items.append(item)
+        tried = [await self._trial(delivery) for delivery in suspects]  # redeliveries: first
         decoded = [i for i in items if i.outcome.dead_letter is None]
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
@@ -268,7 +291,46 @@ class Worker:
             item.lane = _lane(event)
             item.submitted = True
             self._lanes.submit(item.lane, _order(event), item)
-        return items
+        return tried + items
+
+    async def _trial(self, delivery: Delivery) -> _Item:
+        """An entry past ``max_deliveries``: poison if it already ran alone and the process died
+        then; else it runs alone now, marked first, and is settled before anything else runs."""
+        item = _Item(Outcome(delivery, None))
+        self._in_flight[(delivery.stream, delivery.entry_id)] = item
+        key = delivery.key
+        if await self._retrying(lambda: self._executor.trial_begun(key), "state.unavailable", self._stop):
+            limit = self._settings.max_deliveries
+            reason = (
+                f"delivered {delivery.deliveries} times (max_deliveries {limit}),"
+                " and the process died while it ran alone"
+            )
+            item.outcome = self._dead(delivery, "poison", reason)
+            self._finish(item)
+            return item
+        async with self._solo.alone():
+            await self._retrying(lambda: self._executor.begin_trial(key), "state.unavailable", self._stop)
+            await self.logger.awarning(
+                "worker.run_alone",
+                stream=delivery.stream,
+                entry_id=delivery.entry_id,
+                deliveries=delivery.deliveries,
+            )
+            item.outcome = self._decode(delivery)
+            event = item.outcome.event
+            if event is None:
+                self._finish(item)
+            else:
+                item.lane = _lane(event)
+                item.submitted = True
+                await self._run_rules(item)
+            if item.processed.is_set():
+                await self._flush(self._stop)  # settled before anything else runs
+        settled = (delivery.stream, delivery.entry_id) not in self._in_flight
+        if settled or self._stop.is_set():  # settled, or stopped on purpose: it killed nothing
+            with contextlib.suppress(StoppedError, *self._recoverable):
+                await self._retrying(lambda: self._executor.end_trial(key), "state.unavailable", self._stop)
+        return item
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
         """A source call, retried with backoff through an outage; ``StoppedError`` once ``stop`` is set."""
@@ -286,7 +348,7 @@ class Worker:
         """The delivery's event, or its dead-letter record (raw content kept): poison when it was
         delivered more than ``max_deliveries`` times (checked first: it is not decoded again),
         malformed when it does not decode, internal_error when the decoder has a bug."""
-        if delivery.deliveries > self._settings.max_deliveries:
+        if delivery.deliveries > self._settings.max_deliveries and not self._executor.tracks_trials:
             reason = f"delivered {delivery.deliveries} times (max_deliveries {self._settings.max_deliveries})"
             return self._dead(delivery, "poison", reason)
         try:
@@ -383,10 +445,15 @@ class Worker:
             self._tasks.fail("lane", exc)
 
     async def _process(self, item: _Item) -> None:
-        """One event through the rules, to be settled; left unsettled when stopped during a state
-        store outage (and so is every later item of its lane: the device's order holds)."""
+        """One event through the rules, once no entry runs alone."""
         if item.lane in self._abandoned:
             return
+        async with self._solo.running():
+            await self._run_rules(item)
+
+    async def _run_rules(self, item: _Item) -> None:
+        """One event through the rules, to be settled; left unsettled when stopped during a state
+        store outage (and so is every later item of its lane: the device's order holds)."""
         outcome = item.outcome
         event = outcome.event
         assert event is not None

@@ -13,9 +13,22 @@ back after ``ack_wait_s``. A server killed and restarted forgets acks and delive
 not synced to disk: a message stored more than a second before its "first" delivery is taken as
 a redelivery, so that its completed steps are looked up rather than applied again.
 
-Per-device order holds within one process; JetStream spreads one durable consumer's messages over
-every process pulling from it, so across processes order is not guaranteed here (use one process
-per consumer, or Redis Streams for order across processes).
+Per-device order: JetStream hands a process that took over from a killed one (or a peer) the
+newest messages at once, and the killed one's held messages only after ``ack_wait``. A device's
+message waits (``earlier_pending``) while an earlier message of its device (same subject) above
+the consumer's ack floor was delivered elsewhere and not acked: it runs once that one is
+redelivered here (then in order, in its lane) or the ack floor passes it. Without that wait, an
+earlier message applied and not yet recorded by the killed process would be applied again over
+the later one's effect. JetStream tells no per-message ack state, only the floor: messages
+another process acked above the floor count as pending until the floor passes them (at most
+``ack_wait`` after a kill, for the devices that have one in the gap). At most ``_MAX_SCAN``
+messages below a batch are looked at; the devices of those not held here are read from the
+stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``). While every message from the
+floor up to a batch was held or acked here (one process), no request is made at all; a stream
+with subjects the consumer does not take makes one consumer-info request per batch.
+
+Memory: messages read and not settled hold at most ``max_unsettled_bytes`` (``ByteBudget``): a
+fetch takes what fits at the largest message size seen lately.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import nats
@@ -45,11 +58,16 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source
+from reactor.sources.budget import ByteBudget
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0
 #: A message first delivered longer than this after it was stored may have been acted on already.
 _FRESH_S = 1.0
+#: How many messages below a batch's newest are looked at for a device's earlier unsettled ones.
+_MAX_SCAN = 10_000
+#: At most this many stream sequences remembered (acked here above the floor; devices read).
+_MAX_KNOWN = 100_000
 
 
 class NatsJetStreamSource(Source):
@@ -64,6 +82,11 @@ class NatsJetStreamSource(Source):
         self._messages: dict[str, Any] = {}  # held (read, not settled), by entry id
         self._touched: dict[str, float] = {}  # when JetStream last heard of each held one
         self._held_at_disconnect: set[str] = set()  # may be redelivered elsewhere meanwhile
+        self._acked: set[int] = set()  # stream sequences acked here, above the ack floor last seen
+        self._floor = 0  # the consumer's ack floor (stream sequence) last seen
+        self._mine_upto = 0  # every sequence in (floor, this] is held or was acked here
+        self._devices: dict[int, tuple[str, str | None]] = {}  # sequence: (subject, device) read
+        self._budget = ByteBudget(settings.max_unsettled_bytes)  # what the held messages take
         self.maintain_interval_s = settings.ack_wait_s / 4
 
     async def start(self) -> None:
@@ -129,8 +152,13 @@ class NatsJetStreamSource(Source):
                 )
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        """What fits in ``max_unsettled_bytes`` (at the largest message size seen lately), once
+        what is held leaves room: a read waits for a settle up to ``block_ms`` when none fits."""
+        count = await self._budget.room(max_count, block_ms)
+        if not count:
+            return []
         try:
-            messages = await self._sub.fetch(batch=max_count, timeout=max(block_ms, 1) / 1000)
+            messages = await self._sub.fetch(batch=count, timeout=max(block_ms, 1) / 1000)
         except (NatsTimeout, TimeoutError):  # nothing arrived in time (either library's timeout)
             return []
         except self.recoverable as exc:
@@ -143,6 +171,7 @@ class NatsJetStreamSource(Source):
             self._messages[entry_id] = msg  # a redelivery of one held here: ack the newest
             self._touched[entry_id] = now
             out.append(Delivery(msg.subject, entry_id, bytes(msg.data), _deliveries(meta, wall)))
+        self._budget.hold((d.entry_id, len(d.payload)) for d in out if isinstance(d.payload, bytes))
         return out
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
@@ -154,6 +183,7 @@ class NatsJetStreamSource(Source):
                 if msg is not None:
                     await msg.ack_sync()  # held until acked: a settle retried after an outage acks again
                     self._forget(delivery.entry_id)
+                    self._note_acked(int(delivery.entry_id))
         except self.recoverable as exc:
             raise SourceError(f"nats settle: {exc}") from exc
 
@@ -171,7 +201,108 @@ class NatsJetStreamSource(Source):
             raise SourceError(f"nats in-progress: {exc}") from exc
         return []
 
+    def _note_acked(self, seq: int) -> None:
+        if seq > self._mine_upto:
+            if len(self._acked) >= _MAX_KNOWN:  # forgotten ones only wait for the floor: order holds
+                self._acked.clear()
+            self._acked.add(seq)
+
+    async def _ack_floor(self) -> tuple[int, int]:
+        """The consumer's ack floor (every message at or below it is acked) and how many of its
+        delivered messages are unacked (ours among them)."""
+        try:
+            info = await self._js.consumer_info(self._s.stream, self._s.durable)
+        except self.recoverable as exc:
+            raise SourceError(f"nats consumer info: {exc}") from exc
+        floor = int(info.ack_floor.stream_seq or 0)
+        if floor > self._floor:
+            self._floor = floor
+            self._mine_upto = max(self._mine_upto, floor)
+            self._acked = {seq for seq in self._acked if seq > self._mine_upto}
+        return floor, int(info.num_ack_pending or 0)
+
+    def _all_mine_below(self, top: int) -> bool:
+        """Whether every message from the floor up to ``top`` is held or was acked here (no
+        other process had any): the steady state of one process, told without asking the server."""
+        upto = self._mine_upto
+        while upto < top and (upto + 1 in self._acked or str(upto + 1) in self._messages):
+            upto += 1
+            self._acked.discard(upto)  # covered by _mine_upto from here
+        self._mine_upto = upto
+        return upto >= top
+
+    async def earlier_pending(
+        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
+    ) -> dict[str, set[str]]:
+        """Per delivery: earlier messages of its device and subject, above the ack floor, that are
+        neither held nor acked here (held elsewhere, by a live or a killed process)."""
+        top = max(int(d.entry_id) for d in deliveries)
+        if self._all_mine_below(top):
+            return {}  # one round trip saved per batch: nothing below was anyone else's
+        _, unacked = await self._ack_floor()
+        if unacked <= len(self._messages) or self._all_mine_below(top):
+            return {}  # nobody else holds anything: nothing to wait for
+        gap = [
+            seq
+            for seq in range(max(self._mine_upto + 1, top - _MAX_SCAN), top)
+            if seq not in self._acked and str(seq) not in self._messages
+        ]
+        if not gap:
+            return {}
+        by_device: dict[tuple[str, str], list[int]] = {}
+        for seq, (subject, device) in (await self._devices_of(gap, device_of)).items():
+            if device is not None:
+                by_device.setdefault((subject, device), []).append(seq)
+        out: dict[str, set[str]] = {}
+        for delivery in deliveries:
+            seq = int(delivery.entry_id)
+            held = by_device.get((delivery.stream, device_of(delivery) or ""), ())
+            blockers = {str(s) for s in held if s < seq}
+            if blockers:
+                out[delivery.entry_id] = blockers
+        return out
+
+    async def _devices_of(
+        self, seqs: list[int], device_of: Callable[[Delivery], str | None]
+    ) -> dict[int, tuple[str, str | None]]:
+        """The subject and device of each message, read from the stream once (a message gone
+        from the stream, aged out or deleted, has none: it holds nothing up)."""
+        unknown = [seq for seq in seqs if seq not in self._devices]
+        if len(self._devices) + len(unknown) > _MAX_KNOWN:
+            self._devices.clear()
+        for start in range(0, len(unknown), 100):
+            chunk = unknown[start : start + 100]
+            replies = await asyncio.gather(
+                *(self._js.get_msg(self._s.stream, seq) for seq in chunk), return_exceptions=True
+            )
+            for seq, reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, NotFoundError):
+                    self._devices[seq] = ("", None)
+                elif isinstance(reply, self.recoverable):
+                    raise SourceError(f"nats get_msg {seq}: {reply}") from reply
+                elif isinstance(reply, BaseException):
+                    raise reply
+                else:
+                    subject = str(reply.subject or "")
+                    found = Delivery(subject, str(seq), bytes(reply.data or b""))
+                    self._devices[seq] = (subject, device_of(found))
+        return {seq: self._devices.get(seq, ("", None)) for seq in seqs}
+
+    async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
+        """Those above the ack floor not acked here (the floor is all JetStream tells)."""
+        if not entry_ids:
+            return set()
+        floor, _ = await self._ack_floor()
+        return {
+            i
+            for i in entry_ids
+            if int(i) > floor
+            and int(i) not in self._acked
+            and (int(i) > self._mine_upto or i in self._messages)
+        }
+
     def _forget(self, entry_id: str) -> Any:
+        self._budget.release((entry_id,))
         self._touched.pop(entry_id, None)
         self._held_at_disconnect.discard(entry_id)
         return self._messages.pop(entry_id, None)

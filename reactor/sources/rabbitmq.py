@@ -11,6 +11,12 @@ nanoseconds, so two equal bodies on one routing key are one event published twic
 their steps, and one settle acks every copy held. Within a process, messages run in arrival order
 (the id does not sort).
 
+Memory: messages delivered and not settled hold at most ``max_unsettled_bytes``. On a classic
+queue the channel's prefetch limit (channel-wide, which the broker applies at once) is kept at
+what is held plus what fits at the largest message size seen lately (one message before any is
+seen), at most ``prefetch``; when the budget is full the broker sends nothing more until a settle
+makes room. A quorum queue refuses a channel-wide limit: there ``prefetch`` messages bound it.
+
 Delivery counts: a quorum queue (``queue_type = "quorum"``) counts a message's deliveries
 (``x-delivery-count``), so one that killed the process ``max_deliveries`` times is dead-lettered
 as poison before it runs again. A classic queue only says "redelivered" (counted as 2): there,
@@ -34,6 +40,10 @@ from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RabbitSettings
 from reactor.sources.base import Delivery, Source
+from reactor.sources.budget import ByteBudget
+
+#: A prefetch change that gets no answer within this is given up (tried again on the next read).
+_QOS_TIMEOUT_S = 5.0
 
 
 class RabbitMQSource(Source):
@@ -48,13 +58,16 @@ class RabbitMQSource(Source):
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._messages: dict[str, list[AbstractIncomingMessage]] = {}  # by entry id: copies held
         self._held_at_reconnect: set[str] = set()  # requeued by the broker: maybe taken elsewhere
+        self._budget = ByteBudget(settings.max_unsettled_bytes)  # by message object, from arrival
+        self._adaptive = settings.queue_type == "classic"  # the prefetch follows the budget
+        self._prefetch = 0  # the channel's limit now
 
     async def start(self) -> None:
         try:
             self._conn = await aio_pika.connect_robust(self._s.url)
             self._conn.reconnect_callbacks.add(self._reconnected)
             self._channel = await self._conn.channel()
-            await self._channel.set_qos(prefetch_count=self._s.prefetch)
+            await self._set_prefetch(1 if self._adaptive else self._s.prefetch)
             exchange = await self._channel.declare_exchange(
                 self._s.exchange, aio_pika.ExchangeType.TOPIC, durable=True
             )
@@ -63,12 +76,32 @@ class RabbitMQSource(Source):
             for key in self._s.routing_keys:
                 await queue.bind(exchange, routing_key=key)
             await self._channel.declare_queue(self._s.dlq_queue, durable=True)
-            await queue.consume(self._inbox.put, no_ack=False)
+            await queue.consume(self._arrived, no_ack=False)
         except self.recoverable as exc:
             raise SourceError(f"rabbitmq {self._s.url.split('@')[-1]}: {exc}") from exc
 
+    async def _arrived(self, message: AbstractIncomingMessage) -> None:
+        self._budget.hold(((id(message), len(message.body)),))
+        self._inbox.put_nowait(message)
+
+    async def _set_prefetch(self, count: int) -> None:
+        if count != self._prefetch:
+            async with asyncio.timeout(_QOS_TIMEOUT_S):  # TimeoutError: an OSError, recoverable
+                await self._channel.set_qos(prefetch_count=count, global_=self._adaptive)
+            self._prefetch = count
+
+    async def _follow_budget(self) -> None:
+        """The channel's limit: the messages held (unacked) and what fits beside them."""
+        if self._adaptive and not self._channel.is_closed:  # a closed one waits for its restore
+            wanted = len(self._budget) + self._budget.fits(self._s.prefetch)
+            await self._set_prefetch(max(1, min(self._s.prefetch, wanted)))
+
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         batch: list[Delivery] = []
+        try:
+            await self._follow_budget()
+        except self.recoverable as exc:
+            raise SourceError(f"rabbitmq qos: {exc}") from exc
         try:
             first = await asyncio.wait_for(self._inbox.get(), max(block_ms, 1) / 1000)
         except TimeoutError:
@@ -112,8 +145,11 @@ class RabbitMQSource(Source):
         for delivery in done:
             self._held_at_reconnect.discard(delivery.entry_id)
             for message in self._messages.pop(delivery.entry_id, ()):
+                self._budget.release((id(message),))
                 with contextlib.suppress(*self.recoverable):
                     await message.ack()
+        with contextlib.suppress(*self.recoverable):  # else on the next read
+            await self._follow_budget()
 
     def _reconnected(self, *_: Any) -> None:
         """What the lost channel held went back to the queue, maybe to another process: look its
@@ -127,6 +163,7 @@ class RabbitMQSource(Source):
         for delivery in deliveries:
             self._held_at_reconnect.discard(delivery.entry_id)
             for message in self._messages.pop(delivery.entry_id, ()):
+                self._budget.release((id(message),))
                 with contextlib.suppress(*self.recoverable):
                     await message.nack(requeue=True)
 

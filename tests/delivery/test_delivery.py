@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from reactor.app import Reactor
 from reactor.commands import replay_dead_letters
 from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.executor import begin_trial, trial_begun
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
@@ -94,17 +95,31 @@ async def test_lanes_keep_order_per_key_and_run_keys_concurrently() -> None:
 
 
 async def test_poison_entries_are_dead_lettered(tmp_path: Path, sim: Simulator, unique: str) -> None:
+    """Past max_deliveries an entry runs alone once, marked in the state store; delivered again
+    after that (the process died while it ran alone: it killed it), it is poison, not run. One
+    merely in flight at the crashes runs alone and is acted on (it was dead-lettered as poison)."""
     settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
-    source = MemorySource()
-    reactor = Reactor.build(settings, source, get_logger("test"))
+    reactor = Reactor.build(settings, MemorySource(), get_logger("test"), state=MemoryStateStore())
+    thing = sim.state.add_thing("innocent")
+    sim.state.add_config(thing, "ext-innocent", "key", [], "{}")
+    innocent = Delivery(
+        "x.bootstrap", "4-0", {"operation": "config.update", "thing_id": thing.id, "seq": "1"}, deliveries=11
+    )
+    (acted,) = await reactor.worker.process([innocent])
+    assert acted.dead_letter is None
+    assert [e.device for e in sim.state.effects] == [thing.id]
+    assert not await trial_begun(reactor.state, innocent.key)  # settled: not what killed a process
     poison = Delivery(
         "x.bootstrap", "5-0", {"operation": "config.update", "thing_id": "t", "seq": "1"}, deliveries=11
     )
+    await begin_trial(reactor.state, poison.key)  # it ran alone, and the process died
     (outcome,) = await reactor.worker.process([poison])
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "poison"
     assert "delivered 11 times" in outcome.dead_letter.error
-    assert sim.state.effects == []
+    assert "died while it ran alone" in outcome.dead_letter.error
+    assert outcome.event is None  # never decoded, no rule ran
+    assert len(sim.state.effects) == 1
     await reactor.client.aclose()
 
 
@@ -338,3 +353,37 @@ async def test_a_bug_under_an_event_dead_letters_it_with_the_reason(
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason == "internal_error"
     assert "RuntimeError: a bug in the state store" in outcome.dead_letter.error
+
+
+async def test_a_reclaimed_entry_running_alone_does_not_hold_up_the_liveness_lease(
+    tmp_path: Path, sim: Simulator, unique: str
+) -> None:
+    """``maintain`` renews the consumer's liveness lease: a reclaimed entry past max_deliveries
+    runs alone beside it, not inside it (else peers would take this live consumer's entries)."""
+    thing = sim.state.add_thing("reclaimed")
+    sim.state.add_config(thing, "ext-reclaimed", "key", [], "{}")
+    reclaimed = Delivery(
+        "x.bootstrap", "7-0", {"operation": "config.update", "thing_id": thing.id, "seq": "1"}, deliveries=11
+    )
+    rounds: list[float] = []
+
+    class Reclaiming(MemorySource):
+        maintain_interval_s = 0.05
+
+        async def maintain(self) -> list[Delivery]:
+            rounds.append(asyncio.get_running_loop().time())
+            return [reclaimed] if len(rounds) == 1 else []
+
+    settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=5))
+    reactor = Reactor.build(settings, Reclaiming(finite=False), get_logger("test"), state=MemoryStateStore())
+    sim.faults.latency_ms = 400  # the run alone takes ~0.8 s (a read and a write)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reactor.run(stop))
+    try:
+        await until(lambda: bool(sim.state.effects), timeout_s=10)
+        assert len(rounds) >= 8, rounds  # maintain went on every 50 ms while it ran
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+        await reactor.client.aclose()

@@ -16,7 +16,7 @@ async def test_fuzzed_entries_against_a_live_daemon() -> None:
     assert [p.unaccounted for p in report.phases] == [[] for _ in report.phases]
     assert sum(p.acked + p.dead_lettered for p in report.phases) == report.entries
     by_name = {p.name: p for p in report.phases}
-    assert by_name["poison"].dead_lettered == 20
+    assert by_name["poison"].dead_lettered == 10  # those that ran alone once; not those merely in flight
     assert by_name["operations"].dead_lettered == 300
     assert by_name["labels"].series - by_name["operations"].series < 40  # one `other` label, not 300
     assert max(p.series for p in report.phases) < 400

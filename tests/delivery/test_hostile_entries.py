@@ -17,9 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.executor import begin_trial
 from reactor.delivery.state import MemoryStateStore
 from reactor.delivery.worker import Outcome
 from reactor.settings import Settings, load_settings
+from reactor.sources.base import delivery_key
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
@@ -138,7 +140,8 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
     redis_client: aioredis.Redis, raw_redis: aioredis.Redis, tmp_path: Path, sim: Simulator, unique: str
 ) -> None:
     """Each crash while holding an entry leaves it pending; every restart re-reads it and Redis
-    counts a delivery. Past max_deliveries it is dead-lettered as poison, not decoded or run."""
+    counts a delivery. Past max_deliveries, once it ran alone and the process died then (the mark
+    in the state store), it is dead-lettered as poison, not decoded or run."""
     settings = _settings(tmp_path, sim, unique, max_deliveries=3)
     stream = settings.redis.streams[0]
     await redis_client.xgroup_create(stream, "g", id="0", mkstream=True)
@@ -149,7 +152,11 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
     await raw_redis.xreadgroup("g", "c1", {stream: ">"})  # delivery 1: the process died with both
     for _ in range(2):  # deliveries 2 and 3: two restarts that died again
         await raw_redis.xreadgroup("g", "c1", {stream: "0"})
-    async with _running(settings) as outcomes:
+    state = MemoryStateStore()
+    for entry_id in (killer, fine):  # delivery 4 ran each alone, and the process died
+        await begin_trial(state, delivery_key(stream, entry_id))
+    await raw_redis.xreadgroup("g", "c1", {stream: "0"})
+    async with running_reactor(settings, state=state) as (_, outcomes, _stop):
         await _until(lambda: len(outcomes) == 2, "both entries settled")
     assert {o.dead_letter.reason for o in outcomes if o.dead_letter} == {"poison"}
     assert all(o.event is None and not o.rules for o in outcomes)  # never decoded, no rule ran
@@ -158,7 +165,7 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
         r.fields["entry_id"]: r.fields
         for r in await DeadLetters(redis_client, settings.redis.dlq_stream).records()
     }
-    assert "delivered 4 times (max_deliveries 3)" in records[killer]["error"]
+    assert "delivered 5 times (max_deliveries 3)" in records[killer]["error"]
     assert base64.b64decode(json.loads(records[killer]["event"])["_b64"]["thing_id"]) == b"k\xff"
     assert json.loads(records[fine]["event"])["thing_id"] == "poisoned-by-crashes"
 

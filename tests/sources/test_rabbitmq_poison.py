@@ -13,6 +13,7 @@ import aio_pika
 import pytest
 
 from reactor.app import Reactor
+from reactor.delivery.executor import begin_trial
 from reactor.delivery.state import MemoryStateStore
 from reactor.events.protowire import wrap_payload
 from reactor.ops.logging import get_logger
@@ -93,7 +94,9 @@ async def test_a_quorum_queue_counts_deliveries_and_poison_is_set_aside_before_i
         )
         await reactor.source.start()
         try:
-            (outcome,) = await reactor.worker.process(await reactor.source.read(10, 5000))
+            (held,) = await reactor.source.read(10, 5000)
+            await begin_trial(reactor.state, held.key)  # as if it had run alone, and the process died
+            (outcome,) = await reactor.worker.process([held])
         finally:
             await reactor.source.close()
             await reactor.client.aclose()
