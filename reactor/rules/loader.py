@@ -173,8 +173,15 @@ def _compile_rule(
             errors.add(message)
     when = spec.when if spec else raw.get("when", [])
     condition = _compile_when(when if isinstance(when, list) else [], errors)
+    enabled = spec.enabled if spec else True  # a rule that is off is not held to the profile
     actions = _compile_actions(
-        "actions", spec.actions if spec else _tables(raw.get("actions")), registry, index, lines, errors
+        "actions",
+        spec.actions if spec else _tables(raw.get("actions")),
+        registry,
+        index,
+        lines,
+        errors,
+        enabled=enabled,
     )
     on_failure = _compile_actions(
         "on_failure",
@@ -183,6 +190,7 @@ def _compile_rule(
         index,
         lines,
         errors,
+        enabled=enabled,
     )
     gate = None
     if spec is not None:
@@ -227,11 +235,13 @@ def _compile_actions(
     index: int,
     lines: _Lines,
     errors: _Errors,
+    *,
+    enabled: bool = True,
 ) -> tuple[CompiledAction, ...]:
     compiled = []
     for i, item in enumerate(items):
         at = lines.action(index, kind, i)
-        action, problems = _compile_action(item, registry, f"{kind}[{i}]", at)
+        action, problems = _compile_action(item, registry, f"{kind}[{i}]", at, enabled=enabled)
         for problem in problems:
             errors.add(f"{kind}[{i}]: {problem}", at)
         if action is not None:
@@ -259,8 +269,9 @@ def _disabled(spec: RuleSpec, file: str, line: int | None, actions: tuple[Compil
     return Rule(spec.name, spec.description, (), (), None, actions, (), spec.retry, file, line)
 
 
-def _shape_problems(impl: Action, type_name: str, params: dict[str, Any]) -> list[str]:
-    """Parameters unknown or missing, and what the platform's API profile cannot do with them."""
+def _shape_problems(impl: Action, type_name: str, params: dict[str, Any], enabled: bool) -> list[str]:
+    """Parameters unknown or missing, and what the platform's API profile cannot do with them
+    (asked only of a rule that is on: a shipped rule that is off loads on every profile)."""
     model_fields = impl.params_model.model_fields
     problems = []
     unknown = sorted(set(params) - set(model_fields))
@@ -270,14 +281,14 @@ def _shape_problems(impl: Action, type_name: str, params: dict[str, Any]) -> lis
     if missing:
         problems.append(f"{type_name}: missing parameter(s) {', '.join(missing)}")
     problems += impl.check_params(params)
-    refusal = impl.refused(params)
+    refusal = impl.refused(params) if enabled else ""
     if refusal:
         problems.append(f"{type_name}: {refusal}")
     return problems
 
 
 def _compile_action(
-    raw: dict[str, Any], registry: ActionRegistry, default_id: str, line: int | None
+    raw: dict[str, Any], registry: ActionRegistry, default_id: str, line: int | None, *, enabled: bool = True
 ) -> tuple[CompiledAction | None, list[str]]:
     """The action, or every problem found in it (parameters unknown, missing, invalid)."""
     params = dict(raw)
@@ -290,7 +301,7 @@ def _compile_action(
     if impl is None:
         return None, [f"unknown action type {type_name!r} (known: {', '.join(registry.names())})"]
     model_fields = impl.params_model.model_fields
-    problems = _shape_problems(impl, type_name, params)
+    problems = _shape_problems(impl, type_name, params, enabled)
     templates = {}
     for key, value in params.items():
         try:

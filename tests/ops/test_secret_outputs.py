@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from reactor.app import Reactor, build_audit, build_state_store
 from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.executor import begin_trial
 from reactor.delivery.worker import Outcome
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
@@ -195,14 +196,17 @@ async def test_no_secret_in_clear_in_any_output_or_store(
                 ("supermq.things", {"operation": pem.replace("\n", ""), "id": "t2"}),
             ]
         )
-        # Poison: delivered too often, never decoded; its raw content holds the MQTT key.
-        source.add_delivery(
-            Delivery("supermq.mqtt", "9-0", {"thing_id": MQTT_KEY, "event_type": "connect"}, deliveries=99)
+        # Poison: delivered too often, ran alone once and the process died then (the mark below);
+        # never decoded again; its raw content holds the MQTT key.
+        poison = Delivery(
+            "supermq.mqtt", "9-0", {"thing_id": MQTT_KEY, "event_type": "connect"}, deliveries=99
         )
+        source.add_delivery(poison)
         stored = {"backend": backend, "path": state_path}
         group = f"g{unique}"
         on_disk = load_settings(None, source="redis", state=stored, redis={"url": REDIS_URL, "group": group})
         state = build_state_store(on_disk)
+        await begin_trial(state, poison.key)
         audit = build_audit(on_disk)
         outcomes: list[Outcome] = []
         reactor = Reactor.build(

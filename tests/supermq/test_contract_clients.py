@@ -283,3 +283,15 @@ def test_provisioning_is_refused_at_load_on_clients(tmp_path: Path) -> None:
         [error] = [str(e) for e in info.value.errors]
         assert error.startswith(f"{tmp_path}/r.toml:")
         assert 'things.create: the "clients" profile (SuperMQ HEAD) has no provisioning calls' in error
+
+
+def test_a_rule_that_is_off_is_not_held_to_the_profile(tmp_path: Path) -> None:
+    """The shipped zero-touch rule is off by default: it must load on clients as on any profile."""
+    (tmp_path / "r.toml").write_text(
+        PROVISIONING_RULE.replace('on = ["thing.bootstrap"]', 'on = ["thing.bootstrap"]\nenabled = false')
+    )
+    settings = load_settings(
+        None, supermq={"profile": "clients", "domain_id": "4d3c2b1a-0000-4000-8000-00000000d001"}
+    )
+    registry = build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
+    assert [(r.name, r.on) for r in load_rules(tmp_path, registry).rules] == [("make-a-thing", ())]  # off
