@@ -214,6 +214,7 @@ def _provision_commands(sub: Any) -> None:
         "  reactor --config config.toml enroll check sensor-0042",
     )
     check.add_argument("external_id", help="the device's external id, as it asks for its bootstrap")
+    check.add_argument("--json", action="store_true", help="the plan, or why not, as one JSON document")
     provision = _verb(
         sub,
         "provision",

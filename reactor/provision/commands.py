@@ -27,7 +27,7 @@ from reactor.supermq.client import SuperMQClient
 def run_provision_command(args: Any, settings: Settings, out: TextIO) -> int:
     """The dispatcher of both commands."""
     if args.command == "enroll":
-        return asyncio.run(enroll_check_command(args.external_id, settings, out))
+        return asyncio.run(enroll_check_command(args.external_id, settings, out, as_json=args.json))
     return asyncio.run(provision_command(args.external_id, settings, out, dry_run=args.dry_run))
 
 
@@ -50,14 +50,21 @@ def _show(value: Any, out: TextIO) -> None:
     print(json.dumps(value, indent=2, sort_keys=True), file=out)
 
 
-async def enroll_check_command(external_id: str, settings: Settings, out: TextIO) -> int:
+async def enroll_check_command(
+    external_id: str, settings: Settings, out: TextIO, *, as_json: bool = False
+) -> int:
     """0 and the plan when ``external_id`` is enrolled; 1 and why not otherwise (reads the files,
-    and the inventory when one is configured; never the platform)."""
+    and the inventory when one is configured; never the platform). ``as_json``: both answers as
+    one JSON document with ``enrolled``."""
     client = SuperMQClient(settings.supermq)
     try:
-        _show(await build_provisioner(settings, client).describe(external_id), out)
+        plan = await build_provisioner(settings, client).describe(external_id)
+        _show({"enrolled": True, **plan} if as_json else plan, out)
     except ActionError as exc:
-        print(f"refused: {exc}", file=out)
+        if as_json:
+            _show({"enrolled": False, "external_id": external_id, "reason": str(exc)}, out)
+        else:
+            print(f"refused: {exc}", file=out)
         return 1
     finally:
         await client.aclose()

@@ -122,3 +122,18 @@ async def test_status_lists_enrollments_and_todays_provisionings(tmp_path: Path)
             "provisioning: 1 enrollments, 1 groups, 1 templates; today: 1 provisioned, 1 refused, 1 failed"
             in out
         )
+
+
+async def test_enroll_check_json_says_both_answers_as_json(tmp_path: Path) -> None:
+    """``--json``, as on every read verb: the plan, or why not, one JSON document a script reads."""
+    async with Simulator() as sim:
+        path = config(tmp_path, sim)
+        code, out, err = await cli("--config", str(path), "enroll", "check", "--json", "dev-001")
+        assert code == 0, err
+        assert json.loads(out)["enrolled"] is True
+        assert KEY not in out + err
+        code, out, _ = await cli("--config", str(path), "enroll", "check", "--json", "stranger-1")
+        assert code == 1
+        refused = json.loads(out)
+        assert (refused["enrolled"], refused["external_id"]) == (False, "stranger-1")
+        assert "'stranger-1' is not enrolled" in refused["reason"]
