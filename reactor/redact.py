@@ -62,6 +62,14 @@ _AUTH_HEADER = re.compile(
 )
 
 
+_USERINFO = re.compile(r"//[^/?#@\s]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: its ``user:password@`` (any userinfo) masked."""
+    return _USERINFO.sub(f"//{MASK}@", url, count=1)
+
+
 def is_secret_key(name: str) -> bool:
     """Whether a field or parameter named ``name`` holds a secret."""
     return _is_secret_key(name) if len(name) <= _CACHED_NAME_CHARS else _secret_name(name)

@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import DeadLetterStore, Record
 from reactor.errors import SourceError
+from reactor.redact import shown_url
 from reactor.settings import NatsSettings
 
 
@@ -37,7 +38,7 @@ class NatsDeadLetters(DeadLetterStore):
         try:
             nc = await nats.connect(settings.url, connect_timeout=5, max_reconnect_attempts=0)
         except (NatsError, OSError) as exc:
-            raise SourceError(f"nats {settings.url}: {exc}") from exc
+            raise SourceError(f"nats {shown_url(settings.url)}: {exc}") from exc
         return cls(settings, nc)
 
     async def _get(self, seq: int) -> Record | None:

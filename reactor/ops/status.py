@@ -19,7 +19,7 @@ from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.errors import RuleSetError, SourceError
 from reactor.ops.audit import AuditStore
 from reactor.provision.commands import provision_summary
-from reactor.redact import redact_text
+from reactor.redact import redact_text, shown_url
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
 from reactor.sources.redis_discovery import StreamDiscovery
@@ -119,7 +119,7 @@ async def _redis_into(status: Status, settings: Settings, client: aioredis.Redis
                 status.streams.append(StreamStatus(pattern, s.group, exists=False, pattern=pattern))
         await _dead_letters_into(status, DeadLetters(client, settings.redis.dlq_stream))
     except RedisError as exc:
-        raise SourceError(f"redis {settings.redis.url}: {exc}") from exc
+        raise SourceError(f"redis {shown_url(settings.redis.url)}: {exc}") from exc
 
 
 async def _nats_into(status: Status, settings: Settings) -> None:
@@ -139,7 +139,7 @@ async def _nats_into(status: Status, settings: Settings) -> None:
             status.streams.append(StreamStatus(s.stream, s.durable, exists=False))
         await _dead_letters_into(status, dead)
     except (NatsError, OSError) as exc:
-        raise SourceError(f"nats {s.url}: {exc}") from exc
+        raise SourceError(f"nats {shown_url(s.url)}: {exc}") from exc
     finally:
         await dead.close()
 

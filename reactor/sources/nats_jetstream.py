@@ -56,6 +56,7 @@ from nats.js.errors import NotFoundError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
+from reactor.redact import shown_url
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.budget import ByteBudget
@@ -106,7 +107,7 @@ class NatsJetStreamSource(Source):
                 self._s.filter_subject, durable=self._s.durable, stream=self._s.stream, config=config
             )
         except self.recoverable as exc:
-            raise SourceError(f"nats {self._s.url}: {exc}") from exc
+            raise SourceError(f"nats {shown_url(self._s.url)}: {exc}") from exc
 
     async def _connect(self) -> Any:
         """A connection that reconnects for ever once made; the first one is given
@@ -128,7 +129,7 @@ class NatsJetStreamSource(Source):
         except TimeoutError:
             last = errors[-1] if errors else "no answer"
             raise SourceError(
-                f"nats {self._s.url}: not reachable within {_FIRST_CONNECT_S:g} s ({last})"
+                f"nats {shown_url(self._s.url)}: not reachable within {_FIRST_CONNECT_S:g} s ({last})"
             ) from None
 
     async def _ensure_streams(self) -> None:

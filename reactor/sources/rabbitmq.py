@@ -38,6 +38,7 @@ from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
+from reactor.redact import shown_url
 from reactor.settings import RabbitSettings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.budget import ByteBudget
@@ -78,7 +79,7 @@ class RabbitMQSource(Source):
             await self._channel.declare_queue(self._s.dlq_queue, durable=True)
             await queue.consume(self._arrived, no_ack=False)
         except self.recoverable as exc:
-            raise SourceError(f"rabbitmq {self._s.url.split('@')[-1]}: {exc}") from exc
+            raise SourceError(f"rabbitmq {shown_url(self._s.url)}: {exc}") from exc
 
     async def _arrived(self, message: AbstractIncomingMessage) -> None:
         self._budget.hold(((id(message), len(message.body)),))

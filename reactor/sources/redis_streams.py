@@ -39,6 +39,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
+from reactor.redact import shown_url
 from reactor.settings import RedisSettings
 from reactor.sources import redis_wire as wire
 from reactor.sources.base import Delivery, Source, entry_order
@@ -91,7 +92,7 @@ class RedisStreamsSource(Source):
                 self._discover_at = time.monotonic() + self._s.discover_interval_s
                 self._notice(joined)
         except RedisError as exc:
-            raise SourceError(f"redis {self._s.url}: {exc}") from exc
+            raise SourceError(f"redis {shown_url(self._s.url)}: {exc}") from exc
         self._streams = self._discovery.streams
         for stream in self._streams:
             await self._join(stream, self._s.start_id)
@@ -104,7 +105,7 @@ class RedisStreamsSource(Source):
             if "BUSYGROUP" not in str(exc):
                 raise SourceError(f"XGROUP CREATE {stream} {self._s.group}: {exc}") from exc
         except RedisError as exc:
-            raise SourceError(f"redis {self._s.url}: {exc}") from exc
+            raise SourceError(f"redis {shown_url(self._s.url)}: {exc}") from exc
 
     async def discover(self) -> list[str]:
         """Join the streams that match a pattern and were not known, from their start (id ``0``).
