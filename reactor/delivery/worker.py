@@ -22,7 +22,6 @@ from typing import Protocol, TypeVar
 import structlog
 
 from reactor.backoff import Backoff, StoppedError
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
 from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedError
@@ -32,6 +31,7 @@ from reactor.events.model import Event, raw_view
 from reactor.secrets import Sealer
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.sources.deadletter import DeadLetter
 from reactor.supervise import Supervisor
 
 _BLOCKER_POLL_S = 0.02

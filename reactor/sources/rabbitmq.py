@@ -30,10 +30,10 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.settings import RabbitSettings
 from reactor.sources.base import Delivery, Source
+from reactor.sources.deadletter import DeadLetter
 
 
 class RabbitMQSource(Source):

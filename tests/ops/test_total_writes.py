@@ -12,7 +12,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import RuleOutcome, StepOutcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
 from reactor.delivery.worker import Outcome
@@ -22,6 +21,7 @@ from reactor.ops.logging import configure_logging
 from reactor.redact import MASK, redact
 from reactor.settings import RedisSettings
 from reactor.sources.base import Delivery
+from reactor.sources.deadletter import DeadLetter
 from reactor.sources.redis_streams import RedisStreamsSource
 from tests.conftest import REDIS_URL
 
