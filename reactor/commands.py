@@ -33,12 +33,12 @@ from reactor.delivery.replay import (
     deliveries_from_stream,
     dry_run_all,
     print_replay,
-    read_named_file,
     wait_caught_up,
 )
 from reactor.delivery.state import StateStore
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
+from reactor.events.textforms import read_named_file
 from reactor.ops.audit import print_history
 from reactor.ops.console import is_terminal, progress, table
 from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
