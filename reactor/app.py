@@ -29,9 +29,11 @@ from reactor.certs.sweep import sweep
 from reactor.delivery.echo_board import SHARED, RedisEchoBoard
 from reactor.delivery.executor import Executor
 from reactor.delivery.gates import Gates, MemoryGates, RedisGates
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.retry import RetryPolicy
+from reactor.delivery.settler import Observer
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
-from reactor.delivery.worker import Observer, Outcome, Worker
+from reactor.delivery.worker import Worker
 from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
 from reactor.events.echoes import Echoes

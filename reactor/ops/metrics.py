@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from reactor.certs.validate import Verdict
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.redact import utf8_safe
 

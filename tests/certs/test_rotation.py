@@ -15,7 +15,7 @@ from reactor.app import Reactor
 from reactor.certs.rotation import Rotator
 from reactor.certs.sweep import sweep
 from reactor.certs.validate import Policy, validate
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.errors import ActionError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import get_logger

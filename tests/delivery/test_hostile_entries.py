@@ -17,8 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.delivery.dlq import DeadLetters
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.delivery.worker import Outcome
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator

@@ -147,7 +147,7 @@ async def test_a_dead_lane_stops_the_worker_with_the_failure(
     def broken_finish(item: object) -> None:
         raise AttributeError("a bug in the worker")
 
-    monkeypatch.setattr(built.worker, "_finish", broken_finish)
+    monkeypatch.setattr(built.worker.settler, "finish", broken_finish)
     with pytest.raises(TaskFailedError, match="lane"):
         async with asyncio.timeout(5):
             await built.run(asyncio.Event())

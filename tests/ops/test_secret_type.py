@@ -22,8 +22,8 @@ from reactor.actions.base import Action, ActionContext, Params
 from reactor.app import Reactor, build_source
 from reactor.delivery.dlq import Record
 from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
-from reactor.delivery.worker import Outcome
 from reactor.events.decode import Decoder
 from reactor.events.model import raw_view
 from reactor.ops.audit import AuditRow, SQLiteAudit, rows_for

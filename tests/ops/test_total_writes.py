@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from reactor.delivery.executor import RuleOutcome, StepOutcome
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
-from reactor.delivery.worker import Outcome
 from reactor.events.model import Event, raw_view
 from reactor.ops.audit import SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging
