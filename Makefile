@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check reactor tests bench
 	$(BIN)/ruff format --check reactor tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench

@@ -116,7 +116,7 @@ async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
     ]
     source = MemorySource(events)
     reactor = Reactor.build(settings, source, get_logger("bench"))
-    reactor.worker._observers = []  # measure the pipeline, not the log line
+    reactor.worker.settler._observers = []  # measure the pipeline, not the log line
     started = time.perf_counter()
     await reactor.worker.run(asyncio.Event())  # the daemon's loop; returns when the list is done
     rate = EVENTS / (time.perf_counter() - started)

@@ -74,7 +74,7 @@ async def run() -> Result:
         reactor = Reactor.build(
             settings, RedisStreamsSource(settings.redis), get_logger("bench"), state=MemoryStateStore()
         )
-        reactor.worker._observers = []
+        reactor.worker.settler._observers = []
         stop = asyncio.Event()
         task = asyncio.create_task(reactor.run(stop))
         await asyncio.sleep(0.5)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from bench.common import NOOP_RULE, Result
 from reactor.app import Reactor
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.state import MemoryStateStore
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery, Source
+from reactor.sources.deadletter import DeadLetter
 
 BATCH = 1000
 RULES = NOOP_RULE

@@ -72,7 +72,7 @@ async def reactor_rate(stream: str, rules: Path, group: str) -> float:
     reactor = Reactor.build(
         settings, RedisStreamsSource(settings.redis), get_logger("bench"), state=MemoryStateStore()
     )
-    reactor.worker._observers = []  # measure the pipeline, not the per-event log line
+    reactor.worker.settler._observers = []  # measure the pipeline, not the per-event log line
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(reactor.run(stop))

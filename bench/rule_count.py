@@ -66,7 +66,7 @@ async def _throughput(rules_dir: Path) -> float:
     """Best events/s of 3 runs; loading the rules is outside the timed part."""
     settings = load_settings(None, source="memory", rules={"dir": rules_dir, "reload_interval_s": 0})
     reactor = Reactor.build(settings, MemorySource(), get_logger("bench"))
-    reactor.worker._observers = []  # measure the pipeline, not the per-event log line
+    reactor.worker.settler._observers = []  # measure the pipeline, not the per-event log line
     events = _events()
 
     async def once() -> int:

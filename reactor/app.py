@@ -24,13 +24,16 @@ from reactor.actions.provision import provision_actions
 from reactor.actions.things import things_actions
 from reactor.backoff import Backoff, StoppedError, until_stopped
 from reactor.certs.policy import policy_from
+from reactor.certs.rotation import Rotator
 from reactor.certs.sweep import sweep
 from reactor.delivery.echo_board import SHARED, RedisEchoBoard
 from reactor.delivery.executor import Executor
 from reactor.delivery.gates import Gates, MemoryGates, RedisGates
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.retry import RetryPolicy
+from reactor.delivery.settler import Observer
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
-from reactor.delivery.worker import Observer, Outcome, Worker
+from reactor.delivery.worker import Worker
 from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
 from reactor.events.echoes import Echoes
@@ -60,6 +63,7 @@ def build_registry(
 ) -> ActionRegistry:
     """Every action type rules may use. Building it reads the trust anchors; no network I/O."""
     policy = policy_from(settings.certs)
+    on_verdict = metrics.record_verdict if metrics is not None else None
     return ActionRegistry(
         [
             LogAction(logger),
@@ -70,8 +74,8 @@ def build_registry(
             *certs_actions(client, settings.supermq.cert_ttl),
             Publish(client),
             HttpRequest(lambda: client.external_http, settings.supermq.http_allowlist),
-            ValidateCert(policy, metrics),
-            RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, metrics),
+            ValidateCert(policy, on_verdict),
+            RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, on_verdict),
         ]
     )
 
@@ -407,8 +411,9 @@ async def scheduled_sweeps(
     if interval <= 0:
         return
     policy = policy_from(reactor.settings.certs)
-    rotator = RotateCert(
-        reactor.client, policy, reactor.settings.certs, reactor.settings.supermq.cert_ttl, reactor.metrics
+    on_verdict = reactor.metrics.record_verdict
+    rotator = Rotator(
+        reactor.client, policy, reactor.settings.certs, reactor.settings.supermq.cert_ttl, on_verdict
     )
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -422,7 +427,7 @@ async def scheduled_sweeps(
                 reactor.settings.certs,
                 rotator,
                 dry_run=False,
-                metrics=reactor.metrics,
+                on_verdict=on_verdict,
             )
         except ActionError as exc:
             await logger.awarning("certs.sweep_failed", error=str(exc))

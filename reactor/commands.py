@@ -12,10 +12,10 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from reactor.actions.certs_lifecycle import RotateCert, device_identity
 from reactor.app import Reactor, build_audit, build_echoes, build_registry, build_sealer
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
+from reactor.certs.rotation import Rotator, device_identity
 from reactor.certs.sweep import print_summary, sweep
 from reactor.certs.validate import Policy, validate
 from reactor.delivery.dlq import (
@@ -33,12 +33,12 @@ from reactor.delivery.replay import (
     deliveries_from_stream,
     dry_run_all,
     print_replay,
-    read_named_file,
     wait_caught_up,
 )
 from reactor.delivery.state import StateStore
 from reactor.errors import ConfigError
 from reactor.events.decode import Decoder
+from reactor.events.textforms import read_named_file
 from reactor.ops.audit import print_history
 from reactor.ops.console import is_terminal, progress, table
 from reactor.ops.jsonout import dump, history_document, record_document, records_document, verdict_document
@@ -202,7 +202,7 @@ async def certs_command(
     try:
         if args.certs_command == "inspect":
             return await _inspect(args, settings, policy, client)
-        rotator = RotateCert(client, policy, settings.certs, settings.supermq.cert_ttl, None)
+        rotator = Rotator(client, policy, settings.certs, settings.supermq.cert_ttl)
         summary = await sweep(
             client, policy, settings.certs, rotator, dry_run=args.dry_run, progress=progress("certs sweep")
         )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.events.protowire import wrap_payload
 from reactor.ops.audit import print_history
 from reactor.ops.logging import get_logger

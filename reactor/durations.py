@@ -2,7 +2,8 @@
 
 ``duration_s``: one number and one unit, ``30d``, ``720h``, ``90m``, ``10s`` (``renew_before``,
 ``--since``). ``parse_go_duration``: Go's form, ``2400h``, ``1h30m`` (what SuperMQ's certs service
-takes as a ttl).
+takes as a ttl). ``renew_threshold_s``: ``renew_before``, a duration or a percentage of a
+certificate's lifetime, as seconds before its expiry.
 """
 
 from __future__ import annotations
@@ -35,3 +36,16 @@ def parse_go_duration(text: str) -> float:
     if number or total <= 0:
         raise ValueError(f"invalid duration {text!r}")
     return total
+
+
+def renew_threshold_s(renew_before: str, lifetime_s: float) -> float:
+    """``renew_before`` as seconds before expiry: ``30d``, ``720h``, ``90m``, or ``33%`` of the lifetime."""
+    text = renew_before.strip()
+    if text.endswith("%"):
+        return lifetime_s * float(text[:-1]) / 100
+    try:
+        return duration_s(text)
+    except ValueError:
+        raise ValueError(
+            f"renew_before: {renew_before!r} is not a duration (30d, 720h) or a percentage (33%)"
+        ) from None

@@ -33,9 +33,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from reactor.certs.validate import renew_threshold_s
+from reactor.durations import renew_threshold_s
 from reactor.errors import ConfigError
-from reactor.events.catalogue import DEFAULT_FAMILIES
+
+#: The platform families whose streams are read by default (``[events] families``).
+DEFAULT_FAMILIES = ("supermq", "magistrala", "mainflux")
 
 
 class _Section(BaseModel):

@@ -7,13 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from reactor.actions.base import ActionContext
-from reactor.actions.certs_lifecycle import RotateCert, device_identity, record
+from reactor.certs.rotation import Rotator, VerdictSink, device_identity, rotate
 from reactor.certs.validate import Policy, validate
 from reactor.errors import ActionError
-from reactor.events.model import Event
 from reactor.ops.console import is_terminal, table
-from reactor.ops.metrics import Metrics
 from reactor.settings import CertsSettings
 from reactor.supermq.client import SuperMQClient
 
@@ -37,13 +34,15 @@ async def sweep(
     client: SuperMQClient,
     policy: Policy,
     settings: CertsSettings,
-    rotator: RotateCert | None,
+    rotator: Rotator | None,
     *,
     dry_run: bool = True,
     progress: Progress | None = None,
-    metrics: Metrics | None = None,
+    on_verdict: VerdictSink | None = None,
 ) -> SweepSummary:
-    """Validate every config's certificate; rotate what is due or invalid unless ``dry_run``."""
+    """Validate every config's certificate; rotate what is due or invalid unless ``dry_run``.
+
+    Each verdict of the walk goes to ``on_verdict``; a rotation reports through its ``rotator``."""
     summary = SweepSummary()
     offset = 0
     while True:
@@ -56,7 +55,8 @@ async def sweep(
             else:
                 identity = device_identity(settings.bind, config)
                 verdict = validate(config.client_cert, policy, ca_pem=config.ca_cert, identity=identity)
-                record(metrics, verdict)
+                if on_verdict is not None:
+                    on_verdict(verdict)
                 setattr(summary, verdict.verdict, getattr(summary, verdict.verdict) + 1)
                 if verdict.verdict != "ok" and not dry_run and rotator is not None:
                     await _rotate(rotator, config.thing_id, summary)
@@ -67,19 +67,9 @@ async def sweep(
             return summary
 
 
-async def _rotate(rotator: RotateCert, config_id: str, summary: SweepSummary) -> None:
-    event = Event(
-        source="sweep",
-        stream="sweep",
-        entry_id=config_id,
-        operation="certs.sweep",
-        raw_operation="certs.sweep",
-        occurred_at_ns=0,
-        thing_id=config_id,
-    )
-    ctx = ActionContext(event=event, rule="certs-sweep", action_id="rotate", results={})
+async def _rotate(rotator: Rotator, config_id: str, summary: SweepSummary) -> None:
     try:
-        result = await rotator.run(rotator.params_model.model_validate({"config_id": config_id}), ctx)
+        result = await rotate(rotator, config_id)
     except ActionError as exc:
         summary.failed += 1
         summary.failures.append(f"{config_id}: {exc}")

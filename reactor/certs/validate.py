@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from reactor.certs.pem import PemError, certificates, private_key
-from reactor.durations import duration_s
+from reactor.durations import renew_threshold_s
 
 Bind = Literal["thing_key", "thing_id", "external_id", "san", "none"]
 _STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
@@ -92,19 +92,6 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def renew_threshold_s(renew_before: str, lifetime_s: float) -> float:
-    """``renew_before`` as seconds before expiry: ``30d``, ``720h``, ``90m``, or ``33%`` of the lifetime."""
-    text = renew_before.strip()
-    if text.endswith("%"):
-        return lifetime_s * float(text[:-1]) / 100
-    try:
-        return duration_s(text)
-    except ValueError:
-        raise ValueError(
-            f"renew_before: {renew_before!r} is not a duration (30d, 720h) or a percentage (33%)"
-        ) from None
 
 
 def validate(

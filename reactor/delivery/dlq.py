@@ -23,13 +23,13 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.durations import duration_s
 from reactor.errors import ConfigError, SourceError
 from reactor.events.model import RAW_B64
 from reactor.redact import redact, redact_text
 from reactor.secrets import Sealer, SealError
 from reactor.sources.base import Delivery, Source
+from reactor.sources.deadletter import DeadLetter
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactor.actions.base import ActionContext
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.gates import Gates, MemoryGates
 from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.state import StateStore, Steps, step_key
@@ -25,6 +24,7 @@ from reactor.rules.model import CompiledAction, Gate, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer, revealed_values, wrap_named
 from reactor.sources.base import delivery_key
+from reactor.sources.deadletter import DeadLetter
 
 _MISSING = object()
 #: The state store's mark of an entry run alone past ``max_deliveries`` (a rule name no rule has).

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from reactor.errors import ConfigError, DecodeError, SourceError
 from reactor.events.decode import Decoder
-from reactor.events.textforms import parse_event_text
+from reactor.events.textforms import entries_from_file
 from reactor.rules.dryrun import dry_run
 from reactor.rules.ruleset import RuleSet
 from reactor.sources.base import Delivery
@@ -41,23 +41,9 @@ class ReplaySummary:
     errors: list[str] = field(default_factory=list)
 
 
-def read_named_file(path: Path, what: str) -> str:
-    """The text of a file an operator named (for ``what``), or a ``ConfigError`` naming it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{what}: cannot read {path}: {reason}") from exc
-
-
 def deliveries_from_file(path: Path, stream: str) -> list[Delivery]:
     """The events of a file as redeliveries (their completed steps are skipped on --apply)."""
-    out = []
-    for n, item in enumerate(parse_event_text(read_named_file(path, "replay")), 1):
-        payload: Any = item.payload.encode() if isinstance(item.payload, str) else item.payload
-        subject = item.subject.removeprefix("events.") if item.subject else ""
-        out.append(Delivery(subject or stream, item.entry_id or f"{path.name}#{n}", payload, deliveries=2))
-    return out
+    return [Delivery(e.stream, e.entry_id, e.payload, deliveries=2) for e in entries_from_file(path, stream)]
 
 
 def _stream_id(text: str, end: bool) -> str:

@@ -11,6 +11,10 @@ are settled together every ``settle_interval_ms``: their dead-letter records and
 to the source. Nothing is acked before its outcome is settled. On stop, reading ends, in-flight
 work gets ``grace_s`` to finish and be settled; what is still running then is left unacked and
 comes back on the next start.
+
+The worker reads, decodes and dispatches; the cross-process order gate (``order_gate.py``) holds
+an event while another consumer has its device's earlier entries, and the settler
+(``settler.py``) settles, counts and observes what finished.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import structlog
 
 from reactor.backoff import Backoff, StoppedError
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import Executor, RuleOutcome, dead_letter_for
 from reactor.delivery.lanes import Lanes
+from reactor.delivery.order_gate import OrderGate
+from reactor.delivery.outcome import InFlight, Item, Outcome
+from reactor.delivery.settler import Observer, Settler, Sink
 from reactor.delivery.solo import Solo
 from reactor.errors import DecodeError, SourceError, StateStoreError, SuspendedError
 from reactor.events import catalogue
@@ -37,21 +41,11 @@ from reactor.events.model import Event, raw_view
 from reactor.secrets import Sealer
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.sources.deadletter import DeadLetter
 from reactor.supervise import Supervisor
 
-_BLOCKER_POLL_S = 0.02
 T = TypeVar("T")
 OnError = Callable[[BaseException, float], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The settled result of one delivery."""
-
-    delivery: Delivery
-    event: Event | None
-    rules: list[RuleOutcome] = field(default_factory=list)
-    dead_letter: DeadLetter | None = None
 
 
 class Pause(Protocol):
@@ -65,32 +59,6 @@ class Pause(Protocol):
 
     async def resume(self, stop: asyncio.Event) -> None:
         """Return once closed; ``StoppedError`` on ``stop``."""
-
-
-Observer = Callable[[Outcome], None]
-Sink = Callable[[Sequence[Outcome]], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class Counters:
-    """What the worker has done since it started."""
-
-    events: int = 0
-    matched: int = 0
-    actions_ok: int = 0
-    actions_failed: int = 0
-    actions_skipped: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(slots=True)
-class _Item:
-    outcome: Outcome
-    blockers: set[str] = field(default_factory=set)
-    submitted: bool = False
-    processed: asyncio.Event = field(default_factory=asyncio.Event)
-    lane: Hashable = None
-    finished_at: float = 0.0  # time.monotonic() when processed, waiting to be settled
 
 
 class Worker:
@@ -120,31 +88,40 @@ class Worker:
         self._batch_size = batch_size
         self._block_ms = block_ms
         self.logger = logger
-        self._observers = list(observers)
-        self._sinks = list(sinks)
-        self._lanes: Lanes[_Item] = Lanes(
-            self._run_item, self._wait_blockers, lambda item: bool(item.blockers), settings.concurrency
-        )
-        self._in_flight: dict[tuple[str, str], _Item] = {}
-        self._finished: list[_Item] = []
+        self._in_flight: InFlight = {}
         self._room = asyncio.Event()
         self._room.set()
-        self._settle_wakeup = asyncio.Event()
-        self._blocked: dict[str, set[str]] = {}
-        self._settled: dict[str, set[str]] = {}
-        self._poll_round = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
         self._recoverable: tuple[type[Exception], ...] = (SourceError, *source.recoverable)
         self._stop = asyncio.Event()  # the daemon's, once running; never set for process()
         self._tasks = Supervisor(self._stop, logger)
         self._abandoned: set[Hashable] = set()  # lanes given up on stop (their items stay unsettled)
-        self._settling_since: float | None = None
+        self._gate = OrderGate(
+            source, decoder, self._recoverable, self._in_flight, self._abandoned, self._stop, self._tasks
+        )
+        self.settler = Settler(
+            source,
+            settings,
+            batch_size,
+            self._in_flight,
+            self._room,
+            self._retrying,
+            logger,
+            observers,
+            sinks,
+        )
+        self.counters = self.settler.counters
         self._solo = Solo()  # an entry past max_deliveries runs alone
-        self.counters = Counters()
+        self._lanes: Lanes[Item] = Lanes(
+            self._run_item, self._gate.wait_blockers, lambda item: bool(item.blockers), settings.concurrency
+        )
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def unsettled_s(self) -> float:
+        """How long the oldest processed event has waited to be settled (0 when none waits)."""
+        return self.settler.unsettled_s()
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -155,8 +132,10 @@ class Worker:
         of an unexpected exception stops the worker, which then raises ``TaskFailedError``."""
         self._stop = stop
         self._tasks = tasks = Supervisor(stop, self.logger)
+        self._gate.start(stop, tasks)
+        self.settler.start(stop)
         settle_stop = asyncio.Event()
-        tasks.spawn("settler", lambda: self._settle_loop(settle_stop))
+        tasks.spawn("settler", lambda: self.settler.run(settle_stop))
         upkeep = tasks.spawn("upkeep", lambda: self._upkeep(stop))  # it holds our liveness lease
         try:
             await self._read_loop(stop)
@@ -168,7 +147,7 @@ class Worker:
             upkeep.cancel()
             await self._drain()
             settle_stop.set()
-            self._settle_wakeup.set()
+            self.settler.wake()
             await tasks.join()
         tasks.raise_failure()
 
@@ -256,7 +235,7 @@ class Worker:
 
     # ---- dispatch -----------------------------------------------------------------------------
 
-    async def dispatch(self, batch: Sequence[Delivery]) -> list[_Item]:
+    async def dispatch(self, batch: Sequence[Delivery]) -> list[Item]:
         """Decode a batch and hand every event to its device's lane (``StoppedError``: stopped
         while the order check waited out an outage; the batch stays unsettled)."""
         items = []
@@ -268,7 +247,7 @@ class Worker:
             if delivery.deliveries > self._settings.max_deliveries and self._executor.tracks_trials:
                 suspects.append(delivery)
                 continue
-            item = _Item(self._decode(delivery))
+            item = Item(self._decode(delivery))
             self._in_flight[key] = item
             items.append(item)
         tried = [await self._trial(delivery) for delivery in suspects]  # redeliveries: first
@@ -276,7 +255,7 @@ class Worker:
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
             blockers = await self._retrying(
-                lambda: self._source.earlier_pending(deliveries, self._device_of),
+                lambda: self._source.earlier_pending(deliveries, self._gate.device_of),
                 "source.order_check_failed",
                 self._stop,
             )
@@ -284,7 +263,7 @@ class Worker:
                 item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
         for item in items:
             if item.outcome.dead_letter is not None:
-                self._finish(item)
+                self.settler.finish(item)
                 continue
             event = item.outcome.event
             assert event is not None
@@ -293,10 +272,10 @@ class Worker:
             self._lanes.submit(item.lane, _order(event), item)
         return tried + items
 
-    async def _trial(self, delivery: Delivery) -> _Item:
+    async def _trial(self, delivery: Delivery) -> Item:
         """An entry past ``max_deliveries``: poison if it already ran alone and the process died
         then; else it runs alone now, marked first, and is settled before anything else runs."""
-        item = _Item(Outcome(delivery, None))
+        item = Item(Outcome(delivery, None))
         self._in_flight[(delivery.stream, delivery.entry_id)] = item
         key = delivery.key
         if await self._retrying(lambda: self._executor.trial_begun(key), "state.unavailable", self._stop):
@@ -306,7 +285,7 @@ class Worker:
                 " and the process died while it ran alone"
             )
             item.outcome = self._dead(delivery, "poison", reason)
-            self._finish(item)
+            self.settler.finish(item)
             return item
         async with self._solo.alone():
             await self._retrying(lambda: self._executor.begin_trial(key), "state.unavailable", self._stop)
@@ -319,13 +298,13 @@ class Worker:
             item.outcome = self._decode(delivery)
             event = item.outcome.event
             if event is None:
-                self._finish(item)
+                self.settler.finish(item)
             else:
                 item.lane = _lane(event)
                 item.submitted = True
                 await self._run_rules(item)
             if item.processed.is_set():
-                await self._flush(self._stop)  # settled before anything else runs
+                await self.settler.flush(self._stop)  # settled before anything else runs
         settled = (delivery.stream, delivery.entry_id) not in self._in_flight
         if settled or self._stop.is_set():  # settled, or stopped on purpose: it killed nothing
             with contextlib.suppress(StoppedError, *self._recoverable):
@@ -341,7 +320,7 @@ class Worker:
         items = await self.dispatch(batch)
         for item in items:
             await item.processed.wait()
-        await self._flush(None)
+        await self.settler.flush(None)
         return [item.outcome for item in items]
 
     def _decode(self, delivery: Delivery) -> Outcome:
@@ -361,81 +340,9 @@ class Worker:
             return self._dead(delivery, "internal_error", f"decoding: {type(exc).__name__}: {exc}")
         return Outcome(delivery, event)
 
-    def _device_of(self, delivery: Delivery) -> str | None:
-        known = self._in_flight.get((delivery.stream, delivery.entry_id))
-        if known is not None and known.outcome.event is not None:
-            return known.outcome.event.device  # decoded already: no second decode
-        try:
-            event = self._decoder.decode(
-                delivery.payload, source=self._source.name, stream=delivery.stream, entry_id=delivery.entry_id
-            )
-        except DecodeError:
-            return None
-        return event.device
-
-    async def _wait_blockers(self, item: _Item, earlier_arrived: Callable[[], bool]) -> bool:
-        """Wait until another consumer settled this device's earlier entries; False to yield the lane.
-
-        Waiting items do not ask the source themselves: one poller asks about every blocker of a
-        stream at once per round (thousands of items may wait after a consumer died).
-        """
-        stream = item.outcome.delivery.stream
-        while item.blockers:
-            if self._stop.is_set():  # no point waiting: it stays unsettled, and so does its lane
-                self._abandoned.add(item.lane)
-                item.blockers = set()
-                return False
-            # A blocker that is now ours (reclaimed) and in its lane: the lane's order rules from here.
-            item.blockers = {b for b in item.blockers if not self._submitted_here(stream, b)}
-            if earlier_arrived():
-                return False
-            if not item.blockers:
-                break
-            self._blocked.setdefault(stream, set()).update(item.blockers)
-            self._ensure_poller()
-            await self._poll_round.wait()
-            item.blockers -= self._settled.get(stream, set())  # only what a round asked about and found gone
-        return not earlier_arrived()
-
-    def _submitted_here(self, stream: str, entry_id: str) -> bool:
-        item = self._in_flight.get((stream, entry_id))
-        return item is not None and item.submitted
-
-    def _ensure_poller(self) -> None:
-        if self._poller is None or self._poller.done():
-            self._poller = self._tasks.spawn("blocker-poller", self._poll_blockers)
-
-    async def _poll_blockers(self) -> None:
-        """One round every _BLOCKER_POLL_S: which blockers are still pending, per stream.
-
-        However it ends (a bug here stops the worker), the waiters are woken to look again: none
-        waits for a round that will not come."""
-        try:
-            while self._blocked:
-                await asyncio.sleep(_BLOCKER_POLL_S)
-                wanted, self._blocked = self._blocked, {}
-                self._settled = {
-                    stream: await self._settled_of(stream, ids) for stream, ids in wanted.items()
-                }
-                self._end_round()
-        except BaseException:
-            self._settled = {}
-            self._end_round()
-            raise
-
-    async def _settled_of(self, stream: str, ids: set[str]) -> set[str]:
-        try:
-            return ids - await self._source.still_pending(stream, ids)
-        except self._recoverable:
-            return set()  # unknown is not settled: keep waiting
-
-    def _end_round(self) -> None:
-        done, self._poll_round = self._poll_round, asyncio.Event()
-        done.set()
-
     # ---- processing ---------------------------------------------------------------------------
 
-    async def _run_item(self, item: _Item) -> None:
+    async def _run_item(self, item: Item) -> None:
         """A lane's step. An exception escaping it is a bug here: the worker stops with it (the
         event stays unsettled, its lane is given up)."""
         try:
@@ -444,14 +351,14 @@ class Worker:
             self._abandoned.add(item.lane)
             self._tasks.fail("lane", exc)
 
-    async def _process(self, item: _Item) -> None:
+    async def _process(self, item: Item) -> None:
         """One event through the rules, once no entry runs alone."""
         if item.lane in self._abandoned:
             return
         async with self._solo.running():
             await self._run_rules(item)
 
-    async def _run_rules(self, item: _Item) -> None:
+    async def _run_rules(self, item: Item) -> None:
         """One event through the rules, to be settled; left unsettled when stopped during a state
         store outage (and so is every later item of its lane: the device's order holds)."""
         outcome = item.outcome
@@ -474,7 +381,7 @@ class Worker:
                 secrets=event.secrets,
                 sealed=self._sealer.seal_json(event.raw) if self._sealer is not None else "",
             )
-        self._finish(item)
+        self.settler.finish(item)
 
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         try:
@@ -497,100 +404,6 @@ class Worker:
         return await backoff.retry(
             lambda: self._executor.execute(event, redelivered=True), (StateStoreError,), warn
         )
-
-    def _finish(self, item: _Item) -> None:
-        item.finished_at = time.monotonic()
-        item.processed.set()
-        self._finished.append(item)
-        if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
-            self._settle_wakeup.set()
-
-    # ---- settling -----------------------------------------------------------------------------
-
-    async def _settle_loop(self, stop: asyncio.Event) -> None:
-        interval = self._settings.settle_interval_ms / 1000
-        while True:
-            self._settle_wakeup.clear()
-            if self._finished:
-                await self._flush(stop)
-            if stop.is_set():
-                if self._finished:
-                    await self._flush(stop)
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settle_wakeup.wait(), interval or None)
-
-    def unsettled_s(self) -> float:
-        """How long the oldest processed event has waited to be settled (0 when none waits)."""
-        oldest = self._settling_since
-        if oldest is None and self._finished:
-            oldest = self._finished[0].finished_at
-        return 0.0 if oldest is None else time.monotonic() - oldest
-
-    async def _flush(self, stop: asyncio.Event | None) -> None:
-        items, self._finished = self._finished, []
-        if not items:
-            return
-        self._settling_since = items[0].finished_at
-        try:
-            settled = await self._settle(items, stop or self._stop)
-        finally:
-            self._settling_since = None
-        if not settled:
-            return
-        for item in items:
-            self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
-            self._count(item.outcome)
-            self._observe(item.outcome)
-        self._room.set()
-        for sink in self._sinks:
-            try:
-                await sink([i.outcome for i in items])
-            except Exception as exc:
-                await self.logger.aerror(
-                    "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
-                )
-
-    async def _settle(self, items: list[_Item], stop: asyncio.Event) -> bool:
-        """Dead-letter records and acks, through an outage; False when given up on stop."""
-        done = [i.outcome.delivery for i in items]
-        dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
-        try:
-            await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
-        except StoppedError as exc:
-            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
-            for d in done:  # left pending: redelivered on the next start
-                self._in_flight.pop((d.stream, d.entry_id), None)
-            return False
-        return True
-
-    def _observe(self, outcome: Outcome) -> None:
-        """Tell the observers (logs, metrics); one that fails is logged, never kills the settler."""
-        for observer in self._observers:
-            try:
-                observer(outcome)
-            except Exception as exc:
-                self.logger.error(
-                    "worker.observer_failed",
-                    observer=getattr(observer, "__qualname__", type(observer).__name__),
-                    stream=outcome.delivery.stream,
-                    entry_id=outcome.delivery.entry_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-
-    def _count(self, outcome: Outcome) -> None:
-        c = self.counters
-        c.events += 1
-        c.matched += len(outcome.rules)
-        for rule in outcome.rules:
-            for step in rule.steps:
-                if step.skipped:
-                    c.actions_skipped += 1
-                elif step.ok:
-                    c.actions_ok += 1
-                else:
-                    c.actions_failed += 1
-        c.dead_lettered += outcome.dead_letter is not None
 
     def _dead(self, delivery: Delivery, reason: str, error: str) -> Outcome:
         """An outcome that is only a dead-letter record: the delivery as received (masked, and

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-DEFAULT_FAMILIES = ("supermq", "magistrala", "mainflux")
+from reactor.settings import DEFAULT_FAMILIES
+
 EVENTS_PREFIX = "events."
 
 # Services whose ``group.*`` events are about channels (things era: channels are groups).

@@ -28,6 +28,7 @@ from reactor.events.normalise import normalise_fields, to_int
 from reactor.events.protowire import WireError, unwrap_payload
 from reactor.redact import MIN_SHORT_LEN, is_secret_key, secret_values
 from reactor.secrets import Secret, wrap_named
+from reactor.settings import DEFAULT_FAMILIES
 
 if TYPE_CHECKING:
     from reactor.settings import EventsSettings
@@ -54,7 +55,7 @@ class Decoder:
     __slots__ = ("_families", "_limits")
 
     def __init__(
-        self, families: Iterable[str] = catalogue.DEFAULT_FAMILIES, limits: DecodeLimits | None = None
+        self, families: Iterable[str] = DEFAULT_FAMILIES, limits: DecodeLimits | None = None
     ) -> None:
         self._families = tuple(families)
         self._limits = limits or DecodeLimits()

@@ -1,6 +1,7 @@
-"""Events written down as text: ``redis-cli`` XRANGE output and JSON lines.
+"""Events written down as text: ``redis-cli`` XRANGE output and JSON lines, and files of them.
 
-Used by ``reactor rules test --event FILE``, by replay from a file, and by the tests that read
+Used by ``reactor rules test --event FILE``, by replay from a file (``entries_from_file``: each
+event addressed as an event store would, by stream and entry id), and by the tests that read
 the examples of SuperMQ's event catalogue.
 """
 
@@ -9,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from reactor.errors import ConfigError
 
 # One redis-cli reply line: any number of "N)" list markers, then quoted strings.
 _MARKERS = re.compile(r"^\s*(?:\d+\)\s*)*")
@@ -164,3 +168,32 @@ def json_payload(event: TextEvent) -> dict[str, Any]:
     payload = event.payload
     parsed: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else dict(payload)
     return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One event of a file, addressed as an event store would: its stream, entry id and payload."""
+
+    stream: str
+    entry_id: str
+    payload: dict[str, str] | bytes
+
+
+def read_named_file(path: Path, what: str) -> str:
+    """The text of a file an operator named (for ``what``), or a ``ConfigError`` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{what}: cannot read {path}: {reason}") from exc
+
+
+def entries_from_file(path: Path, stream: str) -> list[FileEntry]:
+    """The events of a file: a JSON ``Subject:`` header names the stream (else ``stream``), an entry
+    without an id is ``FILE#N``."""
+    out = []
+    for n, item in enumerate(parse_event_text(read_named_file(path, "replay")), 1):
+        payload = item.payload.encode() if isinstance(item.payload, str) else item.payload
+        subject = item.subject.removeprefix("events.") if item.subject else ""
+        out.append(FileEntry(subject or stream, item.entry_id or f"{path.name}#{n}", payload))
+    return out

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.errors import SourceError
 from reactor.redact import MASK, redact, redact_json_text, redact_text, utf8_safe
 from reactor.secrets import revealed_values

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from reactor.delivery.worker import Outcome
+from reactor.certs.validate import Verdict
+from reactor.delivery.outcome import Outcome
 from reactor.events.catalogue import CANONICAL_OPERATIONS
 from reactor.redact import utf8_safe
 
@@ -126,6 +127,12 @@ class Metrics:
             buckets=_DAY_BUCKETS,
             registry=r,
         )
+
+    def record_verdict(self, verdict: Verdict) -> None:
+        """A certificate check's verdict (what ``certs.*`` actions and the sweep report to)."""
+        self.cert_verdicts.labels(verdict.verdict).inc()
+        if verdict.days_left is not None:
+            self.cert_days.observe(max(verdict.days_left, 0))
 
     def observe(self, outcome: Outcome) -> None:
         """Count one settled event (an observer of the worker)."""

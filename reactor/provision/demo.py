@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.errors import ActionError
 from reactor.ops.logging import get_logger
 from reactor.provision.enrollments import derive_key

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TextIO
 
 from reactor.actions.base import ActionRegistry
-from reactor.delivery.replay import deliveries_from_file
 from reactor.errors import ConfigError, DecodeError, RuleSetError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event
+from reactor.events.textforms import entries_from_file
 from reactor.rules.dryrun import dry_run, print_report
 from reactor.rules.loader import load_rules
 from reactor.rules.ruleset import RuleSet
@@ -40,7 +40,7 @@ def read_events(path: Path, stream: str, decoder: Decoder) -> list[Event | Decod
     """Events from a JSON or redis-cli file (a JSON ``Subject:`` header names the stream); an
     entry that is no event is its ``DecodeError``, in its place."""
     out: list[Event | DecodeError] = []
-    for d in deliveries_from_file(path, stream):
+    for d in entries_from_file(path, stream):
         try:
             out.append(decoder.decode(d.payload, source="file", stream=d.stream, entry_id=d.entry_id))
         except DecodeError as exc:

@@ -32,6 +32,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from reactor.certs.info import certinfo as cert_facts
 from reactor.events.model import NS_PER_S, Event
 from reactor.rules import bounds, screen
 from reactor.rules.bounds import BoundExceeded, RegexError
@@ -123,9 +124,7 @@ def seconds_until(value: Any) -> float:
 def certinfo(pem: str) -> dict[str, Any]:
     """A certificate's facts for conditions (``reactor.certs.info.certinfo``: bounded, keyed by
     digest, ``days_left`` aged at every call): not_after, days_left, issuer, subject, serial."""
-    from reactor.certs.info import certinfo as facts  # noqa: PLC0415 - certs imports rules lazily
-
-    return facts(pem)
+    return cert_facts(pem)
 
 
 def days_until(value: Any) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reactor.delivery.deadletter import DeadLetter
+from reactor.sources.deadletter import DeadLetter
 
 
 def delivery_key(stream: str, entry_id: str) -> str:

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.sources.base import Delivery, Source
+from reactor.sources.deadletter import DeadLetter
 
 
 class MemorySource(Source):

@@ -54,12 +54,12 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.budget import ByteBudget
+from reactor.sources.deadletter import DeadLetter
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0

@@ -36,12 +36,12 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RabbitSettings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.budget import ByteBudget
+from reactor.sources.deadletter import DeadLetter
 
 #: A prefetch change that gets no answer within this is given up (tried again on the next read).
 _QOS_TIMEOUT_S = 5.0

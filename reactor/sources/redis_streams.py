@@ -37,12 +37,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RedisSettings
 from reactor.sources import redis_wire as wire
 from reactor.sources.base import Delivery, Source, entry_order
+from reactor.sources.deadletter import DeadLetter
 from reactor.sources.redis_discovery import StreamDiscovery
 
 

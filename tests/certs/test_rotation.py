@@ -12,9 +12,10 @@ import pytest
 from reactor.actions.base import ActionContext
 from reactor.actions.certs_lifecycle import RotateCert
 from reactor.app import Reactor
+from reactor.certs.rotation import Rotator
 from reactor.certs.sweep import sweep
 from reactor.certs.validate import Policy, validate
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.errors import ActionError
 from reactor.events.decode import Decoder
 from reactor.ops.logging import get_logger
@@ -190,9 +191,17 @@ async def test_sweep_over_hundreds_of_configs(sim: Simulator, tmp_path: Path) ->
     client = SuperMQClient(sim.settings())
     seen: list[tuple[int, int]] = []
     try:
-        rotator = RotateCert(client, policy, certs, "2400h", None)
+        walked: list[str] = []
+        rotated: list[str] = []
+        rotator = Rotator(client, policy, certs, "2400h", on_verdict=lambda v: rotated.append(v.verdict))
         dry = await sweep(
-            client, policy, certs, rotator, dry_run=True, progress=lambda d, t: seen.append((d, t))
+            client,
+            policy,
+            certs,
+            rotator,
+            dry_run=True,
+            progress=lambda d, t: seen.append((d, t)),
+            on_verdict=lambda v: walked.append(v.verdict),
         )
         assert (dry.total, dry.ok, dry.renew, dry.invalid, dry.without_cert, dry.rotated) == (
             300,
@@ -204,8 +213,17 @@ async def test_sweep_over_hundreds_of_configs(sim: Simulator, tmp_path: Path) ->
         )
         assert seen[-1] == (300, 300)
         assert [e.kind for e in sim.state.effects if e.kind.startswith("cert")] == []
+        # Every verdict of the walk is reported through the callback, and nothing was rotated.
+        assert (walked.count("ok"), walked.count("renew"), walked.count("invalid"), rotated) == (
+            120,
+            80,
+            40,
+            [],
+        )
         done = await sweep(client, policy, certs, rotator, dry_run=False)
         assert (done.rotated, done.failed) == (120, 0)
+        # The one rotation the action and the sweep share reports the old and the new verdicts.
+        assert (rotated.count("ok"), len(rotated)) == (120, 240)
         again = await sweep(client, policy, certs, rotator, dry_run=True)
         assert (again.ok, again.renew, again.invalid, again.without_cert) == (240, 0, 0, 60)
     finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reactor.certs.validate import Policy, renew_threshold_s, validate
+from reactor.certs.validate import Policy, validate
+from reactor.durations import renew_threshold_s
 from tests.certs.corpus import Corpus, issue
 
 CORPUS = Corpus()

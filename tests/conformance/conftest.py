@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource

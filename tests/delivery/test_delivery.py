@@ -20,8 +20,8 @@ from reactor.commands import replay_dead_letters
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial, trial_begun
 from reactor.delivery.lanes import Lanes
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.delivery.worker import Outcome
 from reactor.errors import StateStoreError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings

@@ -14,8 +14,8 @@ import pytest
 from reactor.app import Reactor
 from reactor.commands import open_dead_letters, replay_dead_letters
 from reactor.delivery.dlq_nats import NatsDeadLetters
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.delivery.worker import Outcome
 from reactor.errors import ConfigError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource

@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.delivery.worker import Outcome
 from reactor.settings import Settings, load_settings
 from reactor.sources.base import delivery_key
 from reactor.sources.redis_streams import RedisStreamsSource

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.settings import Settings
 from reactor.supermq.simulator import Simulator
 from tests.delivery.helpers import redis_settings, running_reactor, until

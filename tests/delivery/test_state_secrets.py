@@ -7,8 +7,8 @@ import asyncio
 import json
 
 from reactor.app import Reactor
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.delivery.worker import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource

@@ -19,12 +19,12 @@ import structlog
 
 import reactor.app
 from reactor.app import Reactor, run_daemon
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.state import MemoryStateStore, RedisStateStore
 from reactor.errors import SourceError, StateStoreError
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import NatsSettings, Settings, load_settings
 from reactor.sources.base import Delivery
+from reactor.sources.deadletter import DeadLetter
 from reactor.sources.memory import MemorySource
 from reactor.sources.nats_jetstream import NatsJetStreamSource
 from reactor.sources.rabbitmq import RabbitMQSource
@@ -147,7 +147,7 @@ async def test_a_dead_lane_stops_the_worker_with_the_failure(
     def broken_finish(item: object) -> None:
         raise AttributeError("a bug in the worker")
 
-    monkeypatch.setattr(built.worker, "_finish", broken_finish)
+    monkeypatch.setattr(built.worker.settler, "finish", broken_finish)
     with pytest.raises(TaskFailedError, match="lane"):
         async with asyncio.timeout(5):
             await built.run(asyncio.Event())

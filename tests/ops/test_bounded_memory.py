@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from reactor.certs import info
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.errors import DecodeError
 from reactor.events.decode import Decoder
 from reactor.events.model import Event

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.audit import AuditRow, MemoryAudit, print_history
 from reactor.ops.logging import get_logger
 from reactor.ops.server import OpsServer

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reactor.app import Reactor, build_audit, build_state_store
 from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
@@ -213,7 +213,7 @@ async def test_no_secret_in_clear_in_any_output_or_store(
             settings, source, get_logger("test"), observers=[outcomes.append], state=state
         )
         reactor.audit = audit
-        reactor.worker._sinks = [audit.record]
+        reactor.worker.settler._sinks = [audit.record]
         await asyncio.wait_for(reactor.run(asyncio.Event()), 30)
         access_tokens = set(sim.state.access_tokens)
         issued_keys = [c.key_pem for c in sim.state.certs.values()]

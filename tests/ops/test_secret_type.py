@@ -20,11 +20,10 @@ from cryptography.fernet import Fernet
 
 from reactor.actions.base import Action, ActionContext, Params
 from reactor.app import Reactor, build_source
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.dlq import Record
 from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
-from reactor.delivery.worker import Outcome
 from reactor.events.decode import Decoder
 from reactor.events.model import raw_view
 from reactor.ops.audit import AuditRow, SQLiteAudit, rows_for
@@ -35,6 +34,7 @@ from reactor.rules.model import CompiledAction
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
+from reactor.sources.deadletter import DeadLetter
 from tests.conftest import REDIS_URL, reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,

@@ -104,7 +104,7 @@ async def test_no_secret_reaches_logs_dead_letters_audit_or_metrics(tmp_path: Pa
         audit = MemoryAudit()
         reactor = Reactor.build(settings, source, get_logger("test"))
         reactor.audit = audit
-        reactor.worker._sinks = [audit.record]
+        reactor.worker.settler._sinks = [audit.record]
         await reactor.run(asyncio.Event())
         access_tokens = set(sim.state.access_tokens)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.ops.status import gather, print_status
 from reactor.settings import load_settings
+from reactor.sources.deadletter import DeadLetter
 from tests.rules.helpers import registry
 from tests.sources.backends import BACKENDS, Backend
 

@@ -12,16 +12,16 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.delivery.executor import RuleOutcome, StepOutcome
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
-from reactor.delivery.worker import Outcome
 from reactor.events.model import Event, raw_view
 from reactor.ops.audit import SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging
 from reactor.redact import MASK, redact
 from reactor.settings import RedisSettings
 from reactor.sources.base import Delivery
+from reactor.sources.deadletter import DeadLetter
 from reactor.sources.redis_streams import RedisStreamsSource
 from tests.conftest import REDIS_URL
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from reactor.app import Reactor, install_signal_handlers
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.rules import bounds
 from reactor.rules.bounds import BoundExceeded, Section

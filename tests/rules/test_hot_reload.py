@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from reactor.app import Reactor, install_signal_handlers
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource

@@ -14,8 +14,8 @@ import nats
 import pytest
 
 from reactor.app import Reactor
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import SQLiteStateStore, StateStore
-from reactor.delivery.worker import Outcome
 from reactor.events.protowire import wrap_payload
 from reactor.ops.logging import get_logger
 from reactor.settings import NatsSettings, Settings, load_settings

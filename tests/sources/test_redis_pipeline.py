@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from reactor.delivery.deadletter import DeadLetter
 from reactor.events.decode import Decoder
 from reactor.sources.base import Delivery, Source
+from reactor.sources.deadletter import DeadLetter
 from tests.sources.backends import BACKENDS, Backend, event_json
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from reactor.actions.certs import certs_actions
 from reactor.app import Reactor
-from reactor.delivery.worker import Outcome
+from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery

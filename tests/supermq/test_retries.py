@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from reactor.app import Reactor
+from reactor.delivery.outcome import Outcome
 from reactor.delivery.retry import RetryPolicy
-from reactor.delivery.worker import Outcome
 from reactor.errors import PermanentError, RetryableError
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings

@@ -1,0 +1,164 @@
+"""The settler: finished events are settled together, dead-letter records and acks in one call to
+the source, every ``settle_interval_ms`` (or as soon as a batch is full); then counted, observed
+(logs, metrics) and handed to the sinks (the audit trail). Nothing is acked before this."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from reactor.backoff import StoppedError
+from reactor.delivery.outcome import InFlight, Item, Outcome
+from reactor.settings import WorkerSettings
+from reactor.sources.base import Source
+
+Observer = Callable[[Outcome], None]
+Sink = Callable[[Sequence[Outcome]], Awaitable[None]]
+#: A source call retried with backoff through an outage (``StoppedError`` once the event is set).
+Retrying = Callable[[Callable[[], Awaitable[None]], str, asyncio.Event], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the worker has done since it started."""
+
+    events: int = 0
+    matched: int = 0
+    actions_ok: int = 0
+    actions_failed: int = 0
+    actions_skipped: int = 0
+    dead_lettered: int = 0
+
+
+class Settler:
+    """Settles what the worker finished; frees its room in flight once settled."""
+
+    def __init__(
+        self,
+        source: Source,
+        settings: WorkerSettings,
+        batch_size: int,
+        in_flight: InFlight,
+        room: asyncio.Event,
+        retrying: Retrying,
+        logger: structlog.typing.FilteringBoundLogger,
+        observers: Sequence[Observer] = (),
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        self._source = source
+        self._settings = settings
+        self._batch_size = batch_size
+        self._in_flight = in_flight
+        self._room = room
+        self._retrying = retrying
+        self.logger = logger
+        self._observers = list(observers)
+        self._sinks = list(sinks)
+        self._finished: list[Item] = []
+        self._settle_wakeup = asyncio.Event()
+        self._settling_since: float | None = None
+        self._stop = asyncio.Event()  # the daemon's, once running; never set for process()
+        self.counters = Counters()
+
+    def start(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+
+    def wake(self) -> None:
+        self._settle_wakeup.set()
+
+    def finish(self, item: Item) -> None:
+        item.finished_at = time.monotonic()
+        item.processed.set()
+        self._finished.append(item)
+        if len(self._finished) >= self._batch_size or self._settings.settle_interval_ms == 0:
+            self._settle_wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self._settings.settle_interval_ms / 1000
+        while True:
+            self._settle_wakeup.clear()
+            if self._finished:
+                await self.flush(stop)
+            if stop.is_set():
+                if self._finished:
+                    await self.flush(stop)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settle_wakeup.wait(), interval or None)
+
+    def unsettled_s(self) -> float:
+        """How long the oldest processed event has waited to be settled (0 when none waits)."""
+        oldest = self._settling_since
+        if oldest is None and self._finished:
+            oldest = self._finished[0].finished_at
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    async def flush(self, stop: asyncio.Event | None) -> None:
+        items, self._finished = self._finished, []
+        if not items:
+            return
+        self._settling_since = items[0].finished_at
+        try:
+            settled = await self._settle(items, stop or self._stop)
+        finally:
+            self._settling_since = None
+        if not settled:
+            return
+        for item in items:
+            self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
+            self._count(item.outcome)
+            self._observe(item.outcome)
+        self._room.set()
+        for sink in self._sinks:
+            try:
+                await sink([i.outcome for i in items])
+            except Exception as exc:
+                await self.logger.aerror(
+                    "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
+                )
+
+    async def _settle(self, items: list[Item], stop: asyncio.Event) -> bool:
+        """Dead-letter records and acks, through an outage; False when given up on stop."""
+        done = [i.outcome.delivery for i in items]
+        dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
+        try:
+            await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
+        except StoppedError as exc:
+            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
+            for d in done:  # left pending: redelivered on the next start
+                self._in_flight.pop((d.stream, d.entry_id), None)
+            return False
+        return True
+
+    def _observe(self, outcome: Outcome) -> None:
+        """Tell the observers (logs, metrics); one that fails is logged, never kills the settler."""
+        for observer in self._observers:
+            try:
+                observer(outcome)
+            except Exception as exc:
+                self.logger.error(
+                    "worker.observer_failed",
+                    observer=getattr(observer, "__qualname__", type(observer).__name__),
+                    stream=outcome.delivery.stream,
+                    entry_id=outcome.delivery.entry_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def _count(self, outcome: Outcome) -> None:
+        c = self.counters
+        c.events += 1
+        c.matched += len(outcome.rules)
+        for rule in outcome.rules:
+            for step in rule.steps:
+                if step.skipped:
+                    c.actions_skipped += 1
+                elif step.ok:
+                    c.actions_ok += 1
+                else:
+                    c.actions_failed += 1
+        c.dead_lettered += outcome.dead_letter is not None
