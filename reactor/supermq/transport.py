@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -208,8 +209,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
             )
         timeouts = _timeouts(request)
         status, headers, body, encoded = await self._exchange(origin, request, timeouts)
-        if encoded:
-            return _response_public(status, headers, b"".join(body), request)
+        if encoded:  # decoded here, within max_body: httpx would unpack any size in memory
+            return response(status, headers, decoded(headers, b"".join(body), self._max_body), request)
         return response(status, headers, b"".join(body), request)
 
     async def _exchange(
@@ -262,6 +263,46 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._pool.close()
+
+
+def decoded(headers: list[tuple[bytes, bytes]], body: bytes, limit: int) -> bytes:
+    """``body`` with its Content-Encoding undone (gzip, deflate; identity), never past ``limit``
+    bytes decoded: a small compressed answer can unpack to gigabytes."""
+    codings = [
+        c.strip().lower()
+        for name, value in headers
+        if name.lower() == b"content-encoding"
+        for c in value.split(b",")
+        if c.strip()
+    ]
+    for coding in reversed(codings):  # the last applied is undone first
+        if coding in (b"gzip", b"x-gzip"):
+            body = _inflate(body, zlib.MAX_WBITS | 16, limit)
+        elif coding == b"deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
+            try:
+                body = _inflate(body, zlib.MAX_WBITS, limit)
+            except _UndecodableError:
+                body = _inflate(body, -zlib.MAX_WBITS, limit)
+        elif coding != b"identity":
+            raise httpx.DecodingError(f"unsupported Content-Encoding {coding.decode('latin-1')!r}")
+    return body
+
+
+class _UndecodableError(httpx.DecodingError):
+    """The bytes are not of the coding the answer names (not: they decode to too much)."""
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, limit + 1)
+        if len(out) <= limit and not inflater.unconsumed_tail:
+            out += inflater.flush(limit + 1 - len(out))
+    except zlib.error as exc:
+        raise _UndecodableError(f"answer body does not decode: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise httpx.DecodingError(f"answer body over {limit} bytes once decoded")
+    return out
 
 
 def _response_public(

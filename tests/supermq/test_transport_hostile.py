@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from reactor.settings import SuperMQSettings
 from reactor.supermq.http import Http, build_http
+from reactor.supermq.transport import Http1Transport
 from tests.supermq.test_transport import OK, Server, keep_alive, read_request
 
 TRANSPORTS = ["http1", "httpx"]
@@ -255,3 +257,32 @@ async def test_a_connect_that_hangs_is_a_connect_timeout() -> None:
         for s in fillers:
             s.close()
         listener.close()
+
+
+_ENCODED = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compressed_answer_is_bounded_once_decoded(coding: str) -> None:
+    """``max_body`` counts the decoded body: 64 MiB of zeros compressed to some 64 KiB were
+    unpacked whole in memory (httpx decodes what it is given), past a 1 MiB bound."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+    bomb = packer.compress(b"\0" * (64 << 20)) + packer.flush()
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n" % (
+        coding.encode(),
+        len(bomb),
+    )
+    transport = Http1Transport(max_body=1 << 20)
+    async with Server(keep_alive(head + bomb)) as server:
+        with pytest.raises(httpx.DecodingError, match="over 1048576 bytes once decoded"):
+            await transport.handle_async_request(httpx.Request("GET", server.url("/bomb")))
+        small = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+        fine = small.compress(b'{"ok": true}') + small.flush()
+        ok = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n" % (
+            coding.encode(),
+            len(fine),
+        )
+    async with Server(keep_alive(ok + fine)) as server:
+        answer = await transport.handle_async_request(httpx.Request("GET", server.url("/fine")))
+        assert answer.json() == {"ok": True}
+    await transport.aclose()
