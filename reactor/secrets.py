@@ -238,17 +238,23 @@ class Sealer:
             return {SEALED: self.seal(value.reveal())}
         return str(value)
 
-    def decode(self, text: str) -> Any:
+    def decode(self, text: str, *, strict: bool = False) -> Any:
         """What ``encode`` wrote: sealed values are Secrets again (the mask, when this key cannot
-        open them: the value is never guessed)."""
-        return json.loads(text, object_hook=self._open_secret)
+        open them: the value is never guessed; ``strict``: ``SealError`` instead)."""
+        return json.loads(text, object_hook=self._open_strict if strict else self._open_secret)
 
     def _open_secret(self, obj: Mapping[str, Any]) -> Any:
-        if len(obj) == 1 and isinstance(obj.get(SEALED), str):
-            try:
-                return Secret(self.open(obj[SEALED]))
-            except SealError:
-                return Secret(MASK)
+        try:
+            return self._open_strict(obj)
+        except SealError:
+            return Secret(MASK)
+
+    def _open_strict(self, obj: Mapping[str, Any]) -> Any:
+        if len(obj) == 1 and SEALED in obj:
+            token = obj[SEALED]
+            if not isinstance(token, str) or not token:
+                raise SealError("recorded without a key: the value was not kept")
+            return Secret(self.open(token))
         return obj
 
 

@@ -19,6 +19,7 @@ import json
 import sqlite3
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from redis.exceptions import RedisError
 
 from reactor.backoff import Backoff, StoppedError
 from reactor.errors import StateStoreError
-from reactor.secrets import Sealer, Secret
+from reactor.secrets import SEALED, Sealer, SealError, Secret
 
 Steps = dict[str, Any]
 
@@ -45,14 +46,31 @@ def encode_result(result: Any, sealer: Sealer | None = None) -> str:
     try:
         if sealer is not None:
             return sealer.encode(result)
-        return json.dumps(result, default=lambda v: "***" if isinstance(v, Secret) else str(v))
+        return json.dumps(result, default=lambda v: {SEALED: ""} if isinstance(v, Secret) else str(v))
     except (ValueError, TypeError, RecursionError):
         return json.dumps({"unserialisable": type(result).__name__})
 
 
+#: Opens nothing: the decoder for a store kept without a key (every sealed value is unopened).
+_NO_KEY = Sealer()
+
+#: A recorded result holding a secret this process cannot open (sealed under another key, or
+#: recorded without one): its step counts as not done and runs again, rather than hand a later
+#: step the mask as the value (``***`` sent to SuperMQ as a device's key).
+UNOPENED: Any = object()
+
+
 def decode_result(text: str, sealer: Sealer | None) -> Any:
-    """What ``encode_result`` wrote, sealed values Secrets again."""
-    return sealer.decode(text) if sealer is not None else json.loads(text)
+    """What ``encode_result`` wrote, sealed values Secrets again; ``UNOPENED`` (see there)."""
+    try:
+        return (sealer or _NO_KEY).decode(text, strict=True)
+    except SealError:
+        return UNOPENED
+
+
+def _decoded_steps(rows: Iterable[tuple[str, str]], sealer: Sealer | None) -> Steps:
+    decoded = ((step, decode_result(result, sealer)) for step, result in rows)
+    return {step: result for step, result in decoded if result is not UNOPENED}
 
 
 class StateStore(ABC):
@@ -105,7 +123,7 @@ class SQLiteStateStore(StateStore):
 
     async def completed(self, event_key: str) -> Steps:
         rows = self._db.execute("SELECT step, result FROM steps WHERE event = ?", (event_key,)).fetchall()
-        return {step: decode_result(result, self._sealer) for step, result in rows}
+        return _decoded_steps(rows, self._sealer)
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
         now = time.time()
@@ -138,7 +156,7 @@ class RedisStateStore(StateStore):
 
     async def completed(self, event_key: str) -> Steps:
         raw = await self._retrying(lambda: self._client.hgetall(f"{self._prefix}:{event_key}"))
-        return {str(k): decode_result(v, self._sealer) for k, v in raw.items()}
+        return _decoded_steps(((str(k), v) for k, v in raw.items()), self._sealer)
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
         key = f"{self._prefix}:{event_key}"

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 from reactor.app import Reactor
 from reactor.delivery.outcome import Outcome
-from reactor.delivery.state import MemoryStateStore
+from reactor.delivery.state import MemoryStateStore, SQLiteStateStore
 from reactor.ops.logging import get_logger
+from reactor.secrets import Sealer, Secret
 from reactor.settings import load_settings
 from reactor.sources.memory import MemorySource
 from reactor.supermq.simulator import Simulator
@@ -46,3 +50,24 @@ async def test_the_push_rule_records_no_key_in_the_state_store() -> None:
     assert state.steps
     assert "thing-key-4f1e9d" not in stored
     assert "external-key-77ab" not in stored
+
+
+async def test_a_step_whose_secret_cannot_be_opened_runs_again(tmp_path: Path) -> None:
+    """After a restart under another key (the default ephemeral one), a recorded step whose result
+    holds a sealed secret must not count as done: a later step would be handed the mask and send
+    ``***`` to SuperMQ as the device's key (found by a hostile review). It runs again instead."""
+    path = tmp_path / "state.sqlite3"
+    first = SQLiteStateStore(path, 3600, Sealer(Fernet.generate_key()))
+    await first.record("s/1-0", "rule", "config", {"thing_key": Secret("real-thing-key-123")})
+    await first.record("s/1-0", "rule", "log", {"said": "plain"})
+    await first.close()
+    same = SQLiteStateStore(path, 3600, Sealer(Fernet.generate_key()))
+    assert set(await same.completed("s/1-0")) == {"rule/log"}  # another key: the secret step is not done
+    await same.close()
+
+
+async def test_a_step_whose_secret_was_recorded_without_a_sealer_runs_again(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "state.sqlite3", 3600)
+    await store.record("s/1-0", "rule", "cert", {"client_key": Secret("-----BEGIN PRIVATE KEY-----x")})
+    assert await store.completed("s/1-0") == {}
+    await store.close()

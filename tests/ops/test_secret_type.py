@@ -64,9 +64,9 @@ async def test_the_state_store_seals_an_issued_key_and_a_redelivery_gets_it_back
     assert isinstance(result["client_key"], Secret)
     assert result["client_key"].reveal() == pem
     other = SQLiteStateStore(tmp_path / "s.sqlite3", 3600, Sealer(Fernet.generate_key()))
-    [result] = (await other.completed("s/1-0")).values()  # another key: the mask, never a guess
+    # Another key: never a guess, and never the mask as the value: the step is not done, it runs again.
+    assert await other.completed("s/1-0") == {}
     await other.close()
-    assert result["client_key"].reveal() == MASK
 
 
 def test_a_malformed_record_is_masked_for_show_and_sealed_for_replay() -> None:
