@@ -20,7 +20,7 @@ from reactor.commands import (
     simulate_command,
 )
 from reactor.doctor import doctor_command, unusable_settings
-from reactor.errors import ConfigError, RuleError, SourceError, StateStoreError
+from reactor.errors import ActionError, ConfigError, RuleError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.ops.jsonout import dry_run_json
 from reactor.ops.logging import configure_logging, get_logger
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RuleError, SourceError, StateStoreError) as exc:  # may name a value: masked
         print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 2
+    except ActionError as exc:  # SuperMQ down or refusing (certs inspect --thing, the sweep): a finding
+        print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
     except TaskFailedError as exc:  # a bug, logged with its stack as reactor.task_failed
         print(f"reactor: {redact_text(str(exc))}", file=sys.stderr)
         return 1

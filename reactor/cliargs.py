@@ -225,17 +225,29 @@ def _provision_commands(sub: Any) -> None:
     provision.add_argument("--dry-run", action="store_true", help="look up what exists; create nothing")
 
 
+def _port_base(text: str) -> int:
+    """The first of the simulator's consecutive ports (0: SuperMQ's own), as a usage error if off."""
+    try:
+        base = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= base <= 65535 - 16:
+        raise argparse.ArgumentTypeError(f"{base} is out of range: 0 (SuperMQ's ports) or 1-65519")
+    return base
+
+
 def _simulator_command(sub: Any) -> None:
     sim = _verb(
         sub,
         "simulate-supermq",
-        "SuperMQ's HTTP APIs on loopback (in-memory), for trials",
+        "SuperMQ's HTTP APIs on loopback (in-memory), for trials; log in as admin@example.com with"
+        " the trial secret 12345678 (supermq.identity / supermq.secret)",
         "  reactor simulate-supermq --seed",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     sim.add_argument(
         "--port-base",
-        type=int,
+        type=_port_base,
         default=0,
         help="consecutive ports from here (default: SuperMQ's own: users 9002, things 9000, ...)",
     )

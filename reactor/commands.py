@@ -217,7 +217,9 @@ async def _inspect(
     args: argparse.Namespace, settings: Settings, policy: Policy, client: SuperMQClient
 ) -> int:
     key = read_named_file(args.key, "--key") if args.key else ""
-    if args.thing:
+    if args.thing is not None:
+        if not args.thing.strip():
+            raise ConfigError("certs inspect --thing: give the thing id of a bootstrap config")
         config = await client.served_config(args.thing)
         identity = device_identity(settings.certs.bind, config)
         verdict = validate(config.client_cert, policy, key_pem=key, ca_pem=config.ca_cert, identity=identity)
@@ -356,7 +358,8 @@ async def simulate_command(args: argparse.Namespace) -> int:
     if args.profile == "clients":
         print(f"  domain_id  {sim.state.domain_id}")
     print(
-        f"log in with identity {sim.state.identity!r} and the simulator's secret (see --help); Ctrl-C stops"
+        f"log in with identity {sim.state.identity!r} and the simulator's trial secret (see --help);"
+        " Ctrl-C stops"
     )
     await stop.wait()
     await sim.stop()
