@@ -35,7 +35,8 @@ def config(tmp_path: Path, sim: Simulator) -> Path:
         f'[redis]\nurl = "{REDIS_URL}"\nstreams = ["zt-test-{time.time_ns()}"]\n\n'
         f'[rules]\ndir = "{tmp_path / "rules"}"\n\n'
         f'[state]\npath = "{tmp_path / "state.sqlite3"}"\n\n'
-        f'[supermq]\nprofile = "{profile}"\nidentity = "{sim.state.identity}"\nsecret = "{sim.state.secret}"\n'
+        f'[supermq]\nprofile = "{profile}"\n'
+        f'identity = "{sim.state.identity}"\nsecret = "{sim.state.secret}"\n'
         f"{urls}\n\n"
         f'[provision]\nenrollments = ["{tmp_path / "enrollments.toml"}"]\n'
         f'templates_dir = "{tmp_path / "templates"}"\n'
