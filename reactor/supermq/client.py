@@ -361,7 +361,8 @@ class SuperMQClient:
         """Create a bootstrap config for an existing thing (``config["thing_id"]``); returns its id."""
         thing_id = str(config["thing_id"])
         what = f"create the bootstrap config of external id {config.get('external_id')}"
-        await self._send((await self._p()).config_add(), what, body=dict(config), device=thing_id)
+        profile = await self._p()
+        await self._send(profile.config_add(), what, body=profile.config_add_body(config), device=thing_id)
         return thing_id
 
     async def find_config(self, external_id: str) -> models.Config | None:

@@ -127,7 +127,10 @@ class Channel(_Model):
 
 class ThingsPage(_Model):
     total: int = 0
-    things: Annotated[list[Thing], BeforeValidator(_null_is_no_list)] = []
+    #: SuperMQ HEAD names them ``clients`` (clients/api/http/responses.go clientsPageRes).
+    things: Annotated[list[Thing], BeforeValidator(_null_is_no_list)] = Field(
+        [], validation_alias=_also("things", "clients")
+    )
 
 
 class ChannelsPage(_Model):

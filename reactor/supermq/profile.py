@@ -18,6 +18,7 @@ call (``echo``: the reactor's own calls come back as events, see ``reactor.event
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -152,6 +153,11 @@ class ThingsProfile:
 
     def config_add(self) -> Endpoint:
         return Endpoint("bootstrap", "POST", "/things/configs", "config.create")
+
+    @staticmethod
+    def config_add_body(config: Mapping[str, Any]) -> dict[str, Any]:
+        """The body of ``config_add`` (v0.14.0 and Mainflux: ``thing_id`` as given)."""
+        return dict(config)
 
     #: Whether ``configs()`` filters by ``external_id`` (v0.14.0 bootstrap/api/transport.go).
     configs_by_external_id = True

@@ -3,6 +3,9 @@ under the domain (see ``reactor.supermq.profile`` for the profiles and how one i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from reactor.errors import ConfigError, PermanentError
 from reactor.supermq.profile import PROFILES, Call, Endpoint, ThingsProfile, _seg
 
@@ -27,10 +30,6 @@ class ClientsProfile(ThingsProfile):
         'the "clients" profile (SuperMQ HEAD) publishes to a channel only: its http adapter\'s '
         "document (apidocs/openapi/http.yaml) has /m/{domainPrefix}/c/{channelPrefix} and no "
         "subtopic path; leave subtopic out, or put the topic in the payload"
-    )
-    no_provisioning = (
-        'the "clients" profile (SuperMQ HEAD) has no provisioning calls yet (things.create, '
-        "channels.create, bootstrap.create_config, provision are built for mainflux and things)"
     )
     #: bootstrap/events/producer/streams.go View publishes ``bootstrap.config.view``.
     view_echo = "config.view"
@@ -109,6 +108,50 @@ class ClientsProfile(ThingsProfile):
 
     def channel(self, channel_id: str) -> Endpoint:
         return Endpoint("channels", "GET", f"{self._d}/channels/{_seg(channel_id)}", "channel.view")
+
+    # provisioning: create, find by name, remove (reactor.provision)
+    def things_create(self) -> Endpoint:
+        """clients/api/http/clients.go ``POST /{domainID}/clients``: 201 with the client, its
+        secret generated when none is given (clients/service.go CreateClients)."""
+        return Endpoint("clients", "POST", f"{self._d}/clients")
+
+    def things_list(self) -> Endpoint:
+        """``GET /{domainID}/clients``: ``name`` matched in part, ``status`` (default enabled:
+        clients/api/http/decode.go decodeListClients); the page is ``{total, clients}``, its
+        ``offset``/``limit`` and ``clients`` ``omitempty`` (responses.go clientsPageRes)."""
+        return Endpoint("clients", "GET", f"{self._d}/clients")
+
+    def thing_remove(self, thing_id: str) -> Endpoint:
+        """``DELETE /{domainID}/clients/{clientID}``: 204; the client's connections removed and its
+        status set to deleted (clients/service.go Delete), so it is listed no more."""
+        return Endpoint("clients", "DELETE", f"{self._d}/clients/{_seg(thing_id)}", "thing.remove")
+
+    def channels_create(self) -> Endpoint:
+        return Endpoint("channels", "POST", f"{self._d}/channels")
+
+    def channels_list(self) -> Endpoint:
+        return Endpoint("channels", "GET", f"{self._d}/channels")
+
+    def channel_remove(self, channel_id: str) -> Endpoint:
+        """``DELETE /{domainID}/channels/{channelID}``: 204; connections removed, status deleted
+        (channels/service.go RemoveChannel): the default listing (enabled) no longer has it."""
+        return Endpoint("channels", "DELETE", f"{self._d}/channels/{_seg(channel_id)}", "channel.remove")
+
+    def channel_enable(self, channel_id: str) -> Endpoint:
+        return Endpoint("channels", "POST", f"{self._d}/channels/{_seg(channel_id)}/enable")
+
+    def config_add(self) -> Endpoint:
+        """bootstrap/api/transport.go ``POST /{domainID}/clients/configs``: 201, no body."""
+        return Endpoint("bootstrap", "POST", f"{self._d}/clients/configs", "config.create")
+
+    @staticmethod
+    def config_add_body(config: Mapping[str, Any]) -> dict[str, Any]:
+        """bootstrap/api/requests.go addReq reads ``client_id`` (a ``thing_id`` is ignored, and
+        bootstrap's Add would then look up a client with an empty id)."""
+        body = dict(config)
+        if "thing_id" in body:
+            body["client_id"] = body.pop("thing_id")
+        return body
 
     # certs
     def cert_issue(self) -> Endpoint:

@@ -139,3 +139,86 @@ async def test_head_events_drive_onboarding_push_and_rotation_on_heads_api(
         assert (await redis_client.xpending(stream, "reactor"))["pending"] == 0
     assert head.contract is not None
     assert head.contract.violations == []
+
+
+async def test_head_failed_bootstraps_on_redis_provision_one_client(
+    redis_client: aioredis.Redis,
+    head: Simulator,
+    unique: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Zero-touch on SuperMQ HEAD end to end: twenty failed attempts of one enrolled device, as
+    HEAD publishes them (``bootstrap.client.bootstrap``, ``success`` false, no client), on a real
+    Redis, drive the shipped zero-touch rule (throttled per device in the Redis state store):
+    one client, one config, the device's next fetch answered with its channels and content."""
+    from reactor.provision.enrollments import derive_key
+    from tests.provision.test_zero_touch import ENROLLMENTS, GROUP_SECRET, TEMPLATE
+
+    monkeypatch.setenv("ZT_DEV_001_KEY", "unused-individual-key")
+    monkeypatch.setenv("ZT_FACTORY_A_SECRET", GROUP_SECRET)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "sensor.toml").write_text(TEMPLATE)
+    (tmp_path / "enrollments.toml").write_text(ENROLLMENTS)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shipped = (REPO / "rules" / "zero-touch.toml").read_text()
+    (rules / "zero-touch.toml").write_text(shipped.replace("enabled = false", "enabled = true"))
+    family = f"e2z{unique}"
+    stream = f"events.{family}.bootstrap.client.bootstrap"
+    device = f"fa-{unique}"
+    settings = load_settings(
+        None,
+        redis={
+            "url": REDIS_URL,
+            "streams": [stream],
+            "group": "reactor",
+            "consumer": "c1",
+            "start_id": "0",
+            "block_ms": 50,
+            "dlq_stream": f"{family}.dlq",
+        },
+        events={"families": [family]},
+        rules={"dir": rules, "reload_interval_s": 0},
+        state={"backend": "redis"},
+        provision={
+            "enrollments": [str(tmp_path / "enrollments.toml")],
+            "templates_dir": str(tmp_path / "templates"),
+        },
+    )
+    settings = settings.model_copy(update={"supermq": head.settings()})
+    for n in range(20):
+        await redis_client.xadd(
+            stream,
+            _data(
+                operation="bootstrap.client.bootstrap",
+                external_id=device,
+                success=False,
+                occurred_at=1796110500000000000 + n,
+            ),
+        )
+    async with running_reactor(settings) as (reactor, outcomes, _stop):
+        await until(lambda: len(outcomes) == 20, timeout_s=15.0)
+        assert reactor.client.profile.name == "clients"
+
+    assert [o.dead_letter for o in outcomes] == [None] * 20
+    steps = [s for o in outcomes for r in o.rules for s in r.steps]
+    provisioned = [s for s in steps if s.type == "provision" and s.ok and not s.skipped]
+    throttled = [s for s in steps if s.type == "throttle" and s.skipped]
+    assert (len(provisioned), len(throttled)) == (1, 19), "one provisioning, nineteen throttled"
+    state = head.state
+    assert [t.name for t in state.things.values()] == [device], "one client"
+    assert len(state.configs) == 1, "one config"
+    [config] = state.configs.values()
+    assert (config.external_id, config.external_key, config.state) == (
+        device,
+        derive_key(GROUP_SECRET, device),
+        1,
+    )
+    assert sorted(c.name for c in state.channels.values()) == [f"{device}-control", f"{device}-data"]
+    assert {(config.thing_id, c, k) for c in config.channels for k in ("publish", "subscribe")} == (
+        state.typed_connections
+    )
+    assert (await redis_client.xpending(stream, "reactor"))["pending"] == 0
+    assert head.contract is not None
+    assert head.contract.violations == []

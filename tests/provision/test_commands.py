@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from reactor.ops.audit import AuditRow, SQLiteAudit
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
@@ -24,13 +26,17 @@ def config(tmp_path: Path, sim: Simulator) -> Path:
     (tmp_path / "templates" / "sensor.toml").write_text(TEMPLATE)
     (tmp_path / "enrollments.toml").write_text(ENROLLMENTS)
     (tmp_path / "rules").mkdir()
-    urls = "\n".join(f'{s}_url = "{sim.url(s)}"' for s in ("users", "things", "bootstrap", "certs", "http"))
+    profile = sim.state.profile
+    urls = "\n".join(f'{s}_url = "{sim.url(s)}"' for s in sim.services)
+    if profile == "clients":  # SuperMQ HEAD: every route sits under the domain
+        urls += f'\ndomain_id = "{sim.state.domain_id}"'
     path = tmp_path / "reactor.toml"
     path.write_text(
         f'[redis]\nurl = "{REDIS_URL}"\nstreams = ["zt-test-{time.time_ns()}"]\n\n'
         f'[rules]\ndir = "{tmp_path / "rules"}"\n\n'
         f'[state]\npath = "{tmp_path / "state.sqlite3"}"\n\n'
-        f'[supermq]\nprofile = "things"\nidentity = "{sim.state.identity}"\nsecret = "{sim.state.secret}"\n'
+        f'[supermq]\nprofile = "{profile}"\n'
+        f'identity = "{sim.state.identity}"\nsecret = "{sim.state.secret}"\n'
         f"{urls}\n\n"
         f'[provision]\nenrollments = ["{tmp_path / "enrollments.toml"}"]\n'
         f'templates_dir = "{tmp_path / "templates"}"\n'
@@ -59,8 +65,9 @@ async def test_enroll_check_shows_the_plan_with_the_key_masked(tmp_path: Path) -
         assert sim.exchanges == [], "enroll check reads only the files"
 
 
-async def test_provision_by_hand_with_a_dry_run_first(tmp_path: Path) -> None:
-    async with Simulator() as sim:
+@pytest.mark.parametrize("profile", ["things", "clients"])
+async def test_provision_by_hand_with_a_dry_run_first(tmp_path: Path, profile: str) -> None:
+    async with Simulator(profile=profile) as sim:
         path = config(tmp_path, sim)
         code, out, err = await cli("--config", str(path), "provision", "dev-001", "--dry-run")
         assert code == 0, err

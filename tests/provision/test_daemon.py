@@ -85,3 +85,51 @@ async def test_the_daemon_provisions_refuses_and_dead_letters_with_the_step(
         assert "failed at step 'activate'" in errors
         assert sim.contract is not None
         assert sim.contract.violations == []
+
+
+def head_attempt(external_id: str, n: int) -> tuple[str, dict[str, Any]]:
+    """A failed attempt as SuperMQ HEAD publishes it (bootstrap/events/producer/events.go
+    bootstrapEvent: JSON in ``data``, ``success`` a boolean, one stream per operation)."""
+    data = {
+        "external_id": external_id,
+        "occurred_at": 1796110416000000000 + n,
+        "operation": "bootstrap.client.bootstrap",
+        "success": False,
+    }
+    return "events.magistrala.bootstrap.client.bootstrap", {"data": json.dumps(data)}
+
+
+async def test_the_daemon_provisions_on_the_clients_profile_from_head_events(
+    tmp_path: Path,
+    layout: Path,  # noqa: F811 - the fixture
+) -> None:
+    """SuperMQ HEAD: the shipped rule turns HEAD-shaped failed attempts into provisioned clients
+    (every exchange checked against the HEAD documents); a failure at activation is undone and
+    dead-lettered with the step; an unenrolled device creates nothing."""
+    async with Simulator(profile="clients") as sim:
+        client = SuperMQClient(sim.settings())
+        try:
+            with pytest.raises(PermanentError):
+                await client.device_config("dev-001", KEY)
+            sim.faults.fail_next(1, 400, path_prefix=f"/{sim.state.domain_id}/clients/state/", method="PUT")
+            events = [head_attempt("dev-001", 1), head_attempt("stranger-1", 2), head_attempt("fa-9", 3)]
+            reactor, source = await run_daemon(sim, layout, events)
+            served = await client.device_config("fa-9", derive_key(GROUP_SECRET, "fa-9"))
+        finally:
+            await client.aclose()
+        # HEAD's fields are JSON in ``data``: the dead letter keeps the event as it came
+        letters = {json.dumps(json.loads(d.event["data"])["external_id"]): d for d in source.dead_letters}
+        assert set(letters) == {'"dev-001"', '"stranger-1"'}
+        assert "failed at step 'activate'" in letters['"dev-001"'].error
+        assert KEY not in letters['"dev-001"'].error
+        assert "'stranger-1' is not enrolled" in letters['"stranger-1"'].error
+        assert sorted(c.name for c in served.channels) == ["fa-9-control", "fa-9-data"]
+        assert {(served.thing_id, c.id, k) for c in served.channels for k in ("publish", "subscribe")} <= (
+            sim.state.typed_connections
+        ), "activation connects the client for publish and subscribe"
+        assert [t.name for t in sim.state.things.values()] == ["fa-9"], "dev-001's client undone"
+        assert reactor.audit is not None
+        rows = await reactor.audit.query(rule="zero-touch-provision")
+        assert "'stranger-1' is not enrolled" in " | ".join(r.error for r in rows if r.outcome == "failed")
+        assert sim.contract is not None
+        assert sim.contract.violations == []

@@ -67,11 +67,13 @@ EVENT = Decoder().decode(
 )
 
 
-@pytest.fixture(params=["things", "mainflux"])
+@pytest.fixture(params=["things", "mainflux", "clients"])
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
-    """v0.14.0 with every exchange checked against its OpenAPI specs; Mainflux (no specs)."""
-    things = request.param == "things"
-    simulator = Simulator(profile=request.param, contract=Contract() if things else None, validate=things)
+    """v0.14.0 and SuperMQ HEAD with every exchange checked against their OpenAPI documents;
+    Mainflux (no specs)."""
+    specs = request.param != "mainflux"
+    contract = Contract(profile=request.param) if specs else None
+    simulator = Simulator(profile=request.param, contract=contract, validate=specs)
     async with simulator:
         yield simulator
     if simulator.contract is not None:
@@ -116,6 +118,11 @@ async def provision(reg: ActionRegistry, external_id: str) -> Any:
     assert action is not None
     ctx = ActionContext(event=EVENT, rule="zero-touch", action_id="provision", results={})
     return await action.run(action.params_model.model_validate({"external_id": external_id}), ctx)
+
+
+def state_path(sim: Simulator) -> str:
+    """Where a config's state is changed (activation): under the domain at HEAD."""
+    return f"/{sim.state.domain_id}/clients/state/" if sim.state.profile == "clients" else "/things/state/"
 
 
 def things_named(sim: Simulator, name: str) -> list[Any]:
@@ -202,7 +209,7 @@ async def test_a_second_attempt_later_creates_nothing(
 async def test_a_failure_at_activation_removes_what_was_created(
     sim: Simulator, client: SuperMQClient, layout: Path
 ) -> None:
-    sim.faults.fail_next(1, 400, path_prefix="/things/state/", method="PUT")
+    sim.faults.fail_next(1, 400, path_prefix=state_path(sim), method="PUT")
     with pytest.raises(PermanentError) as failed:
         await provision(registry(sim, client, layout), "dev-001")
     message = str(failed.value)
@@ -230,7 +237,7 @@ async def test_a_channel_that_exists_is_reused_by_name(
     assert len(live_channels(sim)) == 2
 
     # a failure later must not remove the channel it did not create
-    sim.faults.fail_next(1, 400, path_prefix="/things/state/", method="PUT")
+    sim.faults.fail_next(1, 400, path_prefix=state_path(sim), method="PUT")
     with pytest.raises(PermanentError):
         await provision(registry(sim, client, layout), "fa-1")
     assert existing.id in sim.state.channels

@@ -118,11 +118,34 @@ async def test_every_client_call_passes_the_head_contract(head: Simulator, hclie
     await client.remove_config(thing.id)
     assert thing.id not in state.configs
 
-    # Provisioning (issue 18) is built for mainflux and things only; on clients its actions are
-    # refused at rule load (test_provisioning_is_refused_at_load_on_clients).
-    provisioning = {"create_thing", "find_things", "remove_thing", "create_channel", "find_channels"}
-    provisioning |= {"enable_channel", "remove_channel", "add_config", "find_config"}
-    assert called == set(real) - provisioning, f"not exercised: {set(real) - provisioning - called}"
+    # Provisioning (issue 18): create, find by name, remove, the config added by client id.
+    made = await client.create_thing("zt-dev", {"site": "lab"})
+    assert (state.things[made.id].name, state.things[made.id].metadata) == ("zt-dev", {"site": "lab"})
+    assert made.credentials.secret == state.things[made.id].key  # HEAD answers the generated secret
+    assert [t.id for t in await client.find_things("zt-dev")] == [made.id]
+    assert await client.find_things("zt-de") == []  # the platform's filter is partial; ours is exact
+    chan = await client.create_channel("zt-data", {"type": "data"})
+    assert [c.id for c in await client.find_channels("zt-data")] == [chan.id]
+    state.channels[chan.id].status = "disabled"
+    await client.enable_channel(chan.id)
+    assert state.channels[chan.id].status == "enabled"
+    assert await client.find_config("zt-ext") is None
+    await client.add_config(
+        {"thing_id": made.id, "external_id": "zt-ext", "external_key": "zt-key", "channels": [chan.id]}
+    )
+    assert state.configs[made.id].channels == [chan.id]  # sent as client_id (addReq), not thing_id
+    found = await client.find_config("zt-ext")
+    assert found is not None
+    assert (found.thing_id, found.external_id) == (made.id, "zt-ext")
+    await client.remove_config(made.id)
+    await client.remove_channel(chan.id)
+    await client.remove_thing(made.id)
+    assert made.id not in state.things
+    assert chan.id not in state.channels
+    assert await client.find_things("zt-dev") == []
+    assert await client.find_channels("zt-data") == []
+
+    assert called == set(real), f"not exercised: {set(real) - called}"
     assert head.contract is not None
     assert head.contract.deviations_seen == set(HEAD_DEVIATIONS) - {
         ("users", "post", "/users/tokens/refresh", 201)
@@ -267,22 +290,14 @@ name = "{{ event.external_id }}"
 """
 
 
-def test_provisioning_is_refused_at_load_on_clients(tmp_path: Path) -> None:
-    """Issue 18's calls exist for mainflux and things only: on clients a rule using them is refused
-    at load with the reason, never sent to paths of another era."""
+def test_a_provisioning_rule_loads_on_every_profile(tmp_path: Path) -> None:
+    """Issue 18's calls exist for mainflux, things and clients: a rule using them loads on each."""
     (tmp_path / "r.toml").write_text(PROVISIONING_RULE)
-    for profile in ("things", "clients"):
+    for profile in ("mainflux", "things", "clients"):
         domain = {"domain_id": "4d3c2b1a-0000-4000-8000-00000000d001"} if profile == "clients" else {}
         settings = load_settings(None, supermq={"profile": profile, **domain})
         registry = build_registry(settings, get_logger("test"), SuperMQClient(settings.supermq))
-        if profile == "things":
-            assert [r.name for r in load_rules(tmp_path, registry).rules] == ["make-a-thing"]
-            continue
-        with pytest.raises(RuleSetError) as info:
-            load_rules(tmp_path, registry)
-        [error] = [str(e) for e in info.value.errors]
-        assert error.startswith(f"{tmp_path}/r.toml:")
-        assert 'things.create: the "clients" profile (SuperMQ HEAD) has no provisioning calls' in error
+        assert [r.name for r in load_rules(tmp_path, registry).rules] == ["make-a-thing"], profile
 
 
 def test_a_rule_that_is_off_is_not_held_to_the_profile(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from reactor.supermq.simulator.contract import (
     REQUEST_DEVIATIONS,
     SERVICES,
 )
-from reactor.supermq.simulator.contract_head import HEAD_REQUEST_DEVIATIONS
+from reactor.supermq.simulator.contract_head import HEAD_REQUEST_DEVIATIONS, HEAD_UNDOCUMENTED
 from reactor.supermq.simulator.handlers import routes
 from reactor.supermq.simulator.state import State
 from tests.conftest import shared
@@ -120,3 +120,16 @@ def test_every_head_operation_is_what_the_real_document_says(service: str) -> No
         assert key in real, f"{service}: {key} is not in the real document"
         for part in sorted(set(operation) | set(real[key])):
             assert operation.get(part) == real[key].get(part), f"{service} {key}: {part} differs"
+
+
+def test_every_undocumented_head_behaviour_names_an_operation_the_simulator_serves() -> None:
+    """contract_head.HEAD_UNDOCUMENTED explains behaviours of served operations, each with a source."""
+    served = {
+        (service, r.method.lower(), r.path)
+        for service in HEAD_SERVICES
+        for r in routes(service, State(profile="clients"))
+    }
+    assert HEAD_UNDOCUMENTED
+    for key, why in HEAD_UNDOCUMENTED.items():
+        assert key in served, f"{key} is not served by the clients simulator"
+        assert ".go" in why, f"{key}: no source named"

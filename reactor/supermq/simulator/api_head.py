@@ -9,6 +9,8 @@ simulator's one domain (``State.domain_id``), any other domain is refused as the
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from reactor.supermq.simulator.api_common import Handler, _Api, _body, error
@@ -85,7 +87,7 @@ def channel_view(state: State, channel: Channel) -> dict[str, object]:
         "id": channel.id,
         "name": channel.name,
         "domain_id": state.domain_id,
-        "status": "enabled",
+        "status": channel.status,
         "created_at": "2026-04-03T10:00:00Z",
         "updated_at": "2026-04-03T10:00:00Z",
     }
@@ -123,9 +125,52 @@ class ClientsApi(_HeadApi):
         self.state.effect("thing.enable" if enable else "thing.disable", thing.id)
         return web.json_response(client_view(self.state, thing))
 
+    async def create(self, request: web.Request) -> web.Response:
+        """clients/api/http ``POST /{domainID}/clients``: the body a clients.Client (decoded as
+        JSON, 400 when it is not); the service chooses id and secret when none is given
+        (clients/service.go CreateClients); 201, ``Location: /clients/<id>`` (createClientRes)."""
+        body = await _body(request)
+        metadata = body.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            return error(400, "malformed request body", "failed to decode client")
+        credentials = body.get("credentials")
+        secret = credentials.get("secret", "") if isinstance(credentials, dict) else ""
+        thing = self.state.add_thing(str(body.get("name", "")), key=str(secret))
+        thing.name = str(body.get("name", ""))
+        thing.metadata = dict(metadata or {})
+        self.state.effect("thing.create", thing.id, name=thing.name)
+        view = client_view(self.state, thing)
+        return web.json_response(view, status=201, headers={"Location": f"/clients/{thing.id}"})
+
+    async def list_clients(self, request: web.Request) -> web.Response:
+        """decodeListClients: ``name`` in part, ``status`` enabled by default (``all``, ``enabled``,
+        ``disabled``; anything else 400); clientsPageRes ``{limit, offset, total, clients}``."""
+        status = request.query.get("status", "enabled")
+        if status not in ("all", "enabled", "disabled"):
+            return error(400, "invalid client status", "malformed query parameters")
+        name = request.query.get("name", "").lower()
+        found = [
+            t for t in self.state.things.values() if name in t.name.lower() and status in ("all", t.status)
+        ]
+        return _page(request, "clients", [client_view(self.state, t) for t in found])
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """clients/service.go Delete: the client's connections removed, its status set to deleted
+        (no longer listed); 204 (deleteClientRes). An unknown id is refused by authorization (403)."""
+        thing = self.state.things.pop(request.match_info["clientID"], None)
+        if thing is None:
+            return error(403, _NO_PERMISSION)
+        self.state.connections = {p for p in self.state.connections if p[0] != thing.id}
+        self.state.typed_connections = {c for c in self.state.typed_connections if c[0] != thing.id}
+        self.state.effect("thing.remove", thing.id)
+        return web.Response(status=204)
+
     def routes(self) -> list[web.RouteDef]:
         auth = self._auth
         return [
+            web.post("/{domainID}/clients", auth(self.create)),
+            web.get("/{domainID}/clients", auth(self.list_clients)),
+            web.delete("/{domainID}/clients/{clientID}", auth(self.delete)),
             web.get("/{domainID}/clients/{clientID}", auth(self.view)),
             web.post("/{domainID}/clients/{clientID}/enable", auth(self.enable)),
             web.post("/{domainID}/clients/{clientID}/disable", auth(self.disable)),
@@ -194,13 +239,79 @@ class ChannelsApi(_HeadApi):
             return error(400, "invalid connection type", "malformed request body")
         return clients, channels, [k.lower() for k in types]
 
+    async def create(self, request: web.Request) -> web.Response:
+        """channels/api/http ``POST /{domainID}/channels``: a channels.Channel; 201,
+        ``Location: /channels/<id>`` (createChannelRes). Names are not unique at HEAD."""
+        body = await _body(request)
+        metadata = body.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            return error(400, "malformed request body", "failed to decode channel")
+        channel = self.state.add_channel(str(body.get("name", "")), metadata=dict(metadata or {}))
+        channel.name = str(body.get("name", ""))
+        self.state.effect("channel.create", channel.id, name=channel.name)
+        view = channel_view(self.state, channel)
+        return web.json_response(view, status=201, headers={"Location": f"/channels/{channel.id}"})
+
+    async def list_channels(self, request: web.Request) -> web.Response:
+        """decodeListChannels: ``name`` in part, ``status`` enabled by default; channelsPageRes."""
+        status = request.query.get("status", "enabled")
+        if status not in ("all", "enabled", "disabled"):
+            return error(400, "invalid channel status", "malformed query parameters")
+        name = request.query.get("name", "").lower()
+        found = [
+            c for c in self.state.channels.values() if name in c.name.lower() and status in ("all", c.status)
+        ]
+        return _page(request, "channels", [channel_view(self.state, c) for c in found])
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """channels/service.go RemoveChannel: connections removed, status deleted; 204. Bootstrap
+        keeps the channel in its own table until its consumer hears of it (``bootstrap_channels``)."""
+        channel = self.state.channels.pop(request.match_info["chanID"], None)
+        if channel is None:
+            return error(403, _NO_PERMISSION)
+        self.state.connections = {p for p in self.state.connections if p[1] != channel.id}
+        self.state.typed_connections = {c for c in self.state.typed_connections if c[1] != channel.id}
+        self.state.effect("channel.remove", channel.id)
+        return web.Response(status=204)
+
+    async def enable(self, request: web.Request) -> web.Response:
+        """channels/service.go EnableChannel: the status it has is ``ErrStatusAlreadyAssigned``, a
+        service error (422); 200 with the channel (changeChannelStatusRes)."""
+        channel = self.state.channels.get(request.match_info["chanID"])
+        if channel is None:
+            return error(403, _NO_PERMISSION)
+        if channel.status == "enabled":
+            return error(422, "status already assigned", "failed to enable channel")
+        channel.status = "enabled"
+        self.state.effect("channel.enable", channel.id)
+        return web.json_response(channel_view(self.state, channel))
+
     def routes(self) -> list[web.RouteDef]:
         auth = self._auth
         return [
+            web.post("/{domainID}/channels", auth(self.create)),
+            web.get("/{domainID}/channels", auth(self.list_channels)),
+            web.delete("/{domainID}/channels/{chanID}", auth(self.delete)),
+            web.post("/{domainID}/channels/{chanID}/enable", auth(self.enable)),
             web.get("/{domainID}/channels/{chanID}", auth(self.channel)),
             web.post("/{domainID}/channels/connect", auth(self.connect)),
             web.post("/{domainID}/channels/disconnect", auth(self.disconnect)),
         ]
+
+
+def _page(request: web.Request, key: str, views: list[dict[str, Any]]) -> web.Response:
+    """A page as HEAD answers it: ``limit``, ``offset`` and the list ``omitempty``, ``total``
+    always (clients/api/http/responses.go clientsPageRes, channels/api/http/responses.go pageRes);
+    a limit over 100 or a number that is none is a request error (400)."""
+    try:
+        offset, limit = int(request.query.get("offset", "0")), int(request.query.get("limit", "10"))
+    except ValueError:
+        return error(400, "malformed query parameters")
+    if limit > 100 or limit < 0 or offset < 0:
+        return error(400, "malformed query parameters", "limit must be between 1 and 100")
+    page: dict[str, Any] = {"total": len(views), "limit": limit, "offset": offset}
+    page[key] = views[offset : offset + limit]
+    return web.json_response({k: v for k, v in page.items() if k == "total" or v})
 
 
 def _ids(value: object) -> list[str]:

@@ -62,6 +62,57 @@ class HeadBootstrapApi(_HeadApi):
         }
         return {k: v for k, v in view.items() if k in ("external_id", "state") or v not in ("", [])}
 
+    async def add(self, request: web.Request) -> web.Response:
+        """bootstrap/api ``POST /{domainID}/clients/configs``: addReq (``client_id``, not
+        ``thing_id``) validated first (requests.go: no external id ``ErrMissingID`` 400, no key
+        ``ErrBearerKey`` 401, no channels ``ErrEmptyList`` 400); then service.go Add: a channel or
+        client the platform does not know fails as a plain wrapped error, which EncodeError maps to
+        no case (500); a client or external id with a config already is ``ErrAddBootstrap``, a
+        service error (422). 201, ``Location: /clients/configs/<id>``, no body (configRes)."""
+        body = await _body(request)
+        refused = self._add_refused(body)
+        if refused is not None:
+            return refused
+        channels = [str(c) for c in body["channels"]]
+        client_id = str(body.get("client_id", ""))
+        thing = self.state.things.get(client_id) if client_id else self.state.add_thing()
+        if thing is None:
+            return error(500, "failed to find client", "unexpected server-side error")
+        external_ids = {c.external_id for c in self.state.configs.values()}
+        if thing.id in self.state.configs or body["external_id"] in external_ids:
+            return error(422, "entity already exists", "failed to add bootstrap configuration")
+        config = self.state.add_config(
+            thing,
+            str(body["external_id"]),
+            str(body["external_key"]),
+            list(channels),
+            str(body.get("content", "")),
+            str(body.get("name", "")),
+        )
+        config.client_cert = str(body.get("client_cert", ""))
+        config.client_key = str(body.get("client_key", ""))
+        config.ca_cert = str(body.get("ca_cert", ""))
+        self.state.effect("config.create", thing.id)
+        return web.Response(status=201, headers={"Location": f"/clients/configs/{thing.id}"})
+
+    def _add_refused(self, body: dict[str, Any]) -> web.Response | None:
+        """addReq.validate, then Add's channel check (see ``add``)."""
+        why = "malformed request body"
+        channels = body.get("channels")
+        if not body.get("external_id"):
+            return error(400, "missing entity id", why)
+        if not body.get("external_key"):
+            return error(401, "missing or invalid bearer entity key", why)
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(c, str) and c for c in channels)
+        ):
+            return error(400, "empty list provided", why)
+        if not all(self.state.known_to_bootstrap(c) for c in channels):
+            return error(500, "failed to check channels connections", "unexpected server-side error")
+        return None
+
     async def list_configs(self, request: web.Request) -> web.Response:
         """bootstrap/middleware/authorization.go List authorizes nothing: another domain's listing
         is that domain's configs (none here), not a refusal."""
@@ -79,6 +130,12 @@ class HeadBootstrapApi(_HeadApi):
             configs = [c for c in configs if str(c.state) == request.query["state"]]
         if "name" in request.query:
             configs = [c for c in configs if request.query["name"].lower() in c.name.lower()]
+        if (
+            "external_id" in request.query
+        ):  # transport.go fullMatch: state, external_id, client_id, client_key
+            configs = [c for c in configs if c.external_id == request.query["external_id"]]
+        if "client_id" in request.query:
+            configs = [c for c in configs if c.thing_id == request.query["client_id"]]
         page = [self.view_of(c) for c in configs[offset : offset + limit]]
         for view in page:
             view.pop("channels", None)  # bootstrap/postgres/configs.go RetrieveAll selects no channels
@@ -192,6 +249,7 @@ class HeadBootstrapApi(_HeadApi):
         auth = self._auth
         base = "/{domainID}/clients"
         return [
+            web.post(f"{base}/configs", auth(self.add)),
             web.get(f"{base}/configs", user_auth(self.state, self.list_configs)),
             web.patch(f"{base}/configs/certs/{{configID}}", auth(self.certs)),
             web.put(f"{base}/configs/connections/{{configID}}", auth(self.connections)),

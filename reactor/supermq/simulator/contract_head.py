@@ -48,3 +48,22 @@ HEAD_REQUEST_DEVIATIONS: dict[tuple[str, str, str], tuple[tuple[str, ...], str]]
     ("bootstrap", "get", "/clients/bootstrap/{externalId}"): _CLIENT_SCHEME,
     ("http", "post", "/m/{domainPrefix}/c/{channelPrefix}"): _CLIENT_SCHEME,
 }
+
+#: Where the code serves more than the document says, without the validator objecting (so no
+#: exemption is needed above); listed so the simulator's behaviour has its source.
+HEAD_UNDOCUMENTED: dict[tuple[str, str, str], str] = {
+    ("bootstrap", "get", "/{domainID}/clients/configs"): (
+        "bootstrap/api/transport.go parseFilter: external_id, client_id, client_key and state match "
+        "whole, name in part; the document lists only limit, offset, state and name (find_config "
+        "filters by external_id)"
+    ),
+    ("bootstrap", "post", "/{domainID}/clients/configs"): (
+        "bootstrap/api/requests.go addReq reads client_id (the document's ConfigCreateReq too); a "
+        "thing_id is ignored and bootstrap's Add would create a new client for the config "
+        "(service.go client(): an empty id creates one), so the clients profile renames it"
+    ),
+    ("clients", "delete", "/{domainID}/clients/{clientID}"): (
+        "clients/service.go Delete sets the status to deleted after removing the client's "
+        "connections; the default listing (status enabled) no longer has it"
+    ),
+}
