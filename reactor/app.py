@@ -281,10 +281,11 @@ class Reactor:
             m.unsettled_s.set(self.worker.unsettled_s())
             m.ready.set(1 if all((await self.ready()).values()) else 0)
             with contextlib.suppress(SourceError):
-                m.set_backlog(self.settings.redis.group, await self.source.backlog())
-                count = await self.source.dead_letter_count()
-                if count is not None:
-                    m.dlq_length.set(count)
+                status = await self.source.status()
+                for row in status.streams:
+                    if row.exists:
+                        m.set_backlog(row.group, [(row.stream, row.lag, row.pending)])
+                m.dlq_length.set(status.dead_letters)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.ops.backlog_interval_s)
 

@@ -13,12 +13,12 @@ import pytest
 
 from reactor.app import Reactor
 from reactor.commands import open_dead_letters, replay_dead_letters
-from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
 from reactor.errors import ConfigError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
+from reactor.sources.nats_deadletters import NatsDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import reactor_cli
