@@ -44,7 +44,7 @@ from reactor.provision.commands import build_provisioner
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer
-from reactor.settings import Settings
+from reactor.settings import Settings, deprecated_keys
 from reactor.signals import early_stop_signal
 from reactor.sources.base import Source
 from reactor.sources.memory import MemorySource
@@ -204,8 +204,8 @@ class Reactor:
             Decoder.from_settings(settings.events),
             executor,
             settings.worker,
-            batch_size=settings.redis.batch_size,
-            block_ms=settings.redis.block_ms,
+            batch_size=settings.worker.batch_size,
+            block_ms=settings.worker.block_ms,
             logger=logger,
             observers=[log_outcome(logger), metrics.observe, *observers],
             sinks=[audit.record] if audit is not None else [],
@@ -365,6 +365,8 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         consumer=settings.redis.consumer,
         rules=len(reactor.rules),
     )
+    for line in deprecated_keys(settings):
+        await logger.awarning("settings.deprecated", detail=line)
     if reactor.sealer is not None and reactor.sealer.ephemeral:
         await logger.awarning(
             "secrets.ephemeral_key",
