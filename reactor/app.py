@@ -44,7 +44,7 @@ from reactor.provision.commands import build_provisioner
 from reactor.rules.reload import RuleHolder
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer
-from reactor.settings import Settings
+from reactor.settings import Settings, deprecated_keys
 from reactor.signals import early_stop_signal
 from reactor.sources.base import Source
 from reactor.sources.memory import MemorySource
@@ -204,8 +204,8 @@ class Reactor:
             Decoder.from_settings(settings.events),
             executor,
             settings.worker,
-            batch_size=settings.redis.batch_size,
-            block_ms=settings.redis.block_ms,
+            batch_size=settings.worker.batch_size,
+            block_ms=settings.worker.block_ms,
             logger=logger,
             observers=[log_outcome(logger), metrics.observe, *observers],
             sinks=[audit.record] if audit is not None else [],
@@ -281,10 +281,11 @@ class Reactor:
             m.unsettled_s.set(self.worker.unsettled_s())
             m.ready.set(1 if all((await self.ready()).values()) else 0)
             with contextlib.suppress(SourceError):
-                m.set_backlog(self.settings.redis.group, await self.source.backlog())
-                count = await self.source.dead_letter_count()
-                if count is not None:
-                    m.dlq_length.set(count)
+                status = await self.source.status()
+                for row in status.streams:
+                    if row.exists:
+                        m.set_backlog(row.group, [(row.stream, row.lag, row.pending)])
+                m.dlq_length.set(status.dead_letters)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.ops.backlog_interval_s)
 
@@ -364,6 +365,8 @@ async def run_daemon(settings: Settings, logger: structlog.typing.FilteringBound
         consumer=settings.redis.consumer,
         rules=len(reactor.rules),
     )
+    for line in deprecated_keys(settings):
+        await logger.awarning("settings.deprecated", detail=line)
     if reactor.sealer is not None and reactor.sealer.ephemeral:
         await logger.awarning(
             "secrets.ephemeral_key",

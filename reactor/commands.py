@@ -12,21 +12,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from reactor.app import Reactor, build_audit, build_echoes, build_registry, build_sealer
+from reactor.app import Reactor, build_audit, build_echoes, build_registry, build_sealer, build_source
 from reactor.certs.ca import LocalCA
 from reactor.certs.policy import policy_from
 from reactor.certs.rotation import Rotator, device_identity
 from reactor.certs.sweep import print_summary, sweep
 from reactor.certs.validate import Policy, validate
-from reactor.delivery.dlq import (
-    DeadLetters,
-    DeadLetterStore,
-    ReplaySource,
-    parse_since,
-    print_record,
-    print_records,
-)
-from reactor.delivery.dlq_nats import NatsDeadLetters
+from reactor.delivery.dlq import ReplaySource, parse_since, print_record, print_records
 from reactor.delivery.replay import (
     ReplaySummary,
     deliveries_from_file,
@@ -46,23 +38,15 @@ from reactor.ops.status import gather, print_status
 from reactor.ops.tables import RECORD_COLUMNS, record_rows
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
+from reactor.sources.deadletter import DeadLetterStore
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient
 
 
 async def open_dead_letters(settings: Settings) -> DeadLetterStore:
-    """The dead-letter records of the configured event store."""
-    if settings.source == "nats":
-        return await NatsDeadLetters.connect(settings.nats)
-    if settings.source == "rabbitmq":
-        raise ConfigError(
-            f"reactor dlq reads the dead letters of Redis Streams and NATS JetStream; with RabbitMQ they "
-            f"are messages in the durable queue {settings.rabbitmq.dlq_queue!r} (rabbitmqadmin get, "
-            "or the management UI)"
-        )
-    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-    return DeadLetters(client, settings.redis.dlq_stream)
+    """The dead-letter records of the configured event store (its dead-letter face)."""
+    return await build_source(settings).open_dead_letters()
 
 
 async def dlq_command(

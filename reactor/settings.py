@@ -65,8 +65,10 @@ class RedisSettings(_Section):
     group: str = Field(default="reactor", min_length=1)
     consumer: str = Field(default_factory=_default_consumer, min_length=1)
     start_id: str = "$"
-    batch_size: int = Field(default=100, gt=0, le=10_000)
-    block_ms: int = Field(default=1000, ge=0)
+    #: Deprecated: ``worker.batch_size`` / ``worker.block_ms`` (every store reads so); used for
+    #: them, with a warning, when ``[worker]`` does not set them.
+    batch_size: int | None = Field(default=None, gt=0, le=10_000)
+    block_ms: int | None = Field(default=None, ge=0)
     dlq_stream: str = Field(default="reactor.dlq", min_length=1)
     dlq_maxlen: int = Field(default=1_000_000, gt=0)
     #: A consumer's liveness lease lasts this long; the entries pending this long of a consumer
@@ -171,6 +173,9 @@ class RulesSettings(_Section):
 class WorkerSettings(_Section):
     """The consume loop."""
 
+    #: Entries read from the event store at once, and how long one read waits (every store).
+    batch_size: int = Field(default=100, gt=0, le=10_000)
+    block_ms: int = Field(default=1000, ge=0)
     concurrency: int = Field(default=64, gt=0, le=10_000)
     max_in_flight: int = Field(default=1000, gt=0)
     settle_interval_ms: float = Field(default=5.0, ge=0)
@@ -361,6 +366,22 @@ class Settings(BaseSettings):
     provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_reads(cls, data: Any) -> Any:
+        """The deprecated ``[redis]`` keys stand for ``[worker]``'s when it does not set them."""
+        if not isinstance(data, dict):
+            return data
+        redis, worker = data.get("redis"), data.get("worker", {})
+        if isinstance(redis, RedisSettings):
+            redis = redis.model_dump(exclude_unset=True)
+        if not isinstance(redis, dict) or not isinstance(worker, dict):
+            return data  # a whole [worker] given as settings, or something validation will name
+        moved = {
+            k: redis[k] for k in ("batch_size", "block_ms") if redis.get(k) is not None and k not in worker
+        }
+        return {**data, "worker": {**worker, **moved}} if moved else data
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -371,6 +392,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+#: Keys still read, and what replaces them.
+DEPRECATED = {"redis.batch_size": "worker.batch_size", "redis.block_ms": "worker.block_ms"}
+
+
+def deprecated_keys(settings: Settings) -> list[str]:
+    """One line per deprecated key the settings set: what to write instead."""
+    return [
+        f"{old} is deprecated (every event store reads so): write {new} instead"
+        for old, new in DEPRECATED.items()
+        if getattr(settings.redis, old.split(".")[1]) is not None
+    ]
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from reactor.errors import ConfigError
-from reactor.settings import Settings, load_settings
+from reactor.settings import DEPRECATED, Settings, deprecated_keys, load_settings
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "config.example.toml"
@@ -37,6 +37,7 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> set[str]:
 def test_example_config_documents_every_key_and_loads() -> None:
     text = EXAMPLE.read_text()
     documented = _flatten(tomllib.loads(text)) | {"redis.consumer"}  # consumer is shown commented out
+    documented |= set(DEPRECATED)  # still read, no longer shown
     assert _keys(Settings) == documented
     assert "# consumer = " in text
     settings = load_settings(EXAMPLE)
@@ -45,17 +46,41 @@ def test_example_config_documents_every_key_and_loads() -> None:
 
 def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('[redis]\nbatch_size = 10\ngroup = "from-file"\n')
-    monkeypatch.setenv("REACTOR_REDIS__BATCH_SIZE", "20")
+    config.write_text('[worker]\nbatch_size = 10\n[redis]\ngroup = "from-file"\n')
+    monkeypatch.setenv("REACTOR_WORKER__BATCH_SIZE", "20")
     monkeypatch.setenv("REACTOR_LOG__LEVEL", "debug")
     settings = load_settings(config)
-    assert (settings.redis.batch_size, settings.redis.group, settings.log.level) == (20, "from-file", "DEBUG")
+    assert (settings.worker.batch_size, settings.redis.group, settings.log.level) == (
+        20,
+        "from-file",
+        "DEBUG",
+    )
+
+
+@pytest.mark.parametrize("source", ["redis", "nats", "rabbitmq"])
+def test_reads_are_sized_by_worker_for_every_store(tmp_path: Path, source: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'source = "{source}"\n[worker]\nbatch_size = 7\nblock_ms = 25\n')
+    settings = load_settings(config)
+    assert (settings.worker.batch_size, settings.worker.block_ms) == (7, 25)
+    assert deprecated_keys(settings) == []
+
+
+def test_the_old_redis_keys_still_apply_with_a_warning(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[redis]\nbatch_size = 7\nblock_ms = 25\n")
+    settings = load_settings(config)
+    assert (settings.worker.batch_size, settings.worker.block_ms) == (7, 25)
+    assert [line.split()[0] for line in deprecated_keys(settings)] == ["redis.batch_size", "redis.block_ms"]
+    config.write_text("[redis]\nbatch_size = 7\n[worker]\nbatch_size = 9\n")  # the new key wins
+    assert load_settings(config).worker.batch_size == 9
 
 
 @pytest.mark.parametrize(
     ("text", "key"),
     [
         ("[redis]\nbatch_size = 0\n", "redis.batch_size"),
+        ("[worker]\nbatch_size = 0\n", "worker.batch_size"),
         ("[redis]\nbogus = 1\n", "redis.bogus: unknown key"),
         ('[redis]\nstart_id = "latest"\n', "redis.start_id"),
         ('source = "kafka"\n', "source"),

@@ -11,72 +11,18 @@ masked event (``***`` where the secrets were), and the replay says so.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from reactor.durations import duration_s
-from reactor.errors import ConfigError, SourceError
-from reactor.events.model import RAW_B64
+from reactor.errors import ConfigError
 from reactor.redact import redact, redact_text
-from reactor.secrets import Sealer, SealError
-from reactor.sources.base import Delivery, Source
-from reactor.sources.deadletter import DeadLetter
-
-
-@dataclass(frozen=True)
-class Record:
-    """One dead-letter entry as stored."""
-
-    id: str
-    fields: dict[str, str]
-
-    @property
-    def at_ns(self) -> int:
-        return int(self.fields.get("at_ns") or 0)
-
-    def original(self, sealer: Sealer | None) -> tuple[dict[str, Any], str | None]:
-        """The event as received (from ``sealed``), else the masked one and why."""
-        sealed = self.fields.get("sealed")
-        why: str | None
-        if sealed and sealer is not None:
-            try:
-                opened = sealer.open_json(sealed)
-            except (SealError, ValueError) as exc:
-                why = f"record {self.id}: {exc}: replaying its masked event"
-            else:
-                if isinstance(opened, dict):
-                    return opened, None
-                why = f"record {self.id}: its sealed event is not an object: replaying its masked event"
-        else:
-            why = None if not sealed else f"record {self.id}: no key to open it: replaying its masked event"
-        return json.loads(self.fields.get("event") or "{}"), why
-
-    def delivery(self, sealer: Sealer | None = None) -> Delivery:
-        """The original event as a redelivery of its original entry."""
-        payload, _ = self.original(sealer)
-        body: dict[str, Any] | bytes = payload
-        binary = payload.pop(RAW_B64, None)
-        if isinstance(binary, dict):  # fields that were not UTF-8: their bytes again
-            payload.update({str(k): base64.b64decode(str(v)) for k, v in binary.items()})
-        if set(payload) == {"body"}:
-            body = str(payload["body"]).encode()
-        elif set(payload) == {"body_b64"}:
-            body = base64.b64decode(payload["body_b64"])
-        return Delivery(
-            self.fields.get("stream", ""),
-            self.fields.get("entry_id", ""),
-            body,
-            deliveries=2,  # a redelivery (completed steps skipped); never poison: replaying is deliberate
-        )
+from reactor.secrets import Sealer
+from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 
 def parse_since(text: str) -> int:
@@ -95,103 +41,6 @@ def parse_since(text: str) -> int:
         raise ConfigError(f"--since: not a time or a duration like 2h: {text!r}") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1e9)
-
-
-class DeadLetterStore(ABC):
-    """Where one backend keeps dead-letter records: list, show, delete, purge, and the replay's
-    swap of replayed records for the ones that failed again."""
-
-    #: The stream, subject or queue, for messages.
-    where: str
-
-    async def records(
-        self,
-        *,
-        ids: Sequence[str] = (),
-        rule: str | None = None,
-        since_ns: int | None = None,
-        limit: int | None = None,
-    ) -> list[Record]:
-        """Records, newest first, filtered by id, rule and time."""
-        records = await self._fetch(ids, limit)
-        if rule is not None:
-            records = [r for r in records if r.fields.get("rule") == rule]
-        if since_ns is not None:
-            records = [r for r in records if r.at_ns >= since_ns]
-        return records
-
-    @abstractmethod
-    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
-        """The records with these ids, or the newest ``limit`` (all when None), newest first."""
-
-    @abstractmethod
-    async def count(self) -> int:
-        """How many records are kept."""
-
-    @abstractmethod
-    async def delete(self, ids: Sequence[str]) -> int: ...
-
-    @abstractmethod
-    async def purge(self) -> int: ...
-
-    @abstractmethod
-    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
-        """Write ``add`` and delete the records ``remove`` (after a replay)."""
-
-    async def close(self) -> None:  # noqa: B027 - optional
-        """Release the connection."""
-
-
-class DeadLetters(DeadLetterStore):
-    """The dead-letter stream of one Redis."""
-
-    def __init__(self, client: aioredis.Redis, stream: str) -> None:
-        self.client = client
-        self.stream = self.where = stream
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
-        raw: list[Any] = []
-        try:
-            if ids:
-                for record_id in ids:
-                    raw += await self.client.xrange(self.stream, record_id, record_id) or []
-            else:
-                raw = await self.client.xrevrange(self.stream, count=limit) or []
-        except RedisError as exc:
-            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
-        return [Record(str(i), dict(f)) for i, f in raw]
-
-    async def count(self) -> int:
-        try:
-            return int(await self.client.xlen(self.stream))
-        except RedisError as exc:
-            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
-
-    async def delete(self, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
-        return int(await self.client.xdel(self.stream, *ids))
-
-    async def purge(self) -> int:
-        count = await self.count()
-        await self.client.delete(self.stream)
-        return count
-
-    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
-        """In one transaction: a replay never loses a record nor keeps a replayed one."""
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for record in add:
-                    fields: dict[Any, Any] = record.to_fields()
-                    pipe.xadd(self.stream, fields)
-                if remove:
-                    pipe.xdel(self.stream, *remove)
-                await pipe.execute()
-        except RedisError as exc:
-            raise SourceError(f"replay: {exc}") from exc
 
 
 class ReplaySource(Source):
@@ -225,6 +74,14 @@ class ReplaySource(Source):
     @property
     def exhausted(self) -> bool:
         return not self._pending
+
+    async def status(self) -> StoreStatus:
+        row = StreamStatus("replay", "replay", True, len(self._pending), 0, None, 1)
+        return StoreStatus([row], await self._dead.count())
+
+    async def open_dead_letters(self) -> DeadLetterStore:
+        """The records being replayed (the store's own: closed by whoever opened it)."""
+        return self._dead
 
 
 def print_records(records: Sequence[Record], out: TextIO) -> None:

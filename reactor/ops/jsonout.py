@@ -15,13 +15,13 @@ from typing import Any, TextIO
 
 from reactor.actions.base import ActionRegistry
 from reactor.certs.validate import Verdict
-from reactor.delivery.dlq import Record
 from reactor.errors import ConfigError, DecodeError, RuleSetError
 from reactor.events.decode import Decoder
 from reactor.ops.audit import AuditRow
 from reactor.rules.cli import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK, read_events
 from reactor.rules.dryrun import dry_run
 from reactor.rules.loader import load_rules
+from reactor.sources.deadletter import Record
 
 
 def dump(document: Any, out: TextIO, *, indent: int | None = 2) -> None:

@@ -6,35 +6,21 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-import aio_pika
 import redis.asyncio as aioredis
-from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
-from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
-from redis.exceptions import RedisError
 
 from reactor.actions.base import ActionRegistry
-from reactor.delivery.dlq import DeadLetters, DeadLetterStore
-from reactor.delivery.dlq_nats import NatsDeadLetters
-from reactor.errors import RuleSetError, SourceError
+from reactor.app import build_source
+from reactor.errors import RuleSetError
 from reactor.ops.audit import AuditStore
 from reactor.provision.commands import provision_summary
-from reactor.redact import redact_text, shown_url
+from reactor.redact import redact_text
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
-from reactor.sources.redis_discovery import StreamDiscovery
+from reactor.sources.base import StreamStatus
+from reactor.sources.deadletter import DeadLetterStore
+from reactor.sources.redis_streams import RedisStreamsSource
 
-
-@dataclass
-class StreamStatus:
-    stream: str
-    group: str
-    exists: bool
-    lag: int | None = None
-    pending: int = 0
-    oldest_pending_s: float | None = None
-    consumers: int | None = 0  # None: the event store does not say
-    pattern: str | None = None  # the ``redis.streams`` glob pattern that found the stream
+__all__ = ["Status", "StreamStatus", "gather", "print_status"]
 
 
 @dataclass
@@ -48,42 +34,22 @@ class Status:
     provisioning: dict[str, Any] = field(default_factory=dict)
 
 
-async def _stream_status(client: aioredis.Redis, stream: str, group: str) -> StreamStatus:
-    try:
-        groups = await client.xinfo_groups(stream)
-    except RedisError:
-        return StreamStatus(stream, group, exists=False)
-    info = next((g for g in groups if str(g["name"]) == group), None)
-    if info is None:
-        return StreamStatus(stream, group, exists=False)
-    status = StreamStatus(
-        stream,
-        group,
-        True,
-        None if info.get("lag") is None else int(info["lag"]),
-        int(info["pending"]),
-        None,
-        int(info["consumers"]),
-    )
-    if status.pending:
-        oldest = await client.xpending_range(stream, group, min="-", max="+", count=1)
-        if oldest:
-            status.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000
-    return status
-
-
 async def gather(
     settings: Settings, client: aioredis.Redis | None, registry: ActionRegistry, audit: AuditStore | None
 ) -> Status:
-    """Status of the configured event store (``client``: the Redis one, when that is the store)."""
+    """Status of the configured event store, from its status and dead-letter faces (``client``:
+    the Redis one, when that is the store)."""
     status = Status()
-    if settings.source == "nats":
-        await _nats_into(status, settings)
-    elif settings.source == "rabbitmq":
-        await _rabbit_into(status, settings)
-    else:
-        assert client is not None
-        await _redis_into(status, settings, client)
+    store = build_source(settings)
+    if settings.source == "redis" and client is not None:
+        store = RedisStreamsSource(settings.redis, client)
+    faces = await store.status()  # never started: nothing to close but what it opens itself
+    status.streams, status.dead_letters = faces.streams, faces.dead_letters
+    dead = await store.open_dead_letters()
+    try:
+        await _dead_letters_into(status, dead)
+    finally:
+        await dead.close()
     try:
         status.rules_loaded = len(load_rules(settings.rules.dir, registry))
     except RuleSetError as exc:
@@ -106,77 +72,8 @@ async def gather(
     return status
 
 
-async def _redis_into(status: Status, settings: Settings, client: aioredis.Redis) -> None:
-    try:
-        s = settings.redis
-        found = StreamDiscovery(s.streams, frozenset({s.dlq_stream}), s.max_streams, s.scan_count)
-        await found.scan(client)
-        for stream in found.streams:
-            status.streams.append(await _stream_status(client, stream, s.group))
-            status.streams[-1].pattern = found.found.get(stream)
-        for pattern in found.patterns:
-            if pattern not in found.found.values():
-                status.streams.append(StreamStatus(pattern, s.group, exists=False, pattern=pattern))
-        await _dead_letters_into(status, DeadLetters(client, settings.redis.dlq_stream))
-    except RedisError as exc:
-        raise SourceError(f"redis {shown_url(settings.redis.url)}: {exc}") from exc
-
-
-async def _nats_into(status: Status, settings: Settings) -> None:
-    """The durable consumer's backlog (not yet delivered) and unacked count, and the DLQ stream."""
-    s = settings.nats
-    dead = await NatsDeadLetters.connect(s)
-    try:
-        js = dead.jetstream
-        try:
-            info = await js.consumer_info(s.stream, s.durable)
-            status.streams.append(
-                StreamStatus(
-                    s.stream, s.durable, True, int(info.num_pending), int(info.num_ack_pending), None, None
-                )
-            )
-        except NotFoundError:
-            status.streams.append(StreamStatus(s.stream, s.durable, exists=False))
-        await _dead_letters_into(status, dead)
-    except (NatsError, OSError) as exc:
-        raise SourceError(f"nats {shown_url(s.url)}: {exc}") from exc
-    finally:
-        await dead.close()
-
-
-async def _rabbit_into(status: Status, settings: Settings) -> None:
-    """The queue's ready messages and consumers, and the dead-letter queue's length."""
-    s = settings.rabbitmq
-    try:
-        connection = await aio_pika.connect(s.url, timeout=5)
-    except (AMQPError, OSError) as exc:
-        raise SourceError(f"rabbitmq: {exc}") from exc
-    try:
-        for name, dlq in ((s.queue, False), (s.dlq_queue, True)):
-            channel = await connection.channel()  # a failed passive declare closes its channel
-            try:
-                queue = await channel.declare_queue(name, passive=True)
-            except ChannelNotFoundEntity:
-                if not dlq:
-                    status.streams.append(StreamStatus(name, s.queue, exists=False))
-                continue
-            result = queue.declaration_result
-            if dlq:
-                status.dead_letters = int(result.message_count or 0)
-            else:
-                count = int(result.message_count or 0)
-                status.streams.append(
-                    StreamStatus(name, s.queue, True, count, 0, None, result.consumer_count)
-                )
-    except AMQPError as exc:
-        raise SourceError(f"rabbitmq: {exc}") from exc
-    finally:
-        await connection.close()
-
-
 async def _dead_letters_into(status: Status, dead: DeadLetterStore) -> None:
-    """How many records the store keeps, and its newest five among the last errors."""
-    status.dead_letters = await dead.count()
+    """The store's newest five records among the last errors."""
     for record in await dead.records(limit=5):
         f = record.fields
         status.last_errors.append(

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from reactor.sources.deadletter import DeadLetter
+from reactor.errors import SourceError
+
+if TYPE_CHECKING:  # deadletter.py builds on Delivery, below
+    from reactor.sources.deadletter import DeadLetter, DeadLetterStore
 
 
 def delivery_key(stream: str, entry_id: str) -> str:
@@ -46,6 +49,29 @@ class Delivery:
     def key(self) -> str:
         """The idempotency key of this entry's steps (see ``delivery_key``)."""
         return delivery_key(self.stream, self.entry_id)
+
+
+@dataclass
+class StreamStatus:
+    """One stream (subject, queue) as the store tells it: what ``reactor status`` prints a row of
+    and the daemon's lag and pending gauges show."""
+
+    stream: str
+    group: str
+    exists: bool
+    lag: int | None = None  # entries not yet delivered to the group (None: the store does not say)
+    pending: int = 0  # delivered, not acknowledged
+    oldest_pending_s: float | None = None
+    consumers: int | None = 0  # None: the event store does not say
+    pattern: str | None = None  # the ``redis.streams`` glob pattern that found the stream
+
+
+@dataclass
+class StoreStatus:
+    """A store's status face: its streams, and how many dead-letter records it keeps."""
+
+    streams: list[StreamStatus] = field(default_factory=list)
+    dead_letters: int = 0
 
 
 class Source(ABC):
@@ -116,10 +142,14 @@ class Source(ABC):
     async def release(self, deliveries: Sequence[Delivery]) -> None:  # noqa: B027 - optional
         """Give unsettled entries back for redelivery now (on stop); by default they come back anyway."""
 
-    async def backlog(self) -> list[tuple[str, int | None, int]]:
-        """Per stream: entries not yet delivered to the group (None if unknown) and entries pending."""
-        return []
+    async def status(self) -> StoreStatus:
+        """The status face: per stream the lag and pending entries, and the dead-letter count.
+        Asked of a started source (the daemon's gauges) or of one never started (``reactor
+        status``), which then opens and closes a connection of its own. Every event store says;
+        a source that is not one (a generator in a benchmark) has no streams to tell."""
+        return StoreStatus()
 
-    async def dead_letter_count(self) -> int | None:
-        """Records in the dead-letter store, where the source keeps one."""
-        return None
+    async def open_dead_letters(self) -> DeadLetterStore:
+        """The dead-letter face: the records this store keeps, on a connection of their own
+        (``close()`` it when done). Every event store has one."""
+        raise SourceError(f"{self.name}: keeps no dead-letter records")

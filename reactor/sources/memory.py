@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reactor.sources.base import Delivery, Source
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 
 class MemorySource(Source):
@@ -25,6 +25,7 @@ class MemorySource(Source):
         self._wakeup = asyncio.Event()
         self.acked: list[Delivery] = []
         self.dead_letters: list[DeadLetter] = []
+        self._held: dict[str, Delivery] = {}  # read, not settled, by key
         for stream, payload in entries:
             self.add(stream, payload)
 
@@ -50,6 +51,7 @@ class MemorySource(Source):
                 return []
         batch = self._pending[self._next : self._next + max_count]
         self._next += len(batch)
+        self._held.update((d.key, d) for d in batch)
         if self._next == len(self._pending):
             self._pending, self._next = [], 0
         return batch
@@ -57,19 +59,24 @@ class MemorySource(Source):
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
         self.dead_letters.extend(dead)
         self.acked.extend(done)
+        for delivery in done:
+            self._held.pop(delivery.key, None)
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Unsettled entries go back to the front, to be read again."""
+        for delivery in deliveries:
+            self._held.pop(delivery.key, None)
         self._pending[self._next : self._next] = [
             Delivery(d.stream, d.entry_id, d.payload, d.deliveries + 1) for d in deliveries
         ]
         self._wakeup.set()
 
-    async def backlog(self) -> list[tuple[str, int | None, int]]:
-        return [("memory", self._remaining, 0)]
+    async def status(self) -> StoreStatus:
+        row = StreamStatus("memory", "memory", True, self._remaining, len(self._held), None, 1)
+        return StoreStatus([row], len(self.dead_letters))
 
-    async def dead_letter_count(self) -> int | None:
-        return len(self.dead_letters)
+    async def open_dead_letters(self) -> DeadLetterStore:
+        return MemoryDeadLetters(self.dead_letters)
 
     @property
     def _remaining(self) -> int:
@@ -78,3 +85,36 @@ class MemorySource(Source):
     @property
     def exhausted(self) -> bool:
         return self._finite and not self._remaining
+
+
+class MemoryDeadLetters(DeadLetterStore):
+    """A memory source's dead-letter list; a record's id is its place in it (from 1)."""
+
+    where = "memory"
+
+    def __init__(self, records: list[DeadLetter]) -> None:
+        self._records = records
+
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
+        every = [Record(str(n), r.to_fields()) for n, r in enumerate(self._records, 1)]
+        every.reverse()
+        if ids:
+            return [r for r in every if r.id in ids]
+        return every if limit is None else every[:limit]
+
+    async def count(self) -> int:
+        return len(self._records)
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        gone = {int(i) - 1 for i in ids if i.isdigit() and 0 < int(i) <= len(self._records)}
+        self._records[:] = [r for n, r in enumerate(self._records) if n not in gone]
+        return len(gone)
+
+    async def purge(self) -> int:
+        count = len(self._records)
+        self._records.clear()
+        return count
+
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        await self.delete(remove)
+        self._records.extend(add)

@@ -57,9 +57,10 @@ from nats.js.errors import NotFoundError
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import NatsSettings
-from reactor.sources.base import Delivery, Source
+from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore
+from reactor.sources.nats_deadletters import NatsDeadLetters
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0
@@ -324,6 +325,39 @@ class NatsJetStreamSource(Source):
                     await msg.nak()
                 except self.recoverable:
                     continue  # it comes back after ack_wait anyway
+
+    async def status(self) -> StoreStatus:
+        """The durable consumer's messages not yet delivered and unacked, and the DLQ stream's
+        length: on this source's connection, or one of its own when it was not started."""
+        if self._js is not None:
+            return await self._status(self._js)
+        dead = await NatsDeadLetters.connect(self._s)
+        try:
+            return await self._status(dead.jetstream)
+        finally:
+            await dead.close()
+
+    async def _status(self, js: Any) -> StoreStatus:
+        s = self._s
+        status = StoreStatus()
+        try:
+            try:
+                info = await js.consumer_info(s.stream, s.durable)
+            except NotFoundError:
+                status.streams.append(StreamStatus(s.stream, s.durable, exists=False))
+            else:
+                pending = int(info.num_ack_pending)
+                status.streams.append(
+                    StreamStatus(s.stream, s.durable, True, int(info.num_pending), pending, None, None)
+                )
+            with contextlib.suppress(NotFoundError):  # no dead-letter stream: nothing dead-lettered
+                status.dead_letters = int((await js.stream_info(s.dlq_stream)).state.messages)
+        except self.recoverable as exc:
+            raise SourceError(f"nats {shown_url(s.url)}: {exc}") from exc
+        return status
+
+    async def open_dead_letters(self) -> DeadLetterStore:
+        return await NatsDeadLetters.connect(self._s)
 
     async def ready(self) -> bool:
         return bool(self._nc is not None and self._nc.is_connected)

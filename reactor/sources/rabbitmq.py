@@ -34,14 +34,15 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPException, ChannelInvalidStateError
+from aio_pika.exceptions import AMQPException, ChannelInvalidStateError, ChannelNotFoundEntity
 
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RabbitSettings
-from reactor.sources.base import Delivery, Source
+from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore
+from reactor.sources.rabbitmq_deadletters import RabbitDeadLetters
 
 #: A prefetch change that gets no answer within this is given up (tried again on the next read).
 _QOS_TIMEOUT_S = 5.0
@@ -167,6 +168,48 @@ class RabbitMQSource(Source):
                 self._budget.release((id(message),))
                 with contextlib.suppress(*self.recoverable):
                     await message.nack(requeue=True)
+
+    async def status(self) -> StoreStatus:
+        """The queue's messages not yet delivered (ready in the queue, and those the broker sent
+        here that were not read yet), those this process holds unacked (another process's are
+        not told by AMQP), its consumers, and the dead-letter queue's length."""
+        if self._conn is not None and not self._conn.is_closed:
+            held = sum(len(copies) for copies in self._messages.values())
+            return await self._status(self._conn, self._inbox.qsize(), held)
+        try:
+            connection = await aio_pika.connect(self._s.url, timeout=5)
+        except self.recoverable as exc:
+            raise SourceError(f"rabbitmq {shown_url(self._s.url)}: {exc}") from exc
+        try:
+            return await self._status(connection, 0, 0)
+        finally:
+            with contextlib.suppress(*self.recoverable):
+                await connection.close()
+
+    async def _status(self, connection: Any, unread: int, held: int) -> StoreStatus:
+        status = StoreStatus()
+        try:
+            for name in (self._s.queue, self._s.dlq_queue):
+                channel = await connection.channel()  # a failed passive declare closes its channel
+                try:
+                    result = (await channel.declare_queue(name, passive=True)).declaration_result
+                except ChannelNotFoundEntity:
+                    if name == self._s.queue:
+                        status.streams.append(StreamStatus(name, name, exists=False))
+                    continue
+                await channel.close()
+                count = int(result.message_count or 0)
+                if name == self._s.dlq_queue:
+                    status.dead_letters = count
+                else:
+                    row = StreamStatus(name, name, True, count + unread, held, None, result.consumer_count)
+                    status.streams.append(row)
+        except self.recoverable as exc:
+            raise SourceError(f"rabbitmq {shown_url(self._s.url)}: {exc}") from exc
+        return status
+
+    async def open_dead_letters(self) -> DeadLetterStore:
+        return await RabbitDeadLetters.connect(self._s)
 
     async def ready(self) -> bool:
         return bool(self._conn is not None and not self._conn.is_closed)

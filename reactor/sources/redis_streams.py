@@ -41,8 +41,9 @@ from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RedisSettings
 from reactor.sources import redis_wire as wire
-from reactor.sources.base import Delivery, Source, entry_order
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus, entry_order
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore
+from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.sources.redis_discovery import StreamDiscovery
 
 
@@ -61,6 +62,7 @@ class RedisStreamsSource(Source):
         self._streams: list[str] = self._discovery.literal
         self._backlog: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._discover_at = 0.0
+        self._started = False  # status() scans the patterns itself until start() has
         self._notices: list[tuple[str, str, dict[str, Any]]] = []
         self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
@@ -94,6 +96,7 @@ class RedisStreamsSource(Source):
         except RedisError as exc:
             raise SourceError(f"redis {shown_url(self._s.url)}: {exc}") from exc
         self._streams = self._discovery.streams
+        self._started = True
         for stream in self._streams:
             await self._join(stream, self._s.start_id)
 
@@ -375,24 +378,49 @@ class RedisStreamsSource(Source):
             raise SourceError(f"XPENDING: {exc}") from exc
         return {str(r["message_id"]) for r in rows} & entry_ids
 
-    async def backlog(self) -> list[tuple[str, int | None, int]]:
-        rows: list[tuple[str, int | None, int]] = []
+    async def status(self) -> StoreStatus:
+        """Every stream consumed (never started: every stream the patterns match now), each
+        pattern that matches none, then the dead-letter stream's length."""
+        status = StoreStatus()
         try:
-            for stream in self._streams:
-                groups = await self._client.xinfo_groups(stream)
-                group = next((g for g in groups if str(g["name"]) == self._s.group), None)
-                if group is not None:
-                    lag = group.get("lag")
-                    rows.append((stream, None if lag is None else int(lag), int(group["pending"])))
+            found = self._discovery
+            if not self._started:  # ``reactor status``: a scan of its own
+                found = StreamDiscovery(
+                    self._s.streams, frozenset({self._s.dlq_stream}), self._s.max_streams, self._s.scan_count
+                )
+                await found.scan(self._client)
+            for stream in found.streams:
+                status.streams.append(await self._stream_status(stream))
+                status.streams[-1].pattern = found.found.get(stream)
+            for pattern in found.patterns:
+                if pattern not in found.found.values():
+                    status.streams.append(StreamStatus(pattern, self._s.group, False, pattern=pattern))
+            status.dead_letters = int(await self._client.xlen(self._s.dlq_stream))
         except RedisError as exc:
-            raise SourceError(f"XINFO GROUPS: {exc}") from exc
-        return rows
+            raise SourceError(f"redis {shown_url(self._s.url)}: {exc}") from exc
+        return status
 
-    async def dead_letter_count(self) -> int | None:
+    async def _stream_status(self, stream: str) -> StreamStatus:
         try:
-            return int(await self._client.xlen(self._s.dlq_stream))
-        except RedisError as exc:
-            raise SourceError(f"XLEN {self._s.dlq_stream}: {exc}") from exc
+            groups = await self._client.xinfo_groups(stream)
+        except ResponseError:  # no such stream
+            return StreamStatus(stream, self._s.group, exists=False)
+        info = next((g for g in groups if str(g["name"]) == self._s.group), None)
+        if info is None:
+            return StreamStatus(stream, self._s.group, exists=False)
+        lag = None if info.get("lag") is None else int(info["lag"])
+        row = StreamStatus(
+            stream, self._s.group, True, lag, int(info["pending"]), None, int(info["consumers"])
+        )
+        if row.pending:
+            oldest = await self._client.xpending_range(stream, self._s.group, min="-", max="+", count=1)
+            if oldest:
+                row.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000
+        return row
+
+    async def open_dead_letters(self) -> DeadLetterStore:
+        client = aioredis.Redis.from_url(self._s.url, decode_responses=True)
+        return RedisDeadLetters(client, self._s.dlq_stream)
 
     async def ready(self) -> bool:
         try:

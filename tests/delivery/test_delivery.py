@@ -17,7 +17,6 @@ import redis.asyncio as aioredis
 
 from reactor.app import Reactor
 from reactor.commands import replay_dead_letters
-from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial, trial_begun
 from reactor.delivery.lanes import Lanes
 from reactor.delivery.outcome import Outcome
@@ -27,6 +26,7 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
+from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO
@@ -159,7 +159,7 @@ async def test_an_outage_beyond_the_retry_budget_is_dead_lettered_with_the_reaso
     await redis_client.xadd(stream, {"operation": "config.update", "thing_id": thing.id, "seq": "1"})
     async with _running(settings, MemoryStateStore()) as outcomes:
         await _until(lambda: len(outcomes) == 1)
-    (record,) = await DeadLetters(redis_client, settings.redis.dlq_stream).records()
+    (record,) = await RedisDeadLetters(redis_client, settings.redis.dlq_stream).records()
     assert record.fields["reason"] == "action_failed"
     assert record.fields["status"] == "503"
     assert record.fields["attempts"] == "3"
@@ -197,7 +197,7 @@ async def test_dlq_replay_succeeds_exactly_once_after_the_cause_is_fixed(
     # No bootstrap config yet: connect succeeds, activate fails with 404 → dead-lettered.
     async with _running(settings) as outcomes:
         await _until(lambda: len(outcomes) == 1)
-    dead = DeadLetters(redis_client, settings.redis.dlq_stream)
+    dead = RedisDeadLetters(redis_client, settings.redis.dlq_stream)
     (record,) = await dead.records()
     assert (record.fields["action"], record.fields["status"]) == ("activate (bootstrap.change_state)", "404")
 
@@ -291,7 +291,7 @@ async def test_a_malformed_binary_body_is_dead_lettered_replayably(
     tmp_path: Path, sim: Simulator, unique: str
 ) -> None:
     """A protobuf body that does not decode keeps its bytes (base64): replay gets them back."""
-    from reactor.delivery.dlq import Record
+    from reactor.sources.deadletter import Record
 
     settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
     reactor = Reactor.build(settings, MemorySource(), get_logger("test"))

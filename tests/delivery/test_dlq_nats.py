@@ -13,12 +13,12 @@ import pytest
 
 from reactor.app import Reactor
 from reactor.commands import open_dead_letters, replay_dead_letters
-from reactor.delivery.dlq_nats import NatsDeadLetters
 from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
-from reactor.errors import ConfigError
+from reactor.errors import SourceError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
+from reactor.sources.nats_deadletters import NatsDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import reactor_cli
@@ -112,10 +112,13 @@ async def test_nats_dead_letters_list_show_replay_purge(tmp_path: Path, backend:
         assert cli("list", backend=backend).stdout.strip() == "no dead-letter records"
 
 
-async def test_rabbitmq_dead_letters_are_pointed_to(tmp_path: Path) -> None:
-    settings = load_settings(None, source="rabbitmq")
-    with pytest.raises(ConfigError, match=r"durable queue 'reactor\.dlq'"):
+async def test_unreachable_rabbitmq_dead_letters_are_one_line_without_the_password() -> None:
+    """RabbitMQ's dead letters are read now (tests/delivery/test_dlq_rabbitmq.py); a broker that is
+    not there is one line naming it, its password masked."""
+    settings = load_settings(None, source="rabbitmq", rabbitmq={"url": "amqp://guest:sekret@127.0.0.1:1/"})
+    with pytest.raises(SourceError, match=r"rabbitmq amqp://\*\*\*@127\.0\.0\.1:1/") as raised:
         await open_dead_letters(settings)
+    assert "sekret" not in str(raised.value)
 
 
 async def test_an_empty_dead_letter_stream_lists_nothing(backend: NatsBackend) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial
 from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
 from reactor.settings import Settings, load_settings
 from reactor.sources.base import delivery_key
+from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
@@ -118,7 +118,7 @@ async def test_hostile_entries_are_dead_lettered_and_the_reactor_goes_on(
     assert (await redis_client.xpending(stream, "g"))["pending"] == 0
     records = {
         r.fields["entry_id"]: r.fields
-        for r in await DeadLetters(redis_client, settings.redis.dlq_stream).records()
+        for r in await RedisDeadLetters(redis_client, settings.redis.dlq_stream).records()
     }
     reasons = [records[i]["reason"] for i in ids]
     assert reasons == ["malformed"] * 5 + ["action_failed", "action_failed", "malformed"]
@@ -163,7 +163,7 @@ async def test_an_entry_delivered_max_deliveries_times_is_poison_before_it_is_re
     assert (await redis_client.xpending(stream, "g"))["pending"] == 0
     records = {
         r.fields["entry_id"]: r.fields
-        for r in await DeadLetters(redis_client, settings.redis.dlq_stream).records()
+        for r in await RedisDeadLetters(redis_client, settings.redis.dlq_stream).records()
     }
     assert "delivered 5 times (max_deliveries 3)" in records[killer]["error"]
     assert base64.b64decode(json.loads(records[killer]["event"])["_b64"]["thing_id"]) == b"k\xff"

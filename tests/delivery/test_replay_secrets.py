@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
 from reactor.commands import replay_dead_letters
-from reactor.delivery.dlq import DeadLetters
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings
+from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.delivery.helpers import redis_settings, running_reactor, until
@@ -50,14 +50,14 @@ def _pem() -> str:
 
 async def _dead_lettered(
     redis_client: aioredis.Redis, settings: Settings, thing_id: str, pem: str
-) -> DeadLetters:
+) -> RedisDeadLetters:
     await redis_client.xadd(
         settings.redis.streams[0],
         {"operation": "config.create", "thing_id": thing_id, "client_key": pem},
     )
     async with running_reactor(settings) as (_, outcomes, _stop):  # no config yet: 404, dead-lettered
         await until(lambda: len(outcomes) == 1)
-    dead = DeadLetters(redis_client, settings.redis.dlq_stream)
+    dead = RedisDeadLetters(redis_client, settings.redis.dlq_stream)
     (record,) = await dead.records()
     assert record.fields["status"] == "404"
     stored = json.dumps(record.fields)

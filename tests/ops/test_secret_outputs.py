@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reactor.app import Reactor, build_audit, build_state_store
-from reactor.delivery.dlq import DeadLetters
 from reactor.delivery.executor import begin_trial
 from reactor.delivery.outcome import Outcome
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
+from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO, reactor_cli
 
@@ -237,7 +237,7 @@ async def test_no_secret_in_clear_in_any_output_or_store(
         "REACTOR_RULES__DIR": str(rules),
         "REACTOR_SECRETS__KEY": key,
     }
-    ids = [r.id for r in await DeadLetters(redis_client, dlq).records()]
+    ids = [r.id for r in await RedisDeadLetters(redis_client, dlq).records()]
     create_file, mqtt_file = tmp_path / "create.json", tmp_path / "mqtt.json"
     create_file.write_text(json.dumps(config_create))
     mqtt_file.write_text(json.dumps({"thing_id": MQTT_KEY, "event_type": "connect", "instance": ""}))

@@ -20,7 +20,6 @@ from cryptography.fernet import Fernet
 
 from reactor.actions.base import Action, ActionContext, Params
 from reactor.app import Reactor, build_source
-from reactor.delivery.dlq import Record
 from reactor.delivery.executor import RuleOutcome, StepOutcome, dead_letter_for
 from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import RedisStateStore, SQLiteStateStore
@@ -34,7 +33,7 @@ from reactor.rules.model import CompiledAction
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.deadletter import DeadLetter, Record
 from tests.conftest import REDIS_URL, reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,

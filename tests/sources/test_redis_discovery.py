@@ -94,7 +94,7 @@ async def test_a_pattern_finds_existing_and_later_streams_and_joins_later_ones_f
     groups = await redis_client.xinfo_groups(f"{prefix}.client.change_state")
     assert [g["name"] for g in groups] == ["g"]
     await source.settle(got, [])
-    assert [r[1:] for r in await source.backlog()] == [(0, 0), (0, 0)]
+    assert [(r.lag, r.pending) for r in (await source.status()).streams] == [(0, 0), (0, 0)]
     await source.close()
 
 

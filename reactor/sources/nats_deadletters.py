@@ -12,11 +12,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from reactor.delivery.dlq import DeadLetterStore, Record
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import NatsSettings
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 
 class NatsDeadLetters(DeadLetterStore):
