@@ -14,11 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bench.common import Result
-from reactor.app import Reactor
-from reactor.delivery.state import MemoryStateStore
-from reactor.ops.logging import configure_logging, get_logger
-from reactor.settings import load_settings
+from bench.common import DeployedLog, Result, deployed_reactor, deployed_settings
 from reactor.sources.redis_streams import RedisStreamsSource
 
 URL = "redis://127.0.0.1:6379/0"
@@ -37,7 +33,6 @@ json_body = {{ sent = "{{{{ event.sent_ns }}}}" }}
 
 
 async def run() -> Result:
-    configure_logging("ERROR", "json")
     arrivals: list[float] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -55,9 +50,12 @@ async def run() -> Result:
     stream = f"lat.{uuid.uuid4().hex[:8]}.bootstrap"
     client = aioredis.Redis.from_url(URL, decode_responses=True)
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "r.toml").write_text(RULES.format(url=f"http://127.0.0.1:{port}/hook"))
-        settings = load_settings(
-            None,
+        log = DeployedLog(Path(tmp))
+        rules = Path(tmp) / "rules"
+        rules.mkdir()
+        (rules / "r.toml").write_text(RULES.format(url=f"http://127.0.0.1:{port}/hook"))
+        settings = deployed_settings(
+            Path(tmp),
             redis={
                 "url": URL,
                 "streams": [stream],
@@ -66,15 +64,11 @@ async def run() -> Result:
                 "block_ms": 1000,
                 "batch_size": 100,
             },
-            rules={"dir": tmp, "reload_interval_s": 0},
-            ops={"audit": False},
+            rules={"dir": rules, "reload_interval_s": 0},
             supermq={"http_allowlist": ["127.0.0.1"]},
             worker={"settle_interval_ms": 5},
         )
-        reactor = Reactor.build(
-            settings, RedisStreamsSource(settings.redis), get_logger("bench"), state=MemoryStateStore()
-        )
-        reactor.worker._observers = []
+        reactor = deployed_reactor(settings, RedisStreamsSource(settings.redis), log)
         stop = asyncio.Event()
         task = asyncio.create_task(reactor.run(stop))
         await asyncio.sleep(0.5)
@@ -93,6 +87,7 @@ async def run() -> Result:
             await asyncio.sleep(0.01)
         stop.set()
         await task
+        log.close()
     await client.delete(stream)
     await client.aclose()
     await runner.cleanup()
@@ -104,8 +99,8 @@ async def run() -> Result:
             "p50": f"{p50:.2f} ms",
             "p99": f"{p99:.2f} ms",
             "max": f"{warm[-1]:.2f} ms",
-            "setup": f"{EVENTS:,} events at {RATE}/s; reactor and hook server in one process; Redis on "
-            "loopback",
+            "setup": f"{EVENTS:,} events at {RATE}/s; reactor as deployed (log line, metrics, SQLite audit "
+            "and state store) and hook server in one process; Redis on loopback",
         },
         ratio=p99 / 10.0,
         target="p99 / 10 ms <= 1",
