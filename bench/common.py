@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import structlog
 
 from reactor.app import Reactor
-from reactor.delivery.state import SQLiteStateStore
+from reactor.delivery.state import MemoryStateStore, SQLiteStateStore, StateStore
 from reactor.ops.audit import SQLiteAudit
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import Settings, load_settings
@@ -70,13 +70,23 @@ def deployed_settings(directory: Path, **sections: Any) -> Settings:
 
 
 def deployed_reactor(
-    settings: Settings, source: Source, log: DeployedLog, *, observers: bool = True
+    settings: Settings,
+    source: Source,
+    log: DeployedLog,
+    *,
+    observers: bool = True,
+    memory_state: bool = False,
 ) -> Reactor:
     """``Reactor.build`` as ``reactor run`` does it: its own log, metrics and audit observers and
     sinks, and the configured SQLite state store and audit trail even for an in-memory source
     (which ``build`` would give memory ones). ``observers=False`` strips the log line, metrics
-    and audit: only for a figure reported beside the deployed one, never instead."""
-    state = SQLiteStateStore(settings.state.path, settings.state.retention_s)
+    and audit, ``memory_state=True`` keeps completed steps in memory: only for figures reported
+    beside the deployed one, to explain it, never instead."""
+    state: StateStore = (
+        MemoryStateStore()
+        if memory_state
+        else SQLiteStateStore(settings.state.path, settings.state.retention_s)
+    )
     reactor = Reactor.build(settings, source, log.logger(), state=state)
     if observers and settings.ops.audit and settings.source == "memory":
         audit = SQLiteAudit(settings.state.path, settings.ops.audit_retention_s, settings.ops.audit_max_rows)
