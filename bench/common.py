@@ -167,6 +167,8 @@ def write_results(results: list[Result], path: Path = ROOT / "bench" / "RESULTS.
         "The machine's 2 cores are shared with other work (other engineers' test runs): absolute "
         "rates vary from run to run; the spread is the range over the repeats of each figure.",
         "",
+        "Where a target is not met, README.md (Benchmarks) states the gap and the profile that explains it.",
+        "",
     ]
     for result in results:
         lines += result.lines()
