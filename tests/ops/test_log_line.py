@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+from types import SimpleNamespace
 
+from reactor.app import log_outcome
 from reactor.ops import logging as reactor_logging
 from reactor.ops.logging import configure_logging, get_logger
 
@@ -64,3 +66,29 @@ def test_a_value_json_has_no_form_for_is_written_as_its_repr() -> None:
     finally:
         configure_logging("ERROR", "json")
     assert _lines(stream)[0]["thing"] == "<thing>"
+
+
+def test_no_line_is_built_when_info_is_filtered_out() -> None:
+    """At WARNING (an operator's choice), the per-event ``event.acted`` line is dropped: the
+    observer must not build its fields (the event's summary, the rule list) for nothing."""
+    built: list[str] = []
+
+    def summary() -> dict[str, object]:
+        built.append("summary")
+        return {"stream": "s", "entry_id": "1-0", "operation": "config.create"}
+
+    outcome = SimpleNamespace(
+        delivery=SimpleNamespace(stream="s", entry_id="1-0"),
+        event=SimpleNamespace(summary=summary),
+        rules=[SimpleNamespace(rule="r")],
+        dead_letter=None,
+    )
+    for level, lines in (("WARNING", 0), ("INFO", 1)):
+        stream = io.StringIO()
+        configure_logging(level, "json", stream)
+        try:
+            log_outcome(get_logger("t"))(outcome)  # type: ignore[arg-type]
+        finally:
+            configure_logging("ERROR", "json")
+        assert len(_lines(stream)) == lines
+    assert built == ["summary"]  # only for the line written at INFO
