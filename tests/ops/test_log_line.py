@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from reactor.app import log_outcome
@@ -92,3 +94,24 @@ def test_no_line_is_built_when_info_is_filtered_out() -> None:
             configure_logging("ERROR", "json")
         assert len(_lines(stream)) == lines
     assert built == ["summary"]  # only for the line written at INFO
+
+
+def test_the_timestamp_is_iso_utc_and_now_and_lists_are_masked_each_time() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    try:
+        log = get_logger("t")
+        before = datetime.now(UTC)
+        for _ in range(2):
+            log.info("event.acted", rules=["r1", f"Bearer {JWT}"], password=["a-secret-value"])
+        after = datetime.now(UTC)
+    finally:
+        configure_logging("ERROR", "json")
+    for line in _lines(stream):
+        stamp = str(line["timestamp"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp), stamp
+        assert before.replace(microsecond=0) <= datetime.fromisoformat(stamp) <= after
+        assert line["rules"] == ["r1", "Bearer ***"]
+        assert line["password"] == "***"
+    assert JWT not in stream.getvalue()
+    assert "a-secret-value" not in stream.getvalue()
