@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,10 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import ROOT, Result
-from reactor.app import Reactor
-from reactor.ops.logging import configure_logging, get_logger
-from reactor.settings import load_settings
+from bench.common import ROOT, DeployedLog, Result, deployed_reactor, deployed_settings, spread
 from reactor.sources.memory import MemorySource
 from tests.servers import free_port
 
@@ -100,10 +98,13 @@ async def _bare(url: str, kind: str) -> float:
         return EVENTS / (time.perf_counter() - started)
 
 
-async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
+async def _reactor(
+    url: str, kind: str, rules_dir: Path, log: DeployedLog, observers: bool = True, memory_state: bool = False
+) -> float:
     supermq = {f"{s}_url": url for s in ("users", "things", "bootstrap", "certs", "http")}
-    settings = load_settings(
-        None,
+    _RUNS[0] += 1
+    settings = deployed_settings(
+        rules_dir / f"run{_RUNS[0]}",
         source="memory",
         rules={"dir": rules_dir, "reload_interval_s": 0},
         supermq=supermq
@@ -115,58 +116,82 @@ async def _reactor(url: str, kind: str, rules_dir: Path) -> float:
         for i in range(EVENTS)
     ]
     source = MemorySource(events)
-    reactor = Reactor.build(settings, source, get_logger("bench"))
-    reactor.worker.settler._observers = []  # measure the pipeline, not the log line
+    reactor = deployed_reactor(settings, source, log, observers=observers, memory_state=memory_state)
     started = time.perf_counter()
     await reactor.worker.run(asyncio.Event())  # the daemon's loop; returns when the list is done
     rate = EVENTS / (time.perf_counter() - started)
     assert reactor.worker.counters.actions_ok == EVENTS, vars(reactor.worker.counters)
     await reactor.client.aclose()
+    await reactor.state.close()
+    if reactor.audit is not None:
+        await reactor.audit.close()
     return rate
 
 
-async def _interleaved(
-    baseline: Callable[[], Awaitable[float]], ours: Callable[[], Awaitable[float]], repeats: int = REPEATS
-) -> tuple[float, float]:
-    """The best of ``repeats`` runs of each, taken in turns so that a slow spell of the machine
-    (the server shares the two cores) falls on both sides rather than on one."""
-    best = [0.0, 0.0]
+_RUNS = [0]
+
+
+async def _interleaved(*sides: Callable[[], Awaitable[float]], repeats: int = REPEATS) -> list[list[float]]:
+    """``repeats`` runs of each side, taken in turns so that a slow spell of the machine (the
+    server shares the two cores) falls on every side rather than on one."""
+    out: list[list[float]] = [[] for _ in sides]
     for _ in range(repeats):
-        best[0] = max(best[0], await baseline())
-        best[1] = max(best[1], await ours())
-    return best[0], best[1]
+        for rates, side in zip(out, sides, strict=True):
+            rates.append(await side())
+    return out
+
+
+def _paired(ours: list[float], bare: list[float]) -> str:
+    """The ratio of each round's two runs: on a machine whose speed drifts, the best of each side
+    may come from different rounds."""
+    ratios = sorted(o / b for o, b in zip(ours, bare, strict=True))
+    return f"median {statistics.median(ratios):.3f}, {ratios[0]:.3f} to {ratios[-1]:.3f}"
 
 
 async def run() -> list[Result]:
-    configure_logging("ERROR", "json")
     results = []
     async with server() as url:
         with tempfile.TemporaryDirectory() as tmp:
+            log = DeployedLog(Path(tmp))
             for kind, text in RULES.items():
                 rules_dir = Path(tmp) / kind
                 rules_dir.mkdir()
                 (rules_dir / "r.toml").write_text(text)
                 await _bare(url, kind)  # warm-up
-                bare, ours = await _interleaved(
+                bares, ourss, strippeds, in_memory = await _interleaved(
                     lambda k=kind: _bare(url, k),  # type: ignore[misc]
-                    lambda k=kind, d=rules_dir: _reactor(url, k, d),  # type: ignore[misc]
+                    lambda k=kind, d=rules_dir: _reactor(url, k, d, log),  # type: ignore[misc]
+                    lambda k=kind, d=rules_dir: _reactor(url, k, d, log, observers=False),  # type: ignore[misc]
+                    lambda k=kind, d=rules_dir: _reactor(url, k, d, log, memory_state=True),  # type: ignore[misc]
                 )
+                bare, ours, stripped, memory = max(bares), max(ourss), max(strippeds), max(in_memory)
                 ratio = ours / bare
                 requests = 1 if kind == "change_state" else 2
                 results.append(
                     Result(
                         f"2. HTTP actions: bootstrap.{kind} ({requests} request(s) per event)",
                         {
-                            "bare aiohttp": f"{bare:,.0f} events/s",
-                            "reactor": f"{ours:,.0f} events/s",
+                            "bare aiohttp": f"{bare:,.0f} events/s ({spread(bares)})",
+                            "reactor as deployed (log line, metrics, audit, SQLite state store)": (
+                                f"{ours:,.0f} events/s ({spread(ourss)})"
+                            ),
+                            "beside, to explain: the reactor without its observers": (
+                                f"{stripped:,.0f} events/s ({spread(strippeds)}), "
+                                f"{stripped / bare:.3f} of bare"
+                            ),
+                            "ratio per round (the runs taken in turns)": _paired(ourss, bares),
+                            "beside, to explain: observers on, completed steps kept in memory": (
+                                f"{memory:,.0f} events/s ({spread(in_memory)}), {memory / bare:.3f} of bare"
+                            ),
                             "setup": f"{EVENTS:,} events, {CONCURRENCY} in flight, loopback aiohttp server "
                             f"in its own process, best of {REPEATS} taken in turns",
                         },
                         ratio=ratio,
-                        target=">= 0.80",
-                        met=ratio >= 0.80,
+                        target=">= 0.85",
+                        met=ratio >= 0.85,
                     )
                 )
+            log.close()
     return results
 
 

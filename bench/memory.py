@@ -1,5 +1,6 @@
-"""4. Memory: RSS of the process after 100,000 and after 1,000,000 events through the pipeline
-(decode, match, a no-op action, settle), generated on the fly. Target: growth under 10%."""
+"""4. Memory: RSS of the process after 100,000 and after 1,000,000 events through the daemon's
+loop as deployed (``Reactor.run``: decode, match, a no-op action, settle; log line, metrics, SQLite
+audit and state store), generated on the fly. Target: growth under 10%."""
 
 from __future__ import annotations
 
@@ -10,11 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import NOOP_RULE, Result
-from reactor.app import Reactor
-from reactor.delivery.state import MemoryStateStore
-from reactor.ops.logging import configure_logging, get_logger
-from reactor.settings import load_settings
+from bench.common import NOOP_RULE, DeployedLog, Result, deployed_reactor, deployed_settings
 from reactor.sources.base import Delivery, Source
 from reactor.sources.deadletter import DeadLetter
 
@@ -27,12 +24,19 @@ class Generated(Source):
 
     name = "generated"
 
-    def __init__(self) -> None:
+    def __init__(self, settled: Sequence[int], stop: asyncio.Event) -> None:
         self.n = 0
+        self.done = 0
+        self.marks: dict[int, float] = {}
+        self._at = sorted(settled)
+        self._stop = stop
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
+        if self.n >= self._at[-1]:  # all made: wait for the stop
+            await asyncio.sleep(block_ms / 1000)
+            return []
         out = []
-        for _ in range(max_count):
+        for _ in range(min(max_count, self._at[-1] - self.n)):
             self.n += 1
             out.append(
                 Delivery(
@@ -50,7 +54,13 @@ class Generated(Source):
         return out
 
     async def settle(self, done: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
-        return None
+        before, self.done = self.done, self.done + len(done)
+        for mark in self._at:
+            if before < mark <= self.done:
+                gc.collect()
+                self.marks[mark] = rss_mb()
+        if self.done >= self._at[-1]:
+            self._stop.set()
 
 
 def rss_mb() -> float:
@@ -60,20 +70,24 @@ def rss_mb() -> float:
 
 
 async def run(first: int = 100_000, second: int = 1_000_000) -> Result:
-    configure_logging("ERROR", "json")
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "r.toml").write_text(RULES)
-        settings = load_settings(
-            None, source="memory", rules={"dir": tmp, "reload_interval_s": 0}, ops={"audit": False}
+        log = DeployedLog(Path(tmp))
+        rules = Path(tmp) / "rules"
+        rules.mkdir()
+        (rules / "r.toml").write_text(RULES)
+        settings = deployed_settings(
+            Path(tmp),
+            source="memory",
+            rules={"dir": rules, "reload_interval_s": 0},
+            worker={"batch_size": BATCH, "block_ms": 5},
         )
-        source = Generated()
-        reactor = Reactor.build(settings, source, get_logger("bench"), state=MemoryStateStore())
-        marks = {}
-        while source.n < second:
-            await reactor.worker.process(await source.read(BATCH, 0))
-            if source.n in (first, second):
-                gc.collect()
-                marks[source.n] = rss_mb()
+        stop = asyncio.Event()
+        source = Generated((first, second), stop)
+        reactor = deployed_reactor(settings, source, log)
+        await reactor.run(stop)  # the daemon's loop; the source sets stop once all are settled
+        marks = source.marks
+        lines = log.lines()
+        log.close()
     growth = marks[second] / marks[first] - 1
     return Result(
         f"4. Memory: RSS after {first:,} and after {second:,} events",
@@ -81,6 +95,7 @@ async def run(first: int = 100_000, second: int = 1_000_000) -> Result:
             f"after {first:,}": f"{marks[first]:.1f} MiB",
             f"after {second:,}": f"{marks[second]:.1f} MiB",
             "growth": f"{growth:+.1%}",
+            "log lines written": f"{lines:,} (JSON at INFO, to a file)",
         },
         ratio=marks[second] / marks[first],
         target="<= 1.10 (growth under 10%)",

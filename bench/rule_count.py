@@ -1,19 +1,18 @@
 """Rule count: 1,000 rules (a handful can match) against 10 rules, same events, same run.
 
-The pipeline measured is the worker's per-batch path without I/O: decode → candidates → conditions
-→ a no-op action → outcome, fed from an in-memory source in batches of 500.
+The path measured is the daemon's (``Reactor.run`` with the deployed observers: log line,
+metrics, SQLite audit): decode → candidates → conditions → a no-op action → settle, fed from an
+in-memory source in batches of 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from pathlib import Path
 
-from bench.common import Result, best_rate
-from reactor.app import Reactor
-from reactor.ops.logging import configure_logging, get_logger
-from reactor.settings import load_settings
+from bench.common import DeployedLog, Result, deployed_reactor, deployed_settings, spread
 from reactor.sources.memory import MemorySource
 
 EVENTS = 20_000
@@ -62,45 +61,51 @@ def _events() -> list[tuple[str, dict[str, str]]]:
     ]
 
 
-async def _throughput(rules_dir: Path) -> float:
-    """Best events/s of 3 runs; loading the rules is outside the timed part."""
-    settings = load_settings(None, source="memory", rules={"dir": rules_dir, "reload_interval_s": 0})
-    reactor = Reactor.build(settings, MemorySource(), get_logger("bench"))
-    reactor.worker.settler._observers = []  # measure the pipeline, not the per-event log line
-    events = _events()
+async def _throughput(rules_dir: Path, log: DeployedLog) -> float:
+    """Events/s of one run of the daemon's loop; loading the rules is outside the timed part."""
+    _RUNS[0] += 1
+    settings = deployed_settings(
+        rules_dir / f"run{_RUNS[0]}",
+        source="memory",
+        rules={"dir": rules_dir, "reload_interval_s": 0},
+        worker={"batch_size": BATCH},
+    )
+    reactor = deployed_reactor(settings, MemorySource(_events()), log)
+    started = time.perf_counter()
+    await reactor.run(asyncio.Event())  # returns when the finite source is done
+    rate = EVENTS / (time.perf_counter() - started)
+    assert reactor.worker.counters.matched == 3 * EVENTS, vars(reactor.worker.counters)
+    return rate
 
-    async def once() -> int:
-        source = MemorySource(events)
-        before = reactor.worker.counters.matched
-        while batch := await source.read(BATCH, 0):
-            await reactor.worker.process(batch)
-        assert reactor.worker.counters.matched - before == 3 * EVENTS
-        return EVENTS
 
-    return await best_rate(once)
+_RUNS = [0]
 
 
 async def run() -> Result:
-    configure_logging("ERROR", "json")
+    bases: list[float] = []
+    bigs: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        log = DeployedLog(Path(tmp))
         small = _rules(Path(tmp) / "r10", 10)
         large = _rules(Path(tmp) / "r1000", 1000)
-        await _throughput(small)  # warm-up
-        base = await _throughput(small)
-        big = await _throughput(large)
-        base = max(base, await _throughput(small))
-        big = max(big, await _throughput(large))
+        await _throughput(small, log)  # warm-up
+        for _ in range(3):  # in turns
+            bases.append(await _throughput(small, log))
+            bigs.append(await _throughput(large, log))
+        log.close()
+    base, big = max(bases), max(bigs)
     ratio = big / base
     return Result(
         "3. Rule count: 1,000 rules vs 10 (3 match each event)",
         {
-            "10 rules": f"{base:,.0f} events/s",
-            "1,000 rules": f"{big:,.0f} events/s",
-            "events": f"{EVENTS:,} per run, batches of {BATCH}, best of 3",
+            "10 rules": f"{base:,.0f} events/s ({spread(bases)})",
+            "1,000 rules": f"{big:,.0f} events/s ({spread(bigs)})",
+            "events": f"{EVENTS:,} per run, batches of {BATCH}, the daemon's loop as deployed, best of 3 "
+            "taken in turns",
         },
         ratio=ratio,
-        target=">= 0.90",
-        met=ratio >= 0.90,
+        target=">= 0.95",
+        met=ratio >= 0.95,
     )
 
 

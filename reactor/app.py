@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -307,6 +308,7 @@ class Reactor:
 
 def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
     """One structured line per settled event."""
+    acted = logger.is_enabled_for(logging.INFO)  # fixed when the logger was bound
 
     def observe(outcome: Outcome) -> None:
         d = outcome.delivery
@@ -322,7 +324,7 @@ def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
                 action=dl.action or None,
             )
             return
-        if outcome.rules and outcome.event is not None:
+        if acted and outcome.rules and outcome.event is not None:  # no fields built for a dropped line
             logger.info("event.acted", **outcome.event.summary(), rules=[r.rule for r in outcome.rules])
 
     return observe

@@ -222,7 +222,15 @@ class SQLiteAudit(AuditStore):
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
         insert = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
-        self._db.executemany(insert, [tuple(asdict(r).values()) for r in rows])
+        values = [tuple(getattr(r, name) for name in _COLUMNS) for r in rows]
+        # One transaction per batch: autocommitted, each row was a WAL commit of its own.
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(insert, values)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     async def _query(self, q: AuditQuery) -> list[AuditRow]:
         where: list[str] = []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -14,9 +16,78 @@ from reactor.redact import redact, utf8_safe
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
 
+#: Redacted short texts by (key, text): a line's event name, logger, stream, operation and rule
+#: names repeat on every line. ``redact`` of a text is a function of the text and its key alone
+#: (no secrets given here), so the result can be reused; bounded: cleared when full.
+_REDACTED: dict[tuple[str, str | tuple[str, ...]], Any] = {}
+_REDACTED_MAX = 4096
+_CACHED_TEXT = 256
+_CACHED_LIST = 16
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if type(value) is list and len(value) <= _CACHED_LIST:  # a line's rule names
+        if all(type(v) is str and len(v) <= _CACHED_TEXT for v in value):
+            return _reused(key, tuple(value), value)
+        return redact(value, key)
+    if type(value) is not str or len(value) > _CACHED_TEXT:
+        return redact(value, key)
+    return _reused(key, value, value)
+
+
+def _reused(key: str, text: str | tuple[str, ...], value: Any) -> Any:
+    try:
+        return _REDACTED[key, text]
+    except KeyError:
+        pass
+    masked = redact(value, key)  # a list comes back as a new list: never one a caller holds
+    if len(_REDACTED) >= _REDACTED_MAX:
+        _REDACTED.clear()
+    _REDACTED[key, text] = masked
+    return masked
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Every value masked and encodable as UTF-8 (``redact`` never raises on content)."""
-    return {utf8_safe(str(k)): redact(v, str(k)) for k, v in event_dict.items()}
+    out = {}
+    for k, v in event_dict.items():
+        key = k if type(k) is str else str(k)
+        out[utf8_safe(key)] = _redact_value(key, v)
+    return out
+
+
+_SECOND: tuple[int, str] = (-1, "")  # the last whole second stamped and its text (swapped whole)
+
+
+def _timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``timestamp``: the time in UTC as ISO 8601, as ``TimeStamper(fmt="iso", utc=True)`` writes
+    it (``2026-12-01T11:45:38.218431Z``, no fraction at a whole second); the date and time of day
+    formatted once a second."""
+    global _SECOND  # noqa: PLW0603 - one tuple, replaced whole: a thread sees an old or a new one
+    now = time.time()
+    second = int(now)
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    micros = int((now - second) * 1_000_000)
+    event_dict["timestamp"] = f"{cached[1]}.{micros:06d}Z" if micros else f"{cached[1]}Z"
+    return event_dict
+
+
+def _fallback(obj: Any) -> Any:
+    """What the JSON renderer writes for a value JSON has no form for (as structlog's own)."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+#: One encoder for every line (``json.dumps`` with ``default=`` builds a new one per call).
+_ENCODE = json.JSONEncoder(default=_fallback).encode
+
+
+def _serialize(obj: Any, **_: Any) -> str:
+    return _ENCODE(obj)
 
 
 class _CurrentStderr:
@@ -36,15 +107,17 @@ _STDERR: Any = _CurrentStderr()
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Set up structlog once for the process; ``stream`` defaults to stderr."""
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_serialize)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            _redact_processor,
+            _redact_processor,  # before the level and time are added: those are ours, never masked
+            structlog.processors.add_log_level,
+            _timestamp,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

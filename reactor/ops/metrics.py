@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -127,6 +128,16 @@ class Metrics:
             buckets=_DAY_BUCKETS,
             registry=r,
         )
+        #: The children ``observe`` counts into, by metric and label values: ``labels()`` takes a
+        #: lock and checks every value on each call. As bounded as the registry's own children.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def record_verdict(self, verdict: Verdict) -> None:
         """A certificate check's verdict (what ``certs.*`` actions and the sweep report to)."""
@@ -137,25 +148,26 @@ class Metrics:
     def observe(self, outcome: Outcome) -> None:
         """Count one settled event (an observer of the worker)."""
         event = outcome.event
+        child = self._child
         stream = self._stream(outcome.delivery.stream)
         if event is None:
-            self.malformed.labels(stream).inc()
+            child(self.malformed, stream).inc()
         else:
-            self.events.labels(stream, self._operation(event.operation)).inc()
+            child(self.events, stream, self._operation(event.operation)).inc()
             self.latency.observe(max(time.time_ns() - event.occurred_at_ns, 0) / 1e9)
         for rule in outcome.rules:
-            self.rule_matched.labels(rule.rule).inc()
+            child(self.rule_matched, rule.rule).inc()
             if rule.failed is not None:
-                self.rule_failed.labels(rule.rule).inc()
+                child(self.rule_failed, rule.rule).inc()
             for step in rule.steps:
                 result = "skipped" if step.skipped else "success" if step.ok else "failed"
-                self.actions.labels(rule.rule, step.action_id, step.type, result).inc()
+                child(self.actions, rule.rule, step.action_id, step.type, result).inc()
                 if step.attempts > 1:
-                    self.retries.labels(rule.rule, step.action_id, step.type).inc(step.attempts - 1)
+                    child(self.retries, rule.rule, step.action_id, step.type).inc(step.attempts - 1)
                 if not step.skipped:
-                    self.action_seconds.labels(step.type).observe(step.duration_s)
+                    child(self.action_seconds, step.type).observe(step.duration_s)
         if outcome.dead_letter is not None:
-            self.dead_letters.labels(outcome.dead_letter.reason).inc()
+            child(self.dead_letters, outcome.dead_letter.reason).inc()
 
     def set_backlog(self, group: str, rows: Iterable[tuple[str, int | None, int]]) -> None:
         """Per stream: (stream, lag or None when Redis cannot tell, pending)."""
