@@ -10,7 +10,9 @@ client's cookie jar, auth and redirect machinery cost time on every request (ben
 SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why),
 limited to the configured SuperMQ services, or, with ``supermq.transport = "httpx"`` or a
 ``supermq.proxy``, httpx's own. The generic ``http.request`` action has its own client on
-httpx's transport (``build_external_http``). Proxies named by the environment (HTTP(S)_PROXY,
+httpx's transport (``build_external_http``), bounded here as ours bounds itself (answers read as
+they come within ``MAX_BODY``, decoded within it too) and without keep-alive. Every exchange has
+``supermq.deadline_s`` in all. Proxies named by the environment (HTTP(S)_PROXY,
 ALL_PROXY, NO_PROXY) are honoured for both (proxies.py): the URLs they cover go through httpx's
 transport with the proxy.
 """
