@@ -146,7 +146,7 @@ async def test_a_dripping_answer_is_cut_off_at_the_deadline(build: str) -> None:
         async with asyncio.timeout(10):
             with pytest.raises(httpx.ReadTimeout, match="deadline_s"):
                 await client.request("GET", httpx.URL(server.url("/drip")))
-    assert 1.4 < time.monotonic() - started < 3.0
+    assert 1.4 < time.monotonic() - started < 5.0  # a 1,000-byte drip would take 100 s
     await client.aclose()
 
 
