@@ -225,6 +225,9 @@ class SuperMQSettings(_Section):
     secret: SecretStr = SecretStr("")
     domain_id: str = ""
     timeout_s: float = Field(default=10.0, gt=0)
+    #: The whole of one HTTP exchange (connect, send, the full answer): ``timeout_s`` bounds each
+    #: wait, this bounds a server that drips its answer a byte at a time.
+    deadline_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=100, gt=0)
     #: "http1": the reactor's own HTTP/1.1 transport (fast); "httpx": httpx's own transport.
     transport: Literal["http1", "httpx"] = "http1"

@@ -1,9 +1,11 @@
 """``http.request``: a generic HTTP call, only to hosts on ``supermq.http_allowlist``.
 
 It goes through httpx's own transport (``SuperMQClient.external_http``), not the reactor's, which
-serves only the configured SuperMQ services. The URL is parsed once, strictly, by the parser
-whose result is sent (the allowlist is checked on what goes on the wire, not on another parser's
-reading of it). Framing and routing headers are the transport's: a rule cannot set them.
+serves only the configured SuperMQ services; that client bounds the answer (its size on the wire
+and once decoded, the whole exchange's deadline) and keeps no connection alive. The URL is parsed
+once, strictly, by the parser whose result is sent (the allowlist is checked on what goes on the
+wire, not on another parser's reading of it). Framing and routing headers are the transport's: a
+rule cannot set them.
 """
 
 from __future__ import annotations

@@ -139,6 +139,7 @@ class Connection(asyncio.Protocol):
         self._encoded = False
         self._received = False
         self._last_data = 0.0
+        self._deadline: float | None = None
 
     def now(self) -> float:
         return self._loop.time()
@@ -280,6 +281,8 @@ class Connection(asyncio.Protocol):
         self._reset(head_only=request.method == "HEAD")
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter
+        whole = timeouts.get("deadline")  # the whole answer's limit, checked by the read timer
+        self._deadline = None if whole is None else self._loop.time() + whole
         try:
             self._transport.write(data)
             if self._drained is not None and not self._drained.done():
@@ -325,12 +328,19 @@ class Connection(asyncio.Protocol):
         self._timer = None
         if future.done():
             return
-        quiet = self._loop.time() - self._last_data
-        if quiet < limit_s:
-            self._timer = self._loop.call_later(limit_s - quiet, self._check, future, limit_s, error, request)
+        now = self._loop.time()
+        quiet = now - self._last_data
+        left = None if self._deadline is None else self._deadline - now
+        if left is not None and left <= 0:  # a server dripping its answer, each byte in time
+            message = "no whole answer within supermq.deadline_s"
+        elif quiet < limit_s:
+            wait = limit_s - quiet if left is None else min(limit_s - quiet, left)
+            self._timer = self._loop.call_later(wait, self._check, future, limit_s, error, request)
             return
+        else:
+            message = f"no answer from the server within {limit_s:g}s"
         self.reusable = False
-        future.set_exception(error(f"no answer from the server within {limit_s:g}s", request=request))
+        future.set_exception(error(message, request=request))
         self.close()
 
     def close(self) -> None:

@@ -10,13 +10,16 @@ client's cookie jar, auth and redirect machinery cost time on every request (ben
 SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why),
 limited to the configured SuperMQ services, or, with ``supermq.transport = "httpx"`` or a
 ``supermq.proxy``, httpx's own. The generic ``http.request`` action has its own client on
-httpx's transport (``build_external_http``). Proxies named by the environment (HTTP(S)_PROXY,
+httpx's transport (``build_external_http``), bounded here as ours bounds itself (answers read as
+they come within ``MAX_BODY``, decoded within it too) and without keep-alive. Every exchange has
+``supermq.deadline_s`` in all. Proxies named by the environment (HTTP(S)_PROXY,
 ALL_PROXY, NO_PROXY) are honoured for both (proxies.py): the URLs they cover go through httpx's
 transport with the proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
 from reactor.supermq.proxies import ProxyRoutes, environment_proxies
-from reactor.supermq.transport import Http1Transport
+from reactor.supermq.transport import MAX_BODY, Http1Transport, decoded, response
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 _AGENT = {"User-Agent": "supermq-reactor"}
@@ -69,11 +72,29 @@ join = _pick_join()
 
 
 class Http:
-    """httpx requests sent straight to an httpx transport, each read whole and closed."""
+    """httpx requests sent straight to an httpx transport, each read whole and closed.
 
-    def __init__(self, transport: httpx.AsyncBaseTransport, timeout_s: float) -> None:
+    ``deadline_s``: the whole exchange's limit (a server dripping a byte a second never trips the
+    per-read ``timeout_s``). ``max_body``: read the answer here, raw bytes counted as they come and
+    decoded within the bound (for httpx's transport, which reads and unpacks any size; ours
+    bounds its answers itself)."""
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        timeout_s: float,
+        deadline_s: float | None = None,
+        max_body: int | None = None,
+    ) -> None:
         self.transport = transport
-        self._timeout = httpx.Timeout(timeout_s).as_dict()
+        self._timeout: dict[str, float | None] = httpx.Timeout(timeout_s).as_dict()
+        self._deadline_s = deadline_s
+        if deadline_s is not None and isinstance(transport, Http1Transport):
+            # ours checks it with the read timer it runs anyway: no asyncio.timeout per request
+            # (7 us of a 44 us request here); httpx's transport gets the timeout below
+            self._timeout["deadline"] = deadline_s
+            self._deadline_s = None
+        self._max_body = max_body
 
     async def request(
         self,
@@ -97,17 +118,33 @@ class Http:
                 json=json,
                 extensions={"timeout": self._timeout},
             )
+        if self._deadline_s is None:
+            return await self._exchange(request)
+        limit = asyncio.timeout(self._deadline_s)
         try:
-            response = await self.transport.handle_async_request(request)
+            async with limit:
+                return await self._exchange(request)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise httpx.ReadTimeout(
+                f"no whole answer within supermq.deadline_s ({self._deadline_s:g}s)", request=request
+            ) from None
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        try:
+            answer = await self.transport.handle_async_request(request)
         except h11.LocalProtocolError as exc:  # httpcore lets h11's escape while sending a body
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         try:
-            await response.aread()
+            if self._max_body is not None:
+                return await _read_bounded(answer, request, self._max_body)
+            await answer.aread()
         finally:
-            await response.aclose()
-        return response
+            await answer.aclose()
+        return answer
 
     def _framed(
         self, method: str, url: httpx.URL, content: bytes | None, headers: Mapping[str, str] | None
@@ -132,16 +169,37 @@ class Http:
         await self.transport.aclose()
 
 
+async def _read_bounded(answer: httpx.Response, request: httpx.Request, limit: int) -> httpx.Response:
+    """The answer read from its raw stream, never past ``limit`` bytes on the wire nor once
+    decoded (``transport.decoded``), as a read, closed response without its Content-Encoding."""
+    body = bytearray()
+    async for chunk in answer.stream:  # type: ignore[union-attr]  # raw bytes, still encoded
+        body += chunk
+        if len(body) > limit:
+            raise httpx.RemoteProtocolError(f"answer body over {limit} bytes", request=request)
+    headers = answer.headers.raw
+    if not any(name.lower() == b"content-encoding" for name, _ in headers):
+        return response(answer.status_code, headers, bytes(body), request)
+    try:
+        data = decoded(headers, bytes(body), limit)
+    except httpx.DecodingError as exc:
+        raise httpx.DecodingError(str(exc), request=request) from None
+    plain = [(n, v) for n, v in headers if n.lower() not in (b"content-encoding", b"content-length")]
+    return response(answer.status_code, plain, data, request)
+
+
 def _verify(settings: SuperMQSettings) -> ssl.SSLContext | bool:
     if settings.verify_tls and settings.ca_bundle:
         return ssl.create_default_context(cafile=settings.ca_bundle)
     return settings.verify_tls
 
 
-def _httpx_transport(settings: SuperMQSettings, proxy: str | None) -> httpx.AsyncHTTPTransport:
+def _httpx_transport(
+    settings: SuperMQSettings, proxy: str | None, *, keep_alive: bool = True
+) -> httpx.AsyncHTTPTransport:
     limits = httpx.Limits(
         max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections if keep_alive else 0,
         keepalive_expiry=settings.keepalive_s,
     )
     return httpx.AsyncHTTPTransport(verify=_verify(settings), limits=limits, proxy=proxy)
@@ -158,7 +216,7 @@ def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) 
     ``origins``: the URLs of the only services the reactor's own transport may call."""
     transport: httpx.AsyncBaseTransport
     if settings.proxy:
-        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
+        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s, settings.deadline_s)
     if settings.transport == "httpx":
         transport = _httpx_transport(settings, None)
     else:
@@ -169,15 +227,26 @@ def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) 
             keepalive_s=settings.keepalive_s,
             origins=allowed,
         )
-    return Http(_with_environment_proxies(settings, transport), settings.timeout_s)
+    return Http(_with_environment_proxies(settings, transport), settings.timeout_s, settings.deadline_s)
 
 
 def build_external_http(settings: SuperMQSettings) -> Http:
     """The client of the generic ``http.request`` action (any allowlisted host): httpx's own
-    transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services."""
-    if settings.proxy:
-        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s)
-    return Http(_with_environment_proxies(settings, _httpx_transport(settings, None)), settings.timeout_s)
+    transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services.
+
+    Bounded as ours is: ``MAX_BODY`` on the wire and once decoded, ``deadline_s`` for the whole
+    exchange. No keep-alive: httpcore reads bytes a server sent after a complete answer as the
+    next exchange's answer, and cannot be told to drop such a connection; a connection per call
+    is the only sound way (a hook is not the per-event SuperMQ path)."""
+
+    def direct(proxy: str | None) -> httpx.AsyncHTTPTransport:
+        return _httpx_transport(settings, proxy, keep_alive=False)
+
+    transport: httpx.AsyncBaseTransport = direct(settings.proxy or None)
+    if not settings.proxy:
+        found = environment_proxies()
+        transport = ProxyRoutes(transport, found, direct) if found else transport
+    return Http(transport, settings.timeout_s, settings.deadline_s, MAX_BODY)
 
 
 def _with_environment_proxies(

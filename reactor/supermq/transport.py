@@ -53,6 +53,8 @@ from reactor.supermq.connection import Answer, Connection, Origin, StaleError
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _DEFAULT_TIMEOUT = 10.0
+#: The largest answer body read, on the wire and once decoded (32 MiB).
+MAX_BODY = 32 * 1024 * 1024
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -184,7 +186,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         verify: ssl.SSLContext | bool = True,
         max_connections: int = 100,
         keepalive_s: float = 15.0,
-        max_body: int = 32 * 1024 * 1024,
+        max_body: int = MAX_BODY,
         origins: frozenset[Origin] | None = None,
     ) -> None:
         """``origins``: the only (scheme, host, port) it may call (None: any); the daemon's is the
