@@ -1,8 +1,8 @@
 """Where SuperMQ HEAD's code answers differently from its OpenAPI documents (the clients profile).
 
 Read at absmach/supermq 791e084 (2026-04-03) and absmach/certs 5d65013 (2026-04-06); the
-documents are ``apidocs/openapi/*.yaml`` at the same commit (../shared/reference/openapi/
-supermq-head/). The simulator follows the code; each place is listed with its source, and only
+documents are ``apidocs/openapi/*.yaml`` at the same commit (our copies of the operations we
+call: openapi/supermq-head/). The simulator follows the code; each place is listed with its source, and only
 that (operation, status) pair, or those request errors, are exempt from validation.
 """
 
