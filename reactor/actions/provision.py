@@ -15,12 +15,6 @@ from reactor.provision.enrollments import mask
 from reactor.supermq.client import SuperMQClient
 
 
-def refused_by(client: SuperMQClient) -> str:
-    """Why the client's API profile cannot provision ("" when it can, or is not known yet)."""
-    profile = client.known_profile
-    return profile.no_provisioning if profile is not None else ""
-
-
 class CreateParams(Params):
     name: str
     metadata: dict[str, Any] = {}
@@ -34,9 +28,6 @@ class CreateThing(Action):
 
     def __init__(self, client: SuperMQClient) -> None:
         self._client = client
-
-    def refused(self, params: Any) -> str:
-        return refused_by(self._client)
 
     async def run(self, params: CreateParams, ctx: ActionContext) -> dict[str, Any]:
         found = await self._client.find_things(params.name)
@@ -54,9 +45,6 @@ class CreateChannel(Action):
 
     def __init__(self, client: SuperMQClient) -> None:
         self._client = client
-
-    def refused(self, params: Any) -> str:
-        return refused_by(self._client)
 
     async def run(self, params: CreateParams, ctx: ActionContext) -> dict[str, Any]:
         found = await self._client.find_channels(params.name)
@@ -88,9 +76,6 @@ class CreateConfig(Action):
 
     def __init__(self, client: SuperMQClient) -> None:
         self._client = client
-
-    def refused(self, params: Any) -> str:
-        return refused_by(self._client)
 
     async def run(self, params: CreateConfigParams, ctx: ActionContext) -> dict[str, Any]:
         existing = await self._client.find_config(params.external_id)
@@ -131,9 +116,6 @@ class Provision(Action):
 
     def __init__(self, provisioner: Provisioner) -> None:
         self.provisioner = provisioner
-
-    def refused(self, params: Any) -> str:
-        return refused_by(self.provisioner.client)
 
     async def run(self, params: ProvisionParams, ctx: ActionContext) -> dict[str, Any]:
         return await self.provisioner.provision(params.external_id)

@@ -57,11 +57,6 @@ class Provisioner:
         self.templates = templates
         self._locks: dict[str, asyncio.Lock] = {}
 
-    @property
-    def client(self) -> SuperMQClient:
-        """The SuperMQ client it provisions through."""
-        return self._client
-
     async def plan(self, external_id: str) -> tuple[Enrollment, ProvisionTemplate, dict[str, Any]]:
         """Which enrollment (the files first, then the inventory) and template apply, and the
         rendered plan (``PermanentError`` when the device is not enrolled or its template is

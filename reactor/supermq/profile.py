@@ -63,8 +63,6 @@ class ThingsProfile:
     #: Whether the http adapter takes a subtopic after the channel (and why not, when not).
     publishes_subtopics = True
     no_subtopics = ""
-    #: Why this profile has no provisioning calls (things/channels create, configs): "" when it has.
-    no_provisioning = ""
 
     # users
     def token_issue(self) -> Endpoint:
