@@ -21,6 +21,7 @@ from reactor.supermq.simulator import Simulator
 from reactor.supermq.simulator.contract import Contract
 from tests.conftest import REDIS_URL, REPO
 from tests.delivery.helpers import running_reactor, until
+from tests.e2e.test_head_events import head_streams
 
 DAY = 86400.0
 
@@ -53,16 +54,8 @@ async def test_head_events_drive_onboarding_push_and_rotation_on_heads_api(
     (trust / "ca.pem").write_text(state.ca.pem)
     settings = load_settings(
         None,
-        redis={
-            "url": REDIS_URL,
-            "streams": [f"{prefix}.*"],
-            "group": "reactor",
-            "consumer": "c1",
-            "start_id": "0",
-            "block_ms": 50,
-            "dlq_stream": f"{family}.dlq",
-            "discover_interval_s": 0.1,
-        },
+        redis=head_streams(prefix, family),
+        worker={"block_ms": 50},
         events={"families": [family]},
         rules={"dir": REPO / "rules", "reload_interval_s": 0},
         certs={"trust_dir": trust, "renew_before": "30d"},

@@ -37,6 +37,19 @@ def _data(**values: Any) -> dict[Any, Any]:
     return {"data": json.dumps(values, separators=(",", ":"))}
 
 
+def head_streams(prefix: str, family: str) -> dict[str, object]:
+    """``[redis]`` for HEAD's per-operation streams under ``prefix``, found by one glob pattern."""
+    return {
+        "url": REDIS_URL,
+        "streams": [f"{prefix}.*"],
+        "group": "reactor",
+        "consumer": "c1",
+        "start_id": "0",
+        "dlq_stream": f"{family}.dlq",
+        "discover_interval_s": 0.1,
+    }
+
+
 async def test_head_shaped_events_found_by_a_pattern_drive_onboarding_and_push(
     redis_client: aioredis.Redis, sim: Simulator, unique: str, tmp_path: Path
 ) -> None:
@@ -48,16 +61,8 @@ async def test_head_shaped_events_found_by_a_pattern_drive_onboarding_and_push(
     domain = "4d3c2b1a-0000-4000-8000-00000000d001"
     settings = load_settings(
         None,
-        redis={
-            "url": REDIS_URL,
-            "streams": [f"{prefix}.*"],
-            "group": "reactor",
-            "consumer": "c1",
-            "start_id": "0",
-            "block_ms": 50,
-            "dlq_stream": f"{family}.dlq",
-            "discover_interval_s": 0.1,
-        },
+        redis=head_streams(prefix, family),
+        worker={"block_ms": 50},
         events={"families": [family]},
         rules={"dir": REPO / "rules", "reload_interval_s": 0},
     )
