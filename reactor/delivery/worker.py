@@ -255,7 +255,7 @@ class Worker:
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
             blockers = await self._retrying(
-                lambda: self._source.earlier_pending(deliveries, self._gate.device_of),
+                lambda: self._gate.blockers_of(deliveries),
                 "source.order_check_failed",
                 self._stop,
             )

@@ -8,7 +8,7 @@ is acknowledged before its outcome is settled, so a crash before ``settle`` mean
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -128,12 +128,18 @@ class Source(ABC):
         whose broker hands what a lost connection held to other consumers, what was held then."""
         return delivery.deliveries > 1
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        """For each delivery (by entry id): earlier unsettled entries of the same device held by
-        *other* consumers, which must settle first. A source with one consumer has none."""
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """The entries held by *other* consumers and not settled, up to the batch's last entry:
+        per stream as the store lists them (a Redis stream, the JetStream stream), their entry
+        ids. The order gate reads and decodes them (``read_entries``) to find each delivery's
+        earlier entries of the same device. A source with one consumer has none."""
         return {}
+
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """The entries named by ``foreign_pending``, as deliveries (their stream is the one a
+        delivery of them would have: the Redis stream, the NATS subject); None for one gone from
+        the store (trimmed, aged out, deleted): it holds nothing up."""
+        return dict.fromkeys(entry_ids)
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         """Which of ``entry_ids`` are not settled yet."""

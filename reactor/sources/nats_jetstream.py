@@ -15,15 +15,16 @@ a redelivery, so that its completed steps are looked up rather than applied agai
 
 Per-device order: JetStream hands a process that took over from a killed one (or a peer) the
 newest messages at once, and the killed one's held messages only after ``ack_wait``. A device's
-message waits (``earlier_pending``) while an earlier message of its device (same subject) above
-the consumer's ack floor was delivered elsewhere and not acked: it runs once that one is
+message waits (the order gate, ``delivery/order_gate``, asks ``foreign_pending`` and
+``read_entries``) while an earlier message of its device (same subject) above the consumer's ack
+floor was delivered elsewhere and not acked: it runs once that one is
 redelivered here (then in order, in its lane) or the ack floor passes it. Without that wait, an
 earlier message applied and not yet recorded by the killed process would be applied again over
 the later one's effect. JetStream tells no per-message ack state, only the floor: messages
 another process acked above the floor count as pending until the floor passes them (at most
 ``ack_wait`` after a kill, for the devices that have one in the gap). At most ``_MAX_SCAN``
-messages below a batch are looked at; the devices of those not held here are read from the
-stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``). While every message from the
+messages below a batch are listed; the gate reads those not held here from the stream once
+(``get_msg``) and remembers their devices. While every message from the
 floor up to a batch was held or acked here (one process), no request is made at all; a stream
 with subjects the consumer does not take makes one consumer-info request per batch.
 
@@ -37,7 +38,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -68,7 +69,7 @@ _FIRST_CONNECT_S = 5.0
 _FRESH_S = 1.0
 #: How many messages below a batch's newest are looked at for a device's earlier unsettled ones.
 _MAX_SCAN = 10_000
-#: At most this many stream sequences remembered (acked here above the floor; devices read).
+#: At most this many stream sequences acked here above the ack floor remembered.
 _MAX_KNOWN = 100_000
 
 
@@ -87,7 +88,6 @@ class NatsJetStreamSource(Source):
         self._acked: set[int] = set()  # stream sequences acked here, above the ack floor last seen
         self._floor = 0  # the consumer's ack floor (stream sequence) last seen
         self._mine_upto = 0  # every sequence in (floor, this] is held or was acked here
-        self._devices: dict[int, tuple[str, str | None]] = {}  # sequence: (subject, device) read
         self._budget = ByteBudget(settings.max_unsettled_bytes)  # what the held messages take
         self.maintain_interval_s = settings.ack_wait_s / 4
 
@@ -233,11 +233,9 @@ class NatsJetStreamSource(Source):
         self._mine_upto = upto
         return upto >= top
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        """Per delivery: earlier messages of its device and subject, above the ack floor, that are
-        neither held nor acked here (held elsewhere, by a live or a killed process)."""
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """The messages below the batch's newest, above the ack floor, that are neither held nor
+        acked here (held elsewhere, by a live or a killed process), at most ``_MAX_SCAN``."""
         top = max(int(d.entry_id) for d in deliveries)
         if self._all_mine_below(top):
             return {}  # one round trip saved per batch: nothing below was anyone else's
@@ -245,50 +243,31 @@ class NatsJetStreamSource(Source):
         if unacked <= len(self._messages) or self._all_mine_below(top):
             return {}  # nobody else holds anything: nothing to wait for
         gap = [
-            seq
+            str(seq)
             for seq in range(max(self._mine_upto + 1, top - _MAX_SCAN), top)
             if seq not in self._acked and str(seq) not in self._messages
         ]
-        if not gap:
-            return {}
-        by_device: dict[tuple[str, str], list[int]] = {}
-        for seq, (subject, device) in (await self._devices_of(gap, device_of)).items():
-            if device is not None:
-                by_device.setdefault((subject, device), []).append(seq)
-        out: dict[str, set[str]] = {}
-        for delivery in deliveries:
-            seq = int(delivery.entry_id)
-            held = by_device.get((delivery.stream, device_of(delivery) or ""), ())
-            blockers = {str(s) for s in held if s < seq}
-            if blockers:
-                out[delivery.entry_id] = blockers
-        return out
+        return {self._s.stream: gap} if gap else {}
 
-    async def _devices_of(
-        self, seqs: list[int], device_of: Callable[[Delivery], str | None]
-    ) -> dict[int, tuple[str, str | None]]:
-        """The subject and device of each message, read from the stream once (a message gone
-        from the stream, aged out or deleted, has none: it holds nothing up)."""
-        unknown = [seq for seq in seqs if seq not in self._devices]
-        if len(self._devices) + len(unknown) > _MAX_KNOWN:
-            self._devices.clear()
-        for start in range(0, len(unknown), 100):
-            chunk = unknown[start : start + 100]
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """Each message read from the stream (``get_msg``, a hundred at a time), as a delivery on
+        its subject; None for one gone from the stream (aged out or deleted)."""
+        out: dict[str, Delivery | None] = {}
+        for start in range(0, len(entry_ids), 100):
+            chunk = entry_ids[start : start + 100]
             replies = await asyncio.gather(
-                *(self._js.get_msg(self._s.stream, seq) for seq in chunk), return_exceptions=True
+                *(self._js.get_msg(stream, int(seq)) for seq in chunk), return_exceptions=True
             )
             for seq, reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, NotFoundError):
-                    self._devices[seq] = ("", None)
+                    out[seq] = None
                 elif isinstance(reply, self.recoverable):
                     raise SourceError(f"nats get_msg {seq}: {reply}") from reply
                 elif isinstance(reply, BaseException):
                     raise reply
                 else:
-                    subject = str(reply.subject or "")
-                    found = Delivery(subject, str(seq), bytes(reply.data or b""))
-                    self._devices[seq] = (subject, device_of(found))
-        return {seq: self._devices.get(seq, ("", None)) for seq in seqs}
+                    out[seq] = Delivery(str(reply.subject or ""), seq, bytes(reply.data or b""))
+        return out
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         """Those above the ack floor not acked here (the floor is all JetStream tells)."""

@@ -20,8 +20,9 @@
   ``discover_interval_s`` (``redis_discovery``), streams found at start joined at ``start_id``
   like the literal ones, streams found later joined from their start (id ``0``: the entries that
   created them are events too).
-- ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
-  entry of the same device is pending with another consumer (see README, "Delivery contract").
+- ``foreign_pending`` and ``read_entries`` serve the order gate (``delivery/order_gate``), which
+  keeps per-device order across processes: an event waits while an earlier entry of the same
+  device is pending with another consumer (see README, "Delivery contract").
 
 Redis errors are translated to ``SourceError`` here.
 """
@@ -31,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -66,7 +67,6 @@ class RedisStreamsSource(Source):
         self._notices: list[tuple[str, str, dict[str, Any]]] = []
         self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
-        self._devices: dict[tuple[str, str], str | None] = {}
         self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
         self._unsettled_bytes = 0
         self._entry_bytes = 512.0  # the largest entry read lately, decaying
@@ -310,61 +310,40 @@ class RedisStreamsSource(Source):
             ]
         return claimed
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        """Earlier entries of the same device pending with other consumers, per delivery."""
-        out: dict[str, set[str]] = {}
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """Per stream of the batch: the entries pending with other consumers, up to the batch's
+        last entry there (XPENDING; none asked for when no other consumer holds anything)."""
+        out: dict[str, list[str]] = {}
         try:
             for stream in {d.stream for d in deliveries}:
-                mine = [d for d in deliveries if d.stream == stream]
-                out.update(await self._earlier_in(stream, mine, device_of))
+                last = max((d.entry_id for d in deliveries if d.stream == stream), key=entry_order)
+                foreign = await self._foreign_in(stream, last)
+                if foreign:
+                    out[stream] = foreign
         except RedisError as exc:
             raise SourceError(f"XPENDING: {exc}") from exc
         return out
 
-    async def _earlier_in(
-        self, stream: str, batch: list[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
+    async def _foreign_in(self, stream: str, last: str) -> list[str]:
         summary = await self._client.xpending(stream, self._s.group)
-        consumers = {c["name"] for c in summary.get("consumers") or []}
-        if consumers <= {self._s.consumer}:
-            return {}  # nobody else holds anything: nothing to wait for
-        last = max((d.entry_id for d in batch), key=entry_order)
+        if {c["name"] for c in summary.get("consumers") or []} <= {self._s.consumer}:
+            return []  # nobody else holds anything: one round trip, not a listing
         rows = await self._client.xpending_range(stream, self._s.group, min="-", max=last, count=100_000)
-        foreign = [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
-        if not foreign:
-            return {}
-        by_device: dict[str, list[tuple[tuple[int, int], str]]] = {}
-        for entry_id, device in (await self._devices_of(stream, foreign, device_of)).items():
-            if device is not None:
-                by_device.setdefault(device, []).append((entry_order(entry_id), entry_id))
-        out: dict[str, set[str]] = {}
-        for delivery in batch:
-            held = by_device.get(device_of(delivery) or "")
-            if held:
-                order = entry_order(delivery.entry_id)
-                blockers = {entry_id for at, entry_id in held if at < order}
-                if blockers:
-                    out[delivery.entry_id] = blockers
-        return out
+        return [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
 
-    async def _devices_of(
-        self, stream: str, ids: list[str], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, str | None]:
-        unknown = [i for i in ids if (stream, i) not in self._devices]
-        if unknown:
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """Each entry as XRANGE reads it, in one pipeline (None: trimmed from the stream)."""
+        try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for entry_id in unknown:
+                for entry_id in entry_ids:
                     wire.undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
                 replies = await pipe.execute()
-            if len(self._devices) > 100_000:
-                self._devices.clear()
-            for entry_id, reply in zip(unknown, replies, strict=True):
-                fields = wire.fields(reply[0][1]) if reply else None
-                device = device_of(Delivery(stream, entry_id, fields)) if fields else None
-                self._devices[(stream, entry_id)] = device
-        return {i: self._devices.get((stream, i)) for i in ids}
+        except RedisError as exc:
+            raise SourceError(f"XRANGE {stream}: {exc}") from exc
+        return {
+            entry_id: Delivery(stream, entry_id, wire.fields(reply[0][1])) if reply else None
+            for entry_id, reply in zip(entry_ids, replies, strict=True)
+        }
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         if not entry_ids:
