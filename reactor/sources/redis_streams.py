@@ -9,10 +9,10 @@
   as malformed with its raw bytes kept, instead of an exception inside the client's reply parser
   that no delivery count could ever stop.
 - Memory: entries read and not yet settled hold at most ``max_unsettled_bytes`` (their field
-  names and values); beyond it ``read`` waits for a settle, and a read's COUNT is what fits in
-  the room left at the largest entry size seen lately (decaying 10% a read), shared out among
-  the streams read (XREADGROUP's COUNT is per stream). An entry larger
-  than the budget is read alone, when nothing else is unsettled.
+  names and values, ``ByteBudget``); beyond it ``read`` waits for a settle, and a read's COUNT
+  is what fits in the room left at the largest entry size seen lately (decaying 10% a read,
+  512 bytes before the first), shared out among the streams read (XREADGROUP's COUNT is per
+  stream). An entry larger than the budget is read alone, when nothing else is unsettled.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
   process each time it was read is counted on every restart's re-read, and set aside.
@@ -43,6 +43,7 @@ from reactor.redact import shown_url
 from reactor.settings import RedisSettings
 from reactor.sources import redis_wire as wire
 from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus, entry_order
+from reactor.sources.budget import ByteBudget
 from reactor.sources.deadletter import DeadLetter, DeadLetterStore
 from reactor.sources.redis_deadletters import RedisDeadLetters
 from reactor.sources.redis_discovery import StreamDiscovery
@@ -67,10 +68,7 @@ class RedisStreamsSource(Source):
         self._notices: list[tuple[str, str, dict[str, Any]]] = []
         self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
-        self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
-        self._unsettled_bytes = 0
-        self._entry_bytes = 512.0  # the largest entry read lately, decaying
-        self._settled = asyncio.Event()
+        self._budget = ByteBudget(settings.max_unsettled_bytes, entry_bytes=512.0)  # by (stream, id)
         self.maintain_interval_s = settings.reclaim_interval_s
         if self._discovery.patterns:
             self.maintain_interval_s = min(settings.reclaim_interval_s, settings.discover_interval_s)
@@ -137,7 +135,7 @@ class RedisStreamsSource(Source):
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
-        max_count = await self._within_budget(max_count, block_ms)
+        max_count = await self._budget.room(max_count, block_ms)
         if not max_count:
             return []
         backlog = self._backlog
@@ -168,38 +166,10 @@ class RedisStreamsSource(Source):
                 del backlog[stream]
         return await self._with_counts(batch) if batch else batch
 
-    async def _within_budget(self, max_count: int, block_ms: int) -> int:
-        """How many entries the next read may take (0: none yet, after waiting up to ``block_ms``
-        for a settle), so that unsettled entries stay within ``max_unsettled_bytes``."""
-        count = self._fits(max_count)
-        if not count:
-            self._settled.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), max(block_ms, 10) / 1000)
-            count = self._fits(max_count)
-        return count
-
-    def _fits(self, max_count: int) -> int:
-        room = self._s.max_unsettled_bytes - self._unsettled_bytes
-        fits = min(max_count, max(int(room // self._entry_bytes), 0))
-        return fits or (0 if self._unsettled_bytes else 1)  # one entry larger than the budget: alone
-
     def _hold(self, batch: Sequence[Delivery]) -> None:
         """Count what ``batch`` holds until it is settled (an entry read again counts once)."""
-        if not batch:
-            return
-        sizes = [wire.size(d.payload) for d in batch]
-        for d, size in zip(batch, sizes, strict=True):
-            key = (d.stream, d.entry_id)
-            if key not in self._unsettled:
-                self._unsettled[key] = size
-                self._unsettled_bytes += size
-        self._entry_bytes = max(float(max(sizes)), 0.9 * self._entry_bytes, 64.0)
-
-    def _release(self, done: Sequence[Delivery]) -> None:
-        for d in done:
-            self._unsettled_bytes -= self._unsettled.pop((d.stream, d.entry_id), 0)
-        self._settled.set()
+        if batch:
+            self._budget.hold(((d.stream, d.entry_id), wire.size(d.payload)) for d in batch)
 
     async def _xreadgroup(self, streams: dict[str, str], count: int, block_ms: int | None) -> Any:
         """XREADGROUP with the reply's bytes left undecoded (redis-py's xreadgroup would decode them)."""
@@ -252,7 +222,7 @@ class RedisStreamsSource(Source):
         except RedisError as exc:
             self._rescan()
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
-        self._release(done)
+        self._budget.release((d.stream, d.entry_id) for d in done)
 
     async def maintain(self) -> list[Delivery]:
         """Renew our liveness lease; claim the pending entries of consumers whose lease expired.
