@@ -26,7 +26,7 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
-from reactor.sources.redis_deadletters import RedisDeadLetters
+from reactor.sources.redis_streams import RedisDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO
