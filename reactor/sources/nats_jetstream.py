@@ -1,7 +1,9 @@
-"""NATS JetStream: a durable pull consumer on SuperMQ's ``events`` stream; explicit acks after the
-outcome is settled; what is not acked comes back after ``ack_wait_s`` (a crashed process's work);
-dead-letter records are published to a JetStream subject of their own. Payloads are protobuf-wrapped
-JSON (or bare JSON): the decoder handles both. NATS errors are translated to ``SourceError``.
+"""NATS JetStream, everything about it in one file, by face: consuming, status, dead letters.
+
+Consuming (``NatsJetStreamSource``): a durable pull consumer on SuperMQ's ``events`` stream;
+explicit acks after the outcome is settled; what is not acked comes back after ``ack_wait_s`` (a
+crashed process's work). Payloads are protobuf-wrapped JSON (or bare JSON): the decoder handles
+both. NATS errors are translated to ``SourceError``.
 
 A message's entry id is its stream sequence: the same on every delivery of it, distinct between
 messages of the stream (a stream deleted and made again starts over at 1: clear the state store
@@ -30,6 +32,13 @@ with subjects the consumer does not take makes one consumer-info request per bat
 
 Memory: messages read and not settled hold at most ``max_unsettled_bytes`` (``ByteBudget``): a
 fetch takes what fits at the largest message size seen lately.
+
+Status (``NatsJetStreamSource.status``): the durable consumer's messages not yet delivered and
+unacked, and the dead-letter stream's length.
+
+Dead letters (``NatsDeadLetters``): records published to ``nats.dlq_subject``, kept in the
+JetStream stream ``nats.dlq_stream``; the same ``reactor dlq`` commands as on Redis; a record's
+id is its stream sequence number.
 """
 
 from __future__ import annotations
@@ -42,8 +51,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -60,8 +71,7 @@ from reactor.redact import shown_url
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore
-from reactor.sources.nats_deadletters import NatsDeadLetters
+from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0
@@ -203,6 +213,40 @@ class NatsJetStreamSource(Source):
             raise SourceError(f"nats in-progress: {exc}") from exc
         return []
 
+    def _forget(self, entry_id: str) -> Any:
+        self._budget.release((entry_id,))
+        self._touched.pop(entry_id, None)
+        self._held_at_disconnect.discard(entry_id)
+        return self._messages.pop(entry_id, None)
+
+    async def _disconnected(self) -> None:
+        """What we hold now may be redelivered to another process before we act on it (the
+        server, restarted, forgot our in-progress acks): look its completed steps up first."""
+        self._held_at_disconnect.update(self._messages)
+
+    def maybe_acted_on(self, delivery: Delivery) -> bool:
+        return delivery.deliveries > 1 or delivery.entry_id in self._held_at_disconnect
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            msg = self._forget(delivery.entry_id)
+            if msg is not None:
+                try:
+                    await msg.nak()
+                except self.recoverable:
+                    continue  # it comes back after ack_wait anyway
+
+    async def ready(self) -> bool:
+        return bool(self._nc is not None and self._nc.is_connected)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(NatsError, OSError):
+                await self._nc.close()
+            self._nc = None
+
+    # ---- what the order gate asks: messages other consumers hold -----------------------------
+
     def _note_acked(self, seq: int) -> None:
         if seq > self._mine_upto:
             if len(self._acked) >= _MAX_KNOWN:  # forgotten ones only wait for the floor: order holds
@@ -282,28 +326,7 @@ class NatsJetStreamSource(Source):
             and (int(i) > self._mine_upto or i in self._messages)
         }
 
-    def _forget(self, entry_id: str) -> Any:
-        self._budget.release((entry_id,))
-        self._touched.pop(entry_id, None)
-        self._held_at_disconnect.discard(entry_id)
-        return self._messages.pop(entry_id, None)
-
-    async def _disconnected(self) -> None:
-        """What we hold now may be redelivered to another process before we act on it (the
-        server, restarted, forgot our in-progress acks): look its completed steps up first."""
-        self._held_at_disconnect.update(self._messages)
-
-    def maybe_acted_on(self, delivery: Delivery) -> bool:
-        return delivery.deliveries > 1 or delivery.entry_id in self._held_at_disconnect
-
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            msg = self._forget(delivery.entry_id)
-            if msg is not None:
-                try:
-                    await msg.nak()
-                except self.recoverable:
-                    continue  # it comes back after ack_wait anyway
+    # ---- status ----------------------------------------------------------------------------
 
     async def status(self) -> StoreStatus:
         """The durable consumer's messages not yet delivered and unacked, and the DLQ stream's
@@ -335,17 +358,13 @@ class NatsJetStreamSource(Source):
             raise SourceError(f"nats {shown_url(s.url)}: {exc}") from exc
         return status
 
+    # ---- dead letters ----------------------------------------------------------------------
+
     async def open_dead_letters(self) -> DeadLetterStore:
         return await NatsDeadLetters.connect(self._s)
 
-    async def ready(self) -> bool:
-        return bool(self._nc is not None and self._nc.is_connected)
 
-    async def close(self) -> None:
-        if self._nc is not None:
-            with contextlib.suppress(NatsError, OSError):
-                await self._nc.close()
-            self._nc = None
+# ---- consuming: delivery counts ------------------------------------------------------------------
 
 
 def _deliveries(meta: Any, now: float) -> int:
@@ -359,3 +378,102 @@ def _deliveries(meta: Any, now: float) -> int:
     if count == 1 and now - meta.timestamp.timestamp() > _FRESH_S:
         return 2
     return count
+
+
+# ---- dead letters ------------------------------------------------------------------------------
+
+
+class NatsDeadLetters(DeadLetterStore):
+    """The JetStream stream ``nats.dlq_stream``, a record's id its stream sequence:
+    ``await NatsDeadLetters.connect(settings)``; ``close()`` when done."""
+
+    def __init__(self, settings: NatsSettings, nc: NatsClient) -> None:
+        self._s = settings
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.where = f"JetStream stream {settings.dlq_stream}"
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The connection's JetStream context (``reactor status`` asks it about the consumer)."""
+        return self._js
+
+    @classmethod
+    async def connect(cls, settings: NatsSettings) -> NatsDeadLetters:
+        try:
+            nc = await nats.connect(settings.url, connect_timeout=5, max_reconnect_attempts=0)
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"nats {shown_url(settings.url)}: {exc}") from exc
+        return cls(settings, nc)
+
+    async def _get(self, seq: int) -> Record | None:
+        try:
+            msg = await self._js.get_msg(self._s.dlq_stream, seq)
+        except NotFoundError:
+            return None  # deleted, or never there
+        return Record(str(seq), {str(k): str(v) for k, v in json.loads(msg.data or b"{}").items()})
+
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
+        try:
+            if ids:
+                found = [await self._get(int(i)) for i in ids if i.isdigit()]
+                return [r for r in found if r is not None]
+            state = (await self._js.stream_info(self._s.dlq_stream)).state
+            records: list[Record] = []
+            # Sequences start at 1: an empty stream reports first_seq 0, and JetStream answers a
+            # request for message 0 with 400.
+            for seq in range(state.last_seq, max(state.first_seq, 1) - 1, -1):
+                if limit is not None and len(records) >= limit:
+                    break
+                record = await self._get(seq)
+                if record is not None:
+                    records.append(record)
+            return records
+        except NotFoundError:
+            return []  # no dead-letter stream yet: nothing was dead-lettered
+        except (NatsError, OSError, ValueError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        removed = 0
+        for record_id in ids:
+            if not record_id.isdigit():
+                continue
+            try:
+                removed += bool(await self._js.delete_msg(self._s.dlq_stream, int(record_id)))
+            except NotFoundError:
+                continue
+            except (NatsError, OSError) as exc:
+                raise SourceError(f"{self.where}: {exc}") from exc
+        return removed
+
+    async def count(self) -> int:
+        try:
+            return int((await self._js.stream_info(self._s.dlq_stream)).state.messages)
+        except NotFoundError:
+            return 0  # no dead-letter stream yet: nothing was dead-lettered
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+
+    async def purge(self) -> int:
+        count = await self.count()
+        try:
+            await self._js.purge_stream(self._s.dlq_stream)
+        except NotFoundError:
+            return 0
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+        return count
+
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        """New records first, then the deletions: JetStream has no transaction, and a crash in
+        between leaves a replayed record twice rather than losing one."""
+        try:
+            for record in add:
+                await self._js.publish(self._s.dlq_subject, json.dumps(record.to_fields()).encode())
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"replay: {exc}") from exc
+        await self.delete(remove)
+
+    async def close(self) -> None:
+        await self._nc.close()

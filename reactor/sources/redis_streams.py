@@ -289,6 +289,17 @@ class RedisStreamsSource(Source):
             ]
         return claimed
 
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
+            await self._client.delete(self._lease(self._s.consumer))
+        await self._client.aclose()
+
     # ---- what the order gate asks: entries other consumers hold ------------------------------
 
     async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
@@ -337,17 +348,6 @@ class RedisStreamsSource(Source):
         except RedisError as exc:
             raise SourceError(f"XPENDING: {exc}") from exc
         return {str(r["message_id"]) for r in rows} & entry_ids
-
-    async def ready(self) -> bool:
-        try:
-            return bool(await self._client.ping())
-        except RedisError:
-            return False
-
-    async def close(self) -> None:
-        with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
-            await self._client.delete(self._lease(self._s.consumer))
-        await self._client.aclose()
 
     # ---- status ----------------------------------------------------------------------------
 
