@@ -69,9 +69,16 @@ from nats.js.errors import NotFoundError
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import NatsSettings
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+)
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0

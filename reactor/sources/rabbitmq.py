@@ -57,9 +57,16 @@ from aio_pika.exceptions import AMQPException, ChannelInvalidStateError, Channel
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RabbitSettings
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+)
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 #: A prefetch change that gets no answer within this is given up (tried again on the next read).
 _QOS_TIMEOUT_S = 5.0

@@ -53,9 +53,17 @@ from redis.exceptions import RedisError, ResponseError
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RedisSettings
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus, entry_order
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+    entry_order,
+)
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
 
 
 class RedisStreamsSource(Source):

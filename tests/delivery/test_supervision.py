@@ -23,8 +23,7 @@ from reactor.delivery.state import MemoryStateStore, RedisStateStore
 from reactor.errors import SourceError, StateStoreError
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import NatsSettings, Settings, load_settings
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery
 from reactor.sources.memory import MemorySource
 from reactor.sources.nats_jetstream import NatsJetStreamSource
 from reactor.sources.rabbitmq import RabbitMQSource

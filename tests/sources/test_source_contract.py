@@ -14,8 +14,7 @@ from reactor.delivery import order_gate
 from reactor.delivery.order_gate import OrderGate
 from reactor.events.decode import Decoder
 from reactor.ops.logging import get_logger
-from reactor.sources.base import Delivery, Source, entry_order
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery, Source, entry_order
 from reactor.supervise import Supervisor
 from tests.sources.backends import BACKENDS, Backend, NatsBackend, RedisBackend, event_json
 
