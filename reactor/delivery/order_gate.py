@@ -5,6 +5,7 @@ The source lists the entries other consumers hold unsettled (``Source.foreign_pe
 them (``Source.read_entries``); the gate decodes them, once each (at most ``_MAX_KNOWN`` remembered),
 names per delivery the earlier entries of its device and stream among them, and holds the item in
 its lane until they are settled. The source knows nothing of events or devices.
+
 Waiting items do not ask the source themselves: one poller asks about every blocker of a stream
 at once per round (thousands of items may wait after a consumer died).
 """
