@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import NOOP_RULE, DeployedLog, Result, deployed_reactor, deployed_settings
-from reactor.sources.base import Delivery, Source
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery, Source
 
 BATCH = 1000
 RULES = NOOP_RULE

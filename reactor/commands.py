@@ -38,7 +38,7 @@ from reactor.ops.status import gather, print_status
 from reactor.ops.tables import RECORD_COLUMNS, record_rows
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
-from reactor.sources.deadletter import DeadLetterStore
+from reactor.sources.base import DeadLetterStore
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.client import SuperMQClient

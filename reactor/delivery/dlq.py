@@ -21,8 +21,15 @@ from reactor.durations import duration_s
 from reactor.errors import ConfigError
 from reactor.redact import redact, redact_text
 from reactor.secrets import Sealer
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+)
 
 
 def parse_since(text: str) -> int:

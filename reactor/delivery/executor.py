@@ -23,8 +23,7 @@ from reactor.rules import bounds
 from reactor.rules.model import CompiledAction, Gate, RetrySpec, Rule
 from reactor.rules.ruleset import RuleSet
 from reactor.secrets import Sealer, revealed_values, wrap_named
-from reactor.sources.base import delivery_key
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, delivery_key
 
 _MISSING = object()
 #: The state store's mark of an entry run alone past ``max_deliveries`` (a rule name no rule has).

@@ -1,8 +1,11 @@
 """The cross-process order gate: an event waits until other consumers settled its device's earlier
 entries (README, "Delivery contract").
 
-The source names, per delivery, the earlier entries of the same device still pending at another
-consumer (``Source.earlier_pending``); the gate holds an item in its lane until they are settled.
+The source lists the entries other consumers hold unsettled (``Source.foreign_pending``) and reads
+them (``Source.read_entries``); the gate decodes them, once each (at most ``_MAX_KNOWN`` remembered),
+names per delivery the earlier entries of its device and stream among them, and holds the item in
+its lane until they are settled. The source knows nothing of events or devices.
+
 Waiting items do not ask the source themselves: one poller asks about every blocker of a stream
 at once per round (thousands of items may wait after a consumer died).
 """
@@ -10,15 +13,18 @@ at once per round (thousands of items may wait after a consumer died).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from itertools import islice
 
 from reactor.delivery.outcome import InFlight, Item
 from reactor.errors import DecodeError
 from reactor.events.decode import Decoder
-from reactor.sources.base import Delivery, Source
+from reactor.sources.base import Delivery, Source, entry_order
 from reactor.supervise import Supervisor
 
 _BLOCKER_POLL_S = 0.02
+#: At most this many foreign entries' stream and device remembered (each is read and decoded once).
+_MAX_KNOWN = 100_000
 
 
 class OrderGate:
@@ -40,6 +46,7 @@ class OrderGate:
         self._in_flight = in_flight
         self._abandoned = abandoned  # lanes given up on stop (shared with the worker)
         self._blocked: dict[str, set[str]] = {}
+        self._known: dict[tuple[str, str], tuple[str, str | None]] = {}  # (listed, id): (stream, device)
         self._settled: dict[str, set[str]] = {}
         self._poll_round = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -51,7 +58,7 @@ class OrderGate:
         self._stop = stop
         self._tasks = tasks
 
-    def device_of(self, delivery: Delivery) -> str | None:
+    def _device_of(self, delivery: Delivery) -> str | None:
         known = self._in_flight.get((delivery.stream, delivery.entry_id))
         if known is not None and known.outcome.event is not None:
             return known.outcome.event.device  # decoded already: no second decode
@@ -62,6 +69,41 @@ class OrderGate:
         except DecodeError:
             return None
         return event.device
+
+    async def blockers_of(self, deliveries: Sequence[Delivery]) -> dict[str, set[str]]:
+        """Per delivery (by entry id): the earlier unsettled entries of its device and stream held
+        by other consumers, which must settle first. Source errors propagate (the caller retries)."""
+        held: dict[tuple[str, str], list[str]] = {}
+        for listed, ids in (await self._source.foreign_pending(deliveries)).items():
+            for entry_id, (stream, device) in (await self._devices(listed, ids)).items():
+                if device is not None:
+                    held.setdefault((stream, device), []).append(entry_id)
+        out: dict[str, set[str]] = {}
+        for delivery in deliveries if held else ():
+            same = held.get((delivery.stream, self._device_of(delivery) or ""))
+            if same:
+                order = entry_order(delivery.entry_id)
+                blockers = {entry_id for entry_id in same if entry_order(entry_id) < order}
+                if blockers:
+                    out[delivery.entry_id] = blockers
+        return out
+
+    async def _devices(self, listed: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """The stream and device of each entry listed in ``listed``: read and decoded once (one
+        gone from the store has none: it holds nothing up)."""
+        out = {i: self._known[(listed, i)] for i in ids if (listed, i) in self._known}
+        unknown = [i for i in ids if i not in out]
+        if not unknown:
+            return out
+        entries = await self._source.read_entries(listed, unknown)
+        found: dict[str, tuple[str, str | None]] = {}
+        for entry_id in unknown:
+            entry = entries.get(entry_id)
+            found[entry_id] = ("", None) if entry is None else (entry.stream, self._device_of(entry))
+        if len(self._known) + len(found) > _MAX_KNOWN:
+            self._known.clear()
+        self._known.update(islice((((listed, i), v) for i, v in found.items()), _MAX_KNOWN))
+        return out | found
 
     async def wait_blockers(self, item: Item, earlier_arrived: Callable[[], bool]) -> bool:
         """Wait until another consumer settled this device's earlier entries; False to yield the lane."""

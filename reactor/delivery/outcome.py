@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from reactor.delivery.executor import RuleOutcome
 from reactor.events.model import Event
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery
 
 
 @dataclass(slots=True)

@@ -40,8 +40,7 @@ from reactor.events.decode import Decoder
 from reactor.events.model import Event, raw_view
 from reactor.secrets import Sealer
 from reactor.settings import WorkerSettings
-from reactor.sources.base import Delivery, Source, entry_order
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery, Source, entry_order
 from reactor.supervise import Supervisor
 
 T = TypeVar("T")
@@ -255,7 +254,7 @@ class Worker:
         if decoded:
             deliveries = [i.outcome.delivery for i in decoded]
             blockers = await self._retrying(
-                lambda: self._source.earlier_pending(deliveries, self._gate.device_of),
+                lambda: self._gate.blockers_of(deliveries),
                 "source.order_check_failed",
                 self._stop,
             )

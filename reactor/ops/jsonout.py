@@ -21,7 +21,7 @@ from reactor.ops.audit import AuditRow
 from reactor.rules.cli import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK, read_events
 from reactor.rules.dryrun import dry_run
 from reactor.rules.loader import load_rules
-from reactor.sources.deadletter import Record
+from reactor.sources.base import Record
 
 
 def dump(document: Any, out: TextIO, *, indent: int | None = 2) -> None:

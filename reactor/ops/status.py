@@ -16,8 +16,7 @@ from reactor.provision.commands import provision_summary
 from reactor.redact import redact_text
 from reactor.rules.loader import load_rules
 from reactor.settings import Settings
-from reactor.sources.base import StreamStatus
-from reactor.sources.deadletter import DeadLetterStore
+from reactor.sources.base import DeadLetterStore, StreamStatus
 from reactor.sources.redis_streams import RedisStreamsSource
 
 __all__ = ["Status", "StreamStatus", "gather", "print_status"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from reactor.sources.deadletter import Record
+from reactor.sources.base import Record
 
 RECORD_COLUMNS = ("id", "at (UTC)", "reason", "stream / entry", "rule / action", "error")
 

@@ -2,7 +2,8 @@
 
 A source counts each message it hands out (``hold``) until it is settled or released
 (``release``); ``fits`` says how many more may be read at the largest message size seen lately
-(decaying 10% a read; the first read takes one message, to see a size), and ``room`` waits up
+(decaying 10% a read; the first read takes one message, to see a size, unless the source names
+a size to start from), and ``room`` waits up
 to a read's block time for a settle when none fits. One message larger than the budget is read
 alone, when nothing else is held.
 """
@@ -19,11 +20,11 @@ _MIN_ENTRY_BYTES = 64.0
 class ByteBudget:
     """What held messages take, against ``limit`` bytes."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, entry_bytes: float = 0.0) -> None:
         self.limit = limit
         self.held_bytes = 0
         self._sizes: dict[Hashable, int] = {}
-        self._entry_bytes = 0.0  # none seen yet
+        self._entry_bytes = entry_bytes  # the largest message seen lately, decaying (0: none yet)
         self._settled = asyncio.Event()
 
     def fits(self, max_count: int) -> int:

@@ -6,8 +6,15 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore, Record
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+)
 
 
 class MemorySource(Source):

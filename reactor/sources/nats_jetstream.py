@@ -1,7 +1,9 @@
-"""NATS JetStream: a durable pull consumer on SuperMQ's ``events`` stream; explicit acks after the
-outcome is settled; what is not acked comes back after ``ack_wait_s`` (a crashed process's work);
-dead-letter records are published to a JetStream subject of their own. Payloads are protobuf-wrapped
-JSON (or bare JSON): the decoder handles both. NATS errors are translated to ``SourceError``.
+"""NATS JetStream, everything about it in one file, by face: consuming, status, dead letters.
+
+Consuming (``NatsJetStreamSource``): a durable pull consumer on SuperMQ's ``events`` stream;
+explicit acks after the outcome is settled; what is not acked comes back after ``ack_wait_s`` (a
+crashed process's work). Payloads are protobuf-wrapped JSON (or bare JSON): the decoder handles
+both. NATS errors are translated to ``SourceError``.
 
 A message's entry id is its stream sequence: the same on every delivery of it, distinct between
 messages of the stream (a stream deleted and made again starts over at 1: clear the state store
@@ -15,20 +17,28 @@ a redelivery, so that its completed steps are looked up rather than applied agai
 
 Per-device order: JetStream hands a process that took over from a killed one (or a peer) the
 newest messages at once, and the killed one's held messages only after ``ack_wait``. A device's
-message waits (``earlier_pending``) while an earlier message of its device (same subject) above
-the consumer's ack floor was delivered elsewhere and not acked: it runs once that one is
+message waits (the order gate, ``delivery/order_gate``, asks ``foreign_pending`` and
+``read_entries``) while an earlier message of its device (same subject) above the consumer's ack
+floor was delivered elsewhere and not acked: it runs once that one is
 redelivered here (then in order, in its lane) or the ack floor passes it. Without that wait, an
 earlier message applied and not yet recorded by the killed process would be applied again over
 the later one's effect. JetStream tells no per-message ack state, only the floor: messages
 another process acked above the floor count as pending until the floor passes them (at most
 ``ack_wait`` after a kill, for the devices that have one in the gap). At most ``_MAX_SCAN``
-messages below a batch are looked at; the devices of those not held here are read from the
-stream once (``get_msg``) and remembered (at most ``_MAX_KNOWN``). While every message from the
+messages below a batch are listed; the gate reads those not held here from the stream once
+(``get_msg``) and remembers their devices. While every message from the
 floor up to a batch was held or acked here (one process), no request is made at all; a stream
 with subjects the consumer does not take makes one consumer-info request per batch.
 
 Memory: messages read and not settled hold at most ``max_unsettled_bytes`` (``ByteBudget``): a
 fetch takes what fits at the largest message size seen lately.
+
+Status (``NatsJetStreamSource.status``): the durable consumer's messages not yet delivered and
+unacked, and the dead-letter stream's length.
+
+Dead letters (``NatsDeadLetters``): records published to ``nats.dlq_subject``, kept in the
+JetStream stream ``nats.dlq_stream``; the same ``reactor dlq`` commands as on Redis; a record's
+id is its stream sequence number.
 """
 
 from __future__ import annotations
@@ -37,12 +47,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -57,10 +69,16 @@ from nats.js.errors import NotFoundError
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import NatsSettings
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+)
 from reactor.sources.budget import ByteBudget
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore
-from reactor.sources.nats_deadletters import NatsDeadLetters
 
 _DAY_S = 86_400
 _FIRST_CONNECT_S = 5.0
@@ -68,7 +86,7 @@ _FIRST_CONNECT_S = 5.0
 _FRESH_S = 1.0
 #: How many messages below a batch's newest are looked at for a device's earlier unsettled ones.
 _MAX_SCAN = 10_000
-#: At most this many stream sequences remembered (acked here above the floor; devices read).
+#: At most this many stream sequences acked here above the ack floor remembered.
 _MAX_KNOWN = 100_000
 
 
@@ -87,7 +105,6 @@ class NatsJetStreamSource(Source):
         self._acked: set[int] = set()  # stream sequences acked here, above the ack floor last seen
         self._floor = 0  # the consumer's ack floor (stream sequence) last seen
         self._mine_upto = 0  # every sequence in (floor, this] is held or was acked here
-        self._devices: dict[int, tuple[str, str | None]] = {}  # sequence: (subject, device) read
         self._budget = ByteBudget(settings.max_unsettled_bytes)  # what the held messages take
         self.maintain_interval_s = settings.ack_wait_s / 4
 
@@ -203,6 +220,40 @@ class NatsJetStreamSource(Source):
             raise SourceError(f"nats in-progress: {exc}") from exc
         return []
 
+    def _forget(self, entry_id: str) -> Any:
+        self._budget.release((entry_id,))
+        self._touched.pop(entry_id, None)
+        self._held_at_disconnect.discard(entry_id)
+        return self._messages.pop(entry_id, None)
+
+    async def _disconnected(self) -> None:
+        """What we hold now may be redelivered to another process before we act on it (the
+        server, restarted, forgot our in-progress acks): look its completed steps up first."""
+        self._held_at_disconnect.update(self._messages)
+
+    def maybe_acted_on(self, delivery: Delivery) -> bool:
+        return delivery.deliveries > 1 or delivery.entry_id in self._held_at_disconnect
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            msg = self._forget(delivery.entry_id)
+            if msg is not None:
+                try:
+                    await msg.nak()
+                except self.recoverable:
+                    continue  # it comes back after ack_wait anyway
+
+    async def ready(self) -> bool:
+        return bool(self._nc is not None and self._nc.is_connected)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(NatsError, OSError):
+                await self._nc.close()
+            self._nc = None
+
+    # ---- what the order gate asks: messages other consumers hold -----------------------------
+
     def _note_acked(self, seq: int) -> None:
         if seq > self._mine_upto:
             if len(self._acked) >= _MAX_KNOWN:  # forgotten ones only wait for the floor: order holds
@@ -233,11 +284,9 @@ class NatsJetStreamSource(Source):
         self._mine_upto = upto
         return upto >= top
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        """Per delivery: earlier messages of its device and subject, above the ack floor, that are
-        neither held nor acked here (held elsewhere, by a live or a killed process)."""
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """The messages below the batch's newest, above the ack floor, that are neither held nor
+        acked here (held elsewhere, by a live or a killed process), at most ``_MAX_SCAN``."""
         top = max(int(d.entry_id) for d in deliveries)
         if self._all_mine_below(top):
             return {}  # one round trip saved per batch: nothing below was anyone else's
@@ -245,50 +294,31 @@ class NatsJetStreamSource(Source):
         if unacked <= len(self._messages) or self._all_mine_below(top):
             return {}  # nobody else holds anything: nothing to wait for
         gap = [
-            seq
+            str(seq)
             for seq in range(max(self._mine_upto + 1, top - _MAX_SCAN), top)
             if seq not in self._acked and str(seq) not in self._messages
         ]
-        if not gap:
-            return {}
-        by_device: dict[tuple[str, str], list[int]] = {}
-        for seq, (subject, device) in (await self._devices_of(gap, device_of)).items():
-            if device is not None:
-                by_device.setdefault((subject, device), []).append(seq)
-        out: dict[str, set[str]] = {}
-        for delivery in deliveries:
-            seq = int(delivery.entry_id)
-            held = by_device.get((delivery.stream, device_of(delivery) or ""), ())
-            blockers = {str(s) for s in held if s < seq}
-            if blockers:
-                out[delivery.entry_id] = blockers
-        return out
+        return {self._s.stream: gap} if gap else {}
 
-    async def _devices_of(
-        self, seqs: list[int], device_of: Callable[[Delivery], str | None]
-    ) -> dict[int, tuple[str, str | None]]:
-        """The subject and device of each message, read from the stream once (a message gone
-        from the stream, aged out or deleted, has none: it holds nothing up)."""
-        unknown = [seq for seq in seqs if seq not in self._devices]
-        if len(self._devices) + len(unknown) > _MAX_KNOWN:
-            self._devices.clear()
-        for start in range(0, len(unknown), 100):
-            chunk = unknown[start : start + 100]
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """Each message read from the stream (``get_msg``, a hundred at a time), as a delivery on
+        its subject; None for one gone from the stream (aged out or deleted)."""
+        out: dict[str, Delivery | None] = {}
+        for start in range(0, len(entry_ids), 100):
+            chunk = entry_ids[start : start + 100]
             replies = await asyncio.gather(
-                *(self._js.get_msg(self._s.stream, seq) for seq in chunk), return_exceptions=True
+                *(self._js.get_msg(stream, int(seq)) for seq in chunk), return_exceptions=True
             )
             for seq, reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, NotFoundError):
-                    self._devices[seq] = ("", None)
+                    out[seq] = None
                 elif isinstance(reply, self.recoverable):
                     raise SourceError(f"nats get_msg {seq}: {reply}") from reply
                 elif isinstance(reply, BaseException):
                     raise reply
                 else:
-                    subject = str(reply.subject or "")
-                    found = Delivery(subject, str(seq), bytes(reply.data or b""))
-                    self._devices[seq] = (subject, device_of(found))
-        return {seq: self._devices.get(seq, ("", None)) for seq in seqs}
+                    out[seq] = Delivery(str(reply.subject or ""), seq, bytes(reply.data or b""))
+        return out
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         """Those above the ack floor not acked here (the floor is all JetStream tells)."""
@@ -303,28 +333,7 @@ class NatsJetStreamSource(Source):
             and (int(i) > self._mine_upto or i in self._messages)
         }
 
-    def _forget(self, entry_id: str) -> Any:
-        self._budget.release((entry_id,))
-        self._touched.pop(entry_id, None)
-        self._held_at_disconnect.discard(entry_id)
-        return self._messages.pop(entry_id, None)
-
-    async def _disconnected(self) -> None:
-        """What we hold now may be redelivered to another process before we act on it (the
-        server, restarted, forgot our in-progress acks): look its completed steps up first."""
-        self._held_at_disconnect.update(self._messages)
-
-    def maybe_acted_on(self, delivery: Delivery) -> bool:
-        return delivery.deliveries > 1 or delivery.entry_id in self._held_at_disconnect
-
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            msg = self._forget(delivery.entry_id)
-            if msg is not None:
-                try:
-                    await msg.nak()
-                except self.recoverable:
-                    continue  # it comes back after ack_wait anyway
+    # ---- status ----------------------------------------------------------------------------
 
     async def status(self) -> StoreStatus:
         """The durable consumer's messages not yet delivered and unacked, and the DLQ stream's
@@ -356,17 +365,13 @@ class NatsJetStreamSource(Source):
             raise SourceError(f"nats {shown_url(s.url)}: {exc}") from exc
         return status
 
+    # ---- dead letters ----------------------------------------------------------------------
+
     async def open_dead_letters(self) -> DeadLetterStore:
         return await NatsDeadLetters.connect(self._s)
 
-    async def ready(self) -> bool:
-        return bool(self._nc is not None and self._nc.is_connected)
 
-    async def close(self) -> None:
-        if self._nc is not None:
-            with contextlib.suppress(NatsError, OSError):
-                await self._nc.close()
-            self._nc = None
+# ---- consuming: delivery counts ------------------------------------------------------------------
 
 
 def _deliveries(meta: Any, now: float) -> int:
@@ -380,3 +385,102 @@ def _deliveries(meta: Any, now: float) -> int:
     if count == 1 and now - meta.timestamp.timestamp() > _FRESH_S:
         return 2
     return count
+
+
+# ---- dead letters ------------------------------------------------------------------------------
+
+
+class NatsDeadLetters(DeadLetterStore):
+    """The JetStream stream ``nats.dlq_stream``, a record's id its stream sequence:
+    ``await NatsDeadLetters.connect(settings)``; ``close()`` when done."""
+
+    def __init__(self, settings: NatsSettings, nc: NatsClient) -> None:
+        self._s = settings
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.where = f"JetStream stream {settings.dlq_stream}"
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The connection's JetStream context (``reactor status`` asks it about the consumer)."""
+        return self._js
+
+    @classmethod
+    async def connect(cls, settings: NatsSettings) -> NatsDeadLetters:
+        try:
+            nc = await nats.connect(settings.url, connect_timeout=5, max_reconnect_attempts=0)
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"nats {shown_url(settings.url)}: {exc}") from exc
+        return cls(settings, nc)
+
+    async def _get(self, seq: int) -> Record | None:
+        try:
+            msg = await self._js.get_msg(self._s.dlq_stream, seq)
+        except NotFoundError:
+            return None  # deleted, or never there
+        return Record(str(seq), {str(k): str(v) for k, v in json.loads(msg.data or b"{}").items()})
+
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
+        try:
+            if ids:
+                found = [await self._get(int(i)) for i in ids if i.isdigit()]
+                return [r for r in found if r is not None]
+            state = (await self._js.stream_info(self._s.dlq_stream)).state
+            records: list[Record] = []
+            # Sequences start at 1: an empty stream reports first_seq 0, and JetStream answers a
+            # request for message 0 with 400.
+            for seq in range(state.last_seq, max(state.first_seq, 1) - 1, -1):
+                if limit is not None and len(records) >= limit:
+                    break
+                record = await self._get(seq)
+                if record is not None:
+                    records.append(record)
+            return records
+        except NotFoundError:
+            return []  # no dead-letter stream yet: nothing was dead-lettered
+        except (NatsError, OSError, ValueError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        removed = 0
+        for record_id in ids:
+            if not record_id.isdigit():
+                continue
+            try:
+                removed += bool(await self._js.delete_msg(self._s.dlq_stream, int(record_id)))
+            except NotFoundError:
+                continue
+            except (NatsError, OSError) as exc:
+                raise SourceError(f"{self.where}: {exc}") from exc
+        return removed
+
+    async def count(self) -> int:
+        try:
+            return int((await self._js.stream_info(self._s.dlq_stream)).state.messages)
+        except NotFoundError:
+            return 0  # no dead-letter stream yet: nothing was dead-lettered
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+
+    async def purge(self) -> int:
+        count = await self.count()
+        try:
+            await self._js.purge_stream(self._s.dlq_stream)
+        except NotFoundError:
+            return 0
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"{self.where}: {exc}") from exc
+        return count
+
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        """New records first, then the deletions: JetStream has no transaction, and a crash in
+        between leaves a replayed record twice rather than losing one."""
+        try:
+            for record in add:
+                await self._js.publish(self._s.dlq_subject, json.dumps(record.to_fields()).encode())
+        except (NatsError, OSError) as exc:
+            raise SourceError(f"replay: {exc}") from exc
+        await self.delete(remove)
+
+    async def close(self) -> None:
+        await self._nc.close()

@@ -1,27 +1,38 @@
-"""Redis Streams: consumer groups, batched XREADGROUP, XACK only when the outcome is settled.
+"""Redis Streams, everything about it in one file, by face: consuming, status, dead letters.
+
+Consuming (``RedisStreamsSource``): consumer groups, batched XREADGROUP, XACK only when the
+outcome is settled.
 
 - After any error, and at start, the consumer first re-reads its own pending entries (id ``0``)
   before new ones (``>``), so an entry read but not settled is processed again, not skipped.
 - ``maintain`` renews this consumer's liveness lease and claims the pending entries of consumers
   whose lease expired (they died): no entry is taken from a live consumer, however slow.
 - Entries are read as bytes (XREADGROUP, XCLAIM and XRANGE never decoded by the client) and
-  decoded here field by field: a field that is not UTF-8 stays bytes, for the decoder to refuse
-  as malformed with its raw bytes kept, instead of an exception inside the client's reply parser
-  that no delivery count could ever stop.
+  decoded here field by field (``_fields``, "replies as read" below): a field that is not UTF-8
+  stays bytes, for the decoder to refuse as malformed with its raw bytes kept, instead of an
+  exception inside the client's reply parser that no delivery count could ever stop.
 - Memory: entries read and not yet settled hold at most ``max_unsettled_bytes`` (their field
-  names and values); beyond it ``read`` waits for a settle, and a read's COUNT is what fits in
-  the room left at the largest entry size seen lately (decaying 10% a read), shared out among
-  the streams read (XREADGROUP's COUNT is per stream). An entry larger
-  than the budget is read alone, when nothing else is unsettled.
+  names and values, ``ByteBudget``); beyond it ``read`` waits for a settle, and a read's COUNT
+  is what fits in the room left at the largest entry size seen lately (decaying 10% a read,
+  512 bytes before the first), shared out among the streams read (XREADGROUP's COUNT is per
+  stream). An entry larger than the budget is read alone, when nothing else is unsettled.
 - Delivery counts come from the pending entries list; the worker dead-letters an entry delivered
   more than ``max_deliveries`` times as poison, before decoding it: an entry that killed the
   process each time it was read is counted on every restart's re-read, and set aside.
-- ``streams`` may hold glob patterns: the matching streams are found by SCAN at start and every
-  ``discover_interval_s`` (``redis_discovery``), streams found at start joined at ``start_id``
-  like the literal ones, streams found later joined from their start (id ``0``: the entries that
-  created them are events too).
-- ``earlier_pending`` keeps per-device order across processes: an event waits while an earlier
-  entry of the same device is pending with another consumer (see README, "Delivery contract").
+- ``streams`` may hold glob patterns (``StreamDiscovery``, below): the matching streams are found
+  by SCAN at start and every ``discover_interval_s``, streams found at start joined at
+  ``start_id`` like the literal ones, streams found later joined from their start (id ``0``: the
+  entries that created them are events too).
+- ``foreign_pending`` (XPENDING) and ``read_entries`` (XRANGE) answer the order gate
+  (``delivery/order_gate``), which decodes what other consumers hold and keeps per-device order
+  across processes: an event waits while an earlier entry of the same device is pending with
+  another consumer (see README, "Delivery contract").
+
+Status (``RedisStreamsSource.status``): per stream the group's lag, pending entries, the oldest
+one's age and consumers, and the dead-letter stream's length.
+
+Dead letters (``RedisDeadLetters``): records kept in the stream ``redis.dlq_stream``, what
+``reactor dlq`` lists, shows, replays and purges on Redis; a record's id is its stream entry id.
 
 Redis errors are translated to ``SourceError`` here.
 """
@@ -31,20 +42,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 
 from reactor.errors import SourceError
 from reactor.redact import shown_url
 from reactor.settings import RedisSettings
-from reactor.sources import redis_wire as wire
-from reactor.sources.base import Delivery, Source, StoreStatus, StreamStatus, entry_order
-from reactor.sources.deadletter import DeadLetter, DeadLetterStore
-from reactor.sources.redis_deadletters import RedisDeadLetters
-from reactor.sources.redis_discovery import StreamDiscovery
+from reactor.sources.base import (
+    DeadLetter,
+    DeadLetterStore,
+    Delivery,
+    Record,
+    Source,
+    StoreStatus,
+    StreamStatus,
+    entry_order,
+)
+from reactor.sources.budget import ByteBudget
 
 
 class RedisStreamsSource(Source):
@@ -56,9 +75,7 @@ class RedisStreamsSource(Source):
     def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
         self._s = settings
         self._client = client or aioredis.Redis.from_url(settings.url, decode_responses=True)
-        self._discovery = StreamDiscovery(
-            settings.streams, frozenset({settings.dlq_stream}), settings.max_streams, settings.scan_count
-        )
+        self._discovery = self._new_discovery()
         self._streams: list[str] = self._discovery.literal
         self._backlog: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._discover_at = 0.0
@@ -66,14 +83,14 @@ class RedisStreamsSource(Source):
         self._notices: list[tuple[str, str, dict[str, Any]]] = []
         self._reported: set[str] = set()  # patterns already reported as cut at max_streams
         self._last_read: dict[str, str] = {}
-        self._devices: dict[tuple[str, str], str | None] = {}
-        self._unsettled: dict[tuple[str, str], int] = {}  # bytes of each entry read, not settled
-        self._unsettled_bytes = 0
-        self._entry_bytes = 512.0  # the largest entry read lately, decaying
-        self._settled = asyncio.Event()
+        self._budget = ByteBudget(settings.max_unsettled_bytes, entry_bytes=512.0)  # by (stream, id)
         self.maintain_interval_s = settings.reclaim_interval_s
         if self._discovery.patterns:
             self.maintain_interval_s = min(settings.reclaim_interval_s, settings.discover_interval_s)
+
+    def _new_discovery(self) -> StreamDiscovery:
+        s = self._s
+        return StreamDiscovery(s.streams, frozenset({s.dlq_stream}), s.max_streams, s.scan_count)
 
     @property
     def streams(self) -> dict[str, str | None]:
@@ -137,7 +154,7 @@ class RedisStreamsSource(Source):
 
     async def read(self, max_count: int, block_ms: int) -> list[Delivery]:
         """New entries; first, after a start or an error, this consumer's own pending ones, once."""
-        max_count = await self._within_budget(max_count, block_ms)
+        max_count = await self._budget.room(max_count, block_ms)
         if not max_count:
             return []
         backlog = self._backlog
@@ -154,7 +171,7 @@ class RedisStreamsSource(Source):
                 await self.start()  # the stream or group was deleted under us: recreate
             self._rescan()
             raise SourceError(f"XREADGROUP: {exc}") from exc
-        batch = wire.deliveries(reply)
+        batch = _deliveries(reply)
         self._hold(batch)
         for d in batch:  # a reply lists each stream's entries in id order: the last one is the newest
             self._last_read[d.stream] = d.entry_id
@@ -168,38 +185,10 @@ class RedisStreamsSource(Source):
                 del backlog[stream]
         return await self._with_counts(batch) if batch else batch
 
-    async def _within_budget(self, max_count: int, block_ms: int) -> int:
-        """How many entries the next read may take (0: none yet, after waiting up to ``block_ms``
-        for a settle), so that unsettled entries stay within ``max_unsettled_bytes``."""
-        count = self._fits(max_count)
-        if not count:
-            self._settled.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), max(block_ms, 10) / 1000)
-            count = self._fits(max_count)
-        return count
-
-    def _fits(self, max_count: int) -> int:
-        room = self._s.max_unsettled_bytes - self._unsettled_bytes
-        fits = min(max_count, max(int(room // self._entry_bytes), 0))
-        return fits or (0 if self._unsettled_bytes else 1)  # one entry larger than the budget: alone
-
     def _hold(self, batch: Sequence[Delivery]) -> None:
         """Count what ``batch`` holds until it is settled (an entry read again counts once)."""
-        if not batch:
-            return
-        sizes = [wire.size(d.payload) for d in batch]
-        for d, size in zip(batch, sizes, strict=True):
-            key = (d.stream, d.entry_id)
-            if key not in self._unsettled:
-                self._unsettled[key] = size
-                self._unsettled_bytes += size
-        self._entry_bytes = max(float(max(sizes)), 0.9 * self._entry_bytes, 64.0)
-
-    def _release(self, done: Sequence[Delivery]) -> None:
-        for d in done:
-            self._unsettled_bytes -= self._unsettled.pop((d.stream, d.entry_id), 0)
-        self._settled.set()
+        if batch:
+            self._budget.hold(((d.stream, d.entry_id), _size(d.payload)) for d in batch)
 
     async def _xreadgroup(self, streams: dict[str, str], count: int, block_ms: int | None) -> Any:
         """XREADGROUP with the reply's bytes left undecoded (redis-py's xreadgroup would decode them)."""
@@ -207,7 +196,7 @@ class RedisStreamsSource(Source):
         if block_ms is not None:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", *streams.keys(), *streams.values()]
-        return await wire.undecoded(self._client, *args)
+        return await _undecoded(self._client, *args)
 
     def _rescan(self) -> None:
         """After an error: our pending entries after the last one we received are read again first
@@ -252,7 +241,7 @@ class RedisStreamsSource(Source):
         except RedisError as exc:
             self._rescan()
             raise SourceError(f"settling {len(done)} entries: {exc}") from exc
-        self._release(done)
+        self._budget.release((d.stream, d.entry_id) for d in done)
 
     async def maintain(self) -> list[Delivery]:
         """Renew our liveness lease; claim the pending entries of consumers whose lease expired.
@@ -300,71 +289,61 @@ class RedisStreamsSource(Source):
             ]
             if not ids:
                 continue
-            entries = await wire.undecoded(
+            entries = await _undecoded(
                 self._client, "XCLAIM", stream, self._s.group, self._s.consumer, self._s.reclaim_idle_ms, *ids
             )
             claimed += [
-                Delivery(stream, wire.text(eid), wire.fields(f))
-                for eid, f in entries or []
-                if eid is not None
+                Delivery(stream, _text(eid), _fields(f)) for eid, f in entries or [] if eid is not None
             ]
         return claimed
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        """Earlier entries of the same device pending with other consumers, per delivery."""
-        out: dict[str, set[str]] = {}
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
+            await self._client.delete(self._lease(self._s.consumer))
+        await self._client.aclose()
+
+    # ---- what the order gate asks: entries other consumers hold ------------------------------
+
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """Per stream of the batch: the entries pending with other consumers, up to the batch's
+        last entry there (XPENDING; none asked for when no other consumer holds anything)."""
+        out: dict[str, list[str]] = {}
         try:
             for stream in {d.stream for d in deliveries}:
-                mine = [d for d in deliveries if d.stream == stream]
-                out.update(await self._earlier_in(stream, mine, device_of))
+                last = max((d.entry_id for d in deliveries if d.stream == stream), key=entry_order)
+                foreign = await self._foreign_in(stream, last)
+                if foreign:
+                    out[stream] = foreign
         except RedisError as exc:
             raise SourceError(f"XPENDING: {exc}") from exc
         return out
 
-    async def _earlier_in(
-        self, stream: str, batch: list[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
+    async def _foreign_in(self, stream: str, last: str) -> list[str]:
         summary = await self._client.xpending(stream, self._s.group)
-        consumers = {c["name"] for c in summary.get("consumers") or []}
-        if consumers <= {self._s.consumer}:
-            return {}  # nobody else holds anything: nothing to wait for
-        last = max((d.entry_id for d in batch), key=entry_order)
+        if {c["name"] for c in summary.get("consumers") or []} <= {self._s.consumer}:
+            return []  # nobody else holds anything: one round trip, not a listing
         rows = await self._client.xpending_range(stream, self._s.group, min="-", max=last, count=100_000)
-        foreign = [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
-        if not foreign:
-            return {}
-        by_device: dict[str, list[tuple[tuple[int, int], str]]] = {}
-        for entry_id, device in (await self._devices_of(stream, foreign, device_of)).items():
-            if device is not None:
-                by_device.setdefault(device, []).append((entry_order(entry_id), entry_id))
-        out: dict[str, set[str]] = {}
-        for delivery in batch:
-            held = by_device.get(device_of(delivery) or "")
-            if held:
-                order = entry_order(delivery.entry_id)
-                blockers = {entry_id for at, entry_id in held if at < order}
-                if blockers:
-                    out[delivery.entry_id] = blockers
-        return out
+        return [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
 
-    async def _devices_of(
-        self, stream: str, ids: list[str], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, str | None]:
-        unknown = [i for i in ids if (stream, i) not in self._devices]
-        if unknown:
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """Each entry as XRANGE reads it, in one pipeline (None: trimmed from the stream)."""
+        try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for entry_id in unknown:
-                    wire.undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
+                for entry_id in entry_ids:
+                    _undecoded(pipe, "XRANGE", stream, entry_id, entry_id)
                 replies = await pipe.execute()
-            if len(self._devices) > 100_000:
-                self._devices.clear()
-            for entry_id, reply in zip(unknown, replies, strict=True):
-                fields = wire.fields(reply[0][1]) if reply else None
-                device = device_of(Delivery(stream, entry_id, fields)) if fields else None
-                self._devices[(stream, entry_id)] = device
-        return {i: self._devices.get((stream, i)) for i in ids}
+        except RedisError as exc:
+            raise SourceError(f"XRANGE {stream}: {exc}") from exc
+        return {
+            entry_id: Delivery(stream, entry_id, _fields(reply[0][1])) if reply else None
+            for entry_id, reply in zip(entry_ids, replies, strict=True)
+        }
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         if not entry_ids:
@@ -378,6 +357,8 @@ class RedisStreamsSource(Source):
             raise SourceError(f"XPENDING: {exc}") from exc
         return {str(r["message_id"]) for r in rows} & entry_ids
 
+    # ---- status ----------------------------------------------------------------------------
+
     async def status(self) -> StoreStatus:
         """Every stream consumed (never started: every stream the patterns match now), each
         pattern that matches none, then the dead-letter stream's length."""
@@ -385,9 +366,7 @@ class RedisStreamsSource(Source):
         try:
             found = self._discovery
             if not self._started:  # ``reactor status``: a scan of its own
-                found = StreamDiscovery(
-                    self._s.streams, frozenset({self._s.dlq_stream}), self._s.max_streams, self._s.scan_count
-                )
+                found = self._new_discovery()
                 await found.scan(self._client)
             for stream in found.streams:
                 status.streams.append(await self._stream_status(stream))
@@ -418,17 +397,183 @@ class RedisStreamsSource(Source):
                 row.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000
         return row
 
+    # ---- dead letters ----------------------------------------------------------------------
+
     async def open_dead_letters(self) -> DeadLetterStore:
         client = aioredis.Redis.from_url(self._s.url, decode_responses=True)
         return RedisDeadLetters(client, self._s.dlq_stream)
 
-    async def ready(self) -> bool:
-        try:
-            return bool(await self._client.ping())
-        except RedisError:
-            return False
+
+# ---- consuming: which streams ``redis.streams`` names -------------------------------------------
+
+GLOB_CHARS = frozenset("*?[")
+#: The reactor's own keys (leases, the audit trail ``reactor:<group>:audit``): never consumed.
+OWN_PREFIX = "reactor:"
+
+
+def is_pattern(name: str) -> bool:
+    """Whether ``name`` is a glob pattern (Redis MATCH syntax) rather than a stream key."""
+    return not GLOB_CHARS.isdisjoint(name)
+
+
+@dataclass
+class StreamDiscovery:
+    """The configured names split into literal streams and patterns, and the streams found.
+
+    SuperMQ at HEAD publishes each operation to its own stream (``events.supermq.client.create``,
+    ``events.magistrala.bootstrap.config.create``, ...) and Redis has no wildcard subscription, so
+    a pattern such as ``events.magistrala.bootstrap.*`` is resolved here: ``SCAN MATCH <pattern>
+    TYPE stream COUNT <scan_count>``, repeated every ``discover_interval_s``. A name is a pattern
+    when it holds a glob character (``*``, ``?``, ``[``: Redis's MATCH syntax). Bounds: at most
+    ``max_streams`` streams in all (literal ones count); beyond it no more are joined and the
+    refusal is reported once per pattern pass. The dead-letter stream and the reactor's own keys
+    (``reactor:``..., its audit trail among them) are never a match, whatever the pattern (the
+    reactor would consume what it writes)."""
+
+    names: Iterable[str]
+    exclude: frozenset[str]
+    max_streams: int
+    scan_count: int
+    literal: list[str] = field(init=False)
+    patterns: list[str] = field(init=False)
+    #: stream → the pattern that found it (insertion order: the order they were joined).
+    found: dict[str, str] = field(init=False, default_factory=dict)
+    #: Patterns whose matches were cut at ``max_streams`` in the last pass.
+    truncated: set[str] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        names = list(dict.fromkeys(self.names))
+        self.literal = [n for n in names if not is_pattern(n)]
+        self.patterns = [n for n in names if is_pattern(n)]
+
+    @property
+    def streams(self) -> list[str]:
+        """Every stream consumed: the literal ones, then the found ones in the order found."""
+        return [*self.literal, *self.found]
+
+    async def scan(self, client: Any) -> list[str]:
+        """One pass over the keyspace per pattern: the matching streams not known before (joined
+        to ``found``), bounded by ``max_streams``. Redis errors propagate (the caller translates)."""
+        new: list[str] = []
+        self.truncated.clear()
+        known = set(self.literal) | set(self.found) | self.exclude
+        for pattern in self.patterns:
+            async for key in client.scan_iter(match=pattern, count=self.scan_count, _type="STREAM"):
+                name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
+                if name in known or name.startswith(OWN_PREFIX):
+                    continue
+                if len(self.literal) + len(self.found) >= self.max_streams:
+                    self.truncated.add(pattern)
+                    break
+                known.add(name)
+                self.found[name] = pattern
+                new.append(name)
+        return new
+
+
+# ---- consuming: replies as read --------------------------------------------------------------------
+
+
+def _undecoded(client: Any, *args: Any) -> Any:
+    """``client.execute_command(*args)`` with the reply's bytes left as bytes (an awaitable, or the
+    pipeline itself when ``client`` is one)."""
+    return client.execute_command(*args, **{NEVER_DECODE: True})
+
+
+def _deliveries(reply: Any) -> list[Delivery]:
+    """XREADGROUP's undecoded reply (RESP2 list or RESP3 dict) as Deliveries.
+
+    A pending entry that the stream has since trimmed comes back with no fields: it is delivered
+    with an empty payload, so that it fails decoding and is dead-lettered and acked, not stuck.
+    """
+    items = reply.items() if isinstance(reply, dict) else (reply or [])
+    out: list[Delivery] = []
+    for stream_name, entries in items:
+        stream = _text(stream_name)
+        for entry_id, raw in entries:
+            out.append(Delivery(stream, _text(entry_id), _fields(raw)))
+    return out
+
+
+def _size(payload: Any) -> int:
+    """Bytes of an entry's field names and values (as read: text or bytes)."""
+    if isinstance(payload, dict):
+        return sum(map(len, payload)) + sum(map(len, payload.values()))
+    return len(payload)
+
+
+def _text(value: Any) -> str:
+    """A stream name or entry id (ours, or Redis's: ASCII) as text."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Any) -> dict[Any, Any]:
+    """An entry's fields as text, each one that is UTF-8; one that is not stays bytes (name or value)."""
+    if not raw:
+        return {}
+    try:
+        return {k.decode(): v.decode() for k, v in raw.items()}  # the common case, in one pass
+    except UnicodeDecodeError:
+        return {_utf8_or_bytes(k): _utf8_or_bytes(v) for k, v in raw.items()}
+
+
+def _utf8_or_bytes(value: bytes) -> str | bytes:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
+
+
+# ---- dead letters ------------------------------------------------------------------------------
+
+
+class RedisDeadLetters(DeadLetterStore):
+    """The dead-letter stream of one Redis (``redis.dlq_stream``); a record's id is its entry id."""
+
+    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = self.where = stream
 
     async def close(self) -> None:
-        with contextlib.suppress(RedisError):  # a clean stop gives up the lease at once
-            await self._client.delete(self._lease(self._s.consumer))
-        await self._client.aclose()
+        await self.client.aclose()
+
+    async def _fetch(self, ids: Sequence[str], limit: int | None) -> list[Record]:
+        raw: list[Any] = []
+        try:
+            if ids:
+                for record_id in ids:
+                    raw += await self.client.xrange(self.stream, record_id, record_id) or []
+            else:
+                raw = await self.client.xrevrange(self.stream, count=limit) or []
+        except RedisError as exc:
+            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
+        return [Record(str(i), dict(f)) for i, f in raw]
+
+    async def count(self) -> int:
+        try:
+            return int(await self.client.xlen(self.stream))
+        except RedisError as exc:
+            raise SourceError(f"dead-letter stream {self.stream}: {exc}") from exc
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(await self.client.xdel(self.stream, *ids))
+
+    async def purge(self) -> int:
+        count = await self.count()
+        await self.client.delete(self.stream)
+        return count
+
+    async def replace(self, add: Sequence[DeadLetter], remove: Sequence[str]) -> None:
+        """In one transaction: a replay never loses a record nor keeps a replayed one."""
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for record in add:
+                    fields: dict[Any, Any] = record.to_fields()
+                    pipe.xadd(self.stream, fields)
+                if remove:
+                    pipe.xdel(self.stream, *remove)
+                await pipe.execute()
+        except RedisError as exc:
+            raise SourceError(f"replay: {exc}") from exc

@@ -26,7 +26,7 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
-from reactor.sources.redis_deadletters import RedisDeadLetters
+from reactor.sources.redis_streams import RedisDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO
@@ -291,7 +291,7 @@ async def test_a_malformed_binary_body_is_dead_lettered_replayably(
     tmp_path: Path, sim: Simulator, unique: str
 ) -> None:
     """A protobuf body that does not decode keeps its bytes (base64): replay gets them back."""
-    from reactor.sources.deadletter import Record
+    from reactor.sources.base import Record
 
     settings = _settings(tmp_path, sim, unique, PUSH.format(attempts=1, total=1))
     reactor = Reactor.build(settings, MemorySource(), get_logger("test"))

@@ -8,7 +8,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter
 from tests.conftest import REDIS_URL, reactor_cli
 
 

@@ -18,7 +18,7 @@ from reactor.delivery.state import MemoryStateStore
 from reactor.errors import SourceError
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
-from reactor.sources.nats_deadletters import NatsDeadLetters
+from reactor.sources.nats_jetstream import NatsDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.conftest import reactor_cli

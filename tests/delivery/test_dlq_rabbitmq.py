@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter
 from tests.conftest import reactor_cli
 from tests.sources.backends import RabbitBackend
 

@@ -21,8 +21,7 @@ from reactor.delivery.outcome import Outcome
 from reactor.delivery.state import MemoryStateStore
 from reactor.settings import Settings, load_settings
 from reactor.sources.base import delivery_key
-from reactor.sources.redis_deadletters import RedisDeadLetters
-from reactor.sources.redis_streams import RedisStreamsSource
+from reactor.sources.redis_streams import RedisDeadLetters, RedisStreamsSource
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL
 from tests.delivery.helpers import redis_settings, running_reactor

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from reactor.commands import replay_dead_letters
 from reactor.ops.logging import get_logger
 from reactor.settings import Settings
-from reactor.sources.redis_deadletters import RedisDeadLetters
+from reactor.sources.redis_streams import RedisDeadLetters
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.simulator import Simulator
 from tests.delivery.helpers import redis_settings, running_reactor, until

@@ -23,8 +23,7 @@ from reactor.delivery.state import MemoryStateStore, RedisStateStore
 from reactor.errors import SourceError, StateStoreError
 from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import NatsSettings, Settings, load_settings
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery
 from reactor.sources.memory import MemorySource
 from reactor.sources.nats_jetstream import NatsJetStreamSource
 from reactor.sources.rabbitmq import RabbitMQSource
@@ -76,19 +75,18 @@ class _RefusedSettle(MemorySource):
 class _OrderCheckDown(MemorySource):
     """The event store goes down between the read and the cross-process order check."""
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
         raise SourceError("Connection refused")
 
 
 class _HeldElsewhere(MemorySource):
-    """Another consumer holds an earlier entry of every device, and never settles it."""
+    """Another consumer holds an earlier entry of the device (EVENT's), and never settles it."""
 
-    async def earlier_pending(
-        self, deliveries: Sequence[Delivery], device_of: Callable[[Delivery], str | None]
-    ) -> dict[str, set[str]]:
-        return {d.entry_id: {"0-1"} for d in deliveries}
+    async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        return {d.stream: ["0-1"] for d in deliveries}
+
+    async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        return {i: Delivery(stream, i, EVENT) for i in entry_ids}
 
     async def still_pending(self, stream: str, entry_ids: set[str]) -> set[str]:
         return set(entry_ids)

@@ -13,7 +13,7 @@ from reactor.errors import DecodeError
 from reactor.events.decode import DecodeLimits, Decoder
 from reactor.events.model import raw_view
 from reactor.settings import load_settings
-from reactor.sources.deadletter import Record
+from reactor.sources.base import Record
 
 STREAM = "supermq.bootstrap"
 #: A protobuf messaging.Message whose field 1 is truncated: binary, not UTF-8, not JSON.

@@ -28,7 +28,7 @@ from reactor.ops.logging import configure_logging, get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
-from reactor.sources.redis_deadletters import RedisDeadLetters
+from reactor.sources.redis_streams import RedisDeadLetters
 from reactor.supermq.simulator import Simulator
 from tests.conftest import REDIS_URL, REPO, reactor_cli
 

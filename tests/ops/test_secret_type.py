@@ -32,8 +32,7 @@ from reactor.rules.expressions import Expression, ExpressionError, Template
 from reactor.rules.model import CompiledAction
 from reactor.secrets import MASK, Sealer, Secret
 from reactor.settings import load_settings
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter, Record
+from reactor.sources.base import DeadLetter, Delivery, Record
 from tests.conftest import REDIS_URL, reactor_cli
 from tests.ops.test_secret_outputs import (
     EXTERNAL_KEY,

@@ -15,7 +15,7 @@ from reactor.app import Reactor
 from reactor.ops.logging import get_logger
 from reactor.ops.status import gather, print_status
 from reactor.settings import load_settings
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter
 from tests.rules.helpers import registry
 from tests.sources.backends import BACKENDS, Backend
 

@@ -20,8 +20,7 @@ from reactor.ops.audit import SQLiteAudit, rows_for
 from reactor.ops.logging import configure_logging
 from reactor.redact import MASK, redact
 from reactor.settings import RedisSettings
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery
 from reactor.sources.redis_streams import RedisStreamsSource
 from tests.conftest import REDIS_URL
 

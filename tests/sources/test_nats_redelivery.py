@@ -13,9 +13,13 @@ from pathlib import Path
 import nats
 import pytest
 
+from reactor.delivery.order_gate import OrderGate
+from reactor.events.decode import Decoder
+from reactor.ops.logging import get_logger
 from reactor.settings import NatsSettings
 from reactor.sources.base import Delivery
 from reactor.sources.nats_jetstream import NatsJetStreamSource
+from reactor.supervise import Supervisor
 from tests.servers import PrivateNats
 
 
@@ -83,9 +87,10 @@ async def _publish_devices(url: str, devices: list[str]) -> None:
     await nc.close()
 
 
-def _device(delivery: Delivery) -> str | None:
-    assert isinstance(delivery.payload, bytes)
-    return str(json.loads(delivery.payload)["thing_id"])
+def _gate(source: NatsJetStreamSource) -> OrderGate:
+    """The worker's order gate on ``source``: it lists and reads, the gate decodes."""
+    stop = asyncio.Event()
+    return OrderGate(source, Decoder(), (), {}, set(), stop, Supervisor(stop, get_logger("test")))
 
 
 async def test_a_dead_consumers_earlier_messages_of_a_device_hold_its_later_ones(server: PrivateNats) -> None:
@@ -106,7 +111,8 @@ async def test_a_dead_consumers_earlier_messages_of_a_device_hold_its_later_ones
     await source.start()
     later = await _read(source, 2)  # JetStream hands the new ones first
     assert [d.entry_id for d in later] == ["4", "5"]
-    blockers = await source.earlier_pending(later, _device)
+    gate = _gate(source)
+    blockers = await gate.blockers_of(later)
     # b's earlier one was acked, but above the ack floor (1 is not): JetStream tells no more, so
     # 5 waits too, until the floor passes 2.
     assert blockers == {"4": {"1", "3"}, "5": {"2"}}
@@ -116,7 +122,7 @@ async def test_a_dead_consumers_earlier_messages_of_a_device_hold_its_later_ones
     await source.settle(back, [])
     assert await source.still_pending(later[0].stream, {"1", "2", "3"}) == set()  # the floor is 3
     await source.settle(later, [])
-    assert await source.earlier_pending(later, _device) == {}
+    assert await gate.blockers_of(later) == {}
     await source.close()
 
 
@@ -171,11 +177,12 @@ async def test_one_process_holding_everything_asks_the_server_nothing_for_order(
         return await real(*args, **kwargs)
 
     source._js.consumer_info = counted
+    gate = _gate(source)
     try:
         for round_ in range(3):
             await _publish_devices(server.url, ["a", "b", "a"])
             batch = await _read(source, 3)
-            assert await source.earlier_pending(batch, _device) == {}, round_
+            assert await gate.blockers_of(batch) == {}, round_
             await source.settle(batch[1:], [])  # out of order: the first stays held a while
             await source.settle(batch[:1], [])
         assert asked == 0

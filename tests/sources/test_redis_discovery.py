@@ -17,8 +17,7 @@ from reactor.actions.base import ActionRegistry
 from reactor.ops.status import gather, print_status
 from reactor.settings import RedisSettings, load_settings
 from reactor.sources.base import Delivery
-from reactor.sources.redis_discovery import is_pattern
-from reactor.sources.redis_streams import RedisStreamsSource
+from reactor.sources.redis_streams import RedisStreamsSource, is_pattern
 from tests.conftest import REDIS_URL
 
 

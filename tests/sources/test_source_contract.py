@@ -1,19 +1,22 @@
 """One contract, every source (memory, Redis Streams, NATS JetStream, RabbitMQ), on real servers:
 delivery, ack, dead-letter, redelivery after a crash, clean stop, and a delivery key (the
 idempotency key of completed steps) that is stable across redeliveries and restarts and distinct
-between messages."""
+between messages, and what the order gate asks of a source (what other consumers hold)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from reactor.delivery import order_gate
+from reactor.delivery.order_gate import OrderGate
 from reactor.events.decode import Decoder
-from reactor.sources.base import Delivery, Source
-from reactor.sources.deadletter import DeadLetter
-from tests.sources.backends import BACKENDS, Backend, event_json
+from reactor.ops.logging import get_logger
+from reactor.sources.base import DeadLetter, Delivery, Source, entry_order
+from reactor.supervise import Supervisor
+from tests.sources.backends import BACKENDS, Backend, NatsBackend, RedisBackend, event_json
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -212,5 +215,74 @@ async def test_a_live_consumer_keeps_what_it_holds(backend: Backend) -> None:
     keeping.cancel()
     assert stolen == []
     await holder.settle([taken], [])
+    await holder.close()
+    await other.close()
+
+
+def _gate(backend: Backend, source: Source) -> OrderGate:
+    """The worker's order gate on ``source``: the source lists and reads, the gate decodes."""
+    stop = asyncio.Event()
+    decoder = Decoder([backend.stream().split(".")[0], "supermq"])
+    return OrderGate(source, decoder, (), {}, set(), stop, Supervisor(stop, get_logger("test")))
+
+
+async def _delete(backend: Backend, delivery: Delivery) -> None:
+    """Take an entry out of its store, as trimming or aging out would."""
+    if isinstance(backend, RedisBackend):
+        await backend.client.xdel(delivery.stream, delivery.entry_id)
+    elif isinstance(backend, NatsBackend):
+        await backend.js.delete_msg(backend.settings.stream, int(delivery.entry_id))
+
+
+async def test_a_consumer_lists_and_reads_what_another_one_holds(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order gate's questions to a source: which earlier entries other consumers hold
+    (``foreign_pending``), and what they are (``read_entries``); the gate decodes each one once
+    and remembers at most ``_MAX_KNOWN``. Memory has one consumer; RabbitMQ tells nothing of
+    what other consumers hold (README, "Delivery contract"): neither lists anything."""
+    holder = backend.source("c1")
+    await holder.start()
+    for n, device in ((1, "a"), (2, "b"), (3, "a")):
+        await backend.publish(backend.stream(), event_json(n, device))
+    held = await read_all(holder, 3)
+    if backend.name in ("memory", "rabbitmq"):
+        assert await holder.foreign_pending(held) == {}
+        await holder.settle(held, [])
+        await holder.close()
+        return
+    other = backend.source("c2")
+    await other.start()
+    await backend.publish(backend.stream(), event_json(4, "a"))
+    await backend.publish(backend.stream(), event_json(5, "b"))
+    later = await read_all(other, 2)
+    ((listed, ids),) = (await other.foreign_pending(later)).items()
+    assert sorted(ids, key=entry_order) == [d.entry_id for d in held]
+    entries = await other.read_entries(listed, ids)
+    assert {i: (d.stream, _seq(backend, d)) for i, d in entries.items() if d} == {
+        d.entry_id: (d.stream, _seq(backend, d)) for d in held
+    }
+    gate = _gate(backend, other)
+    reads: list[str] = []
+    real = other.read_entries
+
+    async def counted(stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        reads.extend(entry_ids)
+        return await real(stream, entry_ids)
+
+    monkeypatch.setattr(other, "read_entries", counted)
+    a1, b2, a3 = (d.entry_id for d in held)
+    expected = {later[0].entry_id: {a1, a3}, later[1].entry_id: {b2}}
+    assert await gate.blockers_of(later) == expected
+    assert await gate.blockers_of(later) == expected
+    assert sorted(reads, key=entry_order) == [a1, b2, a3]  # read and decoded once, then remembered
+    await _delete(backend, held[0])
+    assert await real(listed, [a1]) == {a1: None}  # gone from the store: it holds nothing up
+    monkeypatch.setattr(order_gate, "_MAX_KNOWN", 1)
+    small = _gate(backend, other)
+    assert await small.blockers_of(later) == {later[0].entry_id: {a3}, later[1].entry_id: {b2}}
+    assert len(small._known) <= 1  # bounded by the constant, not by what another consumer holds
+    await holder.settle(held, [])
+    await other.settle(later, [])
     await holder.close()
     await other.close()

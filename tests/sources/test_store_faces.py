@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from reactor.sources.base import Delivery, Source
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery, Source
 from tests.sources.backends import BACKENDS, Backend, event_json
 
 
