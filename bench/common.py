@@ -109,9 +109,13 @@ class Result:
     target: str = ""
     met: bool | None = None
     notes: list[str] = field(default_factory=list)
+    #: Why the benchmark failed (its own check did not hold): ``python -m bench`` exits non-zero.
+    failed: str = ""
 
     def lines(self) -> list[str]:
         out = [f"## {self.name}", ""]
+        if self.failed:
+            out.append(f"- **FAILED: {self.failed}**")
         out += [f"- {k}: {v}" for k, v in self.figures.items()]
         if self.ratio is not None:
             verdict = "reported" if self.met is None else "met" if self.met else "NOT met"

@@ -17,6 +17,8 @@ Ctrl-C and prints the URLs), for trying things by hand.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -27,6 +29,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,11 @@ _TARBALL = re.compile(r"^mainflux-([0-9a-f]{7,40})\.tar\.xz$")
 _VERSION = "0.13.0"  # the last tag before the commit, as the project's Makefile stamps it
 #: Deployments started by this process: with the pid, each run's databases and logs are its own.
 _RUNS = itertools.count(1)
+
+
+#: Held by whoever runs a real deployment (on 2 shared cores, one at a time): the conformance
+#: suite under ``flock /tmp/conformance.lock pytest ...``, the benchmark in code.
+LOCK = Path("/tmp/conformance.lock")
 
 
 def _run_name() -> str:
@@ -174,6 +182,9 @@ class Deployment:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: Path = field(init=False)
     databases: list[str] = field(default_factory=list)
+    #: The users service's access-token lifetime: short for the suite (tokens seen to expire),
+    #: Mainflux's own 15 minutes for the benchmark (``bench/onboarding.py``).
+    access_ttl_s: float = ACCESS_TTL_S
 
     def __post_init__(self) -> None:
         self.logs = self.build.home / "conformance-logs" / self.run
@@ -290,7 +301,7 @@ class Deployment:
             "MF_USERS_SECRET_KEY": "conformance-secret-key",
             "MF_USERS_ADMIN_EMAIL": ADMIN_EMAIL,
             "MF_USERS_ADMIN_PASSWORD": ADMIN_SECRET,
-            "MF_USERS_ACCESS_TOKEN_DURATION": f"{ACCESS_TTL_S}s",
+            "MF_USERS_ACCESS_TOKEN_DURATION": f"{self.access_ttl_s:g}s",
             "MF_USERS_HTTP_HOST": "127.0.0.1",
             "MF_USERS_HTTP_PORT": str(p["users"]),
             "MF_USERS_GRPC_HOST": "127.0.0.1",
@@ -389,6 +400,38 @@ class Deployment:
         if service == "things":
             self._wait_port("things", self.ports["things_grpc"])
         health(self.url(service))
+
+
+@contextlib.contextmanager
+def conformance_lock(path: Path = LOCK) -> Iterator[None]:
+    """Hold ``flock(path)``, as ``flock /tmp/conformance.lock CMD`` does; when this process already
+    holds it (a descriptor inherited from ``flock(1)`` around ``pytest``), nothing more to take."""
+    if _held(path):
+        yield
+        return
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {path}: another run uses a real deployment", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _held(path: Path) -> bool:
+    """Whether a descriptor of this process holds ``flock(path)`` (taking it again on the same
+    open file is granted at once; a lock of another process's is not)."""
+    with contextlib.suppress(OSError):
+        target = str(path.resolve())
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{fd}") == target:
+                    fcntl.flock(int(fd), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+    return False
 
 
 def health(url: str) -> dict[str, str]:
