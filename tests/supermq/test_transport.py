@@ -20,6 +20,7 @@ from reactor.settings import SuperMQSettings
 from reactor.supermq import transport as tr
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.http import Http, _join_fast, _join_parsed, build_http
+from reactor.supermq.httpx_guard import GuardedTransport
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.transport import Http1Transport
 from tests.certs.corpus import issue
@@ -419,7 +420,7 @@ async def test_both_transports_serve_the_client_against_the_simulator(sim: Simul
     thing = sim.state.add_thing("dev")
     sim.state.add_config(thing, "ext", "key", [], '{"a": 1}')
     client = SuperMQClient(sim.settings(transport=choice))
-    expected = Http1Transport if choice == "http1" else httpx.AsyncHTTPTransport
+    expected = Http1Transport if choice == "http1" else GuardedTransport
     assert isinstance(client.http.transport, expected)
     config = await client.view_config(thing.id)
     await client.change_state(thing.id, 1)
