@@ -8,7 +8,7 @@
   upstream, so the same raw servers serve the tests through CONNECT and TLS;
 - ``tls``: the proxy is itself ``https://``; ``credentials``: ``Proxy-Authorization: Basic`` is
   required (407 otherwise); ``connect_answer``: what it answers to CONNECT instead (a hostile
-  proxy), then it keeps the connection open until the client closes.
+  proxy), then it keeps the connection open until the client closes (or, ``hang_up``, closes it).
 
 Every upstream is 127.0.0.1 (the tests' servers listen there), whatever host is named.
 """
@@ -57,11 +57,13 @@ class ForwardProxy:
         tls: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         connect_answer: bytes | None = None,
+        hang_up: bool = False,
         port: int | None = None,
     ) -> None:
         self.terminate = terminate
         self.tls = tls
         self.connect_answer = connect_answer
+        self.hang_up = hang_up
         self.expected: bytes | None = None
         if credentials is not None:
             self.expected = b"Basic " + base64.b64encode(":".join(credentials).encode())
@@ -119,7 +121,8 @@ class ForwardProxy:
         if self.connect_answer is not None:
             writer.write(self.connect_answer)
             await writer.drain()
-            await reader.read()
+            if not self.hang_up:
+                await reader.read()
             return
         port = int(head.split(b" ", 2)[1].rsplit(b":", 1)[1])
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)

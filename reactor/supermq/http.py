@@ -201,7 +201,14 @@ def _httpx_transport(
     """httpx's own transport; kept-alive connections guarded against glued answers
     (httpx_guard.py), or none kept alive at all (``http.request``'s)."""
     limits = guarded_limits(settings.max_connections, settings.keepalive_s, keep_alive=keep_alive)
-    inner = httpx.AsyncHTTPTransport(verify=_verify(settings), limits=limits, proxy=proxy)
+    verify = _verify(settings)
+    via: httpx.Proxy | None = None
+    if (
+        proxy
+    ):  # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        via = httpx.Proxy(proxy, ssl_context=context if proxy.startswith("https:") else None)
+    inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=via)
     return GuardedTransport(inner) if keep_alive else inner
 
 

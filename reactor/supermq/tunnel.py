@@ -101,7 +101,10 @@ def connect_answer(data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] 
         try:
             parser.feed_data(data[start : end + 4])
         except httptools.HttpParserError as exc:
-            raise httpx.ProxyError(f"malformed answer to CONNECT from the proxy: {exc}") from None
+            # past the head (llhttp pauses on a 101 or an Upgrade, or frets over a body): a
+            # CONNECT answer has no body, the head is what counts
+            if not head.complete:
+                raise httpx.ProxyError(f"malformed answer to CONNECT from the proxy: {exc}") from None
         status = parser.get_status_code()
         if not head.complete:
             raise httpx.ProxyError("malformed answer to CONNECT from the proxy")
