@@ -24,17 +24,22 @@ What it does:
   Node.js); trailers are not merged into the headers; a second answer to one request (bytes after
   a complete one) drops the connection, never read as the next exchange's answer;
 - errors are httpx's own (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``,
-  ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
+  ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``,
+  ``ProxyError``).
 
 This module is the pool and the transport; ``connection.py`` is one connection (the wire format,
 llhttp's callbacks, timeouts, flow control).
 
-What it does not: proxies, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
-"httpx"`` selects httpx's own transport for those; a proxy (``supermq.proxy``, or the environment's
-for the URLs it covers: proxies.py) takes httpx's transport too. (httpx-aiohttp, faster behind a
-proxy, was tried and not taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging
-up after the request was sent included, to ``ConnectTimeout``, which the reactor must read as
-"not sent": a POST would be repeated.)
+Through a forward proxy (``proxy=``: ``supermq.proxy``, or the environment's for the URLs it
+covers, proxies.py): absolute-form requests for ``http://``, a CONNECT tunnel and TLS to the
+origin for ``https://``, an ``https://`` proxy over TLS (tunnel.py).
+
+What it does not: SOCKS, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
+"httpx"`` selects httpx's own transport for those (guarded against glued answers:
+httpx_guard.py). (httpx-aiohttp, once the faster fallback behind a proxy, was tried and not
+taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging up after the request was
+sent included, to ``ConnectTimeout``, which the reactor must read as "not sent": a POST would be
+repeated.)
 """
 
 from __future__ import annotations

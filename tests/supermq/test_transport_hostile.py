@@ -334,15 +334,20 @@ async def test_a_connect_that_hangs_is_a_connect_timeout() -> None:
             s.connect_ex(("127.0.0.1", port))
             fillers.append(s)
         await asyncio.sleep(0.1)
-        for choice in TRANSPORTS:
-            settings = SuperMQSettings(transport=choice, timeout_s=0.3)
-            http = build_http(settings)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            with pytest.raises(httpx.ConnectTimeout):
-                await http.request("GET", httpx.URL(f"http://127.0.0.1:{port}/"))
-            assert loop.time() - started < 3.0, choice
-            await http.aclose()
+        hanging = f"http://127.0.0.1:{port}"
+        for choice in TRANSPORTS:  # direct, and through a proxy that hangs the same way
+            for proxy, target in (
+                ("", hanging),
+                (hanging, "http://127.0.0.1:9"),
+                (hanging, "https://127.0.0.1:9"),
+            ):
+                http = build_http(SuperMQSettings(transport=choice, proxy=proxy, timeout_s=0.3))
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises(httpx.ConnectTimeout):
+                    await http.request("GET", httpx.URL(target + "/"))
+                assert loop.time() - started < 3.0, (choice, proxy, target)
+                await http.aclose()
     finally:
         for s in fillers:
             s.close()
