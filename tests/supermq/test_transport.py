@@ -91,12 +91,14 @@ async def transport() -> AsyncIterator[Http1Transport]:
 
 @pytest.fixture(params=["http1", "httpx"])
 async def either(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncBaseTransport]:
-    """Ours, or httpx's own (``supermq.transport = "httpx"``), both with 4 connections at most."""
+    """Ours, or httpx's own as the daemon builds it (``supermq.transport = "httpx"``: guarded,
+    httpx_guard.py), both with 4 connections at most."""
     t: httpx.AsyncBaseTransport
     if request.param == "http1":
         t = Http1Transport(max_connections=4)
     else:
-        t = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+        inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+        t = GuardedTransport(inner)  # as build_http makes it
     yield t
     await t.aclose()
 
