@@ -231,7 +231,8 @@ class SuperMQSettings(_Section):
     max_connections: int = Field(default=100, gt=0)
     #: "http1": the reactor's own HTTP/1.1 transport (fast); "httpx": httpx's own transport.
     transport: Literal["http1", "httpx"] = "http1"
-    #: An HTTP(S) proxy for every call (taken through httpx's transport, whatever ``transport`` says).
+    #: An http:// or https:// forward proxy for every call (``user:password@`` sent as
+    #: Proxy-Authorization: Basic), taken by the chosen transport; over the environment's proxies.
     proxy: str = ""
     #: Close a kept-alive connection after this long unused (below the servers' idle timeouts).
     keepalive_s: float = Field(default=15.0, gt=0)

@@ -26,13 +26,14 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING = (b"content-length", b"transfer-encoding")
 
 
-async def wire(request: httpx.Request) -> bytes:
+async def wire(request: httpx.Request, forward: bytes | None = None) -> bytes:
     """The request as it goes on the wire: request line, headers (CR or LF in one is refused: no
     header injection; Host added when missing), and the body framed here alone: Content-Length
     for a body in memory, chunked for a streamed one. A caller's Content-Length or
     Transfer-Encoding is never sent: one that disagrees with the body (``Content-Length: 0`` and a
     body would put a second request on the wire) or a transfer coding other than chunked (as h11,
-    httpx's own parser) is refused before anything is sent."""
+    httpx's own parser) is refused before anything is sent. ``forward``: to a forward proxy, the
+    request-target in absolute form and this ``Proxy-Authorization`` line (b"" for none) added."""
     raw = request.headers.raw
     names = [name.lower() for name, _ in raw]
     lines = [b"%s: %s\r\n" % pair for pair in raw]
@@ -60,10 +61,10 @@ async def wire(request: httpx.Request) -> bytes:
         pass
     elif lengths == 1:
         if raw[names.index(b"content-length")][1] == b"%d" % len(content):
-            return _join(request, head, content)
+            return _join(request, head, content, forward)
     elif not content and request.method not in _BODY_METHODS:
-        return _join(request, head, content)
-    return _join(request, *_reframed(request, raw, names, content, streamed))
+        return _join(request, head, content, forward)
+    return _join(request, *_reframed(request, raw, names, content, streamed), forward)
 
 
 def _reframed(
@@ -84,9 +85,14 @@ def _reframed(
     return b"".join(lines), content
 
 
-def _join(request: httpx.Request, head: bytes, content: bytes) -> bytes:
-    start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
-    return b"".join((start, head, b"\r\n", content))
+def _join(request: httpx.Request, head: bytes, content: bytes, forward: bytes | None) -> bytes:
+    url = request.url
+    if forward is None:
+        start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)
+        return b"".join((start, head, b"\r\n", content))
+    target = b"%s://%s%s" % (url.raw_scheme, url.netloc, url.raw_path)
+    start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)
+    return b"".join((start, head, forward, b"\r\n", content))
 
 
 def _check_framing(framing: list[tuple[bytes, bytes]], size: int, request: httpx.Request) -> None:
@@ -113,6 +119,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, max_body: int) -> None:
         self.origin = origin
+        #: Through a forward proxy (absolute-form targets): its Proxy-Authorization line, or b"".
+        self.forward: bytes | None = None
         self.reused = False
         self.reusable = True
         self.idle_since = 0.0
@@ -277,7 +285,7 @@ class Connection(asyncio.Protocol):
     async def exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
         """Send the request and wait for the whole answer."""
         assert self._transport is not None
-        data = await wire(request)
+        data = await wire(request, self.forward)
         self._reset(head_only=request.method == "HEAD")
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter

@@ -8,13 +8,13 @@ Requests go straight to an httpx transport (``Http``), not through ``httpx.Async
 client's cookie jar, auth and redirect machinery cost time on every request (bench/README.md,
 "Profiling history") and the reactor needs none of them (it sends its own ``Authorization``,
 SuperMQ does not redirect). The transport is ``Http1Transport`` (see transport.py for why),
-limited to the configured SuperMQ services, or, with ``supermq.transport = "httpx"`` or a
-``supermq.proxy``, httpx's own. The generic ``http.request`` action has its own client on
-httpx's transport (``build_external_http``), bounded here as ours bounds itself (answers read as
-they come within ``MAX_BODY``, decoded within it too) and without keep-alive. Every exchange has
-``supermq.deadline_s`` in all. Proxies named by the environment (HTTP(S)_PROXY,
-ALL_PROXY, NO_PROXY) are honoured for both (proxies.py): the URLs they cover go through httpx's
-transport with the proxy.
+limited to the configured SuperMQ services, or, with ``supermq.transport = "httpx"``, httpx's
+own, guarded against answers glued to the next exchange (httpx_guard.py). The generic
+``http.request`` action has its own client on httpx's transport (``build_external_http``),
+bounded here as ours bounds itself (answers read as they come within ``MAX_BODY``, decoded within
+it too) and without keep-alive. Every exchange has ``supermq.deadline_s`` in all. A proxy
+(``supermq.proxy``, or the environment's HTTP(S)_PROXY, ALL_PROXY, NO_PROXY: proxies.py) is
+taken by each client's own transport: ours through tunnel.py, httpx's through its proxy support.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
+from reactor.supermq.httpx_guard import GuardedTransport, guarded_limits
 from reactor.supermq.proxies import ProxyRoutes, environment_proxies
 from reactor.supermq.transport import MAX_BODY, Http1Transport, decoded, response
 
@@ -89,7 +90,7 @@ class Http:
         self.transport = transport
         self._timeout: dict[str, float | None] = httpx.Timeout(timeout_s).as_dict()
         self._deadline_s = deadline_s
-        if deadline_s is not None and isinstance(transport, Http1Transport):
+        if deadline_s is not None and getattr(transport, "checks_deadline", False):
             # ours checks it with the read timer it runs anyway: no asyncio.timeout per request
             # (7 us of a 44 us request here); httpx's transport gets the timeout below
             self._timeout["deadline"] = deadline_s
@@ -196,13 +197,19 @@ def _verify(settings: SuperMQSettings) -> ssl.SSLContext | bool:
 
 def _httpx_transport(
     settings: SuperMQSettings, proxy: str | None, *, keep_alive: bool = True
-) -> httpx.AsyncHTTPTransport:
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections if keep_alive else 0,
-        keepalive_expiry=settings.keepalive_s,
-    )
-    return httpx.AsyncHTTPTransport(verify=_verify(settings), limits=limits, proxy=proxy)
+) -> httpx.AsyncBaseTransport:
+    """httpx's own transport; kept-alive connections guarded against glued answers
+    (httpx_guard.py), or none kept alive at all (``http.request``'s)."""
+    limits = guarded_limits(settings.max_connections, settings.keepalive_s, keep_alive=keep_alive)
+    verify = _verify(settings)
+    via: httpx.Proxy | None = None
+    if (
+        proxy
+    ):  # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        via = httpx.Proxy(proxy, ssl_context=context if proxy.startswith("https:") else None)
+    inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=via)
+    return GuardedTransport(inner) if keep_alive else inner
 
 
 def origin_of(url: str | httpx.URL) -> tuple[str, str, int]:
@@ -213,21 +220,28 @@ def origin_of(url: str | httpx.URL) -> tuple[str, str, int]:
 
 def build_http(settings: SuperMQSettings, origins: Iterable[str] | None = None) -> Http:
     """The shared HTTP client: pooled, TLS verified unless switched off, bounded by a timeout.
-    ``origins``: the URLs of the only services the reactor's own transport may call."""
-    transport: httpx.AsyncBaseTransport
-    if settings.proxy:
-        return Http(_httpx_transport(settings, settings.proxy), settings.timeout_s, settings.deadline_s)
-    if settings.transport == "httpx":
-        transport = _httpx_transport(settings, None)
-    else:
-        allowed = None if origins is None else frozenset(origin_of(u) for u in origins)
-        transport = Http1Transport(
+    ``origins``: the URLs of the only services the reactor's own transport may call. A proxy
+    (``supermq.proxy`` for every call, else the environment's for the URLs it covers) is taken
+    by the chosen transport itself: ours (tunnel.py) or httpx's."""
+    allowed = None if origins is None else frozenset(origin_of(u) for u in origins)
+
+    def make(proxy: str | None) -> httpx.AsyncBaseTransport:
+        if settings.transport == "httpx":
+            return _httpx_transport(settings, proxy)
+        return Http1Transport(
             verify=_verify(settings),
             max_connections=settings.max_connections,
             keepalive_s=settings.keepalive_s,
             origins=allowed,
+            proxy=proxy,
         )
-    return Http(_with_environment_proxies(settings, transport), settings.timeout_s, settings.deadline_s)
+
+    if settings.proxy:
+        transport = make(settings.proxy)
+    else:
+        found = environment_proxies()
+        transport = ProxyRoutes(make(None), found, make) if found else make(None)
+    return Http(transport, settings.timeout_s, settings.deadline_s)
 
 
 def build_external_http(settings: SuperMQSettings) -> Http:
@@ -235,11 +249,11 @@ def build_external_http(settings: SuperMQSettings) -> Http:
     transport, whatever ``supermq.transport`` says; ours serves only the SuperMQ services.
 
     Bounded as ours is: ``MAX_BODY`` on the wire and once decoded, ``deadline_s`` for the whole
-    exchange. No keep-alive: httpcore reads bytes a server sent after a complete answer as the
-    next exchange's answer, and cannot be told to drop such a connection; a connection per call
-    is the only sound way (a hook is not the per-event SuperMQ path)."""
+    exchange. No keep-alive: an allowlisted host is not a configured SuperMQ service, and a
+    connection per call carries nothing from one exchange to the next (no glued answer, whether
+    or not httpx_guard can see httpcore's leftover bytes)."""
 
-    def direct(proxy: str | None) -> httpx.AsyncHTTPTransport:
+    def direct(proxy: str | None) -> httpx.AsyncBaseTransport:
         return _httpx_transport(settings, proxy, keep_alive=False)
 
     transport: httpx.AsyncBaseTransport = direct(settings.proxy or None)
@@ -247,16 +261,6 @@ def build_external_http(settings: SuperMQSettings) -> Http:
         found = environment_proxies()
         transport = ProxyRoutes(transport, found, direct) if found else transport
     return Http(transport, settings.timeout_s, settings.deadline_s, MAX_BODY)
-
-
-def _with_environment_proxies(
-    settings: SuperMQSettings, direct: httpx.AsyncBaseTransport
-) -> httpx.AsyncBaseTransport:
-    """``direct``, or routes through the environment's proxies when it names any (proxies.py)."""
-    found = environment_proxies()
-    if not found:
-        return direct
-    return ProxyRoutes(direct, found, lambda proxy: _httpx_transport(settings, proxy))
 
 
 def _message(response: httpx.Response) -> str:

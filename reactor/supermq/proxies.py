@@ -1,10 +1,11 @@
 """Proxies from the environment: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
 (upper or lower case, as curl and httpx read them), honoured for every call the reactor makes.
 
-A request whose URL the environment proxies goes through httpx's own transport with that proxy;
-the others keep the transport they had (the reactor's own for the SuperMQ services). A SOCKS
-proxy, or one that is not a URL, is refused with one line naming the variable: never ignored.
-``supermq.proxy`` takes precedence over the environment (every call through it).
+A request whose URL the environment proxies goes through a transport of the same kind with that
+proxy (the reactor's own for the SuperMQ services, tunnel.py; httpx's for ``http.request`` or
+``supermq.transport = "httpx"``); the others go direct. A SOCKS proxy, or one that is not a URL,
+is refused with one line naming the variable: never ignored. ``supermq.proxy`` takes precedence
+over the environment (every call through it).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def bypassed(host: str) -> bool:
 
 class ProxyRoutes(httpx.AsyncBaseTransport):
     """Each request to the transport its URL's proxy calls for: ``proxied(proxy_url)`` for one
-    the environment proxies (one transport per proxy), ``direct`` for the rest."""
+    the environment proxies (one transport per proxy), ``direct`` for the rest. ``proxied`` makes
+    transports of ``direct``'s kind: whether they bound the whole exchange themselves
+    (``checks_deadline``) is ``direct``'s answer."""
 
     def __init__(
         self,
@@ -86,6 +89,7 @@ class ProxyRoutes(httpx.AsyncBaseTransport):
         proxied: Callable[[str], httpx.AsyncBaseTransport],
     ) -> None:
         self.direct = direct
+        self.checks_deadline: bool = getattr(direct, "checks_deadline", False)
         self._proxies = proxies
         self._make = proxied
         self._via: dict[str, httpx.AsyncBaseTransport] = {}

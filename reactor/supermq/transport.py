@@ -24,17 +24,22 @@ What it does:
   Node.js); trailers are not merged into the headers; a second answer to one request (bytes after
   a complete one) drops the connection, never read as the next exchange's answer;
 - errors are httpx's own (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``,
-  ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``).
+  ``PoolTimeout``, ``RemoteProtocolError``, ``LocalProtocolError``, ``UnsupportedProtocol``,
+  ``ProxyError``).
 
 This module is the pool and the transport; ``connection.py`` is one connection (the wire format,
 llhttp's callbacks, timeouts, flow control).
 
-What it does not: proxies, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
-"httpx"`` selects httpx's own transport for those; a proxy (``supermq.proxy``, or the environment's
-for the URLs it covers: proxies.py) takes httpx's transport too. (httpx-aiohttp, faster behind a
-proxy, was tried and not taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging
-up after the request was sent included, to ``ConnectTimeout``, which the reactor must read as
-"not sent": a POST would be repeated.)
+Through a forward proxy (``proxy=``: ``supermq.proxy``, or the environment's for the URLs it
+covers, proxies.py): absolute-form requests for ``http://``, a CONNECT tunnel and TLS to the
+origin for ``https://``, an ``https://`` proxy over TLS (tunnel.py).
+
+What it does not: SOCKS, HTTP/2, upgrades, ``Expect: 100-continue``. ``supermq.transport =
+"httpx"`` selects httpx's own transport for those (guarded against glued answers:
+httpx_guard.py). (httpx-aiohttp, once the faster fallback behind a proxy, was tried and not
+taken: it maps any ``aiohttp.ClientConnectionError``, a server hanging up after the request was
+sent included, to ``ConnectTimeout``, which the reactor must read as "not sent": a POST would be
+repeated.)
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from typing import Any
 import httpx
 
 from reactor.supermq.connection import Answer, Connection, Origin, StaleError
+from reactor.supermq.tunnel import open_via, parse_proxy
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _DEFAULT_TIMEOUT = 10.0
@@ -180,6 +186,9 @@ class _Pool:
 class Http1Transport(httpx.AsyncBaseTransport):
     """httpx's transport interface over a lean HTTP/1.1 client (see the module docstring)."""
 
+    #: It bounds a whole exchange itself from the ``deadline`` timeout (http.py: no asyncio.timeout).
+    checks_deadline = True
+
     def __init__(
         self,
         *,
@@ -188,10 +197,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
         keepalive_s: float = 15.0,
         max_body: int = MAX_BODY,
         origins: frozenset[Origin] | None = None,
+        proxy: str | None = None,
     ) -> None:
         """``origins``: the only (scheme, host, port) it may call (None: any); the daemon's is the
-        configured SuperMQ services, ``http.request`` goes through httpx's own transport."""
+        configured SuperMQ services, ``http.request`` goes through httpx's own transport.
+        ``proxy``: an ``http://`` or ``https://`` forward proxy every connection goes through
+        (tunnel.py)."""
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
+        self._proxy = None if proxy is None else parse_proxy(proxy)
         self._origins = origins
         self._pool = _Pool(max_connections, keepalive_s)
         self._max_body = max_body
@@ -241,27 +254,45 @@ class Http1Transport(httpx.AsyncBaseTransport):
             return answer
 
     async def _open(self, origin: Origin, request: httpx.Request, limit_s: float | None) -> Connection:
-        """A new connection to ``origin``, in the slot the pool reserved (freed if this fails)."""
+        """A new connection to ``origin`` (through the proxy, if any), in the slot the pool
+        reserved (freed if this fails); ``limit_s`` bounds all of it (TCP, TLS, CONNECT)."""
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
-        tls: dict[str, Any] = {}
-        if scheme == "https":
-            tls = {"ssl": self._ssl, "server_hostname": host, "ssl_handshake_timeout": limit_s}
+        where = (
+            f"{host}:{port}"
+            if self._proxy is None
+            else f"{host}:{port} through the proxy {self._proxy.shown}"
+        )
         try:
             async with asyncio.timeout(limit_s):
+                if self._proxy is not None:
+                    return await open_via(
+                        self._proxy,
+                        origin,
+                        self._ssl,
+                        lambda: Connection(origin, loop, self._max_body),
+                        limit_s,
+                    )
+                tls: dict[str, Any] = {}
+                if scheme == "https":
+                    tls = {"ssl": self._ssl, "server_hostname": host, "ssl_handshake_timeout": limit_s}
                 _, conn = await loop.create_connection(
                     lambda: Connection(origin, loop, self._max_body), host, port, **tls
                 )
+                return conn
         except TimeoutError:
             self._pool.discard(None)
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
+            raise httpx.ConnectTimeout(f"connecting to {where} timed out", request=request) from None
+        except httpx.ProxyError as exc:
+            self._pool.discard(None)
+            exc.request = request
+            raise
         except (OSError, ssl.SSLError) as exc:
             self._pool.discard(None)
-            raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}", request=request) from exc
+            raise httpx.ConnectError(f"connecting to {where}: {exc}", request=request) from exc
         except BaseException:
             self._pool.discard(None)
             raise
-        return conn
 
     async def aclose(self) -> None:
         self._pool.close()

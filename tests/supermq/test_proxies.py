@@ -97,7 +97,7 @@ def test_unusable_proxy_variables_are_refused_in_one_line(
 def test_supermq_proxy_takes_precedence_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")  # would be refused: never read
     client = SuperMQClient(SuperMQSettings(proxy="http://127.0.0.1:3128"))
-    assert isinstance(client.http.transport, httpx.AsyncHTTPTransport)
+    assert isinstance(client.http.transport, Http1Transport)  # ours, through the proxy (tunnel.py)
     assert isinstance(client.external_http.transport, httpx.AsyncHTTPTransport)
 
 

@@ -20,6 +20,7 @@ from reactor.settings import SuperMQSettings
 from reactor.supermq import transport as tr
 from reactor.supermq.client import SuperMQClient
 from reactor.supermq.http import Http, _join_fast, _join_parsed, build_http
+from reactor.supermq.httpx_guard import GuardedTransport
 from reactor.supermq.simulator import Simulator
 from reactor.supermq.transport import Http1Transport
 from tests.certs.corpus import issue
@@ -90,12 +91,14 @@ async def transport() -> AsyncIterator[Http1Transport]:
 
 @pytest.fixture(params=["http1", "httpx"])
 async def either(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncBaseTransport]:
-    """Ours, or httpx's own (``supermq.transport = "httpx"``), both with 4 connections at most."""
+    """Ours, or httpx's own as the daemon builds it (``supermq.transport = "httpx"``: guarded,
+    httpx_guard.py), both with 4 connections at most."""
     t: httpx.AsyncBaseTransport
     if request.param == "http1":
         t = Http1Transport(max_connections=4)
     else:
-        t = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+        inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+        t = GuardedTransport(inner)  # as build_http makes it
     yield t
     await t.aclose()
 
@@ -419,7 +422,7 @@ async def test_both_transports_serve_the_client_against_the_simulator(sim: Simul
     thing = sim.state.add_thing("dev")
     sim.state.add_config(thing, "ext", "key", [], '{"a": 1}')
     client = SuperMQClient(sim.settings(transport=choice))
-    expected = Http1Transport if choice == "http1" else httpx.AsyncHTTPTransport
+    expected = Http1Transport if choice == "http1" else GuardedTransport
     assert isinstance(client.http.transport, expected)
     config = await client.view_config(thing.id)
     await client.change_state(thing.id, 1)

@@ -2,7 +2,9 @@
 parser) on a corpus of raw answers: Content-Length, chunked, close-delimited, interim answers,
 trailers and malformed ones. Each answer is served over loopback by a server that then closes;
 h11 reads the same bytes (in 4 KiB pieces, then the end). Both must give the same status, headers
-and body, or both refuse."""
+and body, or both refuse. The proxy path's answers to CONNECT too (tunnel.connect_answer against
+h11 after a CONNECT request): the same status and headers, the same bytes left after a 2xx head,
+both waiting for more, or both refusing."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 
 from reactor.supermq.connection import MAX_HEAD
 from reactor.supermq.transport import Http1Transport
+from reactor.supermq.tunnel import connect_answer
 from tests.supermq.test_transport import Server, read_request
 
 Outcome = tuple[int, list[tuple[bytes, bytes]], bytes] | str
@@ -159,5 +162,100 @@ async def test_our_parse_equals_h11s_or_both_refuse(served: Server, name: str) -
         assert not isinstance(theirs, str), f"h11 refuses it too now ({theirs}): not stricter any more"
     elif isinstance(theirs, str):
         assert isinstance(mine, str), f"h11 {theirs}; ours accepted {mine!r}"
+    else:
+        assert mine == theirs
+
+
+# ---- the proxy path: answers to CONNECT (tunnel.connect_answer) against h11's ------------------
+
+
+def _connect_corpus() -> dict[str, bytes]:
+    ok = b"HTTP/1.1 200 Connection established\r\n"
+    return {
+        "200": ok + b"\r\n",
+        "200 HTTP/1.0": b"HTTP/1.0 200 Connection established\r\n\r\n",
+        "200 with headers": ok + b"Proxy-Agent: squid/6\r\nVia: 1.1 p\r\n\r\n",
+        "200 no reason phrase": b"HTTP/1.1 200 \r\n\r\n",
+        "204": b"HTTP/1.1 204 No Content\r\n\r\n",
+        "200 with content-length (no body all the same)": ok + b"Content-Length: 10\r\n\r\n",
+        "200 with chunked (no body all the same)": ok + b"Transfer-Encoding: chunked\r\n\r\n",
+        "interim then 200": b"HTTP/1.1 100 Continue\r\n\r\n" + ok + b"\r\n",
+        "200 then tunnel bytes": ok + b"\r\n\x16\x03\x01\x00\x05hello",
+        "value with inner spaces": ok + b"X-A:   spaced  value  \r\n\r\n",
+        "header block near 8 KiB": ok + b"X-Pad: " + b"p" * 8000 + b"\r\n\r\n",
+        "407 with a body": b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+        + b'Proxy-Authenticate: Basic realm="p"\r\nContent-Length: 5\r\n\r\nnope!',
+        "502": b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+        "403 close-delimited": b"HTTP/1.1 403 Forbidden\r\n\r\nno tunnel for you",
+        # incomplete: both wait for more (the tunnel refuses it when the proxy closes)
+        "head cut short": ok + b"Proxy-Agent: sq",
+        "nothing at all": b"",
+        # malformed: both must refuse
+        "garbage status line": b"HTTP/1.1 abc\r\n\r\n",
+        "not http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+        "status two digits": b"HTTP/1.1 20 OK\r\n\r\n",
+        "http/2 status line": b"HTTP/2 200 OK\r\n\r\n",
+        "space before colon": ok + b"Proxy-Agent : x\r\n\r\n",
+        "header without colon": ok + b"X-Broken\r\n\r\n",
+        "NUL in a header value": ok + b"X-A: a\x00b\r\n\r\n",
+        "content-length not a number": ok + b"Content-Length: 2x\r\n\r\n",
+        "header block over the bound": ok + b"X-Pad: " + b"p" * (MAX_HEAD * 4) + b"\r\n\r\n",
+        "header never ending": ok + b"X-Pad: " + b"p" * (MAX_HEAD * 4),
+        "100,001 headers": ok + b"X: y\r\n" * 100_001 + b"\r\n",
+    }
+
+
+CONNECT_CORPUS = _connect_corpus()
+#: (status, headers, the bytes after a 2xx head or None), "waiting" for more, or "refused: ...".
+ConnectOutcome = tuple[int, list[tuple[bytes, bytes]], bytes | None] | str
+
+
+def _pieces(raw: bytes) -> list[bytes]:
+    return [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+
+
+def h11_connect_outcome(raw: bytes) -> ConnectOutcome:
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="CONNECT", target="example.com:443", headers=[("Host", "example.com:443")]))
+    conn.send(h11.EndOfMessage())
+    try:
+        for piece in _pieces(raw):
+            conn.receive_data(piece)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    break
+                if isinstance(event, h11.Response):
+                    status, headers = event.status_code, _normal(list(event.headers))
+                    if not 200 <= status < 300:
+                        return status, headers, None
+                    assert conn.next_event() is h11.PAUSED  # the tunnel: h11 reads no further
+                    return status, headers, conn.trailing_data[0]
+    except h11.RemoteProtocolError as exc:
+        return f"refused: {exc}"
+    return "waiting"
+
+
+def our_connect_outcome(raw: bytes) -> ConnectOutcome:
+    """As the tunnel reads it: the bytes so far, piece by piece."""
+    data = b""
+    try:
+        for piece in _pieces(raw):
+            data += piece
+            answer = connect_answer(data)
+            if answer is not None:
+                status, headers, rest = answer
+                return status, _normal(headers), rest if 200 <= status < 300 else None
+    except httpx.ProxyError as exc:
+        return f"refused: {exc}"
+    return "waiting"
+
+
+@pytest.mark.parametrize("name", list(CONNECT_CORPUS))
+def test_our_connect_answer_parse_equals_h11s_or_both_refuse(name: str) -> None:
+    mine, theirs = our_connect_outcome(CONNECT_CORPUS[name]), h11_connect_outcome(CONNECT_CORPUS[name])
+    if isinstance(theirs, str) and theirs.startswith("refused"):
+        assert isinstance(mine, str), f"h11 {theirs}; ours gave {mine!r}"
+        assert mine.startswith("refused"), f"h11 {theirs}; ours {mine}"
     else:
         assert mine == theirs

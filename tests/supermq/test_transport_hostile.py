@@ -1,40 +1,90 @@
 """Hostile answers and request framing, run over both transports (``supermq.transport = "http1"``,
-the reactor's own, and ``"httpx"``, httpx's own) and over ``http.request``'s client, built the
-way the daemon builds them (``build_http``, ``build_external_http``), against raw sockets on
-loopback: request smuggling, unbounded header blocks, a second answer glued to the next exchange,
-trailers, ``Connection: close``, a server closing mid-answer, unsolicited bytes, keep-alive expiry
-and connect timeouts."""
+the reactor's own, and ``"httpx"``, httpx's own), each direct, through a forward proxy
+(absolute form) and through a CONNECT tunnel with TLS (tests/proxy.py), and over
+``http.request``'s client, built the way the daemon builds them (``build_http``,
+``build_external_http``), against raw sockets on loopback: request smuggling, unbounded header
+blocks, a second answer glued to the next exchange, trailers, ``Connection: close``, a server
+closing mid-answer, unsolicited bytes, keep-alive expiry and connect timeouts.
+
+Through the tunnel the proxy ends the client's TLS itself (a certificate for ``localhost`` made
+at run time) and pipes the plain bytes to the raw server: the client asks
+``https://localhost:port`` and gets the raw server's bytes through CONNECT and TLS, unchanged."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import weakref
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from reactor.settings import SuperMQSettings
+from reactor.supermq import httpx_guard
 from reactor.supermq.http import Http, build_external_http, build_http
 from reactor.supermq.transport import Http1Transport
-from tests.supermq.test_transport import OK, Server, keep_alive, read_request
+from tests.proxy import ForwardProxy
+from tests.supermq.test_transport import OK, Server, _tls_pair, keep_alive, read_request
 
 TRANSPORTS = ["http1", "httpx"]
+#: Each transport direct, through a forward proxy, through a CONNECT tunnel; and http.request's.
+VARIANTS = [*TRANSPORTS, "http1 proxy", "http1 tunnel", "httpx proxy", "httpx tunnel", "external"]
 _EXTERNAL: weakref.WeakSet[Http] = weakref.WeakSet()
 
 
-@pytest.fixture(params=[*TRANSPORTS, "external"])
-async def http(request: pytest.FixtureRequest) -> AsyncIterator[Http]:
-    """SuperMQ's client on either transport, and ``http.request``'s (``build_external_http``)."""
-    if request.param == "external":
+@pytest.fixture(scope="module")
+def tunnel_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    """The proxy's TLS end of the tunnel (a ``localhost`` certificate) and its CA file."""
+    return _tls_pair(tmp_path_factory.mktemp("tunnel"))
+
+
+class _ViaTunnel(Http):
+    """The client asking ``https://localhost:port`` for each raw server's ``http://127.0.0.1:port``."""
+
+    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        tls = httpx.URL(url).copy_with(scheme="https", host="localhost")
+        return await super().request(method, tls if isinstance(url, httpx.URL) else str(tls), **kwargs)
+
+
+@pytest.fixture(params=VARIANTS)
+async def http(
+    request: pytest.FixtureRequest, tunnel_tls: tuple[ssl.SSLContext, Path]
+) -> AsyncIterator[Http]:
+    """SuperMQ's client on either transport (direct, or through the proxy), and
+    ``http.request``'s (``build_external_http``)."""
+    choice, _, via = str(request.param).partition(" ")
+    if choice == "external":
         client = build_external_http(SuperMQSettings(timeout_s=5.0, keepalive_s=0.3))
         _EXTERNAL.add(client)
-    else:
-        client = build_http(SuperMQSettings(transport=request.param, timeout_s=5.0, keepalive_s=0.3))
-    yield client
-    await client.aclose()
+        yield client
+        await client.aclose()
+        return
+    if not via:
+        client = build_http(SuperMQSettings(transport=choice, timeout_s=5.0, keepalive_s=0.3))
+        yield client
+        await client.aclose()
+        return
+    context, ca = tunnel_tls
+    async with ForwardProxy(terminate=context if via == "tunnel" else None) as proxy:
+        settings = SuperMQSettings(
+            transport=choice, proxy=proxy.url(), ca_bundle=str(ca), timeout_s=5.0, keepalive_s=0.3
+        )
+        client = build_http(settings)
+        if via == "tunnel":
+            client = _ViaTunnel(client.transport, settings.timeout_s, settings.deadline_s)
+        yield client
+        await client.aclose()
+    assert proxy.connections > 0, "the client did not go through the proxy"
+
+
+def _ours(http: Http) -> bool:
+    """Whether this client is on the reactor's own transport."""
+    return isinstance(http.transport, Http1Transport)
 
 
 def _external(http: Http) -> bool:
@@ -46,6 +96,32 @@ async def _raw_requests(reader: asyncio.StreamReader, seen: list[bytes]) -> None
     """Everything the client sends on a connection, as it arrives."""
     while data := await reader.read(65536):
         seen.append(data)
+
+
+# ---- httpx's transport: the guard's private path is where it looks ----------------------------
+
+
+def test_the_glue_guard_finds_httpcores_connection_on_this_version() -> None:
+    """httpx_guard reaches h11's state through httpx's and httpcore's private response streams
+    (pinned: httpx <0.29, httpcore <1.1). If a version moves them, keep-alive is off for httpx's
+    transport (no glued answer, but a connection per request): this fails so that it is seen."""
+    assert httpx_guard.GUARDED, "httpcore moved its response streams: update reactor/supermq/httpx_guard.py"
+    limits = httpx_guard.guarded_limits(8, 1.0)
+    assert limits.max_keepalive_connections == 8
+
+
+async def test_the_glue_guard_sees_a_real_answers_connection() -> None:
+    seen: list[bytes] = []
+    transport = httpx.AsyncHTTPTransport()
+    async with Server(keep_alive(seen=seen)) as server:
+        answer = await transport.handle_async_request(httpx.Request("GET", server.url()))
+        state = httpx_guard.h11_state(answer.stream)
+        assert state is not None
+        body = b"".join([chunk async for chunk in answer.stream])  # type: ignore[union-attr]
+        assert (body, state.their_state.__name__) == (b"{}", "DONE")  # read, not closed yet
+        await answer.aclose()
+        assert state.their_state.__name__ == "IDLE"  # httpcore started the next cycle on it
+    await transport.aclose()
 
 
 # ---- request framing is the transport's alone ------------------------------------------------
@@ -76,7 +152,7 @@ async def test_a_callers_framing_headers_never_smuggle_a_request(http: Http, hea
         await asyncio.sleep(0.1)
     sent = b"".join(seen)
     assert b"/smuggled" not in sent  # never a second request
-    if not isinstance(http.transport, httpx.AsyncHTTPTransport):  # h11 refuses after the head left
+    if _ours(http):  # h11 refuses after the head left
         assert sent == b""  # ours refuses before anything is sent
 
 
@@ -130,11 +206,9 @@ async def test_a_header_block_within_the_bound_is_read(http: Http) -> None:
 
 async def test_a_second_answer_is_never_glued_to_the_next_exchange(http: Http) -> None:
     """The server sends a complete answer and the start of another in one write: the next
-    request must get its own answer, not the leftover glued to it. (httpx's own transport
-    glues it: httpcore keeps h11's leftover bytes for the next cycle; ``http.request``'s client
-    keeps no connection alive for that reason.)"""
-    if isinstance(http.transport, httpx.AsyncHTTPTransport) and not _external(http):
-        pytest.xfail("httpcore reads the leftover as the next answer (supermq.transport = 'httpx')")
+    request must get its own answer, not the leftover glued to it. (httpcore keeps h11's
+    leftover bytes for the next cycle: ``httpx_guard`` drops such a connection; ``http.request``'s
+    client keeps no connection alive at all.)"""
     count = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -260,15 +334,20 @@ async def test_a_connect_that_hangs_is_a_connect_timeout() -> None:
             s.connect_ex(("127.0.0.1", port))
             fillers.append(s)
         await asyncio.sleep(0.1)
-        for choice in TRANSPORTS:
-            settings = SuperMQSettings(transport=choice, timeout_s=0.3)
-            http = build_http(settings)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            with pytest.raises(httpx.ConnectTimeout):
-                await http.request("GET", httpx.URL(f"http://127.0.0.1:{port}/"))
-            assert loop.time() - started < 3.0, choice
-            await http.aclose()
+        hanging = f"http://127.0.0.1:{port}"
+        for choice in TRANSPORTS:  # direct, and through a proxy that hangs the same way
+            for proxy, target in (
+                ("", hanging),
+                (hanging, "http://127.0.0.1:9"),
+                (hanging, "https://127.0.0.1:9"),
+            ):
+                http = build_http(SuperMQSettings(transport=choice, proxy=proxy, timeout_s=0.3))
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises(httpx.ConnectTimeout):
+                    await http.request("GET", httpx.URL(target + "/"))
+                assert loop.time() - started < 3.0, (choice, proxy, target)
+                await http.aclose()
     finally:
         for s in fillers:
             s.close()
