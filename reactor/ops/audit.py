@@ -212,6 +212,11 @@ class SQLiteAudit(AuditStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # As the state store's connection to the same file: a commit is written to the WAL, not
+        # synced (a killed process loses nothing; the OS crashing, the last commits). FULL synced
+        # the WAL at each settled batch, on the event loop: 0.4 against 0.14 ms for 18 rows idle,
+        # 2.7 ms median with the disk shared (the latency benchmark).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS audit (at_ns INTEGER, stream TEXT, entry_id TEXT, device TEXT,"
             " operation TEXT, rule TEXT, action TEXT, type TEXT, params TEXT, outcome TEXT, attempts INTEGER,"
