@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reactor.backoff import Backoff, StoppedError
+from reactor.delivery.wal import off_the_loop
 from reactor.errors import StateStoreError
 from reactor.secrets import SEALED, Sealer, SealError, Secret
 
@@ -135,6 +136,7 @@ class SQLiteStateStore(StateStore):
             " at REAL NOT NULL, PRIMARY KEY (event, step))"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS steps_at ON steps (at)")
+        self._checkpoints = off_the_loop(self._db, path)
         self._retention_s = retention_s
         self._writes = 0
         self._commit_interval_s = commit_interval_s
@@ -199,6 +201,7 @@ class SQLiteStateStore(StateStore):
         try:
             self._commit()
         finally:
+            self._checkpoints.close()
             self._db.close()
 
 

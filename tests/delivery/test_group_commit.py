@@ -124,7 +124,7 @@ async def test_every_step_of_an_acked_event_was_durable_before_its_ack(tmp_path:
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     async with _hook() as hook:
         hook.release.set()
-        settings = _settings(tmp_path, stream, unique, hook.url, commit_interval_ms=10_000)
+        settings = _settings(tmp_path, stream, hook.url, commit_interval_ms=10_000)
         reactor = Reactor.build(settings, RedisStreamsSource(settings.redis), get_logger("test"))
         seen_at_ack: list[tuple[str, int]] = []
         settle = reactor.source.settle
@@ -187,7 +187,7 @@ async def test_a_kill_while_events_run_repeats_only_steps_within_the_commit_inte
     assert all(hook.calls[("second", f"d{n}")] == 2 for n in range(EVENTS))  # cut off, so run again
 
 
-def _settings(tmp_path: Path, stream: str, unique: str, url: str, **state: Any) -> Any:
+def _settings(tmp_path: Path, stream: str, url: str, **state: Any) -> Any:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
     (rules / "r.toml").write_text(RULE.format(url=url))
@@ -196,7 +196,7 @@ def _settings(tmp_path: Path, stream: str, unique: str, url: str, **state: Any) 
         redis={"url": REDIS_URL, "streams": [stream], "group": "g", "consumer": "c1", "start_id": "0",
                "dlq_stream": f"{stream}.dlq"},
         worker={"block_ms": 50},
-        events={"families": [stream.split(".")[0]]},
+        events={"families": [stream.split(".", maxsplit=1)[0]]},
         rules={"dir": rules, "reload_interval_s": 0},
         state={"path": tmp_path / "state.sqlite3", **state},
         supermq={"http_allowlist": ["127.0.0.1"]},
@@ -244,3 +244,27 @@ async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
             sys.executable, "-m", "reactor", "--config", str(config), "run", cwd=REPO, stdout=out, stderr=out,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+
+
+async def test_checkpoints_of_the_shared_file_are_a_thread_s_not_the_committing_connection_s(
+    tmp_path: Path,
+) -> None:
+    """A WAL checkpoint syncs the file: the committing connections (state store, audit trail)
+    run none on the event loop; the thread does, so the log is copied into the file all the same."""
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStateStore(path, 3600)
+    audit = SQLiteAudit(path)
+    try:
+        for db in (store._db, audit._db):
+            assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        size = path.stat().st_size
+        for n in range(2000):
+            await store.record(f"s/{n}-0", "r", "a", {"n": n, "pad": "x" * 200})
+        await store.flush()
+        async with asyncio.timeout(5):
+            while path.stat().st_size <= size:  # the pages reach the file: the thread checkpointed
+                await asyncio.sleep(0.05)
+    finally:
+        await store.close()
+        await audit.close()
+    assert len(_committed(path)) == 2000
