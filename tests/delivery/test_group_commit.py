@@ -21,14 +21,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from reactor.app import Reactor
-from reactor.delivery.state import SQLiteStateStore
+from reactor.delivery.state import MemoryStateStore, SQLiteStateStore
+from reactor.errors import StateStoreError
 from reactor.ops.audit import SQLiteAudit
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
 from reactor.sources.base import Delivery
 from reactor.sources.deadletter import DeadLetter
+from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from tests.conftest import REDIS_URL, REPO
 
@@ -268,3 +271,34 @@ async def test_checkpoints_of_the_shared_file_are_a_thread_s_not_the_committing_
         await store.close()
         await audit.close()
     assert len(_committed(path)) == 2000
+
+
+class _Refusing(MemoryStateStore):
+    """Records, but every commit fails (a full disk)."""
+
+    flushes = 0
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        raise StateStoreError("state store: committing completed steps: database or disk is full")
+
+
+async def test_a_commit_that_fails_is_logged_and_the_batch_acked_all_the_same(tmp_path: Path) -> None:
+    """The ack is what keeps a finished event from running again: withholding it over the
+    commit would run the event again on the next start (README, "Delivery contract")."""
+    async with _hook() as hook:
+        hook.release.set()
+        settings = _settings(tmp_path, "gf.bootstrap", hook.url).model_copy(update={"source": "memory"})
+        state = _Refusing()
+        source = MemorySource(
+            [("gf.bootstrap", {"operation": "config.update", "thing_id": f"d{n}"}) for n in range(5)]
+        )
+        reactor = Reactor.build(settings, source, get_logger("test"), state=state)
+        with capture_logs() as logs:
+            await asyncio.wait_for(reactor.run(asyncio.Event()), 20)
+    assert len(source.acked) == 5
+    assert hook.count("second") == 5
+    assert state.flushes >= 1
+    failed = [entry for entry in logs if entry["event"] == "state.commit_failed"]
+    assert failed, logs
+    assert "disk is full" in failed[0]["error"]
