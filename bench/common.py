@@ -82,10 +82,11 @@ def deployed_reactor(
     (which ``build`` would give memory ones). ``observers=False`` strips the log line, metrics
     and audit, ``memory_state=True`` keeps completed steps in memory: only for figures reported
     beside the deployed one, to explain it, never instead."""
+    steps = settings.state
     state: StateStore = (
         MemoryStateStore()
         if memory_state
-        else SQLiteStateStore(settings.state.path, settings.state.retention_s)
+        else SQLiteStateStore(steps.path, steps.retention_s, None, steps.commit_interval_ms / 1000)
     )
     reactor = Reactor.build(settings, source, log.logger(), state=state)
     if observers and settings.ops.audit and settings.source == "memory":

@@ -109,7 +109,8 @@ def build_state_store(settings: Settings, sealer: Sealer | None = None) -> State
         return RedisStateStore(
             client, settings.state.retention_s, prefix=f"reactor:{settings.redis.group}:steps", sealer=sealer
         )
-    return SQLiteStateStore(settings.state.path, settings.state.retention_s, sealer)
+    state = settings.state
+    return SQLiteStateStore(state.path, state.retention_s, sealer, state.commit_interval_ms / 1000)
 
 
 def build_gates(settings: Settings) -> Gates:

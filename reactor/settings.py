@@ -191,6 +191,9 @@ class StateSettings(_Section):
     backend: Literal["sqlite", "redis", "memory"] = "sqlite"
     path: Path = Path("state/reactor.sqlite3")
     retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    #: SQLite: completed steps are committed together, before the acks of their batch and at
+    #: most this long after they completed (0: each step as it completes).
+    commit_interval_ms: float = Field(default=5.0, ge=0, le=10_000)
     #: Rule throttle/debounce keys held in memory (not "redis"): the oldest dropped beyond this.
     gates_capacity: int = Field(default=100_000, gt=0)
 

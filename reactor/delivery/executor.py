@@ -37,13 +37,16 @@ async def trial_begun(state: StateStore, event_key: str) -> bool:
 
 
 async def begin_trial(state: StateStore, event_key: str) -> None:
-    """Mark that this entry now runs alone: if the process dies before it settles, it killed it."""
+    """Mark that this entry now runs alone: if the process dies before it settles, it killed it
+    (durable before it runs: the mark is what its death leaves)."""
     await state.record(event_key, _TRIAL_RULE, _TRIAL_STEP, {"at": time.time()})
+    await state.flush()
 
 
 async def end_trial(state: StateStore, event_key: str) -> None:
     """The entry that ran alone was settled: it did not kill the process."""
     await state.record(event_key, _TRIAL_RULE, _TRIAL_STEP, {"settled": True})
+    await state.flush()
 
 
 @dataclass(slots=True)
@@ -108,6 +111,11 @@ class Executor:
     async def end_trial(self, event_key: str) -> None:
         if self._state is not None:
             await end_trial(self._state, event_key)
+
+    async def flush_state(self) -> None:
+        """Make the recorded steps durable (the settler's call before it acks a batch)."""
+        if self._state is not None:
+            await self._state.flush()
 
     async def execute(self, event: Event, *, redelivered: bool = False) -> list[RuleOutcome]:
         """Run the matching rules; on a redelivery, skip the steps that completed before.

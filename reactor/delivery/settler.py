@@ -1,6 +1,7 @@
 """The settler: finished events are settled together, dead-letter records and acks in one call to
 the source, every ``settle_interval_ms`` (or as soon as a batch is full); then counted, observed
-(logs, metrics) and handed to the sinks (the audit trail). Nothing is acked before this."""
+(logs, metrics) and handed to the sinks (the audit trail). Nothing is acked before this, nor
+before the state store made the batch's completed steps durable (``before_ack``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import structlog
 
 from reactor.backoff import StoppedError
 from reactor.delivery.outcome import InFlight, Item, Outcome
+from reactor.errors import StateStoreError
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Source
 
@@ -49,7 +51,9 @@ class Settler:
         logger: structlog.typing.FilteringBoundLogger,
         observers: Sequence[Observer] = (),
         sinks: Sequence[Sink] = (),
+        before_ack: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._before_ack = before_ack
         self._source = source
         self._settings = settings
         self._batch_size = batch_size
@@ -126,6 +130,11 @@ class Settler:
         """Dead-letter records and acks, through an outage; False when given up on stop."""
         done = [i.outcome.delivery for i in items]
         dead = [i.outcome.dead_letter for i in items if i.outcome.dead_letter is not None]
+        if self._before_ack is not None:
+            try:
+                await self._before_ack()
+            except StateStoreError as exc:  # the ack itself keeps a finished event from running again
+                await self.logger.aerror("state.commit_failed", error=str(exc), entries=len(done))
         try:
             await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
         except StoppedError as exc:

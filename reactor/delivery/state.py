@@ -5,10 +5,13 @@ completed and reuses their results for the steps after them, so an action is not
 Records expire after ``state.retention_s``. Backends: SQLite (one process, the embedded default),
 Redis (several processes), memory (tests, demo).
 
-The window that remains: a crash after an action's effect and before its record is written
+The window that remains: a crash after an action's effect and before its record is durable
 repeats that one action on redelivery. SuperMQ's APIs take no idempotency key, so it cannot be
 closed from here; the shipped actions are idempotent where SuperMQ allows (merge patches, states,
-409 on connect).
+409 on connect). SQLite commits records in groups: at ``flush``, which the settler calls before it
+acks a batch, and at most ``state.commit_interval_ms`` after a record. A step is so durable no
+later than the ack of its event, and a step whose event still runs, that interval after it
+completed at the latest (README, "Delivery contract").
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reactor.backoff import Backoff, StoppedError
+from reactor.delivery.wal import off_the_loop
 from reactor.errors import StateStoreError
 from reactor.secrets import SEALED, Sealer, SealError, Secret
 
@@ -85,7 +89,12 @@ class StateStore(ABC):
 
     @abstractmethod
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
-        """Remember that a step completed (before the event is acked)."""
+        """Remember that a step completed: seen by ``completed`` at once, durable once ``flush``
+        returns (or sooner: Redis and memory at once)."""
+
+    async def flush(self) -> None:  # noqa: B027 - optional
+        """Make every step recorded so far durable (the settler calls it before the acks of a
+        batch); ``StateStoreError`` when the backend refuses (the steps stay pending)."""
 
     async def close(self) -> None:  # noqa: B027 - optional
         """Release the backend."""
@@ -103,11 +112,20 @@ class MemoryStateStore(StateStore):
 
 
 class SQLiteStateStore(StateStore):
-    """A local SQLite file (WAL); old records are pruned as new ones are written."""
+    """A local SQLite file (WAL); old records are pruned as new ones are written.
+
+    Records wait in memory (``completed`` sees them) and are written in one transaction at
+    ``flush`` or ``commit_interval_s`` after the first of them: a commit writes the touched pages
+    to the WAL (~25-40 µs on 2 cores), an insert in an open transaction ~4 µs. No transaction is
+    held open across an await, so the audit trail's connection to the same file (and a CLI command
+    in another process) never waits on ours. ``commit_interval_s = 0``: each record at once."""
 
     _PRUNE_EVERY = 1000
+    _INSERT = "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)"
 
-    def __init__(self, path: Path, retention_s: float, sealer: Sealer | None = None) -> None:
+    def __init__(
+        self, path: Path, retention_s: float, sealer: Sealer | None = None, commit_interval_s: float = 0.005
+    ) -> None:
         self._sealer = sealer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -118,25 +136,73 @@ class SQLiteStateStore(StateStore):
             " at REAL NOT NULL, PRIMARY KEY (event, step))"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS steps_at ON steps (at)")
+        self._checkpoints = off_the_loop(self._db, path)
         self._retention_s = retention_s
         self._writes = 0
+        self._commit_interval_s = commit_interval_s
+        self._pending: list[tuple[str, str, str, float]] = []
+        self._pending_by_event: dict[str, dict[str, str]] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     async def completed(self, event_key: str) -> Steps:
         rows = self._db.execute("SELECT step, result FROM steps WHERE event = ?", (event_key,)).fetchall()
+        pending = self._pending_by_event.get(event_key)
+        if pending:
+            rows = [*rows, *pending.items()]  # later: they replace what the file has
         return _decoded_steps(rows, self._sealer)
 
     async def record(self, event_key: str, rule: str, action_id: str, result: Any) -> None:
-        now = time.time()
-        self._db.execute(
-            "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)",
-            (event_key, step_key(rule, action_id), encode_result(result, self._sealer), now),
-        )
-        self._writes += 1
-        if self._writes % self._PRUNE_EVERY == 0:
-            self._db.execute("DELETE FROM steps WHERE at < ?", (now - self._retention_s,))
+        step, text = step_key(rule, action_id), encode_result(result, self._sealer)
+        self._pending.append((event_key, step, text, time.time()))
+        self._pending_by_event.setdefault(event_key, {})[step] = text
+        if not self._commit_interval_s:
+            self._commit()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._commit_interval_s, self._commit_on_time)
+
+    async def flush(self) -> None:
+        try:
+            self._commit()
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store: committing completed steps: {exc}") from exc
+
+    def _commit(self) -> None:
+        """The pending records in one transaction; on an error they stay pending (next time)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        rows = self._pending
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(self._INSERT, rows)
+            self._writes += len(rows)
+            if self._writes >= self._PRUNE_EVERY:
+                self._writes = 0
+                self._db.execute("DELETE FROM steps WHERE at < ?", (rows[-1][3] - self._retention_s,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._pending = []
+        self._pending_by_event = {}
+
+    def _commit_on_time(self) -> None:
+        """The interval's commit (a loop callback): on an error the records stay pending for the
+        next ``flush``, which raises it if it persists."""
+        self._timer = None
+        with contextlib.suppress(sqlite3.Error):
+            self._commit()
 
     async def close(self) -> None:
-        self._db.close()
+        try:
+            self._commit()
+        finally:
+            self._checkpoints.close()
+            self._db.close()
 
 
 class RedisStateStore(StateStore):

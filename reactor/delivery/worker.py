@@ -107,6 +107,7 @@ class Worker:
             logger,
             observers,
             sinks,
+            before_ack=executor.flush_state,
         )
         self.counters = self.settler.counters
         self._solo = Solo()  # an entry past max_deliveries runs alone

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from reactor.delivery.outcome import Outcome
+from reactor.delivery.wal import off_the_loop
 from reactor.errors import SourceError
 from reactor.redact import MASK, redact, redact_json_text, redact_text, utf8_safe
 from reactor.secrets import revealed_values
@@ -212,6 +213,12 @@ class SQLiteAudit(AuditStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # As the state store's connection to the same file: a commit is written to the WAL, not
+        # synced (a killed process loses nothing; the OS crashing, the last commits). FULL synced
+        # the WAL at each settled batch, on the event loop: 0.4 against 0.14 ms for 18 rows idle,
+        # 2.7 ms median with the disk shared (the latency benchmark).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._checkpoints = off_the_loop(self._db, path)  # their syncs never stall the event loop
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS audit (at_ns INTEGER, stream TEXT, entry_id TEXT, device TEXT,"
             " operation TEXT, rule TEXT, action TEXT, type TEXT, params TEXT, outcome TEXT, attempts INTEGER,"
@@ -274,6 +281,7 @@ class SQLiteAudit(AuditStore):
         return removed
 
     async def close(self) -> None:
+        self._checkpoints.close()
         self._db.close()
 
 
