@@ -29,8 +29,7 @@ from reactor.errors import StateStoreError
 from reactor.ops.audit import SQLiteAudit
 from reactor.ops.logging import get_logger
 from reactor.settings import load_settings
-from reactor.sources.base import Delivery
-from reactor.sources.deadletter import DeadLetter
+from reactor.sources.base import DeadLetter, Delivery
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
 from tests.conftest import REDIS_URL, REPO
