@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -78,9 +79,30 @@ class AuditQuery:
         )
 
 
+#: The text of a step's parameters that were the same object on every event (an action's static
+#: parameters) and masked with no event secrets: (the parameters, their text) by id. The object is
+#: held, so its id is not reused while cached; bounded, cleared when full.
+_STATIC_PARAMS: dict[int, tuple[Any, str]] = {}
+_STATIC_PARAMS_MAX = 1024
+
+
 def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
     if step_params is None:
         return "{}"
+    if secrets:
+        return _params_text(step_params, secret, secrets)
+    cached = _STATIC_PARAMS.get(id(step_params))
+    if cached is not None and cached[0] is step_params:
+        return cached[1]
+    text = _params_text(step_params, secret, secrets)
+    if isinstance(step_params, BaseModel):  # a rendered model: the action's static one, or new each time
+        if len(_STATIC_PARAMS) >= _STATIC_PARAMS_MAX:
+            _STATIC_PARAMS.clear()
+        _STATIC_PARAMS[id(step_params)] = (step_params, text)
+    return text
+
+
+def _params_text(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
     values = step_params.model_dump() if isinstance(step_params, BaseModel) else dict(step_params)
     for name in secret:
         if values.get(name):
@@ -201,10 +223,16 @@ class MemoryAudit(AuditStore):
 
 
 _COLUMNS = [f.name for f in fields(AuditRow)]
+_NEWEST_BEFORE = "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1"
+_VALUES = operator.attrgetter(*_COLUMNS)  # a row's column values, as a tuple
+_INSERT = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
 
 
 class SQLiteAudit(AuditStore):
-    """A table in the state store's SQLite file; rows are inserted in time order (rowid order)."""
+    """A table in the state store's SQLite file; rows are inserted in time order (rowid order).
+
+    A batch is inserted in a thread (SQLite releases the GIL while it works: the event loop goes
+    on meanwhile); one call at a time uses the connection (``_lock``), in the order they came."""
 
     def __init__(self, path: Path, retention_s: float = 7 * 86_400.0, max_rows: int = 1_000_000) -> None:
         self._retention_ns = int(retention_s * _NS_PER_S)
@@ -219,14 +247,18 @@ class SQLiteAudit(AuditStore):
         )
         for column in ("device", "entry_id", "rule", "at_ns"):
             self._db.execute(f"CREATE INDEX IF NOT EXISTS audit_{column} ON audit ({column})")
+        self._lock = asyncio.Lock()
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
-        insert = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
-        values = [tuple(getattr(r, name) for name in _COLUMNS) for r in rows]
+        values = list(map(_VALUES, rows))
+        async with self._lock:
+            await asyncio.to_thread(self._insert, values)
+
+    def _insert(self, values: list[tuple[Any, ...]]) -> None:
         # One transaction per batch: autocommitted, each row was a WAL commit of its own.
         self._db.execute("BEGIN")
         try:
-            self._db.executemany(insert, values)
+            self._db.executemany(_INSERT, values)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -246,16 +278,19 @@ class SQLiteAudit(AuditStore):
             where.append("outcome = 'failed'")
         clause = f"WHERE {' AND '.join(where)}" if where else ""  # fixed column names, values bound
         sql = f"SELECT * FROM audit {clause} ORDER BY rowid DESC LIMIT ?"  # noqa: S608
-        rows = self._db.execute(sql, [*args, q.limit]).fetchall()
+        async with self._lock:
+            rows = self._db.execute(sql, [*args, q.limit]).fetchall()
         return [AuditRow(*row) for row in reversed(rows)]
 
     async def prune(self, now_ns: int | None = None) -> int:
         """Past the retention, then past the row cap: the oldest rows, in batches."""
         cutoff_ns = (now_ns if now_ns is not None else time.time_ns()) - self._retention_ns
-        old = self._db.execute(
-            "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1", (cutoff_ns,)
-        ).fetchone()
-        (newest,) = self._db.execute("SELECT max(rowid) FROM audit").fetchone()
+        async with self._lock:
+            old = self._db.execute(
+                "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1",
+                (cutoff_ns,),
+            ).fetchone()
+            (newest,) = self._db.execute("SELECT max(rowid) FROM audit").fetchone()
         last = max(old[0] if old else 0, (newest or 0) - self._max_rows)
         return await self._delete_through(last)
 
@@ -263,18 +298,20 @@ class SQLiteAudit(AuditStore):
         """Delete rowid <= ``last`` (the rows before are older), ``PRUNE_BATCH`` at a time."""
         removed = 0
         while last > 0:
-            (first,) = self._db.execute("SELECT min(rowid) FROM audit").fetchone()
-            if first is None or first > last:
-                break
-            cursor = self._db.execute(
-                "DELETE FROM audit WHERE rowid <= ?", (min(last, first + PRUNE_BATCH - 1),)
-            )
+            async with self._lock:
+                (first,) = self._db.execute("SELECT min(rowid) FROM audit").fetchone()
+                if first is None or first > last:
+                    break
+                cursor = self._db.execute(
+                    "DELETE FROM audit WHERE rowid <= ?", (min(last, first + PRUNE_BATCH - 1),)
+                )
             removed += cursor.rowcount
             await asyncio.sleep(0)  # the loop polls between batches
         return removed
 
     async def close(self) -> None:
-        self._db.close()
+        async with self._lock:  # after a write in progress
+            self._db.close()
 
 
 class RedisAudit(AuditStore):
