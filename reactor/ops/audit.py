@@ -223,7 +223,6 @@ class MemoryAudit(AuditStore):
 
 
 _COLUMNS = [f.name for f in fields(AuditRow)]
-_NEWEST_BEFORE = "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1"
 _VALUES = operator.attrgetter(*_COLUMNS)  # a row's column values, as a tuple
 _INSERT = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
 
@@ -231,8 +230,9 @@ _INSERT = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa:
 class SQLiteAudit(AuditStore):
     """A table in the state store's SQLite file; rows are inserted in time order (rowid order).
 
-    A batch is inserted in a thread (SQLite releases the GIL while it works: the event loop goes
-    on meanwhile); one call at a time uses the connection (``_lock``), in the order they came."""
+    A batch is inserted on the event loop's thread, not in a thread of its own: the SQLite state
+    store writes to the same file from the loop, and a step record that met an insert in
+    progress would wait out SQLite's busy handler (1 ms, 2 ms, 5 ms, ...) holding the loop."""
 
     def __init__(self, path: Path, retention_s: float = 7 * 86_400.0, max_rows: int = 1_000_000) -> None:
         self._retention_ns = int(retention_s * _NS_PER_S)
@@ -247,14 +247,9 @@ class SQLiteAudit(AuditStore):
         )
         for column in ("device", "entry_id", "rule", "at_ns"):
             self._db.execute(f"CREATE INDEX IF NOT EXISTS audit_{column} ON audit ({column})")
-        self._lock = asyncio.Lock()
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
         values = list(map(_VALUES, rows))
-        async with self._lock:
-            await asyncio.to_thread(self._insert, values)
-
-    def _insert(self, values: list[tuple[Any, ...]]) -> None:
         # One transaction per batch: autocommitted, each row was a WAL commit of its own.
         self._db.execute("BEGIN")
         try:
@@ -278,19 +273,16 @@ class SQLiteAudit(AuditStore):
             where.append("outcome = 'failed'")
         clause = f"WHERE {' AND '.join(where)}" if where else ""  # fixed column names, values bound
         sql = f"SELECT * FROM audit {clause} ORDER BY rowid DESC LIMIT ?"  # noqa: S608
-        async with self._lock:
-            rows = self._db.execute(sql, [*args, q.limit]).fetchall()
+        rows = self._db.execute(sql, [*args, q.limit]).fetchall()
         return [AuditRow(*row) for row in reversed(rows)]
 
     async def prune(self, now_ns: int | None = None) -> int:
         """Past the retention, then past the row cap: the oldest rows, in batches."""
         cutoff_ns = (now_ns if now_ns is not None else time.time_ns()) - self._retention_ns
-        async with self._lock:
-            old = self._db.execute(
-                "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1",
-                (cutoff_ns,),
-            ).fetchone()
-            (newest,) = self._db.execute("SELECT max(rowid) FROM audit").fetchone()
+        old = self._db.execute(
+            "SELECT rowid FROM audit WHERE at_ns < ? ORDER BY at_ns DESC, rowid DESC LIMIT 1", (cutoff_ns,)
+        ).fetchone()
+        (newest,) = self._db.execute("SELECT max(rowid) FROM audit").fetchone()
         last = max(old[0] if old else 0, (newest or 0) - self._max_rows)
         return await self._delete_through(last)
 
@@ -298,20 +290,18 @@ class SQLiteAudit(AuditStore):
         """Delete rowid <= ``last`` (the rows before are older), ``PRUNE_BATCH`` at a time."""
         removed = 0
         while last > 0:
-            async with self._lock:
-                (first,) = self._db.execute("SELECT min(rowid) FROM audit").fetchone()
-                if first is None or first > last:
-                    break
-                cursor = self._db.execute(
-                    "DELETE FROM audit WHERE rowid <= ?", (min(last, first + PRUNE_BATCH - 1),)
-                )
+            (first,) = self._db.execute("SELECT min(rowid) FROM audit").fetchone()
+            if first is None or first > last:
+                break
+            cursor = self._db.execute(
+                "DELETE FROM audit WHERE rowid <= ?", (min(last, first + PRUNE_BATCH - 1),)
+            )
             removed += cursor.rowcount
             await asyncio.sleep(0)  # the loop polls between batches
         return removed
 
     async def close(self) -> None:
-        async with self._lock:  # after a write in progress
-            self._db.close()
+        self._db.close()
 
 
 class RedisAudit(AuditStore):

@@ -7,7 +7,6 @@ transaction per batch also makes a batch all or nothing.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sqlite3
 import time
@@ -48,37 +47,6 @@ async def test_a_batch_is_one_transaction_all_or_nothing(tmp_path: Path) -> None
     assert _count(path) == 10
     assert [r.entry_id for r in await trail.query(device="dev")] == [f"{i}-0" for i in range(10)]
     await trail.close()
-
-
-async def test_the_loop_runs_while_a_batch_is_inserted_and_batches_keep_their_order(tmp_path: Path) -> None:
-    """A batch goes into SQLite in a thread: the event loop is not held for its insert; the
-    batches still land in the order they were written, and closing waits for the one in hand."""
-    trail = SQLiteAudit(tmp_path / "state.sqlite3")
-    ticks = 0
-    done = asyncio.Event()
-
-    async def tick() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
-    first, second = _rows(20_000), _rows(3)
-    writes = [asyncio.create_task(trail.write(first)), asyncio.create_task(trail.write(second))]
-    before = ticks
-    await asyncio.gather(*writes)
-    done.set()
-    await ticker
-    assert ticks - before > 10  # the loop went round while 20,003 rows were inserted
-    entries = [r.entry_id for r in await trail.query(limit=30_000)]
-    assert entries == [r.entry_id for r in [*first, *second]]
-    closing = asyncio.create_task(trail.write(_rows(5_000)))
-    await asyncio.sleep(0)
-    await trail.close()  # after the write in hand, not under it
-    await closing
-    assert _count(tmp_path / "state.sqlite3") == 25_003
 
 
 def test_static_parameters_are_masked_by_the_secrets_of_each_event() -> None:
