@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +38,7 @@ from reactor.errors import ActionError, ConfigError, SourceError
 from reactor.events.decode import Decoder
 from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, keep_pruned
+from reactor.ops.logging import EventLines
 from reactor.ops.metrics import Metrics
 from reactor.ops.server import OpsServer
 from reactor.provision.commands import build_provisioner
@@ -307,15 +307,23 @@ class Reactor:
         return True
 
 
-def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
+def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> OutcomeLog:
     """One structured line per settled event."""
-    acted = logger.is_enabled_for(logging.INFO)  # fixed when the logger was bound
+    return OutcomeLog(logger)
 
-    def observe(outcome: Outcome) -> None:
-        d = outcome.delivery
+
+class OutcomeLog:
+    """The settled event's line: ``event.dead_lettered`` (WARNING, at once) or ``event.acted``
+    (INFO; its fields built only when INFO is logged, the lines of a batch written by ``flush``)."""
+
+    def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
+        self._logger = logger
+        self._acted = EventLines(logger)
+
+    def __call__(self, outcome: Outcome) -> None:
         if outcome.dead_letter is not None:
-            dl = outcome.dead_letter
-            logger.warning(
+            d, dl = outcome.delivery, outcome.dead_letter
+            self._logger.warning(
                 "event.dead_lettered",
                 stream=d.stream,
                 entry_id=d.entry_id,
@@ -325,10 +333,13 @@ def log_outcome(logger: structlog.typing.FilteringBoundLogger) -> Observer:
                 action=dl.action or None,
             )
             return
-        if acted and outcome.rules and outcome.event is not None:  # no fields built for a dropped line
-            logger.info("event.acted", **outcome.event.summary(), rules=[r.rule for r in outcome.rules])
+        if self._acted.enabled and outcome.rules and outcome.event is not None:
+            fields = outcome.event.summary()
+            fields["rules"] = [r.rule for r in outcome.rules]
+            self._acted.info("event.acted", fields)
 
-    return observe
+    def flush(self) -> None:
+        self._acted.flush()
 
 
 def install_signal_handlers(stop: asyncio.Event, holder: RuleHolder) -> None:

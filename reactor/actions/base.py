@@ -48,6 +48,9 @@ class Action(ABC):
     #: request may have reached the server) may be retried. False for calls whose target cannot
     #: tell a repeat: the step then fails as ``ambiguous`` instead of sending it again.
     repeatable: ClassVar[bool] = True
+    #: Whether it does nothing and cannot fail (``noop``): a rule of such actions with static
+    #: parameters is done where the event is dispatched, its steps recorded without running them.
+    inert: ClassVar[bool] = False
 
     def may_repeat(self, params: Any) -> bool:
         """Whether these parameters may be sent again after an ambiguous failure."""

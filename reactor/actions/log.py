@@ -52,6 +52,7 @@ class NoopAction(Action):
     type_name = "noop"
     params_model = NoopParams
     has_effect = False
+    inert = True
 
     async def run(self, params: NoopParams, ctx: ActionContext) -> None:
         return None

@@ -130,6 +130,31 @@ class Executor:
         finally:
             bounds.end_event(token)
 
+    def execute_inert(self, event: Event) -> list[RuleOutcome] | None:
+        """The outcomes of an event whose candidate rules are all inert (``Rule.inert``: ungated,
+        only actions that do nothing and cannot fail, such as ``noop``), found without awaiting:
+        the conditions evaluated on the event's budget, the echo taken, each matched rule's steps
+        recorded as done. None, with nothing evaluated or taken, when the event needs ``execute``:
+        a candidate that acts, evaluations that must let the loop poll first, a shared echo."""
+        rules = self._rules()
+        if not all(rule.inert for rule in rules.candidates(event)) or bounds.should_pace():
+            return None
+        echoes = self._echoes
+        if echoes is not None and echoes.shares(event.operation):
+            return None
+        token = bounds.start_event()
+        try:
+            matched, exceeded = rules.select(event, {"event": event})
+        finally:
+            bounds.end_event(token)
+        if echoes is not None and echoes.take(event.operation, event.device, event.fields):
+            matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
+            exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
+        outcomes = [_inert(rule) for rule in matched]
+        if exceeded is not None:
+            outcomes.append(_exceeded(*exceeded))
+        return outcomes
+
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         ctx: dict[str, Any] = {"event": event}
         matched, exceeded = self._rules().select(event, ctx)
@@ -281,6 +306,15 @@ class Executor:
             params=params,
             secret_params=secret,
         )
+
+
+def _inert(rule: Rule) -> RuleOutcome:
+    """An inert rule's outcome: each action done, once, at once (what running it would say)."""
+    steps = [
+        StepOutcome(a.id, a.type, True, 1, 0.0, params=a.static, secret_params=a.impl.secret_params)
+        for a in rule.actions
+    ]
+    return RuleOutcome(rule.name, steps)
 
 
 def _exceeded(rule: Rule, reason: str) -> RuleOutcome:

@@ -61,6 +61,10 @@ class Lanes(Generic[T]):
     def __len__(self) -> int:
         return sum(len(lane.heap) for lane in self._lanes.values()) + self._runners
 
+    def busy(self, key: Hashable) -> bool:
+        """Whether lane ``key`` has an item queued, running or waiting on its blockers."""
+        return key in self._lanes
+
     def submit(self, key: Hashable, order: Order, item: T) -> None:
         lane = self._lanes.get(key)
         if lane is None:

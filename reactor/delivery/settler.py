@@ -19,6 +19,7 @@ from reactor.errors import StateStoreError
 from reactor.settings import WorkerSettings
 from reactor.sources.base import Source
 
+#: Told of each settled outcome; one with a ``flush()`` method is flushed after each batch.
 Observer = Callable[[Outcome], None]
 Sink = Callable[[Sequence[Outcome]], Awaitable[None]]
 #: A source call retried with backoff through an outage (``StoppedError`` once the event is set).
@@ -117,6 +118,7 @@ class Settler:
             self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
             self._count(item.outcome)
             self._observe(item.outcome)
+        self._flush_observers()
         self._room.set()
         for sink in self._sinks:
             try:
@@ -155,6 +157,21 @@ class Settler:
                     observer=getattr(observer, "__qualname__", type(observer).__name__),
                     stream=outcome.delivery.stream,
                     entry_id=outcome.delivery.entry_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def _flush_observers(self) -> None:
+        """An observer that writes a batch's lines together (``flush``) writes them now."""
+        for observer in self._observers:
+            flush = getattr(observer, "flush", None)
+            if flush is None:
+                continue
+            try:
+                flush()
+            except Exception as exc:
+                self.logger.error(
+                    "worker.observer_failed",
+                    observer=getattr(observer, "__qualname__", type(observer).__name__),
                     error=f"{type(exc).__name__}: {exc}",
                 )
 

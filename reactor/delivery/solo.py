@@ -21,6 +21,11 @@ class Solo:
         self._none_running = asyncio.Event()
         self._lock = asyncio.Lock()  # one alone at a time
 
+    @property
+    def open(self) -> bool:
+        """Whether nothing runs alone (nor waits to): a pass would be given at once."""
+        return self._open.is_set()
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """A shared pass: waits while something runs alone."""

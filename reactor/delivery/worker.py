@@ -20,6 +20,7 @@ an event while another consumer has its device's earlier entries, and the settle
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -261,16 +262,38 @@ class Worker:
             )
             for item in decoded:
                 item.blockers = blockers.get(item.outcome.delivery.entry_id, set())
+        for item in decoded:
+            assert item.outcome.event is not None
+            item.lane = _lane(item.outcome.event)
+        lanes = collections.Counter(item.lane for item in decoded)
         for item in items:
             if item.outcome.dead_letter is not None:
                 self.settler.finish(item)
                 continue
             event = item.outcome.event
             assert event is not None
-            item.lane = _lane(event)
             item.submitted = True
+            if lanes[item.lane] == 1 and self._done_here(item, event):
+                continue
             self._lanes.submit(item.lane, _order(event), item)
         return tried + items
+
+    def _done_here(self, item: Item, event: Event) -> bool:
+        """An event whose rules are inert (``Executor.execute_inert``), alone of its lane in the
+        batch with nothing ahead of it there, run now: no lane, no task, nothing awaited."""
+        lane = item.lane
+        if item.blockers or self._lanes.busy(lane) or lane in self._abandoned or not self._solo.open:
+            return False
+        try:
+            rules = self._executor.execute_inert(event)
+            if rules is None:
+                return False
+            item.outcome.rules = rules
+            item.outcome.dead_letter = dead_letter_for(event, rules, self._sealer)
+        except Exception as exc:  # a bug in the reactor: the event is kept, with the reason
+            item.outcome.dead_letter = self._internal_error(event, item.outcome.delivery, exc)
+        self.settler.finish(item)
+        return True
 
     async def _trial(self, delivery: Delivery) -> Item:
         """An entry past ``max_deliveries``: poison if it already ran alone and the process died
@@ -371,17 +394,20 @@ class Worker:
             self._abandoned.add(item.lane)
             return
         except Exception as exc:  # a bug in the reactor: the event is kept, with the reason
-            outcome.dead_letter = DeadLetter(
-                event.stream,
-                event.entry_id,
-                "internal_error",
-                f"{type(exc).__name__}: {exc}",
-                event.raw,
-                attempts=outcome.delivery.deliveries,
-                secrets=event.secrets,
-                sealed=self._sealer.seal_json(event.raw) if self._sealer is not None else "",
-            )
+            outcome.dead_letter = self._internal_error(event, outcome.delivery, exc)
         self.settler.finish(item)
+
+    def _internal_error(self, event: Event, delivery: Delivery, exc: Exception) -> DeadLetter:
+        return DeadLetter(
+            event.stream,
+            event.entry_id,
+            "internal_error",
+            f"{type(exc).__name__}: {exc}",
+            event.raw,
+            attempts=delivery.deliveries,
+            secrets=event.secrets,
+            sealed=self._sealer.seal_json(event.raw) if self._sealer is not None else "",
+        )
 
     async def _execute(self, event: Event, redelivered: bool) -> list[RuleOutcome]:
         try:

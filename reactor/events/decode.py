@@ -112,7 +112,7 @@ class Decoder:
             return frozenset()
 
     def _fields(self, payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-        if isinstance(payload, Mapping):
+        if type(payload) is dict or isinstance(payload, Mapping):  # a dict: no ABC check
             return _redis_fields(payload)
         return _body_fields(payload)
 
@@ -187,7 +187,7 @@ def _secrets_typed(fields: dict[str, Any]) -> tuple[dict[str, Any], frozenset[st
 
 def _check_size(payload: Mapping[str, Any] | bytes | str, limit: int) -> None:
     """``ValueError`` when the entry is larger than ``limit`` (str counts characters, near enough)."""
-    if isinstance(payload, Mapping):
+    if type(payload) is dict or isinstance(payload, Mapping):  # a dict (Redis): no ABC check
         try:
             size = sum(map(len, payload)) + sum(map(len, payload.values()))
         except TypeError:  # values that are not text (a replayed JSON line): count what is

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -79,9 +80,30 @@ class AuditQuery:
         )
 
 
+#: The text of a step's parameters that were the same object on every event (an action's static
+#: parameters) and masked with no event secrets: (the parameters, their text) by id. The object is
+#: held, so its id is not reused while cached; bounded, cleared when full.
+_STATIC_PARAMS: dict[int, tuple[Any, str]] = {}
+_STATIC_PARAMS_MAX = 1024
+
+
 def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
     if step_params is None:
         return "{}"
+    if secrets:
+        return _params_text(step_params, secret, secrets)
+    cached = _STATIC_PARAMS.get(id(step_params))
+    if cached is not None and cached[0] is step_params:
+        return cached[1]
+    text = _params_text(step_params, secret, secrets)
+    if isinstance(step_params, BaseModel):  # a rendered model: the action's static one, or new each time
+        if len(_STATIC_PARAMS) >= _STATIC_PARAMS_MAX:
+            _STATIC_PARAMS.clear()
+        _STATIC_PARAMS[id(step_params)] = (step_params, text)
+    return text
+
+
+def _params_text(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
     values = step_params.model_dump() if isinstance(step_params, BaseModel) else dict(step_params)
     for name in secret:
         if values.get(name):
@@ -202,10 +224,16 @@ class MemoryAudit(AuditStore):
 
 
 _COLUMNS = [f.name for f in fields(AuditRow)]
+_VALUES = operator.attrgetter(*_COLUMNS)  # a row's column values, as a tuple
+_INSERT = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
 
 
 class SQLiteAudit(AuditStore):
-    """A table in the state store's SQLite file; rows are inserted in time order (rowid order)."""
+    """A table in the state store's SQLite file; rows are inserted in time order (rowid order).
+
+    A batch is inserted on the event loop's thread, not in a thread of its own: the SQLite state
+    store writes to the same file from the loop, and a step record that met an insert in
+    progress would wait out SQLite's busy handler (1 ms, 2 ms, 5 ms, ...) holding the loop."""
 
     def __init__(self, path: Path, retention_s: float = 7 * 86_400.0, max_rows: int = 1_000_000) -> None:
         self._retention_ns = int(retention_s * _NS_PER_S)
@@ -228,12 +256,11 @@ class SQLiteAudit(AuditStore):
             self._db.execute(f"CREATE INDEX IF NOT EXISTS audit_{column} ON audit ({column})")
 
     async def write(self, rows: Sequence[AuditRow]) -> None:
-        insert = f"INSERT INTO audit VALUES ({','.join('?' * len(_COLUMNS))})"  # noqa: S608 - placeholders only
-        values = [tuple(getattr(r, name) for name in _COLUMNS) for r in rows]
+        values = list(map(_VALUES, rows))
         # One transaction per batch: autocommitted, each row was a WAL commit of its own.
         self._db.execute("BEGIN")
         try:
-            self._db.executemany(insert, values)
+            self._db.executemany(_INSERT, values)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from reactor.redact import redact, utf8_safe
+from reactor.redact import is_secret_key, redact, utf8_safe
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
@@ -26,6 +26,8 @@ _CACHED_LIST = 16
 
 
 def _redact_value(key: str, value: Any) -> Any:
+    if type(value) is str and _plain_id(value) and not is_secret_key(key):
+        return value  # a Redis entry id or a number: nothing to mask, nothing to cache
     if type(value) is list and len(value) <= _CACHED_LIST:  # a line's rule names
         if all(type(v) is str and len(v) <= _CACHED_TEXT for v in value):
             return _reused(key, tuple(value), value)
@@ -33,6 +35,11 @@ def _redact_value(key: str, value: Any) -> Any:
     if type(value) is not str or len(value) > _CACHED_TEXT:
         return redact(value, key)
     return _reused(key, value, value)
+
+
+def _plain_id(text: str) -> bool:
+    """Digits and dashes only (``1693313286544-0``): no pattern ``redact`` masks can be in it."""
+    return text.replace("-", "").isdigit()
 
 
 def _reused(key: str, text: str | tuple[str, ...], value: Any) -> Any:
@@ -104,22 +111,30 @@ class _CurrentStderr:
 _STDERR: Any = _CurrentStderr()
 
 
+#: The JSON chain ``configure_logging`` installed last (empty for the console format): a
+#: logger that still runs exactly this chain gets its ``EventLines`` rendered directly.
+_JSON_CHAIN: tuple[Any, ...] = ()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Set up structlog once for the process; ``stream`` defaults to stderr."""
+    global _JSON_CHAIN  # noqa: PLW0603 - what the process's logging is, as configured here
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_serialize)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.format_exc_info,
+        _redact_processor,  # before the level and time are added: those are ours, never masked
+        structlog.processors.add_log_level,
+        _timestamp,
+        renderer,
+    ]
+    _JSON_CHAIN = tuple(processors) if fmt == "json" else ()
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.format_exc_info,
-            _redact_processor,  # before the level and time are added: those are ours, never masked
-            structlog.processors.add_log_level,
-            _timestamp,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(stream or _STDERR),
         cache_logger_on_first_use=False,
@@ -130,3 +145,54 @@ def get_logger(name: str = "reactor") -> structlog.typing.FilteringBoundLogger:
     """The reactor's logger (bound to ``logger=name``)."""
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name).bind(logger=name)
     return logger
+
+
+class EventLines:
+    """Lines at INFO of one bound logger (the per-event ``event.acted``), written together by
+    ``flush``: one write for a settled batch instead of a flushed write per line.
+
+    While the logger runs the JSON chain ``configure_logging`` installed, unchanged (not captured
+    by a test, not the console format), a line is rendered here as that chain renders it (the
+    logger's context, the fields, the event name, the structlog context variables; every value
+    masked by ``_redact_processor``; then level and timestamp; the same JSON encoder), without
+    structlog's dispatch per line; otherwise each line goes through the logger as it is."""
+
+    def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
+        self._logger = logger
+        self.enabled = logger.is_enabled_for(logging.INFO)  # fixed when the logger was bound
+        self._pending: list[str] = []
+        self._render: bool | None = None  # whether lines are rendered here: asked once a batch
+
+    def info(self, event: str, fields: dict[str, Any]) -> None:
+        """One line (``fields`` is the caller's, taken over: not used by it afterwards)."""
+        if not self.enabled:
+            return
+        if self._render is None:
+            self._render = self._direct()
+        if not self._render or "exc_info" in fields:
+            self._logger.info(event, **fields)
+            return
+        line = {**structlog.get_context(self._logger), **fields}
+        line["event"] = event
+        for key, value in structlog.contextvars.get_contextvars().items():
+            line.setdefault(key, value)
+        out = _redact_processor(None, "info", line)
+        out["level"] = "info"
+        self._pending.append(_ENCODE(_timestamp(None, "info", out)))
+
+    def flush(self) -> None:
+        """Write what ``info`` rendered, in one call to the logger's output."""
+        self._render = None
+        if self._pending:
+            text, self._pending = "\n".join(self._pending), []
+            self._logger._logger.msg(text)  # type: ignore[attr-defined]  # a PrintLogger (_direct)
+
+    def _direct(self) -> bool:
+        processors = getattr(self._logger, "_processors", None)
+        return (
+            bool(_JSON_CHAIN)
+            and type(getattr(self._logger, "_logger", None)) is structlog.PrintLogger
+            and processors is not None
+            and len(processors) == len(_JSON_CHAIN)
+            and all(a is b for a, b in zip(processors, _JSON_CHAIN, strict=True))
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -317,6 +317,12 @@ class Rule:
     line: int | None
     own_events: bool = False
     gate: Gate | None = None
+    #: Ungated, and every action inert with static parameters: nothing to await, nothing can fail.
+    inert: bool = field(init=False, default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        inert = self.gate is None and all(a.impl.inert and a.static is not None for a in self.actions)
+        object.__setattr__(self, "inert", inert)
 
     def failure(self, ctx: Mapping[str, Any]) -> str | None:
         """None when the rule's conditions hold for ``ctx``, else the first reason they do not;

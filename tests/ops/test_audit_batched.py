@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from reactor.ops.audit import AuditRow, SQLiteAudit
+from reactor.actions.log import LogParams
+from reactor.delivery.executor import RuleOutcome, StepOutcome
+from reactor.delivery.outcome import Outcome
+from reactor.events.decode import Decoder
+from reactor.ops.audit import AuditRow, SQLiteAudit, rows_for
+from reactor.sources.base import Delivery
 
 
 def _rows(count: int) -> list[AuditRow]:
@@ -53,3 +58,28 @@ async def test_a_batch_is_written_to_the_wal_unsynced_as_the_state_store_writes(
         assert trail._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     finally:
         await trail.close()
+
+
+def test_static_parameters_are_masked_by_the_secrets_of_each_event() -> None:
+    """The text of an action's static parameters is reused between events without secrets,
+    never for an event whose secret values they quote."""
+    params = LogParams(message="device key is kEy-77-secret-value")
+    decoder = Decoder()
+    plain = decoder.decode(
+        {"operation": "config.create", "thing_id": "t1"}, source="t", stream="s", entry_id="1-0"
+    )
+    secret = decoder.decode(
+        {"operation": "config.create", "thing_id": "t1", "thing_key": "kEy-77-secret-value"},
+        source="t",
+        stream="s",
+        entry_id="2-0",
+    )
+    texts = []
+    for event in (plain, plain, secret, plain):
+        step = StepOutcome("a", "log", ok=True, attempts=1, duration_s=0.0, params=params)
+        (row,) = rows_for(Outcome(Delivery("s", event.entry_id, {}), event, [RuleOutcome("r", [step])]))
+        texts.append(row.params)
+    assert texts[0] == texts[1] == texts[3]
+    assert "kEy-77-secret-value" in texts[0]  # no secret of that event: the message as it is
+    assert "kEy-77-secret-value" not in texts[2]
+    assert "***" in texts[2]
