@@ -25,6 +25,8 @@ from reactor.supervise import Supervisor
 _BLOCKER_POLL_S = 0.02
 #: At most this many foreign entries' stream and device remembered (each is read and decoded once).
 _MAX_KNOWN = 100_000
+#: Foreign entries read from the source at a time (their bodies held until decoded).
+_READ_CHUNK = 100
 
 
 class OrderGate:
@@ -90,20 +92,27 @@ class OrderGate:
 
     async def _devices(self, listed: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
         """The stream and device of each entry listed in ``listed``: read and decoded once (one
-        gone from the store has none: it holds nothing up)."""
+        gone from the store has none: it holds nothing up). Read ``_READ_CHUNK`` at a time, each
+        chunk decoded before the next is read: at most a chunk of bodies is held at once, however
+        many entries other consumers hold (a NATS message may be 1 MiB)."""
         out = {i: self._known[(listed, i)] for i in ids if (listed, i) in self._known}
         unknown = [i for i in ids if i not in out]
-        if not unknown:
-            return out
-        entries = await self._source.read_entries(listed, unknown)
-        found: dict[str, tuple[str, str | None]] = {}
-        for entry_id in unknown:
-            entry = entries.get(entry_id)
-            found[entry_id] = ("", None) if entry is None else (entry.stream, self._device_of(entry))
+        for start in range(0, len(unknown), _READ_CHUNK):
+            chunk = unknown[start : start + _READ_CHUNK]
+            entries = await self._source.read_entries(listed, chunk)
+            found: dict[str, tuple[str, str | None]] = {}
+            for entry_id in chunk:
+                entry = entries.get(entry_id)
+                found[entry_id] = ("", None) if entry is None else (entry.stream, self._device_of(entry))
+            del entries  # the bodies: gone before the next chunk is read
+            self._remember(listed, found)
+            out |= found
+        return out
+
+    def _remember(self, listed: str, found: dict[str, tuple[str, str | None]]) -> None:
         if len(self._known) + len(found) > _MAX_KNOWN:
             self._known.clear()
         self._known.update(islice((((listed, i), v) for i, v in found.items()), _MAX_KNOWN))
-        return out | found
 
     async def wait_blockers(self, item: Item, earlier_arrived: Callable[[], bool]) -> bool:
         """Wait until another consumer settled this device's earlier entries; False to yield the lane."""

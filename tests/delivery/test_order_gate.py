@@ -1,0 +1,82 @@
+"""The order gate on a real Redis: what other consumers hold is read and decoded in chunks (memory
+bounded by a constant, not by the input), remembered at most ``_MAX_KNOWN`` without thrashing, and
+a foreign entry the decoder cannot handle holds nothing up and never stops the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from reactor.delivery import order_gate
+from reactor.delivery.order_gate import OrderGate
+from reactor.events.decode import Decoder
+from reactor.ops.logging import get_logger
+from reactor.sources.base import Delivery, Source
+from reactor.supervise import Supervisor
+from tests.sources.backends import RedisBackend, event_json
+
+
+@pytest.fixture
+async def redis(unique: str) -> AsyncIterator[RedisBackend]:
+    backend = RedisBackend(unique)
+    await backend.setup()
+    yield backend
+    await backend.client.delete(backend.stream())
+    await backend.teardown()
+
+
+def _gate(backend: RedisBackend, source: Source, decoder: Decoder | None = None) -> OrderGate:
+    stop = asyncio.Event()
+    decoder = decoder or Decoder([backend.stream().split(".")[0], "supermq"])
+    return OrderGate(source, decoder, (), {}, set(), stop, Supervisor(stop, get_logger("test")))
+
+
+async def _held_elsewhere(backend: RedisBackend, bodies: Sequence[dict[str, Any]]) -> list[Delivery]:
+    """``bodies`` published and held by consumer c1 (pending, unsettled); then one entry of
+    device "x" published and read by c2: the delivery the gate is asked about."""
+    holder = backend.source("c1")
+    await holder.start()  # creates the group
+    await holder.close()
+    for body in bodies:
+        await backend.publish(backend.stream(), body)
+    group, stream = f"g{backend.unique}", backend.stream()
+    taken = 0
+    while taken < len(bodies):  # held by c1: read, never acked (no budget of a source's own)
+        reply: Any = await backend.client.xreadgroup(group, "c1", {stream: ">"}, count=50)
+        taken += len(reply[0][1])
+    other = backend.source("c2")
+    await other.start()
+    await backend.publish(backend.stream(), event_json(len(bodies) + 1, "x"))
+    got: list[Delivery] = []
+    async with asyncio.timeout(10):
+        while not got:
+            got = await other.read(10, 100)  # only the new one: c1 holds the others
+    await other.close()
+    return got
+
+
+async def test_memory_is_bounded_by_a_constant_not_by_what_others_hold(redis: RedisBackend) -> None:
+    """600 foreign entries of 100 kB (60 MB) held by a dead consumer: the gate reads and decodes
+    them a chunk at a time, so its peak is a chunk's worth, not the whole listing (before: one
+    read_entries call of every unknown id, up to 100,000 XRANGE in one pipeline, every body at
+    once: peak 121 MB here; after: 20 MB)."""
+    size, count = 100_000, 600
+    bodies = [event_json(n, f"d{n}") | {"pad": "x" * size} for n in range(count)]
+    later = await _held_elsewhere(redis, bodies)
+    source = redis.source("c2")
+    await source.start()
+    gate = _gate(redis, source)
+    tracemalloc.start()
+    try:
+        assert await gate.blockers_of(later) == {}  # other devices: nothing held up
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await source.close()
+    assert len(gate._known) == count  # every one was read and decoded
+    bound = 3 * order_gate._READ_CHUNK * size  # a chunk of bodies, raw and decoded, and slack
+    assert peak < bound, f"peak {peak / 1e6:.0f} MB for {count * size / 1e6:.0f} MB held"
