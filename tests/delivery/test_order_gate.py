@@ -80,3 +80,27 @@ async def test_memory_is_bounded_by_a_constant_not_by_what_others_hold(redis: Re
     assert len(gate._known) == count  # every one was read and decoded
     bound = 3 * order_gate._READ_CHUNK * size  # a chunk of bodies, raw and decoded, and slack
     assert peak < bound, f"peak {peak / 1e6:.0f} MB for {count * size / 1e6:.0f} MB held"
+
+
+async def test_a_full_cache_does_not_thrash(redis: RedisBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More foreign entries than ``_MAX_KNOWN``: each round reads again only the excess (before:
+    the cache was emptied in one go when full, and half or all of them were read again)."""
+    monkeypatch.setattr(order_gate, "_MAX_KNOWN", 10)
+    later = await _held_elsewhere(redis, [event_json(n, f"d{n}") for n in range(15)])
+    source = redis.source("c2")
+    await source.start()
+    reads: list[int] = []
+    real = source.read_entries
+
+    async def counted(stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        reads[-1] += len(entry_ids)
+        return await real(stream, entry_ids)
+
+    monkeypatch.setattr(source, "read_entries", counted)
+    gate = _gate(redis, source)
+    for _ in range(4):
+        reads.append(0)
+        assert await gate.blockers_of(later) == {}
+        assert len(gate._known) <= 10  # bounded by the constant
+    await source.close()
+    assert reads == [15, 5, 5, 5]
