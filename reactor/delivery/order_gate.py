@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
 
+import structlog
+
 from reactor.delivery.outcome import InFlight, Item
 from reactor.errors import DecodeError
 from reactor.events.decode import Decoder
@@ -41,8 +43,10 @@ class OrderGate:
         abandoned: set[Hashable],
         stop: asyncio.Event,
         tasks: Supervisor,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._source = source
+        self._log = logger or structlog.get_logger("reactor").bind(logger="reactor.order_gate")
         self._decoder = decoder
         self._recoverable = recoverable
         self._in_flight = in_flight
@@ -73,6 +77,22 @@ class OrderGate:
         except DecodeError:
             return None
         return event.device
+
+    def _foreign_device(self, entry: Delivery) -> str | None:
+        """The device of an entry another consumer holds; None (it holds nothing up) when it does
+        not decode, or when the decoder fails on it (a bug: the worker that holds it makes it
+        internal_error; here it is logged, once, as the entry is decoded once, and never stops
+        the worker)."""
+        try:
+            return self._device_of(entry)
+        except Exception as exc:  # the decoder's bug, not the entry's: never fatal here
+            self._log.warning(
+                "order_gate.undecodable_entry",
+                stream=entry.stream,
+                entry_id=entry.entry_id,
+                error=type(exc).__name__,  # its text may quote the entry's content
+            )
+            return None
 
     async def blockers_of(self, deliveries: Sequence[Delivery]) -> dict[str, set[str]]:
         """Per delivery (by entry id): the earlier unsettled entries of its device and stream held
@@ -113,7 +133,7 @@ class OrderGate:
             found: dict[str, tuple[str, str | None]] = {}
             for entry_id in chunk:
                 entry = entries.get(entry_id)
-                found[entry_id] = ("", None) if entry is None else (entry.stream, self._device_of(entry))
+                found[entry_id] = ("", None) if entry is None else (entry.stream, self._foreign_device(entry))
             del entries  # the bodies: gone before the next chunk is read
             self._remember(listed, found)
             out |= found

@@ -5,16 +5,20 @@ a foreign entry the decoder cannot handle holds nothing up and never stops the w
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import tracemalloc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+import structlog
 
 from reactor.delivery import order_gate
 from reactor.delivery.order_gate import OrderGate
 from reactor.events.decode import Decoder
-from reactor.ops.logging import get_logger
+from reactor.events.model import Event
+from reactor.ops.logging import configure_logging, get_logger
 from reactor.sources.base import Delivery, Source
 from reactor.supervise import Supervisor
 from tests.sources.backends import RedisBackend, event_json
@@ -104,3 +108,45 @@ async def test_a_full_cache_does_not_thrash(redis: RedisBackend, monkeypatch: py
         assert len(gate._known) <= 10  # bounded by the constant
     await source.close()
     assert reads == [15, 5, 5, 5]
+
+
+class _BuggyDecoder(Decoder):
+    """A decoder with a bug on one kind of entry (anything but a DecodeError)."""
+
+    def decode(
+        self, payload: Mapping[str, Any] | bytes | str, *, source: str, stream: str, entry_id: str
+    ) -> Event:
+        if isinstance(payload, Mapping) and payload.get("thing_id") == "bug":
+            raise KeyError("a bug in the decoder")
+        return super().decode(payload, source=source, stream=stream, entry_id=entry_id)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure_logging("INFO", "json", stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+
+
+async def test_a_foreign_entry_the_decoder_cannot_handle_holds_nothing_up(
+    redis: RedisBackend, log_lines: io.StringIO
+) -> None:
+    """The worker's own decode makes such an entry internal_error; held by another consumer, it
+    has no device: it holds nothing up, never stops the worker, and is logged once (stream and
+    entry id) however many rounds ask about it (before: the KeyError escaped blockers_of)."""
+    later = await _held_elsewhere(redis, [event_json(1, "bug"), event_json(2, "x")])
+    source = redis.source("c2")
+    await source.start()
+    prefix = redis.stream().split(".")[0]
+    gate = _gate(redis, source, _BuggyDecoder([prefix, "supermq"]))
+    entries: Any = await redis.client.xrange(redis.stream())
+    bug, x, _ = [entry_id for entry_id, _ in entries]
+    for _ in range(2):
+        assert await gate.blockers_of(later) == {later[0].entry_id: {x}}  # x's earlier one only
+    await source.close()
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.startswith("{")]
+    undecodable = [line for line in lines if line["event"] == "order_gate.undecodable_entry"]
+    assert len(undecodable) == 1, undecodable
+    assert (undecodable[0]["stream"], undecodable[0]["entry_id"]) == (redis.stream(), bug)
+    assert "KeyError" in undecodable[0]["error"]
