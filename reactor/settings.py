@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from reactor.durations import renew_threshold_s
 from reactor.errors import ConfigError
+from reactor.redact import shown_url
 
 #: The platform families whose streams are read by default (``[events] families``).
 DEFAULT_FAMILIES = ("supermq", "magistrala", "mainflux")
@@ -53,7 +54,7 @@ def _url(value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
         wanted = " or ".join(f"{s}://" for s in schemes)
-        raise ValueError(f"{value!r} is not a URL with a host and the scheme {wanted}")
+        raise ValueError(f"{shown_url(value)!r} is not a URL with a host and the scheme {wanted}")
     return value
 
 
@@ -249,7 +250,9 @@ class SuperMQSettings(_Section):
     @classmethod
     def _proxy(cls, value: str) -> str:
         if value and urlsplit(value).scheme.startswith("socks"):
-            raise ValueError(f"{value!r}: SOCKS proxies are not supported; use an http:// or https:// proxy")
+            raise ValueError(
+                f"{shown_url(value)!r}: SOCKS proxies are not supported; use an http:// or https:// proxy"
+            )
         return _url(value, ("http", "https")) if value else value
 
     @model_validator(mode="after")

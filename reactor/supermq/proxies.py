@@ -18,16 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from reactor.errors import ConfigError
+from reactor.redact import shown_url
 
 _VARIABLES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY", "all": "ALL_PROXY"}
 _CACHE_LIMIT = 1024  # hosts remembered per transport (the http.request hosts come from events)
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[-1], 1)
 
 
 def environment_proxies() -> dict[str, str]:
@@ -45,7 +39,7 @@ def environment_proxies() -> dict[str, str]:
         variable = next((v for v in (_VARIABLES[key], _VARIABLES[key].lower()) if os.environ.get(v)), key)
         if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
             raise ConfigError(
-                f"{variable}={_masked(value)!r}: only http:// or https:// proxies are supported "
+                f"{variable}={shown_url(value)!r}: only http:// or https:// proxies are supported "
                 "(not SOCKS); unset it, list the SuperMQ hosts in NO_PROXY, or set supermq.proxy"
             )
         proxies[scheme] = value
