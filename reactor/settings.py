@@ -50,11 +50,16 @@ def _default_consumer() -> str:
 
 
 def _url(value: str, schemes: tuple[str, ...]) -> str:
-    """``value`` if it is a URL with one of ``schemes`` and a host (or a unix socket path)."""
+    """``value`` if it is a URL with one of ``schemes`` and a host (or a unix socket path), and
+    a port from 0 to 65535 if any."""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
         wanted = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(f"{shown_url(value)!r} is not a URL with a host and the scheme {wanted}")
+    try:
+        _ = parts.port  # a port over 65535 would end in an OverflowError from connect
+    except ValueError as exc:  # its text names only the port (what follows the last '@')
+        raise ValueError(f"{shown_url(value)!r}: {exc}") from None
     return value
 
 

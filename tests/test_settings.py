@@ -156,3 +156,19 @@ def test_the_one_masking_helper_strips_userinfo_up_to_the_last_at(url: str, show
     free text (redact_text): an '@' in the password leaks none of it."""
     assert shown_url(url) == shown
     assert "ssW0rd" not in redact_text("connecting to socks5://bob:P@ssW0rd@h:1080 failed")
+
+
+@pytest.mark.parametrize("key", ["supermq.proxy", "redis.url"])
+def test_a_port_out_of_range_is_refused_in_one_line(tmp_path: Path, key: str) -> None:
+    """Before: accepted, then an OverflowError traceback from connect in ``reactor doctor`` / run."""
+    section, name = key.split(".")
+    scheme = "http" if section == "supermq" else "redis"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[{section}]\n{name} = "{scheme}://bob:S3cret@127.0.0.1:99999"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    message = str(refused.value)
+    assert key in message
+    assert "99999" in message
+    assert "S3cret" not in message
+    assert "\n" not in message

@@ -82,6 +82,8 @@ def test_without_proxy_variables_the_fast_transport_is_unwrapped() -> None:
         ("HTTP_PROXY", "ftp://127.0.0.1:21"),
         ("HTTP_PROXY", "socks5://user:hun@ter2@127.0.0.1:1080"),  # an '@' in the password
         ("HTTPS_PROXY", "ftp://user:h@u@nter2@127.0.0.1:21"),
+        ("HTTP_PROXY", "http://user:hunter2@127.0.0.1:99999"),  # a port out of range
+        ("https_proxy", "user:hunter2@127.0.0.1:65536"),
     ],
 )
 def test_unusable_proxy_variables_are_refused_in_one_line(
