@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
-from reactor.supermq.httpx_guard import GuardedTransport, guarded_limits
+from reactor.supermq.httpx_guard import GuardedTransport, failed_in_connect, guarded_limits
 from reactor.supermq.proxies import ProxyRoutes, environment_proxies
 from reactor.supermq.transport import MAX_BODY, Http1Transport, decoded, response
 
@@ -314,7 +314,7 @@ def _transport_error(exc: httpx.HTTPError, method: str, what: str) -> RetryableE
         if isinstance(exc, httpx.TimeoutException)
         else f"{type(exc).__name__}: {exc}"
     )
-    if method in _SAFE or isinstance(exc, _NOT_SENT):
+    if method in _SAFE or isinstance(exc, _NOT_SENT) or failed_in_connect(exc):
         return RetryableError(f"{what}: {text}")
     return AmbiguousError(f"{what}: {text}; the request may have reached the server")
 

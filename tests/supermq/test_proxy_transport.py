@@ -186,3 +186,41 @@ async def test_environment_https_proxy_takes_our_transport_through_connect(
         await http.aclose()
     assert proxied.status_code == 200
     assert proxy.lines == [b"CONNECT localhost:%d HTTP/1.1" % origin.port]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 100 Continue\r\n\r\n"], ids=["silent", "100 then silent"])
+async def test_a_proxy_silent_on_connect_is_not_sent_on_either_transport(
+    transport: str, answer: bytes
+) -> None:
+    """No answer to CONNECT in time (or an interim one, then none): the request never left, so a
+    POST is retryable, not ambiguous, on httpx's transport too (before: its ReadTimeout while
+    reading the proxy's answer counted as "may have reached the server")."""
+    async with ForwardProxy(connect_answer=answer) as proxy:
+        http = build_http(SuperMQSettings(transport=transport, proxy=proxy.url(USERINFO), timeout_s=0.3))
+        with pytest.raises(RetryableError) as failed:
+            await send(http, "POST", httpx.URL(f"https://127.0.0.1:{free_port()}/x"), "test", content=b"{}")
+        await http.aclose()
+    assert not isinstance(failed.value, AmbiguousError), failed.value
+    assert "timed out" in str(failed.value)
+    assert PASSWORD not in str(failed.value)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_silence_after_the_tunnel_is_up_stays_ambiguous(
+    transport: str, tls: tuple[ssl.SSLContext, Path]
+) -> None:
+    """The other side of it: through an established tunnel, a POST sent and never answered may
+    have reached the server."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    async with Server(silent, tls=tls[0]) as quiet, ForwardProxy() as proxy:
+        http = build_http(
+            SuperMQSettings(transport=transport, proxy=proxy.url(), timeout_s=0.3, ca_bundle=str(tls[1]))
+        )
+        with pytest.raises(AmbiguousError):
+            await send(http, "POST", httpx.URL(quiet.url(host="localhost")), "test", content=b"{}")
+        await http.aclose()
