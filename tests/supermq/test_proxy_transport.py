@@ -224,3 +224,15 @@ async def test_silence_after_the_tunnel_is_up_stays_ambiguous(
         with pytest.raises(AmbiguousError):
             await send(http, "POST", httpx.URL(quiet.url(host="localhost")), "test", content=b"{}")
         await http.aclose()
+
+
+async def test_a_proxy_closing_the_tunnel_during_tls_says_so() -> None:
+    """A 2xx to CONNECT, then the proxy hangs up: the TLS handshake fails with an exception that
+    has no text; the message says what happened instead of ending in ": " (not sent all the same)."""
+    async with ForwardProxy(connect_answer=b"HTTP/1.1 200 OK\r\n\r\n", hang_up=True) as proxy:
+        transport = Http1Transport(proxy=proxy.url(USERINFO))
+        request = httpx.Request("POST", f"https://127.0.0.1:{free_port()}/x", content=b"{}")
+        with pytest.raises(httpx.ConnectError, match=r"closed during the TLS handshake$") as failed:
+            await transport.handle_async_request(request)
+        await transport.aclose()
+    assert PASSWORD not in str(failed.value)
