@@ -23,6 +23,7 @@ import asyncio
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import h11
 import httpx
@@ -203,11 +204,11 @@ def _httpx_transport(
     limits = guarded_limits(settings.max_connections, settings.keepalive_s, keep_alive=keep_alive)
     verify = _verify(settings)
     via: httpx.Proxy | None = None
-    if (
-        proxy
-    ):  # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
+    if proxy:
+        # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
-        via = httpx.Proxy(proxy, ssl_context=context if proxy.startswith("https:") else None)
+        https = urlsplit(proxy).scheme.lower() == "https"
+        via = httpx.Proxy(proxy, ssl_context=context if https else None)
     inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=via)
     return GuardedTransport(inner) if keep_alive else inner
 

@@ -83,15 +83,19 @@ async def test_https_targets_go_through_connect_verified_as_direct(
     assert set(proxy.authorizations) == {proxy.expected}
 
 
+@pytest.mark.parametrize("upper", [False, True], ids=["https", "HTTPS"])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_an_https_proxy_is_spoken_to_over_tls(
-    transport: str, origin: Server, tls: tuple[ssl.SSLContext, Path]
+    transport: str, upper: bool, origin: Server, tls: tuple[ssl.SSLContext, Path]
 ) -> None:
     """TLS to the proxy (verified, same trust), then CONNECT and TLS to the origin inside it; and
-    an http:// target in absolute form over the TLS connection to the proxy."""
+    an http:// target in absolute form over the TLS connection to the proxy. The scheme in any
+    case (before: ``HTTPS://`` on httpx's transport was verified with the system's CAs)."""
     context, ca = tls
     async with ForwardProxy(tls=context) as proxy, Server(keep_alive()) as plain:
-        http = build_http(_settings(transport, proxy.url(host="localhost"), ca_bundle=str(ca)))
+        url = proxy.url(host="localhost")
+        url = url.replace("https://", "HTTPS://") if upper else url
+        http = build_http(_settings(transport, url, ca_bundle=str(ca)))
         secure = await http.request("GET", httpx.URL(origin.url(host="localhost")))
         forwarded = await http.request("GET", httpx.URL(plain.url()))
         await http.aclose()
