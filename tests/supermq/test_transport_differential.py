@@ -98,15 +98,19 @@ def _normal(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(n.lower(), v.lower() if n.lower() in framing else v) for n, v in headers]
 
 
+def _pieces(raw: bytes) -> list[bytes]:
+    """``raw`` in 4 KiB pieces, as both parsers read it."""
+    return [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+
+
 def h11_outcome(raw: bytes) -> Outcome:
     """What h11 reads from ``raw`` followed by the end of the connection."""
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
     conn.send(h11.EndOfMessage())
     status, headers, body = 0, [], b""
-    pieces = [raw[i : i + 4096] for i in range(0, len(raw), 4096)] + [b""]
     try:
-        for piece in pieces:
+        for piece in [*_pieces(raw), b""]:
             conn.receive_data(piece)
             while True:
                 event = conn.next_event()
@@ -208,10 +212,6 @@ def _connect_corpus() -> dict[str, bytes]:
 CONNECT_CORPUS = _connect_corpus()
 #: (status, headers, the bytes after a 2xx head or None), "waiting" for more, or "refused: ...".
 ConnectOutcome = tuple[int, list[tuple[bytes, bytes]], bytes | None] | str
-
-
-def _pieces(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
 
 
 def h11_connect_outcome(raw: bytes) -> ConnectOutcome:
