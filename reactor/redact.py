@@ -56,18 +56,24 @@ _PEM_PRIVATE = re.compile(
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 #: ``scheme://user:password@`` (and ``scheme://:password@``): the password masked.
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)@")
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)([^\s/]+)@")  # to the last '@'
 _AUTH_HEADER = re.compile(
     r"\b(Bearer|Basic|Authorization:\s*(?:Thing|Client))\s+[A-Za-z0-9._~+/=-]{8,}", re.I
 )
 
 
-_USERINFO = re.compile(r"//[^/?#@\s]*@")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def shown_url(url: str) -> str:
-    """``url`` as a message may show it: its ``user:password@`` (any userinfo) masked."""
-    return _USERINFO.sub(f"//{MASK}@", url, count=1)
+    """``url`` as a message may show it: any userinfo (``user:password@``) masked, with or
+    without a scheme (``bob:pw@proxy:3128`` reads as curl and httpx read it), up to the last '@'
+    (a password may hold one): ``socks5://***@h:1080``, ``***@proxy:3128``. An '@' further on
+    (in a path) masks more, never less."""
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    at = url.rfind("@", start)
+    return url if at < 0 else f"{url[:start]}{MASK}{url[at:]}"
 
 
 def is_secret_key(name: str) -> bool:

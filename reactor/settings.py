@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from reactor.durations import renew_threshold_s
 from reactor.errors import ConfigError
+from reactor.redact import shown_url
 
 #: The platform families whose streams are read by default (``[events] families``).
 DEFAULT_FAMILIES = ("supermq", "magistrala", "mainflux")
@@ -49,11 +50,16 @@ def _default_consumer() -> str:
 
 
 def _url(value: str, schemes: tuple[str, ...]) -> str:
-    """``value`` if it is a URL with one of ``schemes`` and a host (or a unix socket path)."""
+    """``value`` if it is a URL with one of ``schemes`` and a host (or a unix socket path), and
+    a port from 0 to 65535 if any."""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
         wanted = " or ".join(f"{s}://" for s in schemes)
-        raise ValueError(f"{value!r} is not a URL with a host and the scheme {wanted}")
+        raise ValueError(f"{shown_url(value)!r} is not a URL with a host and the scheme {wanted}")
+    try:
+        _ = parts.port  # a port over 65535 would end in an OverflowError from connect
+    except ValueError as exc:  # its text names only the port (what follows the last '@')
+        raise ValueError(f"{shown_url(value)!r}: {exc}") from None
     return value
 
 
@@ -249,7 +255,9 @@ class SuperMQSettings(_Section):
     @classmethod
     def _proxy(cls, value: str) -> str:
         if value and urlsplit(value).scheme.startswith("socks"):
-            raise ValueError(f"{value!r}: SOCKS proxies are not supported; use an http:// or https:// proxy")
+            raise ValueError(
+                f"{shown_url(value)!r}: SOCKS proxies are not supported; use an http:// or https:// proxy"
+            )
         return _url(value, ("http", "https")) if value else value
 
     @model_validator(mode="after")

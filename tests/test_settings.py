@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from reactor.errors import ConfigError
+from reactor.redact import redact_text, shown_url
 from reactor.settings import DEPRECATED, Settings, deprecated_keys, load_settings
 from tests.conftest import REPO
 
@@ -108,3 +109,66 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+#: Refused proxy URLs, each with what of its password a message must not show: without a scheme
+#: (curl and httpx read ``user:password@host:port`` so), and a password holding an ``@``.
+REFUSED_PROXIES = [
+    ("bob:S3cretPw@proxy:3128", "S3cretPw"),
+    ("socks5://bob:P@ssW0rd@h:1080", "ssW0rd"),
+    ("ftp://bob:P@ss@W0rd@h:21", "W0rd"),
+]
+
+
+@pytest.mark.parametrize(("proxy", "secret"), REFUSED_PROXIES)
+def test_a_refused_proxy_setting_shows_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: str, secret: str
+) -> None:
+    """In the file and in the environment alike: one line naming supermq.proxy, the userinfo
+    masked up to the last '@' of the authority, with or without a scheme."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[supermq]\nproxy = "{proxy}"\n')
+    with pytest.raises(ConfigError) as from_file:
+        load_settings(config)
+    monkeypatch.setenv("REACTOR_SUPERMQ__PROXY", proxy)
+    with pytest.raises(ConfigError) as from_environment:
+        load_settings(None)
+    for refused in (from_file, from_environment):
+        message = str(refused.value)
+        assert "supermq.proxy" in message
+        assert secret not in message, message
+        assert "bob" not in message, message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("bob:S3cretPw@proxy:3128", "***@proxy:3128"),
+        ("socks5://bob:P@ssW0rd@h:1080", "socks5://***@h:1080"),
+        ("http://:pw@h:1/x", "http://***@h:1/x"),
+        ("http://h:3128", "http://h:3128"),
+        ("proxy:3128", "proxy:3128"),
+    ],
+)
+def test_the_one_masking_helper_strips_userinfo_up_to_the_last_at(url: str, shown: str) -> None:
+    """What settings.py and proxies.py show of a URL (redact.shown_url), and the second net for
+    free text (redact_text): an '@' in the password leaks none of it."""
+    assert shown_url(url) == shown
+    assert "ssW0rd" not in redact_text("connecting to socks5://bob:P@ssW0rd@h:1080 failed")
+
+
+@pytest.mark.parametrize("key", ["supermq.proxy", "redis.url"])
+def test_a_port_out_of_range_is_refused_in_one_line(tmp_path: Path, key: str) -> None:
+    """Before: accepted, then an OverflowError traceback from connect in ``reactor doctor`` / run."""
+    section, name = key.split(".")
+    scheme = "http" if section == "supermq" else "redis"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[{section}]\n{name} = "{scheme}://bob:S3cret@127.0.0.1:99999"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    message = str(refused.value)
+    assert key in message
+    assert "99999" in message
+    assert "S3cret" not in message
+    assert "\n" not in message

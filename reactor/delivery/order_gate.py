@@ -2,9 +2,10 @@
 entries (README, "Delivery contract").
 
 The source lists the entries other consumers hold unsettled (``Source.foreign_pending``) and reads
-them (``Source.read_entries``); the gate decodes them, once each (at most ``_MAX_KNOWN`` remembered),
-names per delivery the earlier entries of its device and stream among them, and holds the item in
-its lane until they are settled. The source knows nothing of events or devices.
+them (``Source.read_entries``, ``_READ_CHUNK`` at a time); the gate decodes them, once each (at most
+``_MAX_KNOWN`` remembered, the least recently asked about forgotten first), names per delivery the
+earlier entries of its device and stream among them, and holds the item in its lane until they are
+settled. The source knows nothing of events or devices.
 
 Waiting items do not ask the source themselves: one poller asks about every blocker of a stream
 at once per round (thousands of items may wait after a consumer died).
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
-from itertools import islice
+
+import structlog
 
 from reactor.delivery.outcome import InFlight, Item
 from reactor.errors import DecodeError
@@ -25,6 +27,8 @@ from reactor.supervise import Supervisor
 _BLOCKER_POLL_S = 0.02
 #: At most this many foreign entries' stream and device remembered (each is read and decoded once).
 _MAX_KNOWN = 100_000
+#: Foreign entries read from the source at a time (their bodies held until decoded).
+_READ_CHUNK = 100
 
 
 class OrderGate:
@@ -39,14 +43,18 @@ class OrderGate:
         abandoned: set[Hashable],
         stop: asyncio.Event,
         tasks: Supervisor,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._source = source
+        self._log = logger or structlog.get_logger("reactor").bind(logger="reactor.order_gate")
         self._decoder = decoder
         self._recoverable = recoverable
         self._in_flight = in_flight
         self._abandoned = abandoned  # lanes given up on stop (shared with the worker)
         self._blocked: dict[str, set[str]] = {}
-        self._known: dict[tuple[str, str], tuple[str, str | None]] = {}  # (listed, id): (stream, device)
+        # (listed, id): (round last asked in, (stream, device)); least recently asked first
+        self._known: dict[tuple[str, str], tuple[int, tuple[str, str | None]]] = {}
+        self._round = 0
         self._settled: dict[str, set[str]] = {}
         self._poll_round = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -70,10 +78,27 @@ class OrderGate:
             return None
         return event.device
 
+    def _foreign_device(self, entry: Delivery) -> str | None:
+        """The device of an entry another consumer holds; None (it holds nothing up) when it does
+        not decode, or when the decoder fails on it (a bug: the worker that holds it makes it
+        internal_error; here it is logged, once, as the entry is decoded once, and never stops
+        the worker)."""
+        try:
+            return self._device_of(entry)
+        except Exception as exc:  # the decoder's bug, not the entry's: never fatal here
+            self._log.warning(
+                "order_gate.undecodable_entry",
+                stream=entry.stream,
+                entry_id=entry.entry_id,
+                error=type(exc).__name__,  # its text may quote the entry's content
+            )
+            return None
+
     async def blockers_of(self, deliveries: Sequence[Delivery]) -> dict[str, set[str]]:
         """Per delivery (by entry id): the earlier unsettled entries of its device and stream held
         by other consumers, which must settle first. Source errors propagate (the caller retries)."""
         held: dict[tuple[str, str], list[str]] = {}
+        self._round += 1
         for listed, ids in (await self._source.foreign_pending(deliveries)).items():
             for entry_id, (stream, device) in (await self._devices(listed, ids)).items():
                 if device is not None:
@@ -90,20 +115,42 @@ class OrderGate:
 
     async def _devices(self, listed: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
         """The stream and device of each entry listed in ``listed``: read and decoded once (one
-        gone from the store has none: it holds nothing up)."""
-        out = {i: self._known[(listed, i)] for i in ids if (listed, i) in self._known}
-        unknown = [i for i in ids if i not in out]
-        if not unknown:
-            return out
-        entries = await self._source.read_entries(listed, unknown)
-        found: dict[str, tuple[str, str | None]] = {}
-        for entry_id in unknown:
-            entry = entries.get(entry_id)
-            found[entry_id] = ("", None) if entry is None else (entry.stream, self._device_of(entry))
-        if len(self._known) + len(found) > _MAX_KNOWN:
-            self._known.clear()
-        self._known.update(islice((((listed, i), v) for i, v in found.items()), _MAX_KNOWN))
-        return out | found
+        gone from the store has none: it holds nothing up). Read ``_READ_CHUNK`` at a time, each
+        chunk decoded before the next is read: at most a chunk of bodies is held at once, however
+        many entries other consumers hold (a NATS message may be 1 MiB)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        unknown = []
+        for entry_id in ids:
+            hit = self._known.pop((listed, entry_id), None)
+            if hit is None:
+                unknown.append(entry_id)
+            else:  # asked again: the most recent now
+                self._known[(listed, entry_id)] = (self._round, hit[1])
+                out[entry_id] = hit[1]
+        for start in range(0, len(unknown), _READ_CHUNK):
+            chunk = unknown[start : start + _READ_CHUNK]
+            entries = await self._source.read_entries(listed, chunk)
+            found: dict[str, tuple[str, str | None]] = {}
+            for entry_id in chunk:
+                entry = entries.get(entry_id)
+                found[entry_id] = ("", None) if entry is None else (entry.stream, self._foreign_device(entry))
+            del entries  # the bodies: gone before the next chunk is read
+            self._remember(listed, found)
+            out |= found
+        return out
+
+    def _remember(self, listed: str, found: dict[str, tuple[str, str | None]]) -> None:
+        """At most ``_MAX_KNOWN``: room made by forgetting the least recently asked about (settled
+        ones, first). What this round asked about is kept: when it alone fills the cache, the rest
+        is not remembered, and only that excess is read again next round (a cache emptied or
+        evicted in order would read again half or all of a listing larger than itself)."""
+        for entry_id, device in found.items():
+            if len(self._known) >= _MAX_KNOWN:
+                oldest = next(iter(self._known), None)
+                if oldest is None or self._known[oldest][0] == self._round:
+                    return
+                del self._known[oldest]
+            self._known[(listed, entry_id)] = (self._round, device)
 
     async def wait_blockers(self, item: Item, earlier_arrived: Callable[[], bool]) -> bool:
         """Wait until another consumer settled this device's earlier entries; False to yield the lane."""

@@ -23,6 +23,7 @@ import asyncio
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import h11
 import httpx
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from reactor.errors import AmbiguousError, PermanentError, RetryableError
 from reactor.settings import SuperMQSettings
-from reactor.supermq.httpx_guard import GuardedTransport, guarded_limits
+from reactor.supermq.httpx_guard import GuardedTransport, failed_in_connect, guarded_limits
 from reactor.supermq.proxies import ProxyRoutes, environment_proxies
 from reactor.supermq.transport import MAX_BODY, Http1Transport, decoded, response
 
@@ -203,11 +204,11 @@ def _httpx_transport(
     limits = guarded_limits(settings.max_connections, settings.keepalive_s, keep_alive=keep_alive)
     verify = _verify(settings)
     via: httpx.Proxy | None = None
-    if (
-        proxy
-    ):  # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
+    if proxy:
+        # an https:// proxy verified with the same trust as the services (httpcore's default: the system's)
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
-        via = httpx.Proxy(proxy, ssl_context=context if proxy.startswith("https:") else None)
+        https = urlsplit(proxy).scheme.lower() == "https"
+        via = httpx.Proxy(proxy, ssl_context=context if https else None)
     inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=via)
     return GuardedTransport(inner) if keep_alive else inner
 
@@ -314,7 +315,7 @@ def _transport_error(exc: httpx.HTTPError, method: str, what: str) -> RetryableE
         if isinstance(exc, httpx.TimeoutException)
         else f"{type(exc).__name__}: {exc}"
     )
-    if method in _SAFE or isinstance(exc, _NOT_SENT):
+    if method in _SAFE or isinstance(exc, _NOT_SENT) or failed_in_connect(exc):
         return RetryableError(f"{what}: {text}")
     return AmbiguousError(f"{what}: {text}; the request may have reached the server")
 

@@ -15,6 +15,9 @@ The private path is pinned (httpx ``<0.29``, httpcore ``<1.1`` in pyproject.toml
 import without a network (``GUARDED``): if a version moved it, ``guarded_limits`` turns keep-alive
 off (a connection per exchange cannot glue anything) and tests/supermq/test_transport_hostile.py's
 self-check fails loudly.
+
+``failed_in_connect`` tells, for ``send``'s classification, a failure while httpcore's tunnel
+awaited the proxy's answer to CONNECT (not sent) from one after the request left (ambiguous).
 """
 
 from __future__ import annotations
@@ -114,3 +117,28 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def failed_in_connect(error: BaseException) -> bool:
+    """Whether httpx's transport failed while asking a proxy for a tunnel: an httpcore exchange
+    of a CONNECT request was on the way down to where it was raised (a timeout or a lost
+    connection while the proxy's answer was awaited). The request itself was not sent then.
+
+    httpcore says so in no exception type (a ReadTimeout is a ReadTimeout), so this looks at the
+    frames the exception went through (``handle_async_request`` with a ``request`` local, the
+    exchange httpcore's tunnel sends first). If httpcore named them otherwise, nothing matches:
+    the failure stays "may have been sent", the conservative side."""
+    seen: set[int] = set()
+    node: BaseException | None = error
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        trace = node.__traceback__
+        while trace is not None:
+            frame = trace.tb_frame
+            if frame.f_code.co_name == "handle_async_request":
+                request = frame.f_locals.get("request")
+                if isinstance(request, httpcore.Request) and request.method == b"CONNECT":
+                    return True
+            trace = trace.tb_next
+        node = node.__cause__ or node.__context__
+    return False

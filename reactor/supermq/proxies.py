@@ -18,16 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from reactor.errors import ConfigError
+from reactor.redact import shown_url
 
 _VARIABLES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY", "all": "ALL_PROXY"}
 _CACHE_LIMIT = 1024  # hosts remembered per transport (the http.request hosts come from events)
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[-1], 1)
 
 
 def environment_proxies() -> dict[str, str]:
@@ -43,13 +37,26 @@ def environment_proxies() -> dict[str, str]:
         if "://" not in value:
             value = "http://" + value  # as curl and httpx read a proxy without a scheme
         variable = next((v for v in (_VARIABLES[key], _VARIABLES[key].lower()) if os.environ.get(v)), key)
-        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+        problem = _unusable(value)
+        if problem:
             raise ConfigError(
-                f"{variable}={_masked(value)!r}: only http:// or https:// proxies are supported "
-                "(not SOCKS); unset it, list the SuperMQ hosts in NO_PROXY, or set supermq.proxy"
+                f"{variable}={shown_url(value)!r}: {problem}; "
+                "unset it, list the SuperMQ hosts in NO_PROXY, or set supermq.proxy"
             )
         proxies[scheme] = value
     return proxies
+
+
+def _unusable(url: str) -> str | None:
+    """Why the reactor cannot use the proxy ``url``, or None."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port over 65535 would end in an OverflowError from connect
+    except ValueError as exc:  # its text names only the port or the brackets, never the userinfo
+        return f"not a usable URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "only http:// or https:// proxies are supported (not SOCKS)"
+    return None
 
 
 def _no_proxy() -> list[str]:

@@ -289,7 +289,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
             raise
         except (OSError, ssl.SSLError) as exc:
             self._pool.discard(None)
-            raise httpx.ConnectError(f"connecting to {where}: {exc}", request=request) from exc
+            # a hang-up in the TLS handshake is a ConnectionResetError() without text
+            tls_used = scheme == "https" or (self._proxy is not None and self._proxy.scheme == "https")
+            detail = str(exc) or ("closed during the TLS handshake" if tls_used else repr(exc))
+            raise httpx.ConnectError(f"connecting to {where}: {detail}", request=request) from exc
         except BaseException:
             self._pool.discard(None)
             raise

@@ -4,9 +4,10 @@ environment's: proxies.py).
 - ``http://`` targets: a kept-alive connection to the proxy, each request in absolute form
   (``GET http://host:port/path HTTP/1.1``) with ``Proxy-Authorization: Basic`` from the proxy URL's
   user and password (connection.py writes it).
-- ``https://`` targets: ``CONNECT host:port`` to the proxy, its answer read here (a 2xx, its head
-  bounded at ``MAX_HEAD`` like any other, nothing after it), then TLS to the origin over the
-  tunnel, verified exactly as a direct connection is (the origin's name, the same CA trust).
+- ``https://`` targets: ``CONNECT host:port`` to the proxy, its answer read here (a 2xx, the whole
+  answer, interim ones included, bounded at ``MAX_HEAD`` like any head, nothing after it), then TLS
+  to the origin over the tunnel, verified exactly as a direct connection is (the origin's name, the
+  same CA trust).
 - an ``https://`` proxy: TLS to the proxy first (verified with the same trust), then as above
   (TLS inside TLS, which asyncio supports from Python 3.11).
 
@@ -84,33 +85,52 @@ class _Head:
         self.complete = True
 
 
-def connect_answer(data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
-    """The final answer to CONNECT in ``data``: (status, headers, the bytes after its head), or
-    None while its head is incomplete. Interim (1xx) answers are skipped; a malformed head, or
-    one over ``MAX_HEAD``, is ``httpx.ProxyError``. (A 2xx answer to CONNECT has no body whatever
-    its headers say, RFC 9110 9.3.6: only the head is read.)"""
-    start = 0
-    while True:
-        end = data.find(b"\r\n\r\n", start)
-        if (end < 0 and len(data) - start > MAX_HEAD) or end + 4 - start > MAX_HEAD:
-            raise httpx.ProxyError(f"the proxy's answer to CONNECT has a header block over {MAX_HEAD} bytes")
-        if end < 0:
-            return None
-        head = _Head()
-        parser = httptools.HttpResponseParser(head)
-        try:
-            parser.feed_data(data[start : end + 4])
-        except httptools.HttpParserError as exc:
-            # past the head (llhttp pauses on a 101 or an Upgrade, or frets over a body): a
-            # CONNECT answer has no body, the head is what counts
-            if not head.complete:
-                raise httpx.ProxyError(f"malformed answer to CONNECT from the proxy: {exc}") from None
-        status = parser.get_status_code()
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class ConnectAnswer:
+    """The proxy's answer to CONNECT, read as it comes (``feed``). Interim (1xx) heads are parsed
+    once and dropped; the whole answer, interim heads included, is at most ``MAX_HEAD`` bytes, so
+    that a proxy sending interim answers without end is refused after 16 KiB, not buffered (and
+    parsed again from its first byte on every read) until the connect timeout."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # past the heads parsed so far
+        self._consumed = 0  # the interim heads' bytes, dropped
+
+    def feed(self, data: bytes) -> Answer | None:
+        """The final answer once complete: (status, headers, the bytes after its head), else None.
+        A malformed head, or an answer over ``MAX_HEAD``, is ``httpx.ProxyError``. (A 2xx answer
+        to CONNECT has no body whatever its headers say, RFC 9110 9.3.6: only the head is read.)"""
+        self._pending += data
+        while True:
+            end = self._pending.find(b"\r\n\r\n")
+            if self._consumed + (len(self._pending) if end < 0 else end + 4) > MAX_HEAD:
+                raise httpx.ProxyError(
+                    f"the proxy's answer to CONNECT (interim answers included) is over {MAX_HEAD} bytes"
+                )
+            if end < 0:
+                return None
+            status, headers = _parse_head(self._pending[: end + 4])
+            self._consumed += end + 4
+            self._pending = self._pending[end + 4 :]
+            if status >= 200 or status == 101:
+                return status, headers, self._pending
+
+
+def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
+    head = _Head()
+    parser = httptools.HttpResponseParser(head)
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserError as exc:
+        # past the head (llhttp pauses on a 101 or an Upgrade, or frets over a body): a CONNECT
+        # answer has no body, the head is what counts
         if not head.complete:
-            raise httpx.ProxyError("malformed answer to CONNECT from the proxy")
-        start = end + 4
-        if status >= 200 or status == 101:
-            return status, head.headers, data[start:]
+            raise httpx.ProxyError(f"malformed answer to CONNECT from the proxy: {exc}") from None
+    if not head.complete:
+        raise httpx.ProxyError("malformed answer to CONNECT from the proxy")
+    return parser.get_status_code(), head.headers
 
 
 class _Tunnel(asyncio.Protocol):
@@ -119,7 +139,7 @@ class _Tunnel(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, request: bytes, target: str) -> None:
         self._request = request
         self._target = target
-        self._data = b""
+        self._answer = ConnectAnswer()
         self._transport: asyncio.Transport | None = None
         self.established: asyncio.Future[None] = loop.create_future()
 
@@ -133,9 +153,8 @@ class _Tunnel(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()  # the TLS handshake then fails: ConnectError
             return
-        self._data += data
         try:
-            answer = connect_answer(self._data)
+            answer = self._answer.feed(data)
         except httpx.ProxyError as exc:
             self.established.set_exception(exc)
             return

@@ -83,15 +83,19 @@ async def test_https_targets_go_through_connect_verified_as_direct(
     assert set(proxy.authorizations) == {proxy.expected}
 
 
+@pytest.mark.parametrize("upper", [False, True], ids=["https", "HTTPS"])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_an_https_proxy_is_spoken_to_over_tls(
-    transport: str, origin: Server, tls: tuple[ssl.SSLContext, Path]
+    transport: str, upper: bool, origin: Server, tls: tuple[ssl.SSLContext, Path]
 ) -> None:
     """TLS to the proxy (verified, same trust), then CONNECT and TLS to the origin inside it; and
-    an http:// target in absolute form over the TLS connection to the proxy."""
+    an http:// target in absolute form over the TLS connection to the proxy. The scheme in any
+    case (before: ``HTTPS://`` on httpx's transport was verified with the system's CAs)."""
     context, ca = tls
     async with ForwardProxy(tls=context) as proxy, Server(keep_alive()) as plain:
-        http = build_http(_settings(transport, proxy.url(host="localhost"), ca_bundle=str(ca)))
+        url = proxy.url(host="localhost")
+        url = url.replace("https://", "HTTPS://") if upper else url
+        http = build_http(_settings(transport, url, ca_bundle=str(ca)))
         secure = await http.request("GET", httpx.URL(origin.url(host="localhost")))
         forwarded = await http.request("GET", httpx.URL(plain.url()))
         await http.aclose()
@@ -186,3 +190,53 @@ async def test_environment_https_proxy_takes_our_transport_through_connect(
         await http.aclose()
     assert proxied.status_code == 200
     assert proxy.lines == [b"CONNECT localhost:%d HTTP/1.1" % origin.port]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 100 Continue\r\n\r\n"], ids=["silent", "100 then silent"])
+async def test_a_proxy_silent_on_connect_is_not_sent_on_either_transport(
+    transport: str, answer: bytes
+) -> None:
+    """No answer to CONNECT in time (or an interim one, then none): the request never left, so a
+    POST is retryable, not ambiguous, on httpx's transport too (before: its ReadTimeout while
+    reading the proxy's answer counted as "may have reached the server")."""
+    async with ForwardProxy(connect_answer=answer) as proxy:
+        http = build_http(SuperMQSettings(transport=transport, proxy=proxy.url(USERINFO), timeout_s=0.3))
+        with pytest.raises(RetryableError) as failed:
+            await send(http, "POST", httpx.URL(f"https://127.0.0.1:{free_port()}/x"), "test", content=b"{}")
+        await http.aclose()
+    assert not isinstance(failed.value, AmbiguousError), failed.value
+    assert "timed out" in str(failed.value)
+    assert PASSWORD not in str(failed.value)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_silence_after_the_tunnel_is_up_stays_ambiguous(
+    transport: str, tls: tuple[ssl.SSLContext, Path]
+) -> None:
+    """The other side of it: through an established tunnel, a POST sent and never answered may
+    have reached the server."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    async with Server(silent, tls=tls[0]) as quiet, ForwardProxy() as proxy:
+        http = build_http(
+            SuperMQSettings(transport=transport, proxy=proxy.url(), timeout_s=0.3, ca_bundle=str(tls[1]))
+        )
+        with pytest.raises(AmbiguousError):
+            await send(http, "POST", httpx.URL(quiet.url(host="localhost")), "test", content=b"{}")
+        await http.aclose()
+
+
+async def test_a_proxy_closing_the_tunnel_during_tls_says_so() -> None:
+    """A 2xx to CONNECT, then the proxy hangs up: the TLS handshake fails with an exception that
+    has no text; the message says what happened instead of ending in ": " (not sent all the same)."""
+    async with ForwardProxy(connect_answer=b"HTTP/1.1 200 OK\r\n\r\n", hang_up=True) as proxy:
+        transport = Http1Transport(proxy=proxy.url(USERINFO))
+        request = httpx.Request("POST", f"https://127.0.0.1:{free_port()}/x", content=b"{}")
+        with pytest.raises(httpx.ConnectError, match=r"closed during the TLS handshake$") as failed:
+            await transport.handle_async_request(request)
+        await transport.aclose()
+    assert PASSWORD not in str(failed.value)

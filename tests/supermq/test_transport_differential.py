@@ -2,7 +2,7 @@
 parser) on a corpus of raw answers: Content-Length, chunked, close-delimited, interim answers,
 trailers and malformed ones. Each answer is served over loopback by a server that then closes;
 h11 reads the same bytes (in 4 KiB pieces, then the end). Both must give the same status, headers
-and body, or both refuse. The proxy path's answers to CONNECT too (tunnel.connect_answer against
+and body, or both refuse. The proxy path's answers to CONNECT too (tunnel.ConnectAnswer against
 h11 after a CONNECT request): the same status and headers, the same bytes left after a 2xx head,
 both waiting for more, or both refusing."""
 
@@ -17,7 +17,7 @@ import pytest
 
 from reactor.supermq.connection import MAX_HEAD
 from reactor.supermq.transport import Http1Transport
-from reactor.supermq.tunnel import connect_answer
+from reactor.supermq.tunnel import ConnectAnswer
 from tests.supermq.test_transport import Server, read_request
 
 Outcome = tuple[int, list[tuple[bytes, bytes]], bytes] | str
@@ -98,15 +98,19 @@ def _normal(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(n.lower(), v.lower() if n.lower() in framing else v) for n, v in headers]
 
 
+def _pieces(raw: bytes) -> list[bytes]:
+    """``raw`` in 4 KiB pieces, as both parsers read it."""
+    return [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+
+
 def h11_outcome(raw: bytes) -> Outcome:
     """What h11 reads from ``raw`` followed by the end of the connection."""
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
     conn.send(h11.EndOfMessage())
     status, headers, body = 0, [], b""
-    pieces = [raw[i : i + 4096] for i in range(0, len(raw), 4096)] + [b""]
     try:
-        for piece in pieces:
+        for piece in [*_pieces(raw), b""]:
             conn.receive_data(piece)
             while True:
                 event = conn.next_event()
@@ -166,7 +170,7 @@ async def test_our_parse_equals_h11s_or_both_refuse(served: Server, name: str) -
         assert mine == theirs
 
 
-# ---- the proxy path: answers to CONNECT (tunnel.connect_answer) against h11's ------------------
+# ---- the proxy path: answers to CONNECT (tunnel.ConnectAnswer) against h11's ------------------
 
 
 def _connect_corpus() -> dict[str, bytes]:
@@ -210,10 +214,6 @@ CONNECT_CORPUS = _connect_corpus()
 ConnectOutcome = tuple[int, list[tuple[bytes, bytes]], bytes | None] | str
 
 
-def _pieces(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
-
-
 def h11_connect_outcome(raw: bytes) -> ConnectOutcome:
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method="CONNECT", target="example.com:443", headers=[("Host", "example.com:443")]))
@@ -238,11 +238,10 @@ def h11_connect_outcome(raw: bytes) -> ConnectOutcome:
 
 def our_connect_outcome(raw: bytes) -> ConnectOutcome:
     """As the tunnel reads it: the bytes so far, piece by piece."""
-    data = b""
+    reader = ConnectAnswer()
     try:
         for piece in _pieces(raw):
-            data += piece
-            answer = connect_answer(data)
+            answer = reader.feed(piece)
             if answer is not None:
                 status, headers, rest = answer
                 return status, _normal(headers), rest if 200 <= status < 300 else None
