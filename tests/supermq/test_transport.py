@@ -220,6 +220,43 @@ async def test_timeouts_refusal_and_the_pool_bound() -> None:
     await one.aclose()
 
 
+def _delayed(delays: list[float]) -> Handler:
+    """Keep-alive: the n-th request answered after ``delays[n]`` seconds (never past the list)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for delay in delays:
+            await read_request(reader)
+            await asyncio.sleep(delay)
+            writer.write(OK)
+            await writer.drain()
+        await asyncio.sleep(30)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("first_read", "pause"),
+    [(5.0, 0.0), (0.2, 0.4)],  # an earlier exchange's longer timeout; its timer fired while idle
+)
+async def test_a_read_timeout_holds_on_a_reused_connection(first_read: float, pause: float) -> None:
+    """The read timer a connection keeps across its exchanges fires in time for the exchange at
+    hand, whatever the one before it set, and never early."""
+    one = Http1Transport(max_connections=1)
+    loop = asyncio.get_running_loop()
+    async with Server(_delayed([0.0, 0.35, 60.0])) as server:
+        assert (await call(one, "GET", server.url(), read=first_read)).status_code == 200
+        await asyncio.sleep(pause)
+        started = loop.time()  # answered after 0.35 s of silence, within its 0.5 s: no timeout
+        assert (await call(one, "GET", server.url(), read=0.5)).status_code == 200
+        assert loop.time() - started > 0.3
+        started = loop.time()
+        with pytest.raises(httpx.ReadTimeout):
+            await call(one, "GET", server.url(), read=0.3)
+        assert 0.25 < loop.time() - started < 1.0
+        assert server.connections == 1  # all three on the one kept-alive connection
+    await one.aclose()
+
+
 async def test_a_server_that_stops_reading_ends_in_a_write_timeout(transport: Http1Transport) -> None:
     async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
