@@ -64,6 +64,8 @@ class StepOutcome:
     skipped: bool = False
     params: Any = None
     secret_params: frozenset[str] = frozenset()
+    #: ``params`` are the action's static ones (validated at load, the same object every event).
+    static: bool = False
     #: Failed with the request perhaps acted on, and not sent again (the action is not repeatable).
     ambiguous: bool = False
 
@@ -291,6 +293,7 @@ class Executor:
                 status=exc.status,
                 params=params,
                 secret_params=secret,
+                static=action.static is not None,
                 ambiguous=ambiguous,
             )
         return StepOutcome(
@@ -305,13 +308,16 @@ class Executor:
             result=wrap_named(result, is_secret_key) if result else result,
             params=params,
             secret_params=secret,
+            static=action.static is not None,
         )
 
 
 def _inert(rule: Rule) -> RuleOutcome:
     """An inert rule's outcome: each action done, once, at once (what running it would say)."""
     steps = [
-        StepOutcome(a.id, a.type, True, 1, 0.0, params=a.static, secret_params=a.impl.secret_params)
+        StepOutcome(
+            a.id, a.type, True, 1, 0.0, params=a.static, secret_params=a.impl.secret_params, static=True
+        )
         for a in rule.actions
     ]
     return RuleOutcome(rule.name, steps)

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from reactor.delivery.executor import StepOutcome
 from reactor.delivery.outcome import Outcome
 from reactor.delivery.wal import off_the_loop
 from reactor.errors import SourceError
@@ -80,26 +81,26 @@ class AuditQuery:
         )
 
 
-#: The text of a step's parameters that were the same object on every event (an action's static
-#: parameters) and masked with no event secrets: (the parameters, their text) by id. The object is
-#: held, so its id is not reused while cached; bounded, cleared when full.
+#: The text of an action's static parameters (validated at load, the same object every event),
+#: masked with no event secrets: (the parameters, their text) by id. Parameters rendered per event
+#: are never cached (they would hold what events carry). The object is held, so its id is not
+#: reused while cached; bounded by the rules' actions, cleared when full (after reloads).
 _STATIC_PARAMS: dict[int, tuple[Any, str]] = {}
 _STATIC_PARAMS_MAX = 1024
 
 
-def _params(step_params: Any, secret: Iterable[str], secrets: frozenset[str]) -> str:
-    if step_params is None:
+def _params(step: StepOutcome, secrets: frozenset[str]) -> str:
+    if step.params is None:
         return "{}"
-    if secrets:
-        return _params_text(step_params, secret, secrets)
-    cached = _STATIC_PARAMS.get(id(step_params))
-    if cached is not None and cached[0] is step_params:
+    if secrets or not step.static:
+        return _params_text(step.params, step.secret_params, secrets)
+    cached = _STATIC_PARAMS.get(id(step.params))
+    if cached is not None and cached[0] is step.params:
         return cached[1]
-    text = _params_text(step_params, secret, secrets)
-    if isinstance(step_params, BaseModel):  # a rendered model: the action's static one, or new each time
-        if len(_STATIC_PARAMS) >= _STATIC_PARAMS_MAX:
-            _STATIC_PARAMS.clear()
-        _STATIC_PARAMS[id(step_params)] = (step_params, text)
+    text = _params_text(step.params, step.secret_params, secrets)
+    if len(_STATIC_PARAMS) >= _STATIC_PARAMS_MAX:
+        _STATIC_PARAMS.clear()
+    _STATIC_PARAMS[id(step.params)] = (step.params, text)
     return text
 
 
@@ -134,7 +135,7 @@ def rows_for(outcome: Outcome) -> list[AuditRow]:
                     rule.rule,
                     step.action_id,
                     step.type,
-                    _params(step.params, step.secret_params, secrets),
+                    _params(step, secrets),
                     result,
                     step.attempts,
                     round(step.duration_s * 1000, 3),

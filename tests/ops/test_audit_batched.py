@@ -8,8 +8,10 @@ transaction per batch also makes a batch all or nothing.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import sqlite3
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -76,10 +78,29 @@ def test_static_parameters_are_masked_by_the_secrets_of_each_event() -> None:
     )
     texts = []
     for event in (plain, plain, secret, plain):
-        step = StepOutcome("a", "log", ok=True, attempts=1, duration_s=0.0, params=params)
+        step = StepOutcome("a", "log", ok=True, attempts=1, duration_s=0.0, params=params, static=True)
         (row,) = rows_for(Outcome(Delivery("s", event.entry_id, {}), event, [RuleOutcome("r", [step])]))
         texts.append(row.params)
     assert texts[0] == texts[1] == texts[3]
     assert "kEy-77-secret-value" in texts[0]  # no secret of that event: the message as it is
     assert "kEy-77-secret-value" not in texts[2]
     assert "***" in texts[2]
+
+
+def test_rendered_parameters_are_not_kept_after_their_row() -> None:
+    """Only an action's static parameters (the same object every event) have their text reused:
+    parameters rendered per event are not held by the audit once their row is built (memory
+    bounded by the rules, not by what events carry)."""
+    decoder = Decoder()
+    payload = {"operation": "config.create", "thing_id": "t1"}
+    event = decoder.decode(payload, source="t", stream="s", entry_id="1-0")
+    kept = []
+    for i in range(50):
+        rendered = LogParams(message="x" * 10_000 + str(i))
+        step = StepOutcome("a", "log", ok=True, attempts=1, duration_s=0.0, params=rendered)
+        (row,) = rows_for(Outcome(Delivery("s", event.entry_id, {}), event, [RuleOutcome("r", [step])]))
+        assert row.params.endswith(f'{i}"}}')
+        kept.append(weakref.ref(rendered))
+        del rendered, step, row
+    gc.collect()
+    assert [r for r in kept if r() is not None] == []
