@@ -156,19 +156,24 @@ class SQLiteStateStore(StateStore):
         self._pending.append((event_key, step, text, time.time()))
         self._pending_by_event.setdefault(event_key, {})[step] = text
         if not self._commit_interval_s:
-            self._commit()
+            with contextlib.suppress(StateStoreError):  # pending: the next flush retries (and says)
+                self._commit()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._commit_interval_s, self._commit_on_time)
 
     async def flush(self) -> None:
+        self._commit()
+
+    def _commit(self) -> None:
+        """The pending records in one transaction; on an error (``StateStoreError``) they stay
+        pending, for the next commit."""
         try:
-            self._commit()
+            self._commit_pending()
         except sqlite3.Error as exc:
             raise StateStoreError(f"state store: committing completed steps: {exc}") from exc
 
-    def _commit(self) -> None:
-        """The pending records in one transaction; on an error they stay pending (next time)."""
+    def _commit_pending(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -194,7 +199,7 @@ class SQLiteStateStore(StateStore):
         """The interval's commit (a loop callback): on an error the records stay pending for the
         next ``flush``, which raises it if it persists."""
         self._timer = None
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(StateStoreError):
             self._commit()
 
     async def close(self) -> None:

@@ -1,0 +1,67 @@
+"""A commit of the SQLite state store that fails (a full disk, simulated with ``PRAGMA
+max_page_count``) is handled as README "Delivery contract" says on every path: the records stay
+pending for the next commit, the batch is acked all the same, ``state.commit_failed`` is logged;
+a trial mark waits the store out; the shutdown completes. Real SQLite files throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from reactor.delivery.state import SQLiteStateStore
+from reactor.errors import StateStoreError
+
+
+def _fill(store: SQLiteStateStore) -> None:
+    """The store's file can grow no more: a full disk."""
+    db = store._db
+    db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    for n in range(100_000):
+        try:
+            db.execute("INSERT INTO steps VALUES (?, ?, ?, ?)", (f"junk{n}", "s", "z" * 20, 1e12))
+        except sqlite3.OperationalError as exc:  # "database or disk is full"
+            if "full" not in str(exc):
+                raise
+            return
+    raise AssertionError("the file never filled")
+
+
+def _free(store: SQLiteStateStore) -> None:
+    store._db.execute("PRAGMA max_page_count=1000000")
+
+
+def _committed(path: Path, prefix: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM steps WHERE event LIKE ?", (f"{prefix}%",)).fetchone()[0])
+
+
+async def _full_store(path: Path, interval_s: float) -> SQLiteStateStore:
+    store = SQLiteStateStore(path, 3600, None, interval_s)
+    await store.record("seed", "r", "a", 1)
+    await store.flush()
+    _fill(store)
+    return store
+
+
+@pytest.mark.parametrize("interval_s", [0, 0.005])
+async def test_records_stay_pending_after_a_failed_commit_and_are_committed_once_space_is_freed(
+    tmp_path: Path, interval_s: float
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = await _full_store(path, interval_s)
+    try:
+        for n in range(50):
+            await store.record(f"e{n}", "r", "a", {"pad": "y" * 300})  # interval 0: no raw sqlite error
+        await asyncio.sleep(0.02)  # the interval's commit, failed
+        with pytest.raises(StateStoreError, match="full"):
+            await store.flush()
+        assert (await store.completed("e49")) == {"r/a": {"pad": "y" * 300}}
+        assert _committed(path, "e") == 0
+        _free(store)
+        await store.flush()
+        assert _committed(path, "e") == 50
+    finally:
+        await store.close()
