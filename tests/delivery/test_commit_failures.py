@@ -8,11 +8,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from reactor.app import Reactor
 from reactor.delivery.state import SQLiteStateStore
 from reactor.errors import StateStoreError
+from reactor.ops.logging import get_logger
+from reactor.sources.memory import MemorySource
+from tests.delivery.test_group_commit import _hook, _settings
 
 
 def _fill(store: SQLiteStateStore) -> None:
@@ -65,3 +71,40 @@ async def test_records_stay_pending_after_a_failed_commit_and_are_committed_once
         assert _committed(path, "e") == 50
     finally:
         await store.close()
+
+
+def _record_close(store: Any, name: str, closed: list[str]) -> None:
+    close = store.close
+
+    async def recorded() -> None:
+        closed.append(name)
+        await close()
+
+    store.close = recorded
+
+
+def _events(n: int) -> list[tuple[str, dict[str, str]]]:
+    return [("gf.bootstrap", {"operation": "config.update", "thing_id": f"d{k}"}) for k in range(n)]
+
+
+@pytest.mark.parametrize("interval_ms", [0, 5])
+async def test_a_full_disk_differs_between_intervals_only_in_speed(tmp_path: Path, interval_ms: int) -> None:
+    """Interval 0 commits in ``record``: a failure there is no ``internal_error`` dead letter; the
+    events are acted on and acked, ``state.commit_failed`` logged, and the daemon stops cleanly."""
+    async with _hook() as hook:
+        hook.release.set()
+        settings = _settings(tmp_path, "gf.bootstrap", hook.url, commit_interval_ms=interval_ms)
+        state = await _full_store(tmp_path / "state.sqlite3", interval_ms / 1000)
+        source = MemorySource(_events(5))
+        settings = settings.model_copy(update={"source": "memory"})
+        reactor = Reactor.build(settings, source, get_logger("t"), state=state)
+        closed: list[str] = []
+        for name in ("audit", "gates"):
+            _record_close(getattr(reactor, name), name, closed)
+        with capture_logs() as logs:
+            await asyncio.wait_for(reactor.run(asyncio.Event()), 20)
+    assert source.dead_letters == []
+    assert len(source.acked) == 5
+    assert hook.count("second") == 5
+    assert any(e["event"] == "state.commit_failed" for e in logs), logs
+    assert closed == ["audit", "gates"]  # after the store's failed last commit
