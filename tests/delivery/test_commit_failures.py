@@ -17,6 +17,7 @@ from reactor.app import Reactor
 from reactor.delivery.state import SQLiteStateStore
 from reactor.errors import StateStoreError
 from reactor.ops.logging import get_logger
+from reactor.sources.base import Delivery
 from reactor.sources.memory import MemorySource
 from tests.delivery.test_group_commit import _hook, _settings
 
@@ -108,3 +109,30 @@ async def test_a_full_disk_differs_between_intervals_only_in_speed(tmp_path: Pat
     assert hook.count("second") == 5
     assert any(e["event"] == "state.commit_failed" for e in logs), logs
     assert closed == ["audit", "gates"]  # after the store's failed last commit
+
+
+async def test_an_entry_run_alone_waits_out_a_full_disk_and_runs_once_it_is_freed(tmp_path: Path) -> None:
+    """The trial mark (``begin_trial``) must be durable before the entry runs alone: a commit that
+    fails is waited out like a state store outage (``state.unavailable``), never the reader's death."""
+    async with _hook() as hook:
+        hook.release.set()
+        settings = _settings(tmp_path, "gf.bootstrap", hook.url).model_copy(update={"source": "memory"})
+        state = await _full_store(tmp_path / "state.sqlite3", 0.005)
+        source = MemorySource([])
+        payload = {"operation": "config.update", "thing_id": "d0"}
+        source.add_delivery(
+            Delivery("gf.bootstrap", "1-0", payload, deliveries=settings.worker.max_deliveries + 1)
+        )
+        reactor = Reactor.build(settings, source, get_logger("t"), state=state)
+        with capture_logs() as logs:
+            run = asyncio.create_task(reactor.run(asyncio.Event()))
+            async with asyncio.timeout(10):
+                while not any(e["event"] == "state.unavailable" for e in logs):
+                    assert not run.done(), logs
+                    await asyncio.sleep(0.05)
+            assert hook.count("first") == 0  # not run before its mark is durable
+            _free(state)
+            await asyncio.wait_for(run, 20)
+    assert len(source.acked) == 1
+    assert hook.count("second") == 1
+    assert source.dead_letters == []
