@@ -337,7 +337,7 @@ class Worker:
     async def _retrying_state(self, call: Callable[[], Awaitable[T]]) -> T:
         """A trial's call to the state store, waited out through an outage or a commit that
         fails (a full disk), logged ``state.unavailable``; ``StoppedError`` once stopped."""
-        errors = (StateStoreError, *self._recoverable)
+        errors: tuple[type[Exception], ...] = (StateStoreError, *self._recoverable)
         return await Backoff(self._stop).retry(call, errors, self._warn("state.unavailable"))
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
