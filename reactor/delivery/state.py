@@ -92,6 +92,11 @@ class StateStore(ABC):
         """Remember that a step completed: seen by ``completed`` at once, durable once ``flush``
         returns (or sooner: Redis and memory at once)."""
 
+    async def accepting(self) -> None:  # noqa: B027 - optional
+        """Called before a step with an effect runs: ``StateStoreError`` when the backend holds
+        as many uncommitted records as it may and cannot commit them (the worker waits it out as
+        an outage; no record is dropped, a dropped one would run its step again)."""
+
     async def flush(self) -> None:  # noqa: B027 - optional
         """Make every step recorded so far durable (the settler calls it before the acks of a
         batch); ``StateStoreError`` when the backend refuses (the steps stay pending)."""
@@ -121,6 +126,9 @@ class SQLiteStateStore(StateStore):
     in another process) never waits on ours. ``commit_interval_s = 0``: each record at once."""
 
     _PRUNE_EVERY = 1000
+    #: Uncommitted records held at most while commits fail (then ``accepting`` refuses); past it
+    #: only by the steps already running (at most ``worker.max_in_flight``).
+    MAX_PENDING = 10_000
     _INSERT = "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)"
 
     def __init__(
@@ -141,6 +149,7 @@ class SQLiteStateStore(StateStore):
         self._writes = 0
         self._commit_interval_s = commit_interval_s
         self._pending: list[tuple[str, str, str, float]] = []
+        self._max_pending = self.MAX_PENDING
         self._pending_by_event: dict[str, dict[str, str]] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -162,6 +171,10 @@ class SQLiteStateStore(StateStore):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._commit_interval_s, self._commit_on_time)
 
+    async def accepting(self) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._commit()
+
     async def flush(self) -> None:
         self._commit()
 
@@ -180,6 +193,8 @@ class SQLiteStateStore(StateStore):
         if not self._pending:
             return
         rows = self._pending
+        if self._db.in_transaction:  # a ROLLBACK that failed: BEGIN would fail for good
+            self._db.execute("ROLLBACK")
         self._db.execute("BEGIN")
         try:
             self._db.executemany(self._INSERT, rows)

@@ -136,3 +136,60 @@ async def test_an_entry_run_alone_waits_out_a_full_disk_and_runs_once_it_is_free
     assert len(source.acked) == 1
     assert hook.count("second") == 1
     assert source.dead_letters == []
+
+
+async def test_a_transaction_left_open_does_not_block_every_later_commit(tmp_path: Path) -> None:
+    """A ROLLBACK that failed leaves the connection in a transaction: the next BEGIN must not
+    fail for good ("cannot start a transaction within a transaction")."""
+    path = tmp_path / "state.sqlite3"
+    store = SQLiteStateStore(path, 3600, None, 0.005)
+    try:
+        store._db.execute("BEGIN")  # as a failed ROLLBACK leaves it
+        await store.record("e0", "r", "a", 1)
+        await store.flush()
+        assert _committed(path, "e") == 1
+    finally:
+        await store.close()
+
+
+async def test_pending_records_are_bounded_and_the_store_is_waited_out_when_full(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = await _full_store(path, 0.005)
+    store._max_pending = 3
+    try:
+        for n in range(3):
+            await store.accepting()
+            await store.record(f"e{n}", "r", "a", n)
+        with pytest.raises(StateStoreError, match="full"):
+            await store.accepting()  # no more actions until the store takes what it holds
+        assert len(store._pending) == 3  # none dropped
+        _free(store)
+        await store.accepting()
+        assert _committed(path, "e") == 3
+    finally:
+        await store.close()
+
+
+async def test_the_daemon_stops_acting_at_the_bound_and_runs_no_step_twice(tmp_path: Path) -> None:
+    async with _hook() as hook:
+        hook.release.set()
+        settings = _settings(tmp_path, "gf.bootstrap", hook.url).model_copy(update={"source": "memory"})
+        state = await _full_store(tmp_path / "state.sqlite3", 0.005)
+        state._max_pending = 4
+        source = MemorySource(_events(20))
+        reactor = Reactor.build(settings, source, get_logger("t"), state=state)
+        with capture_logs() as logs:
+            run = asyncio.create_task(reactor.run(asyncio.Event()))
+            async with asyncio.timeout(10):
+                while not any(e["event"] == "state.unavailable" for e in logs):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            held = sum(hook.calls.values())
+            await asyncio.sleep(0.5)
+            assert sum(hook.calls.values()) == held < 40, hook.calls  # acting stopped at the bound
+            assert len(state._pending) <= 4 + 20  # the bound, past it by the steps then running
+            _free(state)
+            await asyncio.wait_for(run, 30)
+    assert len(source.acked) == 20
+    assert source.dead_letters == []
+    assert set(hook.calls.values()) == {1}, hook.calls  # no step ran twice
