@@ -1,7 +1,10 @@
 """The settler: finished events are settled together, dead-letter records and acks in one call to
 the source, every ``settle_interval_ms`` (or as soon as a batch is full); then counted, observed
-(logs, metrics) and handed to the sinks (the audit trail). Nothing is acked before this, nor
-before the state store made the batch's completed steps durable (``before_ack``)."""
+(logs, metrics) and handed to the sinks (the audit trail), whatever the observers did. Nothing is
+acked before this, nor before the state store was asked to make the batch's completed steps
+durable (``before_ack``); a commit that fails there (a full disk) is logged as
+``state.commit_failed`` and the batch acked all the same: the records stay pending for the next
+commit, and until one succeeds a crash repeats those steps on redelivery."""
 
 from __future__ import annotations
 

@@ -9,9 +9,12 @@ The window that remains: a crash after an action's effect and before its record 
 repeats that one action on redelivery. SuperMQ's APIs take no idempotency key, so it cannot be
 closed from here; the shipped actions are idempotent where SuperMQ allows (merge patches, states,
 409 on connect). SQLite commits records in groups: at ``flush``, which the settler calls before it
-acks a batch, and at most ``state.commit_interval_ms`` after a record. A step is so durable no
-later than the ack of its event, and a step whose event still runs, that interval after it
-completed at the latest (README, "Delivery contract").
+acks a batch, and ``state.commit_interval_ms`` after a record (plus any stall of the event loop).
+A step is so durable no later than the ack of its event, and a step whose event still runs, that
+interval after it completed, unless the commit fails (a full disk): then the batch is acked all
+the same, the records stay pending for the next commit (bounded: ``accepting`` refuses at
+``MAX_PENDING``), and a crash before one succeeds repeats them on redelivery (README, "Delivery
+contract").
 """
 
 from __future__ import annotations
