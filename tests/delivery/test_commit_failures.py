@@ -193,3 +193,32 @@ async def test_the_daemon_stops_acting_at_the_bound_and_runs_no_step_twice(tmp_p
     assert len(source.acked) == 20
     assert source.dead_letters == []
     assert set(hook.calls.values()) == {1}, hook.calls  # no step ran twice
+
+
+async def test_batches_acked_over_failed_commits_keep_their_records_until_space_is_freed(
+    tmp_path: Path,
+) -> None:
+    """The real store's case of test_group_commit's ``_Refusing``: a batch acked over a failed
+    commit keeps its records, and the next batch's commit, once space is freed, takes them."""
+    async with _hook() as hook:
+        hook.release.set()
+        settings = _settings(tmp_path, "gf.bootstrap", hook.url).model_copy(update={"source": "memory"})
+        path = tmp_path / "state.sqlite3"
+        state = await _full_store(path, 0.005)
+        source = MemorySource([])
+        reactor = Reactor.build(settings, source, get_logger("t"), state=state)
+        await source.start()
+        try:
+            with capture_logs() as logs:
+                for n in range(5):
+                    source.add("gf.bootstrap", {"operation": "config.update", "thing_id": f"d{n}"})
+                await reactor.worker.process(await source.read(10, 10))
+            assert len(source.acked) == 5
+            assert any(e["event"] == "state.commit_failed" for e in logs), logs
+            assert _committed(path, "gf.bootstrap") == 0
+            _free(state)
+            source.add("gf.bootstrap", {"operation": "config.update", "thing_id": "d5"})
+            await reactor.worker.process(await source.read(10, 10))
+            assert _committed(path, "gf.bootstrap") == 12  # 6 events x 2 steps
+        finally:
+            await state.close()
