@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
+import structlog
 
 from reactor.app import Reactor
 from reactor.ops.logging import configure_logging, get_logger
@@ -30,11 +31,12 @@ def _closed_pipe() -> TextIO:
 @pytest.fixture(params=["dev-full", "closed-pipe"])
 def broken_log(request: pytest.FixtureRequest) -> Iterator[TextIO]:
     stream = open("/dev/full", "w") if request.param == "dev-full" else _closed_pipe()  # noqa: SIM115
+    before = structlog.get_config()
     configure_logging("INFO", "json", stream)
     try:
         yield stream
     finally:
-        configure_logging("ERROR", "json")
+        structlog.configure(**before)  # what the other tests run with (their capture sees warnings)
         with contextlib.suppress(OSError):
             stream.close()
 
