@@ -35,7 +35,7 @@ from reactor.delivery.retry import RetryPolicy
 from reactor.delivery.settler import Observer
 from reactor.delivery.state import MemoryStateStore, RedisStateStore, SQLiteStateStore, StateStore
 from reactor.delivery.worker import Worker
-from reactor.errors import ActionError, ConfigError, SourceError
+from reactor.errors import ActionError, ConfigError, SourceError, StateStoreError
 from reactor.events.decode import Decoder
 from reactor.events.echoes import Echoes
 from reactor.ops.audit import AuditStore, MemoryAudit, RedisAudit, SQLiteAudit, keep_pruned
@@ -262,11 +262,22 @@ class Reactor:
             await self.client.aclose()
             if self.client.echoes is not None:
                 await self.client.echoes.close()
+            await self._close_stores()
+
+    async def _close_stores(self) -> None:
+        """The state store's last commit, then the audit trail and the gates, closed whatever it
+        did: a failed commit is one line (its records run again on redelivery, as after a crash)."""
+        try:
             await self.state.close()
-            if self.audit is not None:
-                await self.audit.close()
-            if self.gates is not None:
-                await self.gates.close()
+        except StateStoreError as exc:
+            await self.worker.logger.aerror("state.commit_failed", error=str(exc), at="close")
+        finally:
+            try:
+                if self.audit is not None:
+                    await self.audit.close()
+            finally:
+                if self.gates is not None:
+                    await self.gates.close()
 
     async def _log_profile(self) -> None:
         """Say which API profile is in use (``auto``: what /health showed; asked again later if

@@ -235,6 +235,8 @@ class Executor:
                 )
                 results[action.id] = previous
                 continue
+            if self._state is not None and action.impl.has_effect:
+                await self._state.accepting()  # StateStoreError: waited out before the effect
             step = await self._run_action(action, rule, event, ctx, policy)
             outcome.steps.append(step)
             if not step.ok:

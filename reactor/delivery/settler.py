@@ -1,15 +1,20 @@
 """The settler: finished events are settled together, dead-letter records and acks in one call to
 the source, every ``settle_interval_ms`` (or as soon as a batch is full); then counted, observed
-(logs, metrics) and handed to the sinks (the audit trail). Nothing is acked before this, nor
-before the state store made the batch's completed steps durable (``before_ack``)."""
+(logs, metrics) and handed to the sinks (the audit trail), whatever the observers did. Nothing is
+acked before this, nor before the state store was asked to make the batch's completed steps
+durable (``before_ack``); a commit that fails there (a full disk) is logged as
+``state.commit_failed`` and the batch acked all the same: the records stay pending for the next
+commit, and until one succeeds a crash repeats those steps on redelivery."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -23,6 +28,8 @@ from reactor.sources.base import Source
 Observer = Callable[[Outcome], None]
 Sink = Callable[[Sequence[Outcome]], Awaitable[None]]
 #: A source call retried with backoff through an outage (``StoppedError`` once the event is set).
+#: How often, at most, a log output that cannot be written is said on stderr.
+_BROKEN_LOG_NOTE_S = 60.0
 Retrying = Callable[[Callable[[], Awaitable[None]], str, asyncio.Event], Awaitable[None]]
 
 
@@ -69,6 +76,7 @@ class Settler:
         self._settling_since: float | None = None
         self._stop = asyncio.Event()  # the daemon's, once running; never set for process()
         self.counters = Counters()
+        self._log_broken_at = -_BROKEN_LOG_NOTE_S
 
     def start(self, stop: asyncio.Event) -> None:
         self._stop = stop
@@ -114,18 +122,42 @@ class Settler:
             self._settling_since = None
         if not settled:
             return
-        for item in items:
-            self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
-            self._count(item.outcome)
-            self._observe(item.outcome)
-        self._flush_observers()
-        self._room.set()
+        try:
+            for item in items:
+                self._in_flight.pop((item.outcome.delivery.stream, item.outcome.delivery.entry_id), None)
+                self._count(item.outcome)
+                self._observe(item.outcome)
+            self._flush_observers()
+            self._room.set()
+        finally:  # the audit trail of an acked batch, whatever the observers did
+            await self._sink([i.outcome for i in items])
+
+    async def _sink(self, outcomes: list[Outcome]) -> None:
         for sink in self._sinks:
             try:
-                await sink([i.outcome for i in items])
+                await sink(outcomes)
             except Exception as exc:
-                await self.logger.aerror(
-                    "worker.sink_failed", sink=getattr(sink, "__qualname__", str(sink)), error=str(exc)
+                self._log(
+                    "error",
+                    "worker.sink_failed",
+                    sink=getattr(sink, "__qualname__", str(sink)),
+                    error=str(exc),
+                )
+
+    def _log(self, level: str, event: str, **fields: Any) -> None:
+        """A line of the settler's own: a log output that cannot be written (a full disk, a closed
+        pipe) never stops it; said on stderr at most once per ``_BROKEN_LOG_NOTE_S``."""
+        try:
+            getattr(self.logger, level)(event, **fields)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._log_broken_at < _BROKEN_LOG_NOTE_S:
+                return
+            self._log_broken_at = now
+            with contextlib.suppress(Exception):
+                print(
+                    f"reactor: log output failed, lines are lost: {type(exc).__name__}: {exc}",
+                    file=sys.stderr,
                 )
 
     async def _settle(self, items: list[Item], stop: asyncio.Event) -> bool:
@@ -136,11 +168,11 @@ class Settler:
             try:
                 await self._before_ack()
             except StateStoreError as exc:  # the ack itself keeps a finished event from running again
-                await self.logger.aerror("state.commit_failed", error=str(exc), entries=len(done))
+                self._log("error", "state.commit_failed", error=str(exc), entries=len(done))
         try:
             await self._retrying(lambda: self._source.settle(done, dead), "source.settle_failed", stop)
         except StoppedError as exc:
-            await self.logger.aerror("source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
+            self._log("error", "source.settle_abandoned", error=str(exc.__cause__), entries=len(done))
             for d in done:  # left pending: redelivered on the next start
                 self._in_flight.pop((d.stream, d.entry_id), None)
             return False
@@ -152,7 +184,8 @@ class Settler:
             try:
                 observer(outcome)
             except Exception as exc:
-                self.logger.error(
+                self._log(
+                    "error",
                     "worker.observer_failed",
                     observer=getattr(observer, "__qualname__", type(observer).__name__),
                     stream=outcome.delivery.stream,
@@ -169,7 +202,8 @@ class Settler:
             try:
                 flush()
             except Exception as exc:
-                self.logger.error(
+                self._log(
+                    "error",
                     "worker.observer_failed",
                     observer=getattr(observer, "__qualname__", type(observer).__name__),
                     error=f"{type(exc).__name__}: {exc}",

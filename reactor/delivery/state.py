@@ -9,9 +9,12 @@ The window that remains: a crash after an action's effect and before its record 
 repeats that one action on redelivery. SuperMQ's APIs take no idempotency key, so it cannot be
 closed from here; the shipped actions are idempotent where SuperMQ allows (merge patches, states,
 409 on connect). SQLite commits records in groups: at ``flush``, which the settler calls before it
-acks a batch, and at most ``state.commit_interval_ms`` after a record. A step is so durable no
-later than the ack of its event, and a step whose event still runs, that interval after it
-completed at the latest (README, "Delivery contract").
+acks a batch, and ``state.commit_interval_ms`` after a record (plus any stall of the event loop).
+A step is so durable no later than the ack of its event, and a step whose event still runs, that
+interval after it completed, unless the commit fails (a full disk): then the batch is acked all
+the same, the records stay pending for the next commit (bounded: ``accepting`` refuses at
+``MAX_PENDING``), and a crash before one succeeds repeats them on redelivery (README, "Delivery
+contract").
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ class StateStore(ABC):
         """Remember that a step completed: seen by ``completed`` at once, durable once ``flush``
         returns (or sooner: Redis and memory at once)."""
 
+    async def accepting(self) -> None:  # noqa: B027 - optional
+        """Called before a step with an effect runs: ``StateStoreError`` when the backend holds
+        as many uncommitted records as it may and cannot commit them (the worker waits it out as
+        an outage; no record is dropped, a dropped one would run its step again)."""
+
     async def flush(self) -> None:  # noqa: B027 - optional
         """Make every step recorded so far durable (the settler calls it before the acks of a
         batch); ``StateStoreError`` when the backend refuses (the steps stay pending)."""
@@ -121,6 +129,9 @@ class SQLiteStateStore(StateStore):
     in another process) never waits on ours. ``commit_interval_s = 0``: each record at once."""
 
     _PRUNE_EVERY = 1000
+    #: Uncommitted records held at most while commits fail (then ``accepting`` refuses); past it
+    #: only by the steps already running (at most ``worker.max_in_flight``).
+    MAX_PENDING = 10_000
     _INSERT = "INSERT OR REPLACE INTO steps (event, step, result, at) VALUES (?, ?, ?, ?)"
 
     def __init__(
@@ -141,6 +152,7 @@ class SQLiteStateStore(StateStore):
         self._writes = 0
         self._commit_interval_s = commit_interval_s
         self._pending: list[tuple[str, str, str, float]] = []
+        self._max_pending = self.MAX_PENDING
         self._pending_by_event: dict[str, dict[str, str]] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -156,25 +168,36 @@ class SQLiteStateStore(StateStore):
         self._pending.append((event_key, step, text, time.time()))
         self._pending_by_event.setdefault(event_key, {})[step] = text
         if not self._commit_interval_s:
-            self._commit()
+            with contextlib.suppress(StateStoreError):  # pending: the next flush retries (and says)
+                self._commit()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._commit_interval_s, self._commit_on_time)
 
-    async def flush(self) -> None:
-        try:
+    async def accepting(self) -> None:
+        if len(self._pending) >= self._max_pending:
             self._commit()
+
+    async def flush(self) -> None:
+        self._commit()
+
+    def _commit(self) -> None:
+        """The pending records in one transaction; on an error (``StateStoreError``) they stay
+        pending, for the next commit."""
+        try:
+            self._commit_pending()
         except sqlite3.Error as exc:
             raise StateStoreError(f"state store: committing completed steps: {exc}") from exc
 
-    def _commit(self) -> None:
-        """The pending records in one transaction; on an error they stay pending (next time)."""
+    def _commit_pending(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._pending:
             return
         rows = self._pending
+        if self._db.in_transaction:  # a ROLLBACK that failed: BEGIN would fail for good
+            self._db.execute("ROLLBACK")
         self._db.execute("BEGIN")
         try:
             self._db.executemany(self._INSERT, rows)
@@ -194,7 +217,7 @@ class SQLiteStateStore(StateStore):
         """The interval's commit (a loop callback): on an error the records stay pending for the
         next ``flush``, which raises it if it persists."""
         self._timer = None
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(StateStoreError):
             self._commit()
 
     async def close(self) -> None:

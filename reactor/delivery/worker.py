@@ -301,7 +301,7 @@ class Worker:
         item = Item(Outcome(delivery, None))
         self._in_flight[(delivery.stream, delivery.entry_id)] = item
         key = delivery.key
-        if await self._retrying(lambda: self._executor.trial_begun(key), "state.unavailable", self._stop):
+        if await self._retrying_state(lambda: self._executor.trial_begun(key)):
             limit = self._settings.max_deliveries
             reason = (
                 f"delivered {delivery.deliveries} times (max_deliveries {limit}),"
@@ -311,7 +311,7 @@ class Worker:
             self.settler.finish(item)
             return item
         async with self._solo.alone():
-            await self._retrying(lambda: self._executor.begin_trial(key), "state.unavailable", self._stop)
+            await self._retrying_state(lambda: self._executor.begin_trial(key))
             await self.logger.awarning(
                 "worker.run_alone",
                 stream=delivery.stream,
@@ -331,8 +331,14 @@ class Worker:
         settled = (delivery.stream, delivery.entry_id) not in self._in_flight
         if settled or self._stop.is_set():  # settled, or stopped on purpose: it killed nothing
             with contextlib.suppress(StoppedError, *self._recoverable):
-                await self._retrying(lambda: self._executor.end_trial(key), "state.unavailable", self._stop)
+                await self._retrying_state(lambda: self._executor.end_trial(key))
         return item
+
+    async def _retrying_state(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A trial's call to the state store, waited out through an outage or a commit that
+        fails (a full disk), logged ``state.unavailable``; ``StoppedError`` once stopped."""
+        errors: tuple[type[Exception], ...] = (StateStoreError, *self._recoverable)
+        return await Backoff(self._stop).retry(call, errors, self._warn("state.unavailable"))
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], failed: str, stop: asyncio.Event) -> T:
         """A source call, retried with backoff through an outage; ``StoppedError`` once ``stop`` is set."""

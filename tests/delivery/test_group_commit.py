@@ -273,7 +273,8 @@ async def test_checkpoints_of_the_shared_file_are_a_thread_s_not_the_committing_
 
 
 class _Refusing(MemoryStateStore):
-    """Records, but every commit fails (a full disk)."""
+    """Records, but every commit fails (a full disk); the real SQLite store's case is in
+    test_commit_failures.py."""
 
     flushes = 0
 
