@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +21,18 @@ SHARED = REPO.parent / "shared"
 
 
 REDIS_URL = os.environ.get("REACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Each test gets the logging configuration the one before found: a test that configures
+    logging (a level, a stream) leaves no filter behind for the tests that capture warnings."""
+    from reactor.ops import logging as reactor_logging
+
+    before, chain = structlog.get_config(), reactor_logging._JSON_CHAIN
+    yield
+    structlog.configure(**before)
+    reactor_logging._JSON_CHAIN = chain
 
 
 def shared(*parts: str) -> Path:
