@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
+import os
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.common import ROOT, DeployedLog, Result, deployed_settings, spread
+from bench import affinity
+from bench import onboarding_figures as figures
+from bench.common import ROOT, DeployedLog, Result, deployed_settings
 from bench.mainflux_fleet import (
     ACTIVATE,
-    LOGIN,
     Admin,
     Fleet,
     FleetError,
@@ -72,11 +74,6 @@ class OnboardingError(Exception):
     """The reactor did not onboard every device (or the platform did not say so)."""
 
 
-def _q(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def run(devices: int = DEVICES, repeats: int = REPEATS) -> Result:
     """The section: measured, or "not measured" with the reason, or failed with the count."""
     try:
@@ -111,6 +108,8 @@ def not_measured(reason: str) -> Result:
 
 class Rounds:
     """Both sides' runs against one deployment, in turns."""
+
+    concurrency = CONCURRENCY
 
     def __init__(self, deployment: Deployment, admin: Admin, log: DeployedLog, tmp: Path) -> None:
         self.d = deployment
@@ -261,103 +260,100 @@ async def _last_id(events_url: str) -> str:
 
 
 async def measure(deployment: Deployment, devices: int, repeats: int) -> Result:
+    """Both configurations against one deployment: shared cores first, then pinned."""
     urls = Urls(deployment.url("users"), deployment.url("things"), deployment.url("bootstrap"))
     async with Admin(urls, ADMIN_EMAIL, ADMIN_SECRET) as admin:
         with tempfile.TemporaryDirectory() as tmp:
             log = DeployedLog(Path(tmp))
             try:
-                rounds = Rounds(deployment, admin, log, Path(tmp))
-                warm = max(5, devices // 10)
-                await rounds.bare_side(warm)  # warm-up, untimed: connections, caches, plans
-                await rounds.reactor_side(warm)
-                rounds.timings = Timings()
-                await rounds.turns(devices, repeats)
+                shared = await _configuration(Rounds(deployment, admin, log, Path(tmp)), devices, repeats)
+                pinned = await _pinned(Rounds(deployment, admin, log, Path(tmp)), devices, repeats)
             finally:
                 log.close()
-    return _result(rounds, devices, repeats)
+    return _result(shared, pinned, devices, repeats)
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in runs))
+async def _configuration(rounds: Rounds, devices: int, repeats: int) -> Rounds:
+    warm = max(5, devices // 10)
+    await rounds.bare_side(warm)  # warm-up, untimed: connections, caches, plans
+    await rounds.reactor_side(warm)
+    rounds.timings = Timings()
+    await rounds.turns(devices, repeats)
+    return rounds
 
 
-def _walls(runs: list[dict[str, Any]]) -> str:
-    return spread([r["wall"] for r in runs], "s", 2)
+async def _pinned(rounds: Rounds, devices: int, repeats: int) -> Pinned | str:
+    """The same rounds with the platform's processes on CPU 0 and this one on CPU 1 (the reason
+    instead where affinity is not available)."""
+    why = affinity.unavailable()
+    if why is not None:
+        return why
+    platform = [p.pid for p in rounds.d.procs.values()]
+    with affinity.pinned(platform) as pinning:
+        await _configuration(rounds, devices, repeats)
+        held = all(pinning.on(pid, affinity.PLATFORM_CPU) for pid in platform) and pinning.on(
+            os.getpid(), affinity.CLIENT_CPU
+        )
+    return Pinned(rounds, pinning, held)
 
 
-def _result(rounds: Rounds, devices: int, repeats: int) -> Result:
-    bare = min(r["wall"] for r in rounds.bare)
-    ours = min(r["wall"] for r in rounds.ours)
-    ratio = bare / ours
-    per_round = sorted(b["wall"] / o["wall"] for b, o in zip(rounds.bare, rounds.ours, strict=True))
-    figures = {
-        "bare aiohttp (the rule's calls)": (
-            f"{bare:.2f} s, {devices / bare:,.0f} devices/s ({_walls(rounds.bare)})"
+@dataclass
+class Pinned:
+    rounds: Rounds
+    pinning: affinity.Pinning
+    held: bool  # every thread still on its CPU at the end
+
+    def figures(self, devices: int) -> dict[str, str]:
+        p = self.pinning.pinned
+        return {
+            PINNED: (
+                f"the platform's {len(self.rounds.d.procs)} processes (its Go services, its private Redis: "
+                f"{p.get(affinity.PLATFORM_CPU, 0)} threads) on CPU {affinity.PLATFORM_CPU}, this process "
+                f"(the reactor or the bare script; {p.get(affinity.CLIENT_CPU, 0)} threads) on CPU "
+                f"{affinity.CLIENT_CPU}, restored afterwards; PostgreSQL (the machine's shared service) "
+                f"left unpinned; every thread still on its CPU at the end: {'yes' if self.held else 'NO'}"
+            ),
+            **figures.configuration(self.rounds, devices, "pinned: "),
+        }
+
+
+PINNED = "pinned configuration (the reactor alone on its core: a host of its own)"
+SHARED = "shared-cores configuration (the figures above)"
+
+
+def _result(shared: Rounds, pinned: Pinned | str, devices: int, repeats: int) -> Result:
+    """The headline is the pinned ratio where it was measured: the reactor alone on its core
+    models its own host, as deployed; the shared-cores figures stay beside it."""
+    shared_ratio = figures.ratio(shared)
+    out = {
+        **figures.configuration(shared, devices),
+        SHARED: (
+            "the platform's processes, PostgreSQL and this process on both CPUs as the machine "
+            "schedules them: the reactor's CPU is taken from the platform's"
         ),
-        "reactor as deployed": (f"{ours:.2f} s, {devices / ours:,.0f} devices/s ({_walls(rounds.ours)})"),
-        "ratio per round (the runs taken in turns)": (
-            f"median {statistics.median(per_round):.3f}, {per_round[0]:.3f} to {per_round[-1]:.3f}"
-        ),
-        **_platform_figures(rounds, devices),
-        **_reactor_figures(rounds, devices),
+    }
+    if isinstance(pinned, Pinned):
+        out.update(pinned.figures(devices))
+        ratio = figures.ratio(pinned.rounds)
+        headline = f"the pinned ratio; the shared-cores one beside it is {shared_ratio:.3f}"
+    else:
+        out[PINNED] = f"not measured: {pinned}"
+        ratio = shared_ratio
+        headline = "the shared-cores ratio (the pinned configuration not measured)"
+    out |= {
+        "headline ratio": headline,
         "setup": (
             f"{devices} devices per run (a thing, 2 channels, a config created inactive through the real "
             f"bootstrap API), a fresh set for every run; {CONCURRENCY} in flight on both sides; best of "
-            f"{repeats} taken in turns; Mainflux 0.13.0+ (59bcb72f52c0) built from source, on this machine"
+            f"{repeats} taken in turns, in each configuration; Mainflux 0.13.0+ (59bcb72f52c0) built from "
+            "source, on this machine"
         ),
         "verified": (
             f"every run's {devices} devices read back from the platform: config active, thing connected "
             "to exactly its 2 channels"
         ),
     }
-    return Result(NAME, figures, ratio=ratio, target=f">= {TARGET:.2f}", met=ratio >= TARGET)
-
-
-def _platform_figures(rounds: Rounds, devices: int) -> dict[str, str]:
-    """Where the platform's time goes: each call's latency, its CPU per device."""
-    calls = rounds.timings.by_call[ACTIVATE]
-    ms = 1000 / devices
-    return {
-        f"platform latency, {ACTIVATE} as the bare script saw it": (
-            f"p50 {_q(calls, 0.5) * 1000:.1f} ms, p99 {_q(calls, 0.99) * 1000:.1f} ms ({len(calls):,} calls)"
-        ),
-        f"platform latency, {LOGIN}": f"p50 {_q(rounds.timings.by_call[LOGIN], 0.5) * 1000:.1f} ms",
-        "CPU per device in the platform (Go services, their Redis, their PostgreSQL backends)": (
-            f"{_median(rounds.ours, 'platform') * ms:.2f} ms in the reactor's runs / "
-            f"{_median(rounds.bare, 'platform') * ms:.2f} ms in the bare script's"
-        ),
-    }
-
-
-def _reactor_figures(rounds: Rounds, devices: int) -> dict[str, str]:
-    """Where the reactor's time goes: the calls as its steps saw them, how full it kept the
-    pipe, its CPU beyond the bare script's (medians over the runs)."""
-    steps = [s for r in rounds.ours for s in r["step_s"]]
-    ms = 1000 / devices
-    ours_cpu, bare_cpu = _median(rounds.ours, "cpu"), _median(rounds.bare, "cpu")
-    events = _median(rounds.ours, "events")
-    return {
-        "the same call as the reactor's action step (its client, retries included)": (
-            f"p50 {_q(steps, 0.5) * 1000:.1f} ms, p99 {_q(steps, 0.99) * 1000:.1f} ms"
-        ),
-        "calls in flight on average (their time summed over the wall time): reactor / bare": (
-            f"{_median(rounds.ours, 'in_flight'):.1f} / {_median(rounds.bare, 'in_flight'):.1f} "
-            f"of {CONCURRENCY}"
-        ),
-        "CPU per device in this process: reactor / bare script": (
-            f"{ours_cpu * ms:.2f} ms / {bare_cpu * ms:.2f} ms"
-        ),
-        "the reactor's own CPU beyond the calls (reactor minus bare), per device / per event settled": (
-            f"{(ours_cpu - bare_cpu) * ms:.2f} ms / {(ours_cpu - bare_cpu) / max(1.0, events) * 1e6:.0f} µs"
-        ),
-        "events the reactor settled per device (config.create, its own thing.change_state, things' events)": (
-            f"{events / devices:.2f}"
-        ),
-        "reactor: start to first device settled": f"{_median(rounds.ours, 'first_s') * 1000:.0f} ms",
-        "calls sent again after a 5xx: reactor / bare": (
-            f"{sum(r['retried'] for r in rounds.ours)} / {sum(r['retried'] for r in rounds.bare)}"
-        ),
-    }
+    return Result(NAME, out, ratio=ratio, target=f">= {TARGET:.2f}", met=ratio >= TARGET)
 
 
 if __name__ == "__main__":

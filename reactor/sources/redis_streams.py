@@ -312,24 +312,34 @@ class RedisStreamsSource(Source):
 
     async def foreign_pending(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
         """Per stream of the batch: the entries pending with other consumers, up to the batch's
-        last entry there (XPENDING; none asked for when no other consumer holds anything)."""
-        out: dict[str, list[str]] = {}
+        last entry there. The XPENDING summaries of all the batch's streams in one round trip,
+        then the listings, in one more, only where another consumer holds anything."""
+        last: dict[str, str] = {}
+        for d in deliveries:
+            if d.stream not in last or entry_order(d.entry_id) > entry_order(last[d.stream]):
+                last[d.stream] = d.entry_id
         try:
-            for stream in {d.stream for d in deliveries}:
-                last = max((d.entry_id for d in deliveries if d.stream == stream), key=entry_order)
-                foreign = await self._foreign_in(stream, last)
-                if foreign:
-                    out[stream] = foreign
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in last:
+                    pipe.xpending(stream, self._s.group)
+                summaries = await pipe.execute()
+            foreign = [s for s, summary in zip(last, summaries, strict=True) if self._others_hold(summary)]
+            if not foreign:
+                return {}  # nobody else holds anything: one round trip, no listing
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in foreign:
+                    pipe.xpending_range(stream, self._s.group, min="-", max=last[stream], count=100_000)
+                listings = await pipe.execute()
         except RedisError as exc:
             raise SourceError(f"XPENDING: {exc}") from exc
-        return out
+        out = {
+            stream: [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
+            for stream, rows in zip(foreign, listings, strict=True)
+        }
+        return {stream: ids for stream, ids in out.items() if ids}
 
-    async def _foreign_in(self, stream: str, last: str) -> list[str]:
-        summary = await self._client.xpending(stream, self._s.group)
-        if {c["name"] for c in summary.get("consumers") or []} <= {self._s.consumer}:
-            return []  # nobody else holds anything: one round trip, not a listing
-        rows = await self._client.xpending_range(stream, self._s.group, min="-", max=last, count=100_000)
-        return [str(r["message_id"]) for r in rows if r["consumer"] != self._s.consumer]
+    def _others_hold(self, summary: dict[str, Any]) -> bool:
+        return not {c["name"] for c in summary.get("consumers") or []} <= {self._s.consumer}
 
     async def read_entries(self, stream: str, entry_ids: Sequence[str]) -> dict[str, Delivery | None]:
         """Each entry as XRANGE reads it, in one pipeline (None: trimmed from the stream)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import onboarding
+from bench import affinity, onboarding
 from bench.common import DeployedLog
 from bench.mainflux_fleet import ACTIVATE, Admin, Onboarded, Urls, make_configs, make_devices, read_back
 from tests.conformance.deployment import ADMIN_EMAIL, ADMIN_SECRET, NoDeploymentError, locate_tarball
@@ -48,6 +48,16 @@ async def test_onboarding_benchmark_runs_tiny_and_its_check_can_fail(tmp_path: P
     assert result.ratio > 0
     assert "10 devices per run" in result.figures["setup"]
     assert "p50" in result.figures[f"platform latency, {ACTIVATE} as the bare script saw it"]
+    # Beside the shared cores, the pinned configuration (or why not), and which one is the headline.
+    pinned = result.figures[onboarding.PINNED]
+    if affinity.unavailable() is None:
+        assert "every thread still on its CPU at the end: yes" in pinned
+        assert "p50" in result.figures[f"pinned: platform latency, {ACTIVATE} as the bare script saw it"]
+        assert f"{result.ratio:.3f}" == result.figures["pinned: ratio, best bare over best reactor"]
+        assert result.figures["headline ratio"].startswith("the pinned ratio")
+    else:
+        assert pinned.startswith("not measured: ")
+        assert f"{result.ratio:.3f}" == result.figures["ratio, best bare over best reactor"]
 
 
 async def test_without_the_deployment_the_section_says_not_measured(
