@@ -399,7 +399,15 @@ class Deployment:
             self._wait_port("users", self.ports["users_grpc"])
         if service == "things":
             self._wait_port("things", self.ports["things_grpc"])
-        health(self.url(service))
+        deadline = time.monotonic() + 20.0
+        while True:  # listening is not yet serving: a reset or a refusal just after start is retried
+            try:
+                health(self.url(service))
+                return
+            except OSError as exc:  # URLError, ConnectionResetError, a timeout
+                if time.monotonic() >= deadline:
+                    raise NoDeploymentError(f"{service}: no /health answer within 20 s: {exc}") from exc
+                time.sleep(0.1)
 
 
 @contextlib.contextmanager
