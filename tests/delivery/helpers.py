@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from reactor.ops.logging import get_logger
 from reactor.settings import Settings, load_settings
 from reactor.sources.redis_streams import RedisStreamsSource
 from reactor.supermq.simulator import Simulator
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, REPO
 
 
 def redis_settings(
@@ -75,3 +77,12 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 15) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.02)
+
+
+async def spawn_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
+    """``reactor --config CONFIG run`` in a process of its own (to kill), its output appended to ``log``."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "reactor", "--config", str(config), "run", cwd=REPO, stdout=out, stderr=out,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip

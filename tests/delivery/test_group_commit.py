@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -32,7 +30,8 @@ from reactor.settings import load_settings
 from reactor.sources.base import DeadLetter, Delivery
 from reactor.sources.memory import MemorySource
 from reactor.sources.redis_streams import RedisStreamsSource
-from tests.conftest import REDIS_URL, REPO
+from tests.conftest import REDIS_URL
+from tests.delivery.helpers import spawn_daemon
 
 EVENTS = 20
 RULE = """
@@ -164,7 +163,7 @@ async def test_a_kill_while_events_run_repeats_only_steps_within_the_commit_inte
             for n in range(EVENTS):
                 await client.xadd(stream, {"operation": "config.update", "thing_id": f"d{n}"})
             log = tmp_path / "reactor.log"
-            proc = await _spawn(config, log)
+            proc = await spawn_daemon(config, log)
             async with asyncio.timeout(30):  # every first step done, every second one hanging
                 while hook.count("second") < EVENTS:
                     assert proc.returncode is None, log.read_text()[-3000:]
@@ -174,7 +173,7 @@ async def test_a_kill_while_events_run_repeats_only_steps_within_the_commit_inte
             await proc.wait()
             assert (await client.xpending(stream, "g"))["pending"] == EVENTS  # none acked
             hook.release.set()
-            proc = await _spawn(config, log)
+            proc = await spawn_daemon(config, log)
             async with asyncio.timeout(30):
                 while (await client.xpending(stream, "g"))["pending"]:
                     assert proc.returncode is None, log.read_text()[-3000:]
@@ -238,14 +237,6 @@ listen = ""
 level = "WARNING"
 """)
     return config
-
-
-async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reactor", "--config", str(config), "run", cwd=REPO, stdout=out, stderr=out,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
 
 
 async def test_checkpoints_of_the_shared_file_are_a_thread_s_not_the_committing_connection_s(

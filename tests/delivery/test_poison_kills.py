@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from reactor.supermq.simulator import Simulator
-from tests.conftest import REPO
+from tests.delivery.helpers import spawn_daemon
 from tests.servers import PrivateRedis
 
 STREAM = "pk.bootstrap"
@@ -70,14 +68,6 @@ level = "WARNING"
     return path
 
 
-async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reactor", "--config", str(config), "run", cwd=REPO, stdout=out, stderr=out,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-
-
 async def test_only_the_entry_whose_processing_kills_the_process_is_poison(tmp_path: Path) -> None:
     server = PrivateRedis(tmp_path / "redis")
     server.persistent = False
@@ -102,7 +92,7 @@ async def test_only_the_entry_whose_processing_kills_the_process_is_poison(tmp_p
             kills = 0
             for _ in range(6):  # each run: killed as soon as SuperMQ is asked about the killer
                 before = asked_about_killer()
-                proc = await _spawn(config, log)
+                proc = await spawn_daemon(config, log)
                 deadline = time.monotonic() + 20
                 while asked_about_killer() == before and not await client.xlen(DLQ):
                     assert time.monotonic() < deadline, log.read_text()[-3000:]
