@@ -1,7 +1,7 @@
 """Hostile and slow answers to the generic ``http.request`` client (httpx's own transport, built
 as the daemon builds it: ``build_external_http``) and the whole-exchange deadline on both
 transports (issue 19): bodies bounded on the wire and once decoded, read as they come (never
-whole), no connection reused after unsolicited bytes, and a server dripping a byte at a time cut
+whole), and a server dripping a byte at a time cut
 off by ``supermq.deadline_s``."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from reactor.settings import SuperMQSettings
 from reactor.supermq import http as http_module
 from reactor.supermq.http import Http, build_external_http, build_http
 from tests.supermq.test_http_action_hostile import EVENT
-from tests.supermq.test_transport import OK, Server, keep_alive, read_request
+from tests.supermq.test_transport import Server, keep_alive, read_request
 
 LIMIT = 1 << 20
 CTX = ActionContext(event=EVENT, rule="r", action_id="a", results={})
@@ -97,29 +97,6 @@ async def test_a_compressed_answer_is_bounded_once_decoded(
     async with Server(keep_alive(head % (coding.encode(), len(fine)) + fine)) as server:
         answer = await _get(client, server.url("/fine"))
     assert answer == {"status": 200, "body": {"ok": True}}
-    await client.aclose()
-
-
-async def test_a_second_answer_is_never_glued_to_the_next_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
-    count = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal count
-        while await read_request(reader):
-            count += 1
-            if count == 1:
-                writer.write(OK + b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nst")
-            else:
-                writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nfresh")
-            await writer.drain()
-
-    client = _external(monkeypatch)
-    async with Server(handler) as server:
-        first = await client.request("GET", httpx.URL(server.url()))
-        second = await client.request("GET", httpx.URL(server.url()))
-    assert (first.status_code, first.content) == (200, b"{}")
-    assert (second.status_code, second.content) == (201, b"fresh")
-    assert server.connections == 2
     await client.aclose()
 
 
