@@ -150,8 +150,7 @@ class Executor:
         finally:
             bounds.end_event(token)
         if echoes is not None and echoes.take(event.operation, event.device, event.fields):
-            matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
-            exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
+            matched, exceeded = _own_events_only(matched, exceeded)
         outcomes = [_inert(rule) for rule in matched]
         if exceeded is not None:
             outcomes.append(_exceeded(*exceeded))
@@ -161,8 +160,7 @@ class Executor:
         ctx: dict[str, Any] = {"event": event}
         matched, exceeded = self._rules().select(event, ctx)
         if self._echoes is not None and await self._own(self._echoes, event):
-            matched = [r for r in matched if r.own_events]  # the reactor's own call caused it
-            exceeded = exceeded if exceeded is not None and exceeded[0].own_events else None
+            matched, exceeded = _own_events_only(matched, exceeded)
         outcomes = []
         if matched:
             key = delivery_key(event.stream, event.entry_id)
@@ -312,6 +310,14 @@ class Executor:
             secret_params=secret,
             static=action.static is not None,
         )
+
+
+def _own_events_only(
+    matched: list[Rule], exceeded: tuple[Rule, str] | None
+) -> tuple[list[Rule], tuple[Rule, str] | None]:
+    """What an event the reactor's own call caused still runs: the rules that take own events."""
+    kept = exceeded if exceeded is not None and exceeded[0].own_events else None
+    return [r for r in matched if r.own_events], kept
 
 
 def _inert(rule: Rule) -> RuleOutcome:
